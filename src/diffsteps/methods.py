@@ -1,0 +1,129 @@
+"""Methods: what the study compares. A method ties together a network, an objective, a sampler
+family and (where one is defined) a likelihood bound. The training loop, the CLI and the workflow
+only see this interface, so a new method plugs in by subclassing :class:`Method` and registering it
+in :mod:`diffsteps.registry`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import SamplerSpec, StudyConfig
+from .metrics.nll import NLLTerms, ancestral_vlb
+from .models.unet import UNet, UNetSpec
+from .noise.base import NoiseProcess
+from .noise.gaussian import GaussianNoise
+from .noise.schedule import Schedule
+from .objectives import EpsilonObjective, Objective
+from .rng import StackedRNG
+from .samplers import sample
+
+
+@dataclass(frozen=True)
+class GeneratedSet:
+    """Samples of one cell: uint8 images (N, C, H, W), network evaluations per sample, wall time."""
+
+    images: np.ndarray
+    nfe: int
+    seconds: float
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """[−1, 1] floats → uint8 (the inverse of ``images / 127.5 − 1``, rounded)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+
+def to_model_space(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) → float32 in [−1, 1]."""
+    return torch.as_tensor(images).float() / 127.5 - 1.0
+
+
+class Method(ABC):
+    """A method of the study. ``image_shape`` is (C, H, W) of the prepared data."""
+
+    name: ClassVar[str]
+    #: None when the method defines a likelihood bound; else the reason printed instead of a number
+    nll_undefined_reason: ClassVar[str | None]
+
+    def __init__(self, cfg: StudyConfig, image_shape: tuple[int, int, int]):
+        self.cfg = cfg
+        self.image_shape = tuple(image_shape)
+
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """A freshly initialised network (the shared UNet) sized from ``cfg.model``."""
+
+    @abstractmethod
+    def objective(self) -> Objective:
+        """The training objective (unreduced per-sample loss)."""
+
+    @abstractmethod
+    def generate(self, model: nn.Module, budget: int, sampler: SamplerSpec, spacing: str, n: int, seed: int, *,
+                 batch_size: int, device: torch.device) -> GeneratedSet:
+        """n samples at a step budget; sample j uses the stream (seed, j), so every budget starts from
+        the same noise and the result does not depend on ``batch_size``."""
+
+    @abstractmethod
+    def nll(self, model: nn.Module, images: np.ndarray, budget: int, variance: str, spacing: str, seed: int, *,
+            batch_size: int, device: torch.device) -> NLLTerms:
+        """Per-image bound terms (nats) on uint8 images; only called when ``nll_undefined_reason`` is None."""
+
+
+class DiffusionMethod(Method):
+    """A discrete ε-prediction diffusion over a noise process, trained once at T and sampled at every
+    budget on respaced chains with the stateless samplers."""
+
+    noise_cls: ClassVar[type[NoiseProcess]]
+
+    def __init__(self, cfg: StudyConfig, image_shape: tuple[int, int, int]):
+        super().__init__(cfg, image_shape)
+        self.process = self.noise_cls(Schedule.from_config(cfg.noise))
+
+    def build_model(self) -> nn.Module:
+        C, H, _ = self.image_shape
+        return UNet(UNetSpec.from_config(self.cfg.model, image_size=H, in_channels=C))
+
+    def objective(self) -> Objective:
+        return EpsilonObjective(self.process)
+
+    @torch.no_grad()
+    def generate(self, model, budget, sampler, spacing, n, seed, *, batch_size, device):
+        model.eval()
+        chain = self.process.schedule.chain(budget, spacing)
+        out, seconds, nfe = [], 0.0, 0
+        for start in range(0, n, batch_size):
+            idx = range(start, min(n, start + batch_size))
+            res = sample(model, self.process, chain, sampler, (len(idx), *self.image_shape), StackedRNG(seed, idx),
+                         clip_x0=self.cfg.sampling.clip_x0, device=device)
+            out.append(to_uint8(res.x0))
+            seconds += res.seconds
+            nfe = res.nfe
+        return GeneratedSet(images=np.concatenate(out), nfe=nfe, seconds=seconds)
+
+    @torch.no_grad()
+    def nll(self, model, images, budget, variance, spacing, seed, *, batch_size, device):
+        if self.nll_undefined_reason is not None:
+            raise ValueError(f"NLL is not defined for {self.name}: {self.nll_undefined_reason}")
+        model.eval()
+        chain = self.process.schedule.chain(budget, spacing)
+        terms = []
+        for start in range(0, len(images), batch_size):
+            idx = range(start, min(len(images), start + batch_size))
+            x0 = to_model_space(images[start:idx.stop]).to(device)
+            terms.append(ancestral_vlb(model, chain, x0, variance, StackedRNG(seed, idx),
+                                       clip_x0=self.cfg.sampling.clip_x0))
+        return NLLTerms(*(torch.cat([getattr(t, f) for t in terms]).cpu() for f in ("prior", "recon", "diffusion")))
+
+
+class DDPM(DiffusionMethod):
+    """DDPM (arXiv 2006.11239) with ancestral and DDIM (arXiv 2010.02502) sampling."""
+
+    name = "ddpm"
+    noise_cls = GaussianNoise
+    nll_undefined_reason = None

@@ -1,0 +1,8 @@
+"""Noise processes: the forward corruption, kept apart from networks and samplers."""
+
+from .base import ForwardSample, NoiseProcess, expand_like
+from .gaussian import GaussianNoise
+from .schedule import SPACINGS, Chain, Schedule, make_betas, respace
+
+__all__ = ["Chain", "ForwardSample", "GaussianNoise", "NoiseProcess", "SPACINGS", "Schedule", "expand_like",
+           "make_betas", "respace"]

@@ -1,0 +1,91 @@
+"""The noise-process interface.
+
+A noise process is the forward corruption q(x_t | x_0) of a discrete diffusion, kept apart from
+the network and from the sampling loop (as in diffusers' schedulers), with one difference: it
+*draws its own noise* (:meth:`NoiseProcess.sample_noise`), because non-Gaussian families (Gamma)
+have noise whose law depends on t, which an ``add_noise(x0, noise, t)`` signature cannot express.
+
+Every family in this project writes its forward marginal as
+
+    x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε_t,     E[ε_t] = 0, Var[ε_t] = 1,
+
+so the network always predicts the standardised noise ε_t and the DDPM/DDIM mean updates are
+shared; families differ in the law of ε_t, in the noise they inject while sampling, and in their loss.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import torch
+
+from ..rng import RNG
+from .schedule import Chain, Schedule
+
+
+def expand_like(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-sample vector (B,) to broadcast against x (B, ...)."""
+    return v.reshape(-1, *([1] * (x.dim() - 1))).to(dtype=x.dtype, device=x.device)
+
+
+@dataclass(frozen=True)
+class ForwardSample:
+    """A draw from q(x_t | x_0): the noisy input and the standardised noise the network must predict."""
+
+    x_t: torch.Tensor  # (B, C, H, W)
+    eps: torch.Tensor  # (B, C, H, W), zero mean, unit variance
+
+
+class NoiseProcess(ABC):
+    """Forward process over t = 1..T of a :class:`Schedule`.
+
+    Class attributes:
+        name: registry key.
+        markov_forward: True when chaining :meth:`forward_step` from x_0 reproduces the marginal
+            :meth:`q_sample` in distribution (the contract test checks this for every process that
+            declares it).
+        nll_undefined_reason: None when a variational bound is defined for this family, else the
+            reason the report prints instead of a number.
+    """
+
+    name: ClassVar[str]
+    markov_forward: ClassVar[bool]
+    nll_undefined_reason: ClassVar[str | None]
+
+    def __init__(self, schedule: Schedule):
+        self.schedule = schedule
+        self.alpha_bar = schedule.alpha_bar  # (T+1,) float64
+
+    @property
+    def T(self) -> int:
+        return self.schedule.T
+
+    @abstractmethod
+    def sample_noise(self, shape: Sequence[int], t: torch.Tensor, rng: RNG, *,
+                     device: torch.device | str = "cpu") -> torch.Tensor:
+        """Standardised noise ε_t of the forward marginal at integer times t (B,), shape ``shape``."""
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, rng: RNG) -> ForwardSample:
+        """x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε_t for x0 (B, C, H, W) and integer t (B,) in 1..T."""
+        eps = self.sample_noise(x0.shape, t, rng, device=x0.device).to(x0.dtype)
+        ab = expand_like(self.alpha_bar[t.cpu()], x0)
+        return ForwardSample(x_t=ab.sqrt() * x0 + (1 - ab).sqrt() * eps, eps=eps)
+
+    @abstractmethod
+    def forward_step(self, x_prev: torch.Tensor, t: torch.Tensor, rng: RNG) -> torch.Tensor:
+        """One forward transition x_{t−1} → x_t with q(x_t | x_{t−1}) (only for ``markov_forward``)."""
+
+    @abstractmethod
+    def loss(self, eps_pred: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Unreduced training loss per sample, shape (B,) (mean over pixels)."""
+
+    @abstractmethod
+    def prior_sample(self, shape: Sequence[int], rng: RNG, *, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The sampler's start x_T (B, C, H, W)."""
+
+    @abstractmethod
+    def reverse_noise(self, shape: Sequence[int], chain: Chain, i: int, rng: RNG, *,
+                      device: torch.device | str = "cpu") -> torch.Tensor:
+        """Standardised noise z injected by the reverse step i → i−1 of ``chain`` (zero mean, unit variance)."""

@@ -1,0 +1,32 @@
+"""Gaussian noise: DDPM (Ho et al. 2020, arXiv 2006.11239)."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import NoiseProcess, expand_like
+
+
+class GaussianNoise(NoiseProcess):
+    """ε_t ~ N(0, I) at every t; forward step x_t = √α_t x_{t−1} + √β_t z; loss ‖ε − ε_θ‖²."""
+
+    name = "gaussian"
+    markov_forward = True
+    nll_undefined_reason = None
+
+    def sample_noise(self, shape, t, rng, *, device="cpu"):
+        return rng.randn(shape, device=device)
+
+    def forward_step(self, x_prev, t, rng):
+        beta = expand_like(torch.from_numpy(self.schedule.betas)[t.cpu() - 1], x_prev)
+        z = rng.randn(x_prev.shape, dtype=x_prev.dtype, device=x_prev.device)
+        return (1 - beta).sqrt() * x_prev + beta.sqrt() * z
+
+    def loss(self, eps_pred, eps):
+        return (eps_pred - eps).pow(2).flatten(1).mean(1)
+
+    def prior_sample(self, shape, rng, *, device="cpu"):
+        return rng.randn(shape, device=device)
+
+    def reverse_noise(self, shape, chain, i, rng, *, device="cpu"):
+        return rng.randn(shape, device=device)

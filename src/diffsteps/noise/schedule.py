@@ -1,0 +1,125 @@
+"""Discrete β schedules and respaced chains (DDPM §2, DDIM §4.2).
+
+Time indices follow the papers: t = 1..T, with the convention ᾱ_0 = 1 stored at index 0, so that
+``alpha_bar[t]`` is ᾱ_t for every t in 0..T.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+SPACINGS = ("uniform", "quad")
+
+
+def make_betas(schedule: str, T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
+    """β_1..β_T as float64, shape (T,).
+
+    linear: β_t linear from ``beta_start`` to ``beta_end`` (DDPM).
+    cosine: ᾱ_t = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s)·π/2), s = 0.008, β clipped at 0.999
+    (Nichol & Dhariwal 2021).
+    """
+    if schedule == "linear":
+        return np.linspace(beta_start, beta_end, T, dtype=np.float64)
+    if schedule == "cosine":
+        s = 0.008
+        t = np.arange(T + 1, dtype=np.float64) / T
+        f = np.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+        alpha_bar = f / f[0]
+        return np.clip(1.0 - alpha_bar[1:] / alpha_bar[:-1], 0.0, 0.999)
+    raise ValueError(f"noise.schedule = {schedule!r} is invalid: must be one of ['linear', 'cosine']")
+
+
+def respace(T: int, K: int, spacing: str) -> np.ndarray:
+    """The subsequence τ_1 < … < τ_K of 1..T used by a K-step chain, shape (K,), int64.
+
+    It always holds τ_1 = 1 (the decoder step) and τ_K = T (sampling starts from x_T).
+    ``uniform`` spaces τ linearly; ``quad`` spaces √τ linearly (denser near t = 1, as in DDIM).
+    """
+    if spacing not in SPACINGS:
+        raise ValueError(f"spacing = {spacing!r} is invalid: must be one of {list(SPACINGS)}")
+    if not 2 <= K <= T:
+        raise ValueError(f"step budget K = {K} is invalid: must satisfy 2 ≤ K ≤ T = {T}")
+    u = np.linspace(0.0, 1.0, K)
+    raw = 1 + (T - 1) * (u if spacing == "uniform" else u**2)
+    tau = np.rint(raw).astype(np.int64)
+    # Rounding can merge neighbours where the spacing is below one step; push them apart while
+    # keeping both ends fixed (forward pass for duplicates, backward pass for the ceiling at T).
+    for i in range(1, K):
+        tau[i] = max(tau[i], tau[i - 1] + 1)
+    for i in range(K - 2, -1, -1):
+        tau[i] = min(tau[i], tau[i + 1] - 1)
+    tau[0], tau[-1] = 1, T
+    return tau
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A (possibly respaced) discrete chain over which samplers and bounds run.
+
+    Attributes (all float64 tensors on CPU, index i = 0..K with i = 0 the data end):
+        tau:        (K+1,) original time index of each chain step, tau[0] = 0.
+        alpha_bar:  (K+1,) ᾱ'_i = ᾱ_{τ_i}, ᾱ'_0 = 1.
+        beta:       (K+1,) β'_i = 1 − ᾱ'_i/ᾱ'_{i−1}; beta[0] = 0 is unused.
+    """
+
+    tau: torch.Tensor
+    alpha_bar: torch.Tensor
+    beta: torch.Tensor
+
+    @property
+    def K(self) -> int:
+        return len(self.tau) - 1
+
+    @property
+    def beta_tilde(self) -> torch.Tensor:
+        """Posterior variance β̃'_i = (1 − ᾱ'_{i−1})/(1 − ᾱ'_i)·β'_i, shape (K+1,); β̃'_1 = 0."""
+        out = torch.zeros_like(self.beta)
+        out[1:] = (1 - self.alpha_bar[:-1]) / (1 - self.alpha_bar[1:]) * self.beta[1:]
+        return out
+
+    def posterior_coefs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coefficients of the posterior mean μ̃'_i(x_0, x_i) = c0_i·x_0 + ct_i·x_i, each shape (K+1,).
+
+        q(x_{i−1} | x_i, x_0) = N(μ̃'_i, β̃'_i) with
+        c0_i = √ᾱ'_{i−1}·β'_i/(1 − ᾱ'_i),   ct_i = √(1 − β'_i)·(1 − ᾱ'_{i−1})/(1 − ᾱ'_i)   (DDPM eq. 7).
+        Index 0 is unused (zeros).
+        """
+        ab, beta = self.alpha_bar, self.beta
+        c0, ct = torch.zeros_like(ab), torch.zeros_like(ab)
+        c0[1:] = ab[:-1].sqrt() * beta[1:] / (1 - ab[1:])
+        ct[1:] = (1 - beta[1:]).sqrt() * (1 - ab[:-1]) / (1 - ab[1:])
+        return c0, ct
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The training schedule β_1..β_T and its cumulative products."""
+
+    betas: np.ndarray  # (T,) float64
+
+    @classmethod
+    def from_config(cls, noise_cfg) -> "Schedule":
+        return cls(make_betas(noise_cfg.schedule, noise_cfg.T, noise_cfg.beta_start, noise_cfg.beta_end))
+
+    @property
+    def T(self) -> int:
+        return len(self.betas)
+
+    @property
+    def alpha_bar(self) -> torch.Tensor:
+        """ᾱ_t for t = 0..T, shape (T+1,), float64, ᾱ_0 = 1."""
+        return torch.from_numpy(np.concatenate([[1.0], np.cumprod(1.0 - self.betas)]))
+
+    def chain(self, K: int | None = None, spacing: str = "uniform") -> Chain:
+        """The K-step respaced chain (the full T-step chain when K is None or K = T)."""
+        T = self.T
+        tau = np.arange(1, T + 1) if K is None or K == T else respace(T, K, spacing)
+        tau = torch.from_numpy(np.concatenate([[0], tau]))
+        ab = self.alpha_bar[tau]
+        beta = torch.zeros_like(ab)
+        beta[1:] = 1 - ab[1:] / ab[:-1]
+        return Chain(tau=tau, alpha_bar=ab, beta=beta)

@@ -1,0 +1,101 @@
+"""Stateless samplers over (denoiser, noise process, chain).
+
+As in k-diffusion, a sampler is a function: the step budget lives in the :class:`Chain` argument,
+never in sampler state. All samplers share the ε-parametrisation
+
+    x̂_0 = (x_i − √(1 − ᾱ'_i)·ε̂) / √ᾱ'_i,
+
+and the noise injected in the stochastic term comes from the noise process
+(:meth:`NoiseProcess.reverse_noise`), so the same functions sample every noise family.
+
+- ``ancestral``: x_{i−1} = μ̃'_i(x̂_0, x_i) + σ_i z with σ² = β̃'_i (``betatilde``) or β'_i (``beta``,
+  the large-variance σ̂ of DDIM). The large variance is only ever used in this posterior-mean form:
+  in the DDIM form 1 − ᾱ'_{i−1} − σ̂² turns negative on respaced chains.
+- ``ddim``: x_{i−1} = √ᾱ'_{i−1}·x̂_0 + √(1 − ᾱ'_{i−1} − σ_i²)·ε̂ + σ_i z,
+  σ_i = η·√((1 − ᾱ'_{i−1})/(1 − ᾱ'_i))·√(1 − ᾱ'_i/ᾱ'_{i−1}). η = 1 equals ancestral ``betatilde``.
+
+The last step (i = 1 → 0) injects no noise. NFE = K network evaluations for a K-step chain.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .config import SamplerSpec
+from .noise.base import NoiseProcess
+from .noise.schedule import Chain
+from .rng import RNG
+
+#: ε̂ = denoiser(x_t, t): x_t (B, C, H, W), t (B,) float time on the training grid 1..T.
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    x0: torch.Tensor  # (B, C, H, W) in [-1, 1] (when clipped)
+    nfe: int
+    seconds: float
+
+
+def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float, clip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """x̂_0 from ε̂, optionally clipped to [−1, 1]; ε̂ is recomputed from the clipped x̂_0 so that
+    both updates use one consistent (x̂_0, ε̂) pair (this keeps DDIM η = 1 ≡ ancestral β̃ exact)."""
+    a = alpha_bar**0.5
+    s = (1 - alpha_bar) ** 0.5
+    x0 = (x_t - s * eps) / a
+    if clip:
+        x0 = x0.clamp(-1, 1)
+        eps = (x_t - a * x0) / s
+    return x0, eps
+
+
+def ddim_sigma(chain: Chain, i: int, eta: float) -> float:
+    """σ_i = η √((1 − ᾱ'_{i−1})/(1 − ᾱ'_i)) √(1 − ᾱ'_i/ᾱ'_{i−1}) (DDIM eq. 16)."""
+    ab, ab_prev = float(chain.alpha_bar[i]), float(chain.alpha_bar[i - 1])
+    return eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
+
+
+def ancestral_step(x_t, x0, chain: Chain, i: int, variance: str, z) -> torch.Tensor:
+    """x_{i−1} = c0_i x̂_0 + ct_i x_i + σ_i z, σ² = β̃'_i or β'_i; z is ignored at i = 1."""
+    c0, ct = chain.posterior_coefs()
+    mean = float(c0[i]) * x0 + float(ct[i]) * x_t
+    if i == 1:
+        return mean
+    var = float(chain.beta_tilde[i] if variance == "betatilde" else chain.beta[i])
+    return mean + var**0.5 * z
+
+
+def ddim_step(x0, eps, chain: Chain, i: int, eta: float, z) -> torch.Tensor:
+    """x_{i−1} = √ᾱ'_{i−1} x̂_0 + √(1 − ᾱ'_{i−1} − σ²) ε̂ + σ z."""
+    ab_prev = float(chain.alpha_bar[i - 1])
+    sigma = ddim_sigma(chain, i, eta) if i > 1 else 0.0
+    out = ab_prev**0.5 * x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * eps
+    return out + sigma * z if sigma > 0 else out
+
+
+def sample(denoiser: Denoiser, process: NoiseProcess, chain: Chain, spec: SamplerSpec, shape: Sequence[int],
+           rng: RNG, *, clip_x0: bool = True, device: torch.device | str = "cpu",
+           x_T: torch.Tensor | None = None) -> SampleResult:
+    """Run ``spec`` over ``chain`` from x_T (drawn from the process prior unless given)."""
+    start = time.perf_counter()
+    x = process.prior_sample(shape, rng, device=device) if x_T is None else x_T.to(device)
+    B = shape[0]
+    nfe = 0
+    for i in range(chain.K, 0, -1):
+        t = torch.full((B,), float(chain.tau[i]), device=device)
+        eps = denoiser(x, t).float()
+        nfe += 1
+        x0, eps = predict_x0(x, eps, float(chain.alpha_bar[i]), clip_x0)
+        # draw z at every stochastic step, even where σ = 0, so streams stay aligned across samplers
+        z = process.reverse_noise(shape, chain, i, rng, device=device) if i > 1 else None
+        if spec.kind == "ancestral":
+            x = ancestral_step(x, x0, chain, i, spec.variance, z)
+        else:
+            x = ddim_step(x0, eps, chain, i, spec.eta, z)
+    if isinstance(device, torch.device) and device.type == "cuda" or device == "cuda":
+        torch.cuda.synchronize()
+    return SampleResult(x0=x, nfe=nfe, seconds=time.perf_counter() - start)
