@@ -131,7 +131,7 @@ class SamplingConfig:
     samplers: tuple[str, ...]
     spacings: tuple[str, ...]
     clip_x0: bool
-    reference: ReferenceConfig | None
+    reference: ReferenceConfig
 
 
 @dataclass(frozen=True)
@@ -286,13 +286,12 @@ def _check_cross_fields(cfg: StudyConfig, source: str) -> None:
                         ("evaluation.nll.budgets", cfg.evaluation.nll.budgets), ("methods", cfg.methods)):
         if len(set(values)) != len(values):
             raise ConfigError(key, list(values), "entries must be unique", source)
-    if s.reference is not None:
-        SamplerSpec.parse(s.reference.sampler, "sampling.reference.sampler")
-        if s.reference.budget > T:
-            raise ConfigError("sampling.reference.budget", s.reference.budget, f"must be ≤ noise.T = {T}", source)
-        if s.reference.budget in s.budgets:
-            raise ConfigError("sampling.reference.budget", s.reference.budget,
-                              "must differ from every entry of sampling.budgets (it would duplicate a cell)", source)
+    SamplerSpec.parse(s.reference.sampler, "sampling.reference.sampler")
+    if s.reference.budget > T:
+        raise ConfigError("sampling.reference.budget", s.reference.budget, f"must be ≤ noise.T = {T}", source)
+    if s.reference.budget in s.budgets and s.reference.sampler in s.samplers and s.reference.spacing in s.spacings:
+        raise ConfigError("sampling.reference.budget", s.reference.budget,
+                          "the reference cell duplicates a cell of the sampling grid; pick another budget", source)
     for i, k in enumerate(cfg.evaluation.nll.budgets):
         if k > T:
             raise ConfigError(f"evaluation.nll.budgets[{i}]", k, f"a step budget must be ≤ noise.T = {T}", source)

@@ -134,3 +134,30 @@ def provenance(device: Any = None) -> dict[str, str]:
             versions[name] = "absent"
     return {"git_commit": git_commit(), "versions": versions, "device": device_name(device),
             "python": platform.python_version()}
+
+
+def atomic_save_grid(path: str | Path, images: np.ndarray | None, *, nrow: int = 8, min_size: int = 256,
+                     caption: str | None = None) -> None:
+    """A PNG grid of uint8 images (N, C, H, W), upscaled (nearest) so that small images stay visible.
+
+    With ``images=None`` it writes a grey tile carrying ``caption`` (the grid of a failed cell).
+    """
+    from PIL import Image, ImageDraw
+
+    if images is None or len(images) == 0:
+        img = Image.new("RGB", (min_size * 2, min_size // 2), (200, 200, 200))
+        ImageDraw.Draw(img).text((8, 8), (caption or "no samples")[:120], fill=(120, 0, 0))
+    else:
+        n, c, h, w = images.shape
+        cols = min(nrow, n)
+        rows = -(-n // cols)
+        canvas = np.zeros((c, rows * (h + 1) + 1, cols * (w + 1) + 1), np.uint8)
+        for k in range(n):
+            r, q = divmod(k, cols)
+            canvas[:, 1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = images[k]
+        arr = canvas[0] if c == 1 else canvas.transpose(1, 2, 0)
+        img = Image.fromarray(arr)
+        scale = max(1, min_size // max(img.size))
+        img = img.resize((img.size[0] * scale, img.size[1] * scale), Image.NEAREST)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")

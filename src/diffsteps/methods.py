@@ -55,6 +55,11 @@ class Method(ABC):
         self.cfg = cfg
         self.image_shape = tuple(image_shape)
 
+    @classmethod
+    @abstractmethod
+    def noise_label(cls, cfg: StudyConfig) -> str:
+        """The noise family and its parameters as written in every result row (e.g. ``gaussian``)."""
+
     @abstractmethod
     def build_model(self) -> nn.Module:
         """A freshly initialised network (the shared UNet) sized from ``cfg.model``."""
@@ -84,6 +89,10 @@ class DiffusionMethod(Method):
     def __init__(self, cfg: StudyConfig, image_shape: tuple[int, int, int]):
         super().__init__(cfg, image_shape)
         self.process = self.noise_cls(Schedule.from_config(cfg.noise))
+
+    @classmethod
+    def noise_label(cls, cfg: StudyConfig) -> str:
+        return cls.noise_cls.name
 
     def build_model(self) -> nn.Module:
         C, H, _ = self.image_shape

@@ -1,0 +1,228 @@
+"""Published claims and the one rule that judges them against this run.
+
+STUDY.md's rule: a claim is *supported* when the difference has the claimed sign and its 95%
+interval over seeds excludes zero; *contradicted* when the opposite holds; *inconclusive*
+otherwise. "Matches" means the two 95% intervals overlap. The interval on the difference of means
+is Welch's t interval, because the two sides need not share a variance (a deterministic and a
+stochastic sampler rarely do).
+
+Claims are data: a :class:`Claim` names a metric, two row selectors and the columns on which the
+two sides must agree. Later methods append to :data:`CLAIMS`; nothing else changes. A claim the run
+cannot evaluate is reported as "not evaluated: <reason>", never dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .schema import CONTEXT_COLUMNS, SEED_COLUMNS
+from .summary import excluded_note, extractor_label, missing, text, variant_label
+
+RELATIONS = ("less", "greater", "matches")
+CONFIDENCE = 0.95
+
+Selector = Callable[[pd.DataFrame], pd.Series]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judgement of one comparison. ``diff_mean`` and the interval are for mean(a) − mean(b)."""
+
+    label: str  # supported | contradicted | inconclusive
+    diff_mean: float
+    ci_low: float
+    ci_high: float
+    n_a: int
+    n_b: int
+    note: str = ""
+
+
+def _finite(values: Sequence[float], side: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"verdict: {side} values {arr.tolist()} must be finite (a failed seed is excluded, not NaN)")
+    return arr
+
+
+def mean_interval(values: np.ndarray) -> tuple[float, float]:
+    """The 95% t interval of a mean (needs ≥ 2 values)."""
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """The 95% Welch t interval of mean(a) − mean(b) (each side needs ≥ 2 values)."""
+    diff = float(a.mean() - b.mean())
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0.0:  # no spread on either side: the interval collapses to the observed difference
+        return diff, diff
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, dof) * se
+    return diff - half, diff + half
+
+
+def verdict(a_values: Sequence[float], b_values: Sequence[float], claim: str) -> Verdict:
+    """Judge "a is less than / greater than / matches b" by STUDY.md's rule (see the module docstring)."""
+    if claim not in RELATIONS:
+        raise ValueError(f"verdict: claim = {claim!r} is invalid: expected one of {list(RELATIONS)}")
+    a, b = _finite(a_values, "a"), _finite(b_values, "b")
+    diff = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
+    if len(a) < 2 or len(b) < 2:
+        return Verdict("inconclusive", diff, math.nan, math.nan, len(a), len(b), "too few seeds")
+    low, high = welch_interval(a, b)
+    if claim == "matches":
+        (a_lo, a_hi), (b_lo, b_hi) = mean_interval(a), mean_interval(b)
+        overlap = a_lo <= b_hi and b_lo <= a_hi
+        note = f"95% intervals of the means: a [{a_lo:.4g}, {a_hi:.4g}], b [{b_lo:.4g}, {b_hi:.4g}]"
+        return Verdict("supported" if overlap else "contradicted", diff, low, high, len(a), len(b), note)
+    # 'less' claims a negative difference, 'greater' a positive one.
+    claimed, opposite = (high < 0, low > 0) if claim == "less" else (low > 0, high < 0)
+    label = "supported" if claimed else "contradicted" if opposite else "inconclusive"
+    return Verdict(label, diff, low, high, len(a), len(b), "")
+
+
+# ---------------------------------------------------------------------------------------------
+# the claims table
+
+
+def where(**conditions: Any) -> Selector:
+    """A row selector: each column equals the given value, or satisfies the given predicate."""
+    def select(df: pd.DataFrame) -> pd.Series:
+        mask = pd.Series(True, index=df.index)
+        for col, cond in conditions.items():
+            mask &= cond(df[col]).fillna(False).astype(bool) if callable(cond) else (df[col] == cond).fillna(False)
+        return mask
+    return select
+
+
+def at_most(limit: float) -> Callable[[pd.Series], pd.Series]:
+    return lambda s: s <= limit
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A published claim: "<a> is <relation> <b> on <metric>".
+
+    ``a`` and ``b`` select rows of one metric; ``match_on`` names the columns that must agree between
+    the two sides of one comparison (one comparison per shared value, e.g. per NFE). Quality
+    metrics are always compared within one feature extractor, weights and N.
+    """
+
+    text: str
+    source: str
+    metric: str
+    relation: str
+    a: Selector
+    b: Selector
+    match_on: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.relation not in RELATIONS:
+            raise ValueError(f"Claim {self.text!r}: relation = {self.relation!r} is invalid: expected one of "
+                             f"{list(RELATIONS)}")
+
+
+_DDIM_T1 = "DDIM (arXiv 2010.02502), Table 1, CIFAR-10"
+_SAME_CHAIN = ("method", "noise", "spacing", "nfe")
+
+CLAIMS: list[Claim] = [
+    Claim("DDIM (η=0) has lower FID than ancestral sampling with σ²=β̃ (η=1) at ≤ 20 NFE",
+          f"{_DDIM_T1}: 13.36 vs 41.07 at 10 NFE, 6.84 vs 18.36 at 20", "fid", "less",
+          where(sampler="ddim-eta0", nfe=at_most(20)), where(sampler="ancestral-betatilde", nfe=at_most(20)),
+          _SAME_CHAIN),
+    Claim("DDIM (η=0) has lower FID than large-variance ancestral sampling (σ²=β, the σ̂ of DDIM) at ≤ 20 NFE",
+          f"{_DDIM_T1}: 13.36 vs 367.43 at 10 NFE, 6.84 vs 133.37 at 20", "fid", "less",
+          where(sampler="ddim-eta0", nfe=at_most(20)), where(sampler="ancestral-beta", nfe=at_most(20)),
+          _SAME_CHAIN),
+    Claim("Ancestral sampling with σ²=β has higher FID than with σ²=β̃ at ≤ 100 NFE",
+          f"{_DDIM_T1}: σ̂ vs η=1 — 367.43 vs 41.07 at 10 NFE … 9.99 vs 5.78 at 100", "fid", "greater",
+          where(sampler="ancestral-beta", nfe=at_most(100)), where(sampler="ancestral-betatilde", nfe=at_most(100)),
+          _SAME_CHAIN),
+    Claim("1000-step DDPM (σ²=β) has FID ≤ DDIM (η=0) at 100 NFE",
+          f"{_DDIM_T1}: 3.17 (σ̂, 1000 steps) vs 4.16", "fid", "less",
+          where(sampler="ancestral-beta", nfe=1000), where(sampler="ddim-eta0", nfe=100, spacing="uniform"),
+          ("method", "noise")),
+    Claim("DDIM (η=0) at 100 NFE has lower FID than 1000-step ancestral sampling with σ²=β̃ (η=1)",
+          f"{_DDIM_T1}: 4.16 vs 4.73", "fid", "less",
+          where(sampler="ddim-eta0", nfe=100, spacing="uniform"), where(sampler="ancestral-betatilde", nfe=1000),
+          ("method", "noise")),
+]
+
+VERDICT_COLUMNS = ("claim", "source", "context", "verdict", "difference (a − b)", "95% interval", "n_a", "n_b",
+                   "note")
+
+
+def _describe(side: pd.DataFrame) -> str:
+    return ", ".join(sorted({variant_label(r) + f" @ {text(r['nfe'])} NFE" for _, r in side.iterrows()}))
+
+
+def _not_evaluated(side_all: pd.DataFrame, name: str, what: str) -> str:
+    """Why one side has no values: nothing selected at all, or only rows that are not ok."""
+    note = excluded_note(side_all)
+    return f"not evaluated: no ok {what} rows for side {name}" + (f" ({note})" if note else "")
+
+
+def _compare(claim: Claim, a_all: pd.DataFrame, b_all: pd.DataFrame, context: str) -> dict[str, Any]:
+    """One verdict row for one comparison (one context and one value of ``match_on``)."""
+    row = {"claim": claim.text, "source": claim.source, "context": context}
+    a, b = a_all[a_all["status"] == "ok"], b_all[b_all["status"] == "ok"]
+    for name, side, side_all in (("a", a, a_all), ("b", b, b_all)):
+        if side.empty:
+            return {**row, "verdict": _not_evaluated(side_all, name, claim.metric)}
+        if side.duplicated(list(SEED_COLUMNS)).any():
+            # Pooling two variants as if they were seeds would fake a spread; make the claim say which.
+            return {**row, "verdict": f"not evaluated: side {name} holds several rows per seed "
+                                      f"({_describe(side)}); narrow the claim's selector or match_on"}
+    v = verdict(a["value"].to_numpy(float), b["value"].to_numpy(float), claim.relation)
+    note = "; ".join(x for x in (f"a = {_describe(a)}; b = {_describe(b)}", v.note,
+                                 excluded_note(pd.concat([a_all, b_all]))) if x)
+    return {**row, "verdict": v.label, "difference (a − b)": v.diff_mean, "95% interval": (v.ci_low, v.ci_high),
+            "n_a": v.n_a, "n_b": v.n_b, "note": note}
+
+
+def _key_label(columns: Sequence[str], key: tuple) -> str:
+    return ", ".join(f"{c}={text(v)}" for c, v in zip(columns, key))
+
+
+def _groups(df: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
+    """Groups keyed by plain tuples in which every missing value is None (NaN keys never compare equal)."""
+    return {tuple(None if missing(v) else v for v in key): group
+            for key, group in df.groupby(keys, dropna=False, sort=False)}
+
+
+def evaluate_claim(df: pd.DataFrame, claim: Claim) -> list[dict[str, Any]]:
+    """Verdict rows of one claim: one per (context, match_on value) found on either side."""
+    rows = df[df["metric"] == claim.metric]
+    a_all, b_all = rows[claim.a(rows)], rows[claim.b(rows)]
+    if a_all.empty or b_all.empty:
+        name = "a" if a_all.empty else "b"
+        return [{"claim": claim.text, "source": claim.source, "context": "—",
+                 "verdict": f"not evaluated: no {claim.metric} rows match side {name}"}]
+    keys = list(CONTEXT_COLUMNS) + list(claim.match_on)
+    a_groups, b_groups = _groups(a_all, keys), _groups(b_all, keys)
+    empty = rows.iloc[0:0]
+    out = []
+    for key in sorted(set(a_groups) | set(b_groups), key=lambda k: tuple(text(v) for v in k)):
+        context = extractor_label(key[1], key[3])
+        context = f"{text(key[0])}; {context}" + (f"; {_key_label(claim.match_on, key[4:])}" if claim.match_on else "")
+        out.append(_compare(claim, a_groups.get(key, empty), b_groups.get(key, empty), context))
+    return out
+
+
+def evaluate_claims(df: pd.DataFrame, claims: Sequence[Claim] = tuple(CLAIMS)) -> pd.DataFrame:
+    """Every claim's verdict rows as a table with :data:`VERDICT_COLUMNS`; nothing is dropped."""
+    out = [row for claim in claims for row in evaluate_claim(df, claim)]
+    return pd.DataFrame(out, columns=list(VERDICT_COLUMNS))
+
+
+def format_interval(interval: Any) -> str:
+    if not isinstance(interval, tuple) or any(missing(x) for x in interval):
+        return "—"
+    return f"[{interval[0]:.3g}, {interval[1]:.3g}]"

@@ -1,0 +1,254 @@
+"""The study's figures, drawn from the tidy results table with seaborn on matplotlib's Agg backend.
+
+Rules every figure follows:
+- quality numbers from different feature extractors, weights or N never share an axis: one figure
+  per (dataset, extractor, weights, N);
+- every curve carries its uncertainty (mean ± sd over seeds, or the row's own standard error when
+  there is a single seed);
+- rows whose status is not ok are left out of the curves but counted in the figure's footnote;
+- each PNG is written atomically (saved to a temporary path, then renamed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless pipeline stage: never ask for a display
+
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from ..io import atomic_path  # noqa: E402
+from .aggregate import ReportInputError  # noqa: E402
+from .schema import CONTEXT_COLUMNS, FLOOR_SAMPLER  # noqa: E402
+from .summary import NLL_TERMS, VARIANT_COLUMNS, excluded_note, metric_label, missing, ok_rows, pareto_front, \
+    seed_summary, slug, text, variant_label  # noqa: E402
+
+LOSS_COLUMNS = ("step", "images_seen", "loss", "lr", "seconds")
+#: Metrics drawn against NFE, and how their spread is shown (STUDY.md: a band for FID, bars for KID).
+NFE_FIGURES: dict[str, str] = {"fid": "band", "inception_fid": "band", "kid": "bars", "inception_kid": "bars"}
+_DPI = 110
+
+
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Save ``fig`` as PNG atomically and close it."""
+    with atomic_path(path) as tmp:
+        # No "Software" stamp: the bytes should not change with the matplotlib patch version alone.
+        fig.savefig(tmp, format="png", dpi=_DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def _footnote(fig: plt.Figure, *lines: str) -> None:
+    body = "\n".join(line for line in lines if line)
+    if body:
+        fig.text(0.01, -0.02, body, ha="left", va="top", fontsize=7, color="0.35")
+
+
+def _with_variant(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    out["variant"] = [variant_label(r) for r in out.to_dict("records")]
+    out["nfe"] = out["nfe"].astype(float)
+    return out
+
+
+def _context_groups(df: pd.DataFrame):
+    """(dataset, extractor, weights, n) groups: the only sets of quality numbers that may share an axis."""
+    return df.groupby(list(CONTEXT_COLUMNS), dropna=False, sort=True)
+
+
+def _floor_for(floors: pd.DataFrame, dataset, extractor, weights, n) -> pd.DataFrame:
+    """Floor rows on the same features, preferring the same N (generated sets are scored at the floor's N)."""
+    same = floors[(floors["dataset"] == dataset)
+                  & (floors["feature_extractor"].fillna("") == ("" if missing(extractor) else extractor))
+                  & (floors["weights_sha256"].fillna("") == ("" if missing(weights) else weights))]
+    at_n = same[same["n"] == n] if not missing(n) else same.iloc[0:0]
+    return at_n if not at_n.empty else same
+
+
+def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, errors: str = "band") -> dict[str, Path]:
+    """``metric`` vs NFE (log x), one line per (method, sampler, spacing), one figure per context.
+
+    ``errors`` is ``band`` (mean ± sd over seeds as a shaded band) or ``bars`` (error bars). The
+    real-data floor is a horizontal line labelled with its N.
+    """
+    if errors not in ("band", "bars"):
+        raise ValueError(f"plot_quality_vs_nfe: errors = {errors!r} is invalid: expected 'band' or 'bars'")
+    rows = df[df["metric"] == metric]
+    floors, cells = rows[rows["sampler"] == FLOOR_SAMPLER], rows[rows["sampler"] != FLOOR_SAMPLER]
+    figures: dict[str, Path] = {}
+    for (dataset, extractor, weights, n), group in _context_groups(cells):
+        ok = _with_variant(ok_rows(group)).dropna(subset=["nfe"])
+        if ok.empty:
+            continue  # nothing to draw; the failures are listed in the report's tables
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        sns.lineplot(data=ok, x="nfe", y="value", hue="variant", hue_order=sorted(ok["variant"].unique()),
+                     errorbar="sd", err_style=errors, marker="o", ax=ax)
+        floor = _floor_for(floors, dataset, extractor, weights, n)
+        floor_ok = ok_rows(floor)
+        if not floor_ok.empty:
+            floor_n = text(floor_ok["n"].iloc[0], "?")
+            ax.axhline(floor_ok["value"].mean(), color="k", ls="--", lw=1,
+                       label=f"real-data floor (held-out, N={floor_n})")
+        ax.set_xscale("log")
+        ticks = sorted(ok["nfe"].unique())
+        ax.set_xticks(ticks, [text(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("NFE (network evaluations)")
+        ax.set_ylabel(f"{metric_label(metric)}@{text(n, '?')} ({text(extractor, 'unknown features')})")
+        ax.set_title(f"{text(dataset)}: {metric_label(metric)} vs NFE")
+        ax.legend(fontsize=7)
+        spread = "shaded band" if errors == "band" else "error bars"
+        _footnote(fig, f"{spread}: mean ± sd over seeds; weights sha256 {text(weights)[:12]}",
+                  excluded_note(pd.concat([group, floor])))
+        name = f"{metric}_vs_nfe_{slug(dataset, extractor, text(weights)[:8], f'N{text(n)}')}.png"
+        figures[f"{metric_label(metric)} vs NFE — {text(dataset)}, {text(extractor)}, N={text(n)}"] = \
+            save_figure(fig, Path(out_dir) / name)
+    return figures
+
+
+def _errorbar_series(summary: pd.DataFrame) -> np.ndarray:
+    """Spread per point: sd over seeds, or the row's own standard error when there is one seed."""
+    return np.where(summary["count"] > 1, summary["sd"], summary["row_std"]).astype(float)
+
+
+def plot_nll_vs_nfe(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
+    """NLL bound (bits/dim) vs NFE: one figure per dataset, one panel per reverse variance.
+
+    The total is a solid line; the prior, reconstruction and diffusion terms are dashed.
+    """
+    rows = df[df["metric"].isin(NLL_TERMS) & df["nfe"].notna()]
+    figures: dict[str, Path] = {}
+    for dataset, group in rows.groupby("dataset", sort=True):
+        ok = ok_rows(group)
+        variances = sorted({text(v, "unspecified") for v in ok["variance"]})
+        if not variances:
+            continue
+        fig, axes = plt.subplots(1, len(variances), figsize=(5.2 * len(variances), 4.0), squeeze=False,
+                                 sharey=True)
+        ok = _with_variant(ok.assign(variance=[text(v, "unspecified") for v in ok["variance"]]))
+        summary = seed_summary(ok, ["variance", "variant", "metric", "nfe"])
+        palette = dict(zip(sorted(ok["variant"].unique()), sns.color_palette(n_colors=ok["variant"].nunique())))
+        for ax, variance in zip(axes[0], variances):
+            for (variant, metric), line in summary[summary["variance"] == variance].groupby(["variant", "metric"]):
+                total = metric == "nll_total"
+                ax.errorbar(line["nfe"], line["mean"], yerr=_errorbar_series(line), color=palette[variant],
+                            ls="-" if total else "--", lw=1.8 if total else 1.0, marker="o" if total else ".",
+                            capsize=2, label=f"{variant}: {metric_label(metric).replace(' (bits/dim)', '')}")
+            ax.set_xscale("log")
+            ax.set_xlabel("NFE (steps of the ancestral chain)")
+            ax.set_title(f"σ² = {variance}")
+            ax.legend(fontsize=6)
+        axes[0][0].set_ylabel("NLL upper bound (bits/dim, held-out)")
+        fig.suptitle(f"{text(dataset)}: variational bound vs NFE")
+        _footnote(fig, "error bars: sd over seeds, or the standard error over images for one seed",
+                  excluded_note(group))
+        figures[f"NLL vs NFE — {text(dataset)}"] = save_figure(fig, Path(out_dir) / f"nll_vs_nfe_{slug(dataset)}.png")
+    return figures
+
+
+COST_METRIC = "sampling_seconds_per_image"
+
+
+def quality_cost_points(df: pd.DataFrame, metric: str = "fid") -> pd.DataFrame:
+    """Mean quality and mean sampling cost per (context, variant, NFE), with an ``on_front`` column.
+
+    The Pareto front is computed per context: points from different feature extractors are never
+    compared.
+    """
+    keys = ["dataset", *VARIANT_COLUMNS, "nfe"]  # one sampling cell, averaged over seeds
+    quality_keys = list(dict.fromkeys([*CONTEXT_COLUMNS, *keys]))
+    quality = seed_summary(df[(df["metric"] == metric) & (df["sampler"] != FLOOR_SAMPLER)], quality_keys)
+    cost = seed_summary(df[df["metric"] == COST_METRIC], keys)
+    if quality.empty or cost.empty:
+        return pd.DataFrame(columns=quality_keys + ["quality", "cost", "on_front"])
+    merged = quality.merge(cost[keys + ["mean"]].rename(columns={"mean": "cost"}), on=keys, how="inner")
+    merged = merged.rename(columns={"mean": "quality"})
+    merged["on_front"] = False
+    for _, idx in merged.groupby(list(CONTEXT_COLUMNS), dropna=False).groups.items():
+        merged.loc[idx, "on_front"] = pareto_front(merged.loc[idx, "cost"], merged.loc[idx, "quality"])
+    return merged
+
+
+def plot_quality_vs_cost(df: pd.DataFrame, out_dir: str | Path, metric: str = "fid") -> dict[str, Path]:
+    """Sampling seconds per image vs ``metric`` (both minimised), with the Pareto front drawn."""
+    points = quality_cost_points(df, metric)
+    figures: dict[str, Path] = {}
+    for (dataset, extractor, weights, n), group in _context_groups(points):
+        group = _with_variant(group)
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        sns.scatterplot(data=group, x="cost", y="quality", hue="variant", hue_order=sorted(group["variant"].unique()),
+                        s=40, ax=ax)
+        for _, p in group.iterrows():
+            ax.annotate(text(p["nfe"]), (p["cost"], p["quality"]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+        front = group[group["on_front"]].sort_values(["cost", "quality"])
+        ax.step(front["cost"], front["quality"], where="post", color="k", lw=1, label="Pareto front")
+        ax.set_xscale("log")
+        ax.set_xlabel("sampling seconds per image (mean over seeds)")
+        ax.set_ylabel(f"{metric_label(metric)}@{text(n, '?')} ({text(extractor, 'unknown features')})")
+        ax.set_title(f"{text(dataset)}: quality vs sampling cost")
+        ax.legend(fontsize=7)
+        _footnote(fig, "labels: NFE; points are means over seeds; devices as recorded in the cost table")
+        name = f"{metric}_vs_cost_{slug(dataset, extractor, text(weights)[:8], f'N{text(n)}')}.png"
+        figures[f"{metric_label(metric)} vs sampling cost — {text(dataset)}, {text(extractor)}, N={text(n)}"] = \
+            save_figure(fig, Path(out_dir) / name)
+    return figures
+
+
+def read_loss_csv(path: str | Path) -> pd.DataFrame:
+    """A training ``loss.csv`` (columns step, images_seen, loss, lr, seconds)."""
+    path = Path(path)
+    if not path.exists():
+        raise ReportInputError(f"{path}: the training loss log does not exist")
+    log = pd.read_csv(path)
+    missing_cols = [c for c in LOSS_COLUMNS if c not in log.columns]
+    if missing_cols:
+        raise ReportInputError(f"{path}: missing columns {missing_cols}; a loss log has columns {list(LOSS_COLUMNS)}")
+    return log
+
+
+def plot_training_curves(loss_csvs: Mapping[str, str | Path], out_path: str | Path) -> Path:
+    """Training loss vs images seen for each ``{label: loss.csv}``: raw points and a running mean."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    palette = sns.color_palette(n_colors=max(1, len(loss_csvs)))
+    positive = True
+    for color, label in zip(palette, sorted(loss_csvs)):
+        log = read_loss_csv(loss_csvs[label])
+        if log.empty:
+            continue
+        positive &= bool((log["loss"] > 0).all())
+        window = max(1, len(log) // 20)  # smooth over ~5% of the run, whatever its length
+        ax.plot(log["images_seen"], log["loss"], color=color, alpha=0.25, lw=0.8)
+        ax.plot(log["images_seen"], log["loss"].rolling(window, min_periods=1).mean(), color=color, lw=1.6,
+                label=f"{label} (running mean of {window})")
+    if positive and ax.lines:
+        ax.set_yscale("log")  # diffusion losses fall by orders of magnitude early on
+    ax.set_xlabel("images seen")
+    ax.set_ylabel("training loss")
+    ax.set_title("Training loss")
+    if ax.lines:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no logged steps", ha="center", va="center", transform=ax.transAxes)
+    return save_figure(fig, Path(out_path))
+
+
+def plot_all(df: pd.DataFrame, out_dir: str | Path,
+             loss_csvs: Mapping[str, str | Path] | None = None) -> dict[str, Path]:
+    """Every figure the data allows, as ``{caption: png path}`` in report order."""
+    sns.set_theme(style="whitegrid", context="paper")
+    out_dir = Path(out_dir)
+    figures: dict[str, Path] = {}
+    for metric, errors in NFE_FIGURES.items():
+        figures.update(plot_quality_vs_nfe(df, metric, out_dir, errors))
+    figures.update(plot_nll_vs_nfe(df, out_dir))
+    figures.update(plot_quality_vs_cost(df, out_dir, "fid"))
+    if loss_csvs:
+        figures["Training loss"] = plot_training_curves(loss_csvs, out_dir / "training_loss.png")
+    return figures

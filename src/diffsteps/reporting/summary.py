@@ -1,0 +1,133 @@
+"""Small shared pieces of the report: labels, seed summaries, exclusion counts and the Pareto front.
+
+The figures, the tables and the claims all need the same answers to "which rows may be averaged",
+"what is this line called" and "what was left out"; they live here once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .schema import FLOOR_SAMPLER
+
+#: Display names of metrics (axis labels, table headers).
+METRIC_LABELS: dict[str, str] = {
+    "fid": "FID", "kid": "KID", "precision": "precision", "recall": "recall",
+    "inception_fid": "Inception FID", "inception_kid": "Inception KID",
+    "nll_total": "NLL total (bits/dim)", "nll_prior": "NLL prior (bits/dim)", "nll_recon": "NLL recon (bits/dim)",
+    "nll_diffusion": "NLL diffusion (bits/dim)", "sampling_seconds_per_image": "sampling s/image",
+    "training_seconds": "training s", "peak_memory_mb": "peak memory (MB)", "train_loss_final": "final training loss",
+    "domain_accuracy": "domain classifier held-out accuracy",
+}
+#: The quality metrics of the headline table, in column order.
+QUALITY_METRICS: tuple[str, ...] = ("fid", "kid", "precision", "recall", "inception_fid", "inception_kid")
+#: The terms of the NLL bound, in table order (the total last).
+NLL_TERMS: tuple[str, ...] = ("nll_prior", "nll_recon", "nll_diffusion", "nll_total")
+#: The columns that name one curve of a figure / one row of a table (a "variant" of a method).
+VARIANT_COLUMNS: tuple[str, ...] = ("method", "sampler", "spacing", "noise")
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def missing(value: Any) -> bool:
+    """True for None, NaN and pd.NA: the one test for an absent cell value."""
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def text(value: Any, empty: str = "—") -> str:
+    """A cell value as display text; integers stored as floats lose their ``.0``."""
+    if missing(value):
+        return empty
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def variant_label(row: Mapping[str, Any]) -> str:
+    """``method / sampler / spacing`` plus the noise parameters when they are not plain Gaussian."""
+    if row.get("sampler") == FLOOR_SAMPLER:
+        return "real data (held-out)"
+    parts = [text(row.get(c), "") for c in ("method", "sampler", "spacing")]
+    label = " / ".join(p for p in parts if p)
+    noise = row.get("noise")
+    if not missing(noise) and noise != "gaussian":
+        label += f" [{noise}]"
+    return label
+
+
+def extractor_label(feature_extractor: Any, n: Any) -> str:
+    """``<extractor>, N=<n>``: the context a quality number belongs to."""
+    return f"{text(feature_extractor, 'no extractor')}, N={text(n, '?')}"
+
+
+def slug(*parts: Any) -> str:
+    """A file-name-safe identifier built from display values."""
+    joined = "_".join(text(p, "none") for p in parts)
+    return re.sub(r"[^A-Za-z0-9.=-]+", "-", joined).strip("-").lower()
+
+
+def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"] == "ok"]
+
+
+def excluded_counts(df: pd.DataFrame) -> dict[str, int]:
+    """How many rows of ``df`` have each status other than ok (excluded from curves and means)."""
+    counts = df.loc[df["status"] != "ok", "status"].value_counts()
+    return {str(k): int(v) for k, v in sorted(counts.items())}
+
+
+def excluded_note(df: pd.DataFrame) -> str:
+    """``excluded (status not ok): 3 (failed 1, not_computed 2)``, or an empty string."""
+    counts = excluded_counts(df)
+    if not counts:
+        return ""
+    detail = ", ".join(f"{k} {v}" for k, v in counts.items())
+    return f"excluded (status not ok): {sum(counts.values())} ({detail})"
+
+
+def seed_summary(df: pd.DataFrame, by: Iterable[str]) -> pd.DataFrame:
+    """Mean, sd and count of the ok values per group of ``by``: the spread over seeds.
+
+    Groups keep missing keys (``dropna=False``) because a None spacing or variance is a real value
+    here, not an absent one. The sd is NaN for a single seed.
+    """
+    by = list(by)
+    ok = ok_rows(df)
+    if ok.empty:
+        return pd.DataFrame(columns=by + ["mean", "sd", "count", "row_std"])
+    grouped = ok.groupby(by, dropna=False, sort=True)
+    out = grouped["value"].agg(["mean", "std", "count"]).rename(columns={"std": "sd"})
+    # The row's own uncertainty (e.g. NLL standard error over images), used when there is one seed.
+    out["row_std"] = grouped["std"].mean()
+    return out.reset_index()
+
+
+def format_estimate(mean: Any, sd: Any = None, count: int = 1, row_std: Any = None, digits: int = 3) -> str:
+    """``mean ± sd`` over seeds; with one seed ``value ± row_std`` when the row carries one, else ``value``."""
+    if missing(mean):
+        return "—"
+    spread = sd if count > 1 else row_std
+    if missing(spread):
+        return f"{mean:.{digits}g}"
+    return f"{mean:.{digits}g} ± {spread:.2g}"
+
+
+def pareto_front(cost: Any, quality: Any) -> np.ndarray:
+    """Boolean mask of the points no other point dominates, when both cost and quality are minimised.
+
+    A point is dominated when another is at least as good on both axes and strictly better on one;
+    exact duplicates do not dominate each other, so both stay on the front.
+    """
+    cost, quality = np.asarray(cost, dtype=float), np.asarray(quality, dtype=float)
+    if cost.shape != quality.shape or cost.ndim != 1:
+        raise ValueError(f"pareto_front: cost {cost.shape} and quality {quality.shape} must be 1-D of equal length")
+    no_worse = (cost[None, :] <= cost[:, None]) & (quality[None, :] <= quality[:, None])
+    better = (cost[None, :] < cost[:, None]) | (quality[None, :] < quality[:, None])
+    return ~np.any(no_worse & better, axis=1)

@@ -1,0 +1,81 @@
+"""``sample``: N samples of one cell (method, sampler, spacing, budget, training seed, sampling seed)
+from the EMA weights, as uint8 arrays plus a PNG grid. One training run serves every budget."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import SamplerSpec
+from ..io import atomic_save_grid, atomic_save_npz, read_json
+from ..registry import METHODS
+from ..training.loop import load_ema_model
+from .common import add_common, record, resolve_device, run_cell, setup, write_record
+
+
+class UpstreamFailed(RuntimeError):
+    """An input cell failed, so this one cannot run; its error is carried along."""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sample", help="sample one cell from a trained model")
+    add_common(p)
+    p.add_argument("--method", required=True)
+    p.add_argument("--model-dir", required=True, type=Path)
+    p.add_argument("--sampler", required=True)
+    p.add_argument("--spacing", required=True)
+    p.add_argument("--budget", required=True, type=int)
+    p.add_argument("--train-seed", required=True, type=int)
+    p.add_argument("--seed", required=True, type=int)
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.set_defaults(func=run)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(args) -> int:
+    cfg = setup(args)
+    spec = SamplerSpec.parse(args.sampler, "--sampler")
+    if args.budget > cfg.noise.T:
+        raise ValueError(f"--budget = {args.budget} is invalid: must be ≤ noise.T = {cfg.noise.T}")
+    device = resolve_device(cfg.train.device)
+    train_meta = read_json(args.model_dir / "train.json")
+    cell = {"method": args.method, "sampler": spec.name, "spacing": args.spacing, "budget": args.budget,
+            "variance": spec.variance, "eta": spec.eta, "train_seed": args.train_seed, "seed": args.seed,
+            "noise": METHODS[args.method].noise_label(cfg)}
+    out = args.out_dir
+
+    def work() -> None:
+        if train_meta["status"] != "ok":
+            raise UpstreamFailed(f"training failed: {train_meta['error']}")
+        method = METHODS[args.method](cfg, tuple(train_meta["cell"]["image_shape"]))
+        model = load_ema_model(method, args.model_dir / "model.pt", device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        start = time.perf_counter()
+        gen = method.generate(model, args.budget, spec, args.spacing, cfg.sampling.n_samples, args.seed,
+                              batch_size=cfg.sampling.batch_size, device=device)
+        wall = time.perf_counter() - start
+        atomic_save_npz(out / "samples.npz", images=gen.images)
+        atomic_save_grid(out / "grid.png", gen.images[:64])
+        write_record(out / "sample.json", record(
+            cfg, "sample", device=device, cell={**cell, "nfe": gen.nfe},
+            result={"n": len(gen.images), "nfe": gen.nfe, "seconds": wall,
+                    "seconds_per_image": gen.seconds / len(gen.images), "peak_memory_mb": peak_memory_mb(device)}))
+
+    def failed(message: str) -> None:
+        atomic_save_npz(out / "samples.npz", images=np.zeros((0, 1, 1, 1), np.uint8))
+        atomic_save_grid(out / "grid.png", None, caption=f"FAILED: {message}")
+        write_record(out / "sample.json", record(cfg, "sample", status="failed", error=message, device=device,
+                                                 cell=cell))
+
+    return run_cell(work, failed)

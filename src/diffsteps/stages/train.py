@@ -1,0 +1,62 @@
+"""``train``: one model per (method, training seed), the same budget in images seen for every method.
+
+Resumable state lives in ``.cache/resume/<hash>``, keyed by the hash of the resolved config slice
+and the cell, outside DVC's declared outputs (DVC deletes those before it runs a stage), so a
+killed run continues where it stopped and never resumes into a run with other parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..config import config_hash, to_plain
+from ..data.datasets import load_split
+from ..io import atomic_torch_save, atomic_write_text
+from ..registry import METHODS
+from ..training.loop import train
+from ..workflow import params_slice
+from .common import add_common, record, resolve_device, run_cell, setup, write_record
+
+RESUME_ROOT = Path(".cache/resume")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train one method at one training seed")
+    add_common(p)
+    p.add_argument("--method", required=True)
+    p.add_argument("--train-seed", required=True, type=int)
+    p.add_argument("--data-dir", required=True, type=Path)
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def resume_dir(cfg, method: str, seed: int) -> Path:
+    key = {"params": params_slice(to_plain(cfg), "train"), "method": method, "seed": seed}
+    return RESUME_ROOT / config_hash(key)
+
+
+def run(args) -> int:
+    cfg = setup(args)
+    method_cls = METHODS[args.method]
+    images, _ = load_split(args.data_dir / "train.npz")
+    method = method_cls(cfg, images.shape[1:])
+    device = resolve_device(cfg.train.device)
+    out = args.out_dir
+    cell = {"method": args.method, "train_seed": args.train_seed, "image_shape": list(images.shape[1:])}
+
+    def work() -> None:
+        res = train(method, images, cfg.train, args.train_seed, out, resume_dir(cfg, args.method, args.train_seed),
+                    device, progress=not args.no_progress)
+        write_record(out / "train.json", record(cfg, "train", device=device, cell=cell,
+                                                result=to_plain(dataclasses.asdict(res))))
+
+    def failed(message: str) -> None:
+        # placeholders that cannot be mistaken for a model: train.json says why, downstream cells fail in turn
+        atomic_torch_save(out / "model.pt", {"status": "failed", "error": message})
+        if not (out / "loss.csv").exists():
+            atomic_write_text(out / "loss.csv", "step,images_seen,loss,lr,seconds\n")
+        write_record(out / "train.json", record(cfg, "train", status="failed", error=message, device=device, cell=cell))
+
+    return run_cell(work, failed)

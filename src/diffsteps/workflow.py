@@ -1,0 +1,285 @@
+"""The study DAG, defined once for Snakemake and DVC.
+
+:data:`STAGES` lists every stage with its output and input path patterns, the package modules it
+depends on (at module granularity: editing report code never retrains) and the params.yaml keys it
+reads. ``workflow/rules/*.smk`` take their inputs, outputs and params from here through the
+``get_*``/``stage_*`` helpers of ``common.smk``; ``dvc.yaml`` is generated from the same table by
+``python -m diffsteps dvc-yaml`` (a test fails if the committed file drifts). Every DVC stage runs
+``snakemake`` for its own outputs, so Snakemake's metadata stays current when DVC drives the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+
+PKG = "src/diffsteps"
+#: modules every stage imports (config, I/O, the CLI dispatch and the stage's own entry point live here)
+CORE = (f"{PKG}/config.py", f"{PKG}/io.py", f"{PKG}/schemas", f"{PKG}/registry.py", f"{PKG}/cli.py")
+MODEL_CODE = (f"{PKG}/noise", f"{PKG}/models", f"{PKG}/methods.py", f"{PKG}/objectives.py", f"{PKG}/rng.py",
+              f"{PKG}/data")
+TRAIN_KEYS = ("train.images", "train.batch_size", "train.lr", "train.warmup_images", "train.ema_decay",
+              "train.ema_warmup", "train.grad_clip", "train.amp")
+MODEL_KEYS = ("data", "model", "noise", *TRAIN_KEYS)
+EVAL_KEYS = ("evaluation.batch_size", "evaluation.kid_subset_size", "evaluation.kid_subsets",
+             "evaluation.prc_neighborhood", "evaluation.inception_weights")
+
+DATA = "results/data/{dataset}"
+DOMAIN = "results/features/{dataset}/domain"
+REFSTATS = "results/refstats/{dataset}/domain"
+MODEL = "results/models/{dataset}/{method}/train{ts}"
+SAMPLES = "results/samples/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
+EVAL = "results/eval/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
+NLL = "results/nll/{dataset}/{method}/ancestral-{variance}-{spacing}/K{budget}/train{ts}"
+FLOOR = "results/eval/{dataset}/floor"
+REPORT = "reports"
+
+WILDCARD_CONSTRAINTS = {
+    "dataset": r"[a-z0-9_]+",
+    "method": r"[a-z0-9_]+",
+    "sampler": r"ddim-eta\d+(?:\.\d+)?|ancestral-betatilde|ancestral-beta",
+    "spacing": r"uniform|quad",
+    "variance": r"betatilde|beta",
+    "budget": r"\d+",
+    "ts": r"\d+",
+    "seed": r"\d+",
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One family of cells of a stage: wildcards ranging over params lists (``matrix``) or fixed to
+    a params value (``fixed``); both map a wildcard to a dotted params.yaml key."""
+
+    suffix: str
+    matrix: Mapping[str, str]
+    fixed: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    outputs: Mapping[str, str]
+    inputs: Mapping[str, str]
+    modules: tuple[str, ...]
+    params: tuple[str, ...]
+    variants: tuple[Variant, ...]
+    #: DVC deps that stand for many Snakemake inputs (the report reads whole result folders)
+    dvc_dir_deps: tuple[str, ...] = ()
+
+    def paths(self, which: str, wildcards: Mapping[str, Any]) -> dict[str, str]:
+        pats = self.outputs if which == "outputs" else self.inputs
+        return {k: v.format(**wildcards) for k, v in pats.items()}
+
+
+_DATASET = {"dataset": "data.dataset"}
+_CELL = Variant("", {"method": "methods", "sampler": "sampling.samplers", "spacing": "sampling.spacings",
+                     "budget": "sampling.budgets", "ts": "train.seeds", "seed": "sampling.seeds"}, _DATASET)
+_REFERENCE = Variant("_reference", {"method": "methods", "ts": "train.seeds", "seed": "sampling.seeds"},
+                     {**_DATASET, "sampler": "sampling.reference.sampler", "spacing": "sampling.reference.spacing",
+                      "budget": "sampling.reference.budget"})
+
+STAGES: tuple[Stage, ...] = (
+    Stage("prepare_data",
+          outputs={"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz", "meta": f"{DATA}/data.json"},
+          inputs={}, modules=(*CORE, f"{PKG}/data", f"{PKG}/stages/data.py"), params=("data",),
+          variants=(Variant("", {}, _DATASET),)),
+    Stage("train_domain",
+          outputs={"weights": f"{DOMAIN}/extractor.pt", "meta": f"{DOMAIN}/extractor.json"},
+          inputs={"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz"},
+          modules=(*CORE, f"{PKG}/data", f"{PKG}/metrics/classifier.py", f"{PKG}/stages/features.py"),
+          params=("data", "evaluation.domain"), variants=(Variant("", {}, _DATASET),)),
+    Stage("reference_stats",
+          outputs={"stats": f"{REFSTATS}/train.npz", "meta": f"{REFSTATS}/stats.json"},
+          inputs={"train": f"{DATA}/train.npz", "weights": f"{DOMAIN}/extractor.pt"},
+          modules=(*CORE, f"{PKG}/data", f"{PKG}/metrics/classifier.py", f"{PKG}/metrics/fidelity.py",
+                   f"{PKG}/stages/features.py"),
+          params=("data", "evaluation.batch_size"), variants=(Variant("", {}, _DATASET),)),
+    Stage("train",
+          outputs={"model": f"{MODEL}/model.pt", "meta": f"{MODEL}/train.json", "loss": f"{MODEL}/loss.csv"},
+          inputs={"train": f"{DATA}/train.npz"},
+          modules=(*CORE, *MODEL_CODE, f"{PKG}/training", f"{PKG}/stages/train.py"),
+          params=MODEL_KEYS, variants=(Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET),)),
+    Stage("sample",
+          outputs={"samples": f"{SAMPLES}/samples.npz", "grid": f"{SAMPLES}/grid.png", "meta": f"{SAMPLES}/sample.json"},
+          inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json"},
+          modules=(*CORE, *MODEL_CODE, f"{PKG}/samplers.py", f"{PKG}/training", f"{PKG}/stages/sample.py"),
+          params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"), variants=(_CELL, _REFERENCE)),
+    Stage("evaluate",
+          outputs={"metrics": f"{EVAL}/metrics.json"},
+          inputs={"samples": f"{SAMPLES}/samples.npz", "sample_meta": f"{SAMPLES}/sample.json",
+                  "stats": f"{REFSTATS}/train.npz", "weights": f"{DOMAIN}/extractor.pt",
+                  "domain_meta": f"{DOMAIN}/extractor.json"},
+          modules=(*CORE, f"{PKG}/metrics/classifier.py", f"{PKG}/metrics/fidelity.py", f"{PKG}/reporting/schema.py",
+                   f"{PKG}/stages/evaluate.py"),
+          params=EVAL_KEYS, variants=(_CELL, _REFERENCE)),
+    Stage("nll",
+          outputs={"nll": f"{NLL}/nll.json"},
+          inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json", "heldout": f"{DATA}/heldout.npz"},
+          modules=(*CORE, *MODEL_CODE, f"{PKG}/samplers.py", f"{PKG}/training", f"{PKG}/metrics/nll.py",
+                   f"{PKG}/reporting/schema.py", f"{PKG}/stages/nll.py"),
+          params=(*MODEL_KEYS, "sampling.clip_x0", "evaluation.nll.n_images", "evaluation.nll.batch_size",
+                  "evaluation.nll.seed"),
+          variants=(Variant("", {"method": "methods", "variance": "evaluation.nll.variances",
+                                 "spacing": "sampling.spacings", "budget": "evaluation.nll.budgets",
+                                 "ts": "train.seeds"}, _DATASET),)),
+    Stage("floor",
+          outputs={"metrics": f"{FLOOR}/metrics.json"},
+          inputs={"heldout": f"{DATA}/heldout.npz", "stats": f"{REFSTATS}/train.npz",
+                  "weights": f"{DOMAIN}/extractor.pt", "domain_meta": f"{DOMAIN}/extractor.json"},
+          modules=(*CORE, f"{PKG}/metrics/classifier.py", f"{PKG}/metrics/fidelity.py", f"{PKG}/reporting/schema.py",
+                   f"{PKG}/stages/evaluate.py"),
+          params=EVAL_KEYS, variants=(Variant("", {}, _DATASET),)),
+    Stage("report",
+          outputs={"csv": f"{REPORT}/results.csv", "md": f"{REPORT}/report.md", "html": f"{REPORT}/report.html"},
+          inputs={}, modules=(*CORE, f"{PKG}/reporting", f"{PKG}/stages/report.py"), params=("preset", "methods",
+                                                                                             "data", "model", "noise",
+                                                                                             "train", "sampling",
+                                                                                             "evaluation"),
+          variants=(Variant("", {}, _DATASET),),
+          dvc_dir_deps=("results/eval/{dataset}", "results/nll/{dataset}", "results/models/{dataset}",
+                        "results/features/{dataset}/domain", "results/samples/{dataset}")),
+)
+STAGE = {s.name: s for s in STAGES}
+
+
+def lookup(cfg: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def params_slice(cfg: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """The params.yaml values a stage reads, keyed by dotted name (Snakemake's ``params:``)."""
+    return {key: lookup(cfg, key) for key in STAGE[stage].params}
+
+
+def iter_wildcards(cfg: Mapping[str, Any], stage: str) -> Iterator[dict[str, Any]]:
+    """Every cell of a stage under the current params (variants in order, matrix in product order)."""
+    for variant in STAGE[stage].variants:
+        fixed = {k: lookup(cfg, v) for k, v in variant.fixed.items()}
+        keys = list(variant.matrix)
+        for combo in itertools.product(*(lookup(cfg, variant.matrix[k]) for k in keys)):
+            yield {**fixed, **dict(zip(keys, combo))}
+
+
+def all_outputs(cfg: Mapping[str, Any], stage: str) -> list[str]:
+    return [p for wc in iter_wildcards(cfg, stage) for p in STAGE[stage].paths("outputs", wc).values()]
+
+
+def report_inputs(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
+    """What the report reads: every cell's record, training logs and sample grids."""
+    return {
+        "eval": [p for p in all_outputs(cfg, "evaluate") if p.endswith("metrics.json")],
+        "nll": all_outputs(cfg, "nll"),
+        "floor": all_outputs(cfg, "floor"),
+        "train": [p for p in all_outputs(cfg, "train") if p.endswith(("train.json", "loss.csv"))],
+        "samples": [p for p in all_outputs(cfg, "sample") if p.endswith(("sample.json", "grid.png"))],
+        "domain": [p for p in all_outputs(cfg, "train_domain") if p.endswith(".json")],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# dvc.yaml generation
+
+
+def _dvc_pattern(pattern: str, variant: Variant) -> str:
+    subs = {k: f"${{{v}}}" for k, v in variant.fixed.items()}
+    subs.update({k: f"${{item.{k}}}" for k in variant.matrix})
+    return pattern.format(**subs)
+
+
+def dvc_stages() -> dict[str, Any]:
+    """The ``stages:`` mapping of dvc.yaml: one templated stage (a DVC matrix) per stage variant."""
+    out: dict[str, Any] = {}
+    for stage in STAGES:
+        for variant in stage.variants:
+            outs = [_dvc_pattern(p, variant) for p in stage.outputs.values()]
+            deps = [_dvc_pattern(p, variant) for p in (*stage.inputs.values(), *stage.dvc_dir_deps)]
+            entry: dict[str, Any] = {}
+            if variant.matrix:
+                entry["matrix"] = {k: f"${{{v}}}" for k, v in variant.matrix.items()}
+            entry["cmd"] = f"DIFFSTEPS_UNDER_DVC=1 snakemake --cores all {outs[0]}"
+            entry["deps"] = sorted(set(deps)) + list(stage.modules)
+            entry["params"] = list(stage.params)
+            entry["outs"] = outs
+            out[stage.name + variant.suffix] = entry
+    return out
+
+
+def dvc_yaml_text() -> str:
+    import yaml
+
+    header = ("# GENERATED by `python -m diffsteps dvc-yaml` from src/diffsteps/workflow.py: do not edit by hand.\n"
+              "# Every stage runs Snakemake for its own outputs, so both tools share one DAG and one metadata.\n")
+    return header + yaml.safe_dump({"vars": ["params.yaml"], "stages": dvc_stages()}, sort_keys=False, width=120)
+
+
+# --------------------------------------------------------------------------------------------
+# Snakemake metadata after DVC restores outputs
+
+
+def _metadata_record(path: str, root: Path) -> Path:
+    """Where Snakemake 8/9 keeps the metadata record of an output (persistence/file.py layout)."""
+    b64 = base64.urlsafe_b64encode(path.encode()).decode()
+    max_len = 255
+    parts = [b64[i:i + max_len - 1] for i in range(0, len(b64), max_len - 1)]
+    parts = ["@" + s for s in parts[:-1]] + [parts[-1]]
+    return root / ".snakemake" / "metadata" / Path(*parts)
+
+
+def forget_foreign_outputs(paths: list[str], root: Path = Path(".")) -> list[str]:
+    """Drop Snakemake's metadata for outputs that something else (DVC checkout or run-cache restore)
+    rewrote since Snakemake made them, detected by an mtime that differs from the recorded end time.
+
+    Without a record, Snakemake judges those files by modification time alone, which a restore in
+    DAG order keeps consistent; with a stale record it would compare against the params of the run
+    that made the old file and rerun a cell that is in fact up to date.
+    """
+    forgotten = []
+    for p in paths:
+        rec = _metadata_record(p, root)
+        if not rec.exists() or not (root / p).exists():
+            continue
+        try:
+            endtime = json.loads(rec.read_text()).get("endtime")
+        except (OSError, ValueError):
+            continue
+        if endtime is not None and abs(os.stat(root / p).st_mtime - float(endtime)) > 1e-3:
+            rec.unlink()
+            forgotten.append(p)
+    return forgotten
+
+
+def every_output(cfg: Mapping[str, Any]) -> list[str]:
+    return [p for s in STAGES for p in all_outputs(cfg, s.name)]
+
+
+
+def dvc_sync(built: set[str], root: Path = Path(".")) -> list[str]:
+    """After a successful Snakemake run, record in dvc.lock the DVC stages whose outputs Snakemake
+    just built or confirmed up to date (``built``: every output of the run's DAG), so that
+    ``dvc status`` agrees with Snakemake. Stages outside that DAG are left alone: committing them
+    could mark stale outputs as current. Skipped when DVC itself runs Snakemake (it holds its lock
+    and records the stage afterwards) or when the project has no DVC repository.
+    """
+    import shutil
+    import subprocess
+
+    if os.environ.get("DIFFSTEPS_UNDER_DVC") or not (root / ".dvc").is_dir() or shutil.which("dvc") is None:
+        return []
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        names = [s.addressing for s in repo.index.stages
+                 if s.outs and all(os.path.relpath(o.fs_path, repo.root_dir) in built for o in s.outs)]
+    if names:
+        subprocess.run(["dvc", "commit", "--force", "--quiet", *names], cwd=root, check=True)
+    return names

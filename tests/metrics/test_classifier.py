@@ -1,0 +1,114 @@
+"""The domain classifier: accuracy on digits, determinism, shapes, and its torch-fidelity registration."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from torch_fidelity.utils import create_feature_extractor
+
+from diffsteps.config import DomainConfig
+from diffsteps.metrics import classifier
+from diffsteps.metrics.classifier import (EXTRACTOR_NAME, FEATURE_NAME, DomainFeatureExtractor, MetricInputError,
+                                          load_domain_classifier, to_unit_range, train_domain_classifier)
+from diffsteps.metrics.features import extract_features
+
+CFG = DomainConfig(channels=16, epochs=5, batch_size=64, lr=0.003, seed=0, min_accuracy=0.8)
+
+
+def digits_split(n_heldout: int = 360, seed: int = 0):
+    """sklearn digits as uint8 (N, 1, 8, 8) (pixel v ∈ 0..16 → round(v·255/16)), split at random."""
+    d = load_digits()
+    images = np.round(d.images * 255 / 16).astype(np.uint8)[:, None]
+    order = np.random.default_rng(seed).permutation(len(images))
+    held, train = order[:n_heldout], order[n_heldout:]
+    return images[train], d.target[train], images[held], d.target[held]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    x_tr, y_tr, x_he, y_he = digits_split()
+    path = tmp_path_factory.mktemp("domain") / "extractor.pt"
+    info = train_domain_classifier(x_tr, y_tr, x_he, y_he, CFG, path, dataset="digits")
+    return path, info, x_he
+
+
+def test_reaches_heldout_accuracy_on_digits_in_seconds(trained):
+    path, info, _ = trained
+    assert info["heldout_accuracy"] > 0.8
+    assert info["accuracy_ok"] and info["min_accuracy"] == CFG.min_accuracy
+    assert info["seconds"] < 10
+    assert info["feature_dim"] == 4 * CFG.channels and info["num_classes"] == 10
+    net, meta = load_domain_classifier(path)
+    assert meta == {"dataset": "digits", "spec": {"in_channels": 1, "image_size": [8, 8], "num_classes": 10,
+                                                  "channels": CFG.channels}}
+
+
+def test_training_is_deterministic_and_leaves_global_rng_alone(tmp_path):
+    x_tr, y_tr, x_he, y_he = digits_split(n_heldout=100)
+    cfg = DomainConfig(channels=4, epochs=1, batch_size=128, lr=0.003, seed=3, min_accuracy=0.0)
+    before = torch.random.get_rng_state()
+    a = train_domain_classifier(x_tr, y_tr, x_he, y_he, cfg, tmp_path / "a.pt", dataset="digits")
+    assert torch.equal(before, torch.random.get_rng_state())
+    b = train_domain_classifier(x_tr, y_tr, x_he, y_he, cfg, tmp_path / "b.pt", dataset="digits")
+    sa, sb = load_domain_classifier(tmp_path / "a.pt")[0].state_dict(), load_domain_classifier(tmp_path / "b.pt")[0].state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a["heldout_accuracy"] == b["heldout_accuracy"]
+
+
+def test_32x32_rgb_images_work(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (48, 3, 32, 32), dtype=np.uint8)
+    y = rng.integers(0, 3, 48)
+    cfg = DomainConfig(channels=4, epochs=1, batch_size=16, lr=0.003, seed=0, min_accuracy=0.0)
+    info = train_domain_classifier(x[:32], y[:32], x[32:], y[32:], cfg, tmp_path / "c.pt", dataset="cifar10")
+    feats = extract_features(x[32:], EXTRACTOR_NAME, tmp_path / "c.pt", batch_size=7, device="cpu")
+    assert feats.shape == (16, info["feature_dim"]) and feats.dtype == np.float32
+
+
+def test_registered_extractor_gives_the_network_features(trained):
+    path, _, x_he = trained
+    net, _ = load_domain_classifier(path)
+    with torch.no_grad():
+        direct = net.features(to_unit_range(torch.from_numpy(x_he))).numpy()
+    # an odd batch size exercises torch-fidelity's batching; features must not depend on it
+    via_fidelity = extract_features(x_he, EXTRACTOR_NAME, path, batch_size=37, device="cpu")
+    np.testing.assert_allclose(via_fidelity, direct, rtol=1e-5, atol=1e-5)
+
+
+def test_extractor_refuses_missing_weights_and_wrong_images(trained, tmp_path):
+    path, _, x_he = trained
+    with pytest.raises(MetricInputError, match="feature_extractor_weights_path"):
+        create_feature_extractor(EXTRACTOR_NAME, [FEATURE_NAME], cuda=False)
+    ext = create_feature_extractor(EXTRACTOR_NAME, [FEATURE_NAME], cuda=False, feature_extractor_weights_path=str(path))
+    with pytest.raises(MetricInputError, match=r"trained on digits\) expects uint8 images \(N, 1, 8, 8\)"):
+        ext(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(MetricInputError, match="expects uint8"):
+        ext(torch.zeros(2, 1, 8, 8))
+    with pytest.raises(MetricInputError, match="does not exist"):
+        load_domain_classifier(tmp_path / "absent.pt")
+    torch.save({"something": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(MetricInputError, match="format is None"):
+        load_domain_classifier(tmp_path / "foreign.pt")
+
+
+def test_bad_training_inputs_name_the_argument(tmp_path):
+    x_tr, y_tr, x_he, y_he = digits_split(n_heldout=50)
+    with pytest.raises(MetricInputError, match="train_images: expected a non-empty uint8"):
+        train_domain_classifier(x_tr.astype(np.float32), y_tr, x_he, y_he, CFG, tmp_path / "x.pt", dataset="digits")
+    with pytest.raises(MetricInputError, match="heldout_labels: expected integer labels shaped \\(50,\\)"):
+        train_domain_classifier(x_tr, y_tr, x_he, y_he[:10], CFG, tmp_path / "x.pt", dataset="digits")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_registration_is_idempotent():
+    # execute the module a second time, under another name so that nothing already imported changes:
+    # its guard must skip the registration that torch-fidelity would refuse
+    spec = importlib.util.spec_from_file_location("diffsteps.metrics._classifier_again", classifier.__file__)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert FEATURE_EXTRACTORS_REGISTRY[EXTRACTOR_NAME] is DomainFeatureExtractor
+    assert DomainFeatureExtractor.get_default_feature_layer_for_metric("kid") == FEATURE_NAME

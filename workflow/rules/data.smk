@@ -1,0 +1,12 @@
+rule prepare_data:
+    input:
+        **stage_inputs("prepare_data"),
+    output:
+        **stage_outputs("prepare_data"),
+    params:
+        values=stage_params("prepare_data"),
+        out_dir=out_dir,
+    log:
+        f"{LOGS}/prepare_data/{{dataset}}.log",
+    shell:
+        "{PY} prepare-data --params params.yaml --out-dir {params.out_dir} > {log} 2>&1"

@@ -1,0 +1,52 @@
+rule evaluate:
+    input:
+        **stage_inputs("evaluate"),
+    output:
+        **stage_outputs("evaluate"),
+    params:
+        values=stage_params("evaluate"),
+    log:
+        f"{LOGS}/evaluate/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.log",
+    threads: 1
+    resources:
+        gpu=1,
+    shell:
+        "{PY} evaluate --params params.yaml --threads {threads} --samples-dir $(dirname {input.samples})"
+        " --stats {input.stats} --weights {input.weights} --out {output.metrics} > {log} 2>&1"
+
+
+rule nll:
+    input:
+        **stage_inputs("nll"),
+    output:
+        **stage_outputs("nll"),
+    params:
+        values=stage_params("nll"),
+    log:
+        f"{LOGS}/nll/{{dataset}}/{{method}}/ancestral-{{variance}}-{{spacing}}/K{{budget}}/train{{ts}}.log",
+    benchmark:
+        f"{BENCH}/nll/{{dataset}}/{{method}}/ancestral-{{variance}}-{{spacing}}/K{{budget}}/train{{ts}}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    shell:
+        "{PY} nll --params params.yaml --threads {threads} --method {wildcards.method}"
+        " --model-dir results/models/{wildcards.dataset}/{wildcards.method}/train{wildcards.ts}"
+        " --data-dir results/data/{wildcards.dataset} --variance {wildcards.variance} --spacing {wildcards.spacing}"
+        " --budget {wildcards.budget} --train-seed {wildcards.ts} --out {output.nll} > {log} 2>&1"
+
+
+rule floor:
+    input:
+        **stage_inputs("floor"),
+    output:
+        **stage_outputs("floor"),
+    params:
+        values=stage_params("floor"),
+    log:
+        f"{LOGS}/floor/{{dataset}}.log",
+    resources:
+        gpu=1,
+    shell:
+        "{PY} floor --params params.yaml --threads {threads} --heldout {input.heldout} --stats {input.stats}"
+        " --weights {input.weights} --out {output.metrics} > {log} 2>&1"

@@ -1,0 +1,36 @@
+rule train_domain:
+    input:
+        **stage_inputs("train_domain"),
+    output:
+        **stage_outputs("train_domain"),
+    params:
+        values=stage_params("train_domain"),
+        out_dir=out_dir,
+    log:
+        f"{LOGS}/train_domain/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/train_domain/{{dataset}}.tsv"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    shell:
+        "{PY} train-domain --params params.yaml --threads {threads} --data-dir results/data/{wildcards.dataset}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule reference_stats:
+    input:
+        **stage_inputs("reference_stats"),
+    output:
+        **stage_outputs("reference_stats"),
+    params:
+        values=stage_params("reference_stats"),
+    log:
+        f"{LOGS}/reference_stats/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/reference_stats/{{dataset}}.tsv"
+    resources:
+        gpu=1,
+    shell:
+        "{PY} reference-stats --params params.yaml --threads {threads} --data-dir results/data/{wildcards.dataset}"
+        " --weights {input.weights} --out {output.stats} > {log} 2>&1"

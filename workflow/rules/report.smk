@@ -1,0 +1,20 @@
+rule report:
+    input:
+        unpack(get_report_inputs),
+        code=code_files("report"),
+    output:
+        csv=report("reports/results.csv", category="Results", caption="../report/results.rst"),
+        md="reports/report.md",
+        html="reports/report.html",
+    params:
+        values=stage_params("report"),
+    log:
+        f"{LOGS}/report.log",
+    shell:
+        "{PY} report --params params.yaml --results results --out-dir reports > {log} 2>&1"
+
+
+onsuccess:
+    # Keep DVC's lock in step with what Snakemake just built (skipped when DVC itself runs Snakemake:
+    # DVC holds its lock then and records the stage itself).
+    plan.dvc_sync({str(f) for job in workflow.dag.jobs for f in job.output})

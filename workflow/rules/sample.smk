@@ -1,0 +1,20 @@
+rule sample:
+    input:
+        **stage_inputs("sample"),
+    output:
+        **stage_outputs("sample"),
+    params:
+        values=stage_params("sample"),
+        out_dir=out_dir,
+    log:
+        f"{LOGS}/sample/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/sample/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    shell:
+        "{PY} sample --params params.yaml --threads {threads} --method {wildcards.method}"
+        " --model-dir results/models/{wildcards.dataset}/{wildcards.method}/train{wildcards.ts}"
+        " --sampler {wildcards.sampler} --spacing {wildcards.spacing} --budget {wildcards.budget}"
+        " --train-seed {wildcards.ts} --seed {wildcards.seed} --out-dir {params.out_dir} > {log} 2>&1"
