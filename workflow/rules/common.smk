@@ -2,6 +2,7 @@
 # workflow/schemas/params.schema.yaml, then against the cross-field rules of diffsteps.config, before
 # any job runs. The study DAG (paths, inputs, code dependencies, params slices) comes from
 # diffsteps.workflow, which also generates dvc.yaml.
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -27,7 +28,7 @@ wildcard_constraints:
     **plan.WILDCARD_CONSTRAINTS,
 
 
-PY = "python -m diffsteps"
+PY = f"{sys.executable} -m diffsteps"  # the interpreter that runs Snakemake (the venv's)
 LOGS = "logs"
 BENCH = "results/benchmarks"
 

@@ -8,8 +8,13 @@ NOT comparable to published Inception FID; every result carries the label
 Network (w = ``DomainConfig.channels``), input x = images / 127.5 − 1 of shape (B, C, H, W):
 
     conv3×3(C→w) → ReLU → conv3×3(w→2w, stride 2) → ReLU → conv3×3(2w→4w, stride 2) → ReLU
-    → AdaptiveAvgPool(2×2) → flatten (16w) → Linear(16w→4w) → ReLU  = features φ(x) ∈ R^{4w}
+    → AdaptiveAvgPool(2×2) → flatten (16w) → Linear(16w→4w) → ReLU  = penultimate h(x) ∈ R^{4w}
     → Linear(4w→num_classes)                                         = logits
+
+The feature is φ(x) = h(x) / c with one constant c = sqrt(mean_{i,d} h_d(x_i)²) over the training
+split, fixed after training. KID's kernel k(x, y) = (xᵀy / D + 1)³ assumes features of order one (as
+Inception's pool3 is); raw activations of order ten would make the cubic term dominate and the KID
+estimate very noisy. A single scale leaves precision/recall unchanged and scales FID by 1/c².
 
 Adaptive pooling makes the same network valid for 8×8 digits and 32×32 MNIST/CIFAR. There is no batch
 normalisation, so a feature never depends on the other images of its batch.
@@ -21,6 +26,7 @@ torch-fidelity's own batching and uint8 conventions; its weights come from the c
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -58,7 +64,7 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
 
 
 class DomainClassifier(nn.Module):
-    """The CNN of the module docstring. ``features(x)``: (B, 4w); ``forward(x)``: logits (B, num_classes)."""
+    """The CNN of the module docstring. ``features(x)``: φ (B, 4w); ``forward(x)``: logits (B, num_classes)."""
 
     def __init__(self, in_channels: int, num_classes: int, channels: int):
         super().__init__()
@@ -72,9 +78,11 @@ class DomainClassifier(nn.Module):
         )
         self.head = nn.Linear(4 * w, num_classes)
         self.feature_dim = 4 * w
+        # the constant c of the module docstring; a buffer, so it travels in the state dict
+        self.register_buffer("feature_scale", torch.ones(()))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        return self.body(x) / self.feature_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
@@ -97,6 +105,16 @@ def _check_labels(labels: np.ndarray, images: np.ndarray, name: str) -> np.ndarr
     if labels.min() < 0:
         raise MetricInputError(f"{name}: labels must be ≥ 0, got minimum {labels.min()}")
     return labels.astype(np.int64)
+
+
+def _penultimate_rms(net: DomainClassifier, images: np.ndarray, batch_size: int, device: torch.device) -> float:
+    """c = sqrt(mean over images and dimensions of h(x)²), accumulated in float64."""
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            h = net.body(to_unit_range(torch.from_numpy(images[start:start + batch_size]).to(device)))
+            total += float(h.double().pow(2).sum())
+    return math.sqrt(total / (len(images) * net.feature_dim))
 
 
 def _accuracy(net: DomainClassifier, images: np.ndarray, labels: np.ndarray, batch_size: int,
@@ -156,6 +174,11 @@ def train_domain_classifier(train_images: np.ndarray, train_labels: np.ndarray, 
             loss.backward()
             opt.step()
     net.eval()
+    scale = _penultimate_rms(net, train_images, cfg.batch_size, device)
+    if not scale > 0:
+        raise MetricInputError(f"domain classifier trained on {dataset}: every penultimate activation is zero "
+                               f"on the train split; try another evaluation.domain.lr (now {cfg.lr}) or seed")
+    net.feature_scale.fill_(scale)
     train_acc = _accuracy(net, train_images, y_train, cfg.batch_size, device)
     heldout_acc = _accuracy(net, heldout_images, y_heldout, cfg.batch_size, device)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}

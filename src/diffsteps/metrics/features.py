@@ -51,7 +51,8 @@ class _UInt8Images(Dataset):
         return torch.from_numpy(np.ascontiguousarray(self.images[i]))
 
 
-def _check_extractor(extractor: str, weights_path: str | Path | None) -> Path:
+def resolve_weights(extractor: str, weights_path: str | Path | None) -> Path:
+    """The local weights file of a supported extractor; None or a missing file is refused, never downloaded."""
     if extractor not in EXTRACTORS:
         raise MetricInputError(f"feature extractor {extractor!r} is not supported; use one of {list(EXTRACTORS)}")
     if weights_path is None:
@@ -66,11 +67,10 @@ def _check_extractor(extractor: str, weights_path: str | Path | None) -> Path:
 
 def extractor_label(extractor: str, weights_path: str | Path | None) -> str:
     """The human label written beside every number, e.g. ``domain classifier (trained on digits)``."""
-    if extractor == DOMAIN_EXTRACTOR:
-        return domain_label(load_domain_classifier(_check_extractor(extractor, weights_path))[1]["dataset"])
+    path = resolve_weights(extractor, weights_path)
     if extractor == INCEPTION_EXTRACTOR:
         return INCEPTION_LABEL
-    raise MetricInputError(f"feature extractor {extractor!r} is not supported; use one of {list(EXTRACTORS)}")
+    return domain_label(load_domain_classifier(path)[1]["dataset"])
 
 
 def extract_features(images: np.ndarray, extractor: str, weights_path: str | Path | None, batch_size: int,
@@ -81,7 +81,7 @@ def extract_features(images: np.ndarray, extractor: str, weights_path: str | Pat
     for 'fid', which is also its default for 'kid' and 'prc', so all metrics share the features.
     """
     check_images(images)
-    path = _check_extractor(extractor, weights_path)
+    path = resolve_weights(extractor, weights_path)
     if batch_size < 1:
         raise MetricInputError(f"batch_size = {batch_size} is invalid: must be ≥ 1")
     if extractor == INCEPTION_EXTRACTOR and images.shape[1] == 1:

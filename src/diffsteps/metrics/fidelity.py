@@ -4,13 +4,14 @@ Reference statistics are computed once per (split, feature extractor, weights, N
 the npz stores the split's sha256, the extractor, the weights' sha256 and N, and
 :func:`load_reference_stats` refuses a file whose keys do not match, so stale statistics are never used.
 
-Every metric comes back as one row (see :data:`ROW_KEYS`)::
+Every metric comes back as one row (see :data:`ROW_KEYS`; the names follow ``reporting/schema.py``)::
 
     {"metric": "fid" | "kid" | "precision" | "recall", "value": float | None, "std": float | None,
      "n": images scored, "n_ref": reference images, "feature_extractor": label, "weights_sha256": str | None,
-     "status": "ok" | "not_computed" | "not_available", "error": None | reason}
+     "status": "ok" | "not_computed" | "not_available", "reason": None | why there is no value}
 
 ``kid`` carries the mean over subsets in ``value`` and the standard deviation over subsets in ``std``.
+Rows of both extractors use the same metric names; the ``feature_extractor`` label tells them apart.
 The real-data floor (:func:`floor_rows`) is the same scoring applied to the held-out split.
 """
 
@@ -27,11 +28,11 @@ import torch
 from ..config import EvaluationConfig
 from ..io import atomic_save_npz, sha256_file
 from .classifier import MetricInputError, check_images, domain_label
-from .features import (INCEPTION_EXTRACTOR, INCEPTION_LABEL, extract_features, extractor_label, feature_statistics,
-                       frechet_distance, kernel_distance, precision_recall)
+from .features import (INCEPTION_EXTRACTOR, INCEPTION_LABEL, extract_features, extractor_label,
+                       feature_statistics, frechet_distance, kernel_distance, precision_recall, resolve_weights)
 
 METRICS = ("fid", "kid", "precision", "recall")
-ROW_KEYS = ("metric", "value", "std", "n", "n_ref", "feature_extractor", "weights_sha256", "status", "error")
+ROW_KEYS = ("metric", "value", "std", "n", "n_ref", "feature_extractor", "weights_sha256", "status", "reason")
 NO_INCEPTION = "not computed: no Inception weights"
 
 
@@ -80,8 +81,8 @@ def reference_stats(split_images: np.ndarray, split_sha256: str, extractor: str,
     """Extract features of (a seeded subset of n images of) a split and write them atomically to ``out_path``.
 
     The npz holds ``features`` (n, D) float32, ``mu`` (D,), ``sigma`` (D, D), ``index`` (n,) into the
-    split, and ``meta`` (a JSON string with the content keys). Returns the same as :class:`RefStats`;
-    its ``meta`` is what a stage's JSON record should carry.
+    split, and ``meta`` (a JSON string with the content keys). Returns them as a :class:`RefStats`, whose
+    ``meta`` is what the stage's JSON record should carry.
     """
     check_images(split_images, "split_images")
     images, index = _subset(split_images, n, seed, "reference statistics")
@@ -96,7 +97,7 @@ def reference_stats(split_images: np.ndarray, split_sha256: str, extractor: str,
 
 
 def load_reference_stats(path: str | Path, expect_split_sha256: str, expect_weights_sha256: str,
-                         expect_extractor: str | None = None) -> RefStats:
+                         expect_extractor: str | None = None, expect_n: int | None = None) -> RefStats:
     """Load statistics written by :func:`reference_stats`, refusing them if any content key differs.
 
     Raises :class:`StaleReferenceStats` naming the file, the key, the stored and the expected value.
@@ -112,6 +113,8 @@ def load_reference_stats(path: str | Path, expect_split_sha256: str, expect_weig
     expected = {"split_sha256": expect_split_sha256, "weights_sha256": expect_weights_sha256}
     if expect_extractor is not None:
         expected["extractor"] = expect_extractor
+    if expect_n is not None:
+        expected["n"] = expect_n
     for key, want in expected.items():
         if ref.meta.get(key) != want:
             raise StaleReferenceStats(f"{path}: stale reference statistics: {key} is {ref.meta.get(key)!r} but "
@@ -120,8 +123,8 @@ def load_reference_stats(path: str | Path, expect_split_sha256: str, expect_weig
 
 
 def _row(metric: str, value: float | None, std: float | None, n: int | None, n_ref: int | None, label: str,
-         weights_sha256: str | None, status: str = "ok", error: str | None = None) -> dict[str, Any]:
-    return dict(zip(ROW_KEYS, (metric, value, std, n, n_ref, label, weights_sha256, status, error)))
+         weights_sha256: str | None, status: str = "ok", reason: str | None = None) -> dict[str, Any]:
+    return dict(zip(ROW_KEYS, (metric, value, std, n, n_ref, label, weights_sha256, status, reason)))
 
 
 def score(generated: np.ndarray, ref: RefStats, extractor: str, weights_path: str | Path, cfg: EvaluationConfig,
@@ -134,10 +137,10 @@ def score(generated: np.ndarray, ref: RefStats, extractor: str, weights_path: st
     or other weights than ``extractor``/``weights_path``.
     """
     check_images(generated, "generated")
-    weights_sha256 = sha256_file(weights_path)
+    weights_sha256 = sha256_file(resolve_weights(extractor, weights_path))
     for key, value in (("extractor", extractor), ("weights_sha256", weights_sha256)):
-        if ref.meta[key] != value:
-            raise StaleReferenceStats(f"reference statistics have {key} = {ref.meta[key]!r} but the images are "
+        if ref.meta.get(key) != value:
+            raise StaleReferenceStats(f"reference statistics have {key} = {ref.meta.get(key)!r} but the images are "
                                       f"scored with {value!r} ({weights_path}); recompute the statistics")
     images, _ = _subset(generated, n, seed, "generated images")
     features = extract_features(images, extractor, weights_path, cfg.batch_size, device)
@@ -147,9 +150,9 @@ def score(generated: np.ndarray, ref: RefStats, extractor: str, weights_path: st
                                         cfg.kid_subsets, seed)
     precision, recall = precision_recall(features, ref.features, cfg.prc_neighborhood, device)
     label = extractor_label(extractor, weights_path)
+    values = ((fid, None), (kid_mean, kid_std), (precision, None), (recall, None))  # in the order of METRICS
     return [_row(metric, value, std, n, n_ref, label, weights_sha256)
-            for metric, value, std in (("fid", fid, None), ("kid", kid_mean, kid_std),
-                                       ("precision", precision, None), ("recall", recall, None))]
+            for metric, (value, std) in zip(METRICS, values)]
 
 
 def floor_rows(heldout: np.ndarray, ref: RefStats, extractor: str, weights_path: str | Path, cfg: EvaluationConfig,

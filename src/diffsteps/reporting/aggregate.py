@@ -3,8 +3,8 @@
 A record is a JSON object ``{"rows": [...], "status": "ok"|"failed", "error": str|None,
 "provenance": {...}, "cell": {...}, ...stage-specific keys}``. Its rows follow
 :mod:`diffsteps.reporting.schema`. A failed stage that could not produce its rows still appears in
-the table: as one ``failed`` row carrying the record's error and the cell identity it names, so that
-the report lists it instead of silently missing it.
+the table: as one ``failed`` row carrying the record's error and the cell identity it names (the
+cell's keys that are schema columns), so that the report lists it instead of silently missing it.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def record_rows(record: Any, path: Path) -> list[dict[str, Any]]:
         # unless one of the rows already reports it.
         if status == "failed" and not any(r["status"] == "failed" for r in out):
             error = record.get("error") or "the stage failed without an error message"
-            out.append(make_row(**{**cell, "status": "failed", "reason": str(error), "value": None,
-                                   "source": str(path)}))
+            # A stage's cell may also hold its own bookkeeping (image_shape, budget): keep the row keys.
+            identity = {k: v for k, v in cell.items() if k in COLUMNS and k not in ("value", "status", "reason")}
+            out.append(make_row(**identity, status="failed", reason=str(error), source=str(path)))
     except SchemaError as exc:
         raise ReportInputError(f"{path}: {exc}") from exc
     for row in out:

@@ -22,11 +22,12 @@ import pandas as pd
 from scipy import stats
 
 from .schema import CONTEXT_COLUMNS, SEED_COLUMNS
-from .summary import excluded_note, extractor_label, missing, text, variant_label
+from .summary import excluded_note, extractor_label, missing, sort_key, text, variant_label
 
 RELATIONS = ("less", "greater", "matches")
 CONFIDENCE = 0.95
 
+#: Selects the rows of one side of a claim (a boolean mask); :class:`Where` is the usual one.
 Selector = Callable[[pd.DataFrame], pd.Series]
 
 
@@ -92,18 +93,37 @@ def verdict(a_values: Sequence[float], b_values: Sequence[float], claim: str) ->
 # the claims table
 
 
-def where(**conditions: Any) -> Selector:
-    """A row selector: each column equals the given value, or satisfies the given predicate."""
-    def select(df: pd.DataFrame) -> pd.Series:
+@dataclass(frozen=True)
+class AtMost:
+    """Column predicate ``value ≤ limit`` that can describe itself in the report."""
+
+    limit: float
+
+    def __call__(self, column: pd.Series) -> pd.Series:
+        return column <= self.limit
+
+    def __str__(self) -> str:
+        return f"≤ {self.limit:g}"
+
+
+class Where:
+    """A row selector: each named column equals the given value or satisfies the given predicate.
+
+    Its ``str`` (``sampler = ddim-eta0, nfe ≤ 20``) tells the reader which rows a claim needed.
+    """
+
+    def __init__(self, **conditions: Any):
+        self.conditions = conditions
+
+    def __call__(self, df: pd.DataFrame) -> pd.Series:
         mask = pd.Series(True, index=df.index)
-        for col, cond in conditions.items():
-            mask &= cond(df[col]).fillna(False).astype(bool) if callable(cond) else (df[col] == cond).fillna(False)
+        for col, cond in self.conditions.items():
+            hit = cond(df[col]) if callable(cond) else df[col] == cond
+            mask &= hit.fillna(False).astype(bool)
         return mask
-    return select
 
-
-def at_most(limit: float) -> Callable[[pd.Series], pd.Series]:
-    return lambda s: s <= limit
+    def __str__(self) -> str:
+        return ", ".join(f"{c} {cond}" if callable(cond) else f"{c} = {cond}" for c, cond in self.conditions.items())
 
 
 @dataclass(frozen=True)
@@ -135,23 +155,23 @@ _SAME_CHAIN = ("method", "noise", "spacing", "nfe")
 CLAIMS: list[Claim] = [
     Claim("DDIM (η=0) has lower FID than ancestral sampling with σ²=β̃ (η=1) at ≤ 20 NFE",
           f"{_DDIM_T1}: 13.36 vs 41.07 at 10 NFE, 6.84 vs 18.36 at 20", "fid", "less",
-          where(sampler="ddim-eta0", nfe=at_most(20)), where(sampler="ancestral-betatilde", nfe=at_most(20)),
+          Where(sampler="ddim-eta0", nfe=AtMost(20)), Where(sampler="ancestral-betatilde", nfe=AtMost(20)),
           _SAME_CHAIN),
     Claim("DDIM (η=0) has lower FID than large-variance ancestral sampling (σ²=β, the σ̂ of DDIM) at ≤ 20 NFE",
           f"{_DDIM_T1}: 13.36 vs 367.43 at 10 NFE, 6.84 vs 133.37 at 20", "fid", "less",
-          where(sampler="ddim-eta0", nfe=at_most(20)), where(sampler="ancestral-beta", nfe=at_most(20)),
+          Where(sampler="ddim-eta0", nfe=AtMost(20)), Where(sampler="ancestral-beta", nfe=AtMost(20)),
           _SAME_CHAIN),
     Claim("Ancestral sampling with σ²=β has higher FID than with σ²=β̃ at ≤ 100 NFE",
           f"{_DDIM_T1}: σ̂ vs η=1 — 367.43 vs 41.07 at 10 NFE … 9.99 vs 5.78 at 100", "fid", "greater",
-          where(sampler="ancestral-beta", nfe=at_most(100)), where(sampler="ancestral-betatilde", nfe=at_most(100)),
+          Where(sampler="ancestral-beta", nfe=AtMost(100)), Where(sampler="ancestral-betatilde", nfe=AtMost(100)),
           _SAME_CHAIN),
     Claim("1000-step DDPM (σ²=β) has FID ≤ DDIM (η=0) at 100 NFE",
           f"{_DDIM_T1}: 3.17 (σ̂, 1000 steps) vs 4.16", "fid", "less",
-          where(sampler="ancestral-beta", nfe=1000), where(sampler="ddim-eta0", nfe=100, spacing="uniform"),
+          Where(sampler="ancestral-beta", nfe=1000), Where(sampler="ddim-eta0", nfe=100, spacing="uniform"),
           ("method", "noise")),
     Claim("DDIM (η=0) at 100 NFE has lower FID than 1000-step ancestral sampling with σ²=β̃ (η=1)",
           f"{_DDIM_T1}: 4.16 vs 4.73", "fid", "less",
-          where(sampler="ddim-eta0", nfe=100, spacing="uniform"), where(sampler="ancestral-betatilde", nfe=1000),
+          Where(sampler="ddim-eta0", nfe=100, spacing="uniform"), Where(sampler="ancestral-betatilde", nfe=1000),
           ("method", "noise")),
 ]
 
@@ -202,23 +222,27 @@ def evaluate_claim(df: pd.DataFrame, claim: Claim) -> list[dict[str, Any]]:
     rows = df[df["metric"] == claim.metric]
     a_all, b_all = rows[claim.a(rows)], rows[claim.b(rows)]
     if a_all.empty or b_all.empty:
-        name = "a" if a_all.empty else "b"
+        name, selector = ("a", claim.a) if a_all.empty else ("b", claim.b)
         return [{"claim": claim.text, "source": claim.source, "context": "—",
-                 "verdict": f"not evaluated: no {claim.metric} rows match side {name}"}]
+                 "verdict": f"not evaluated: no {claim.metric} rows match side {name} ({selector})"}]
     keys = list(CONTEXT_COLUMNS) + list(claim.match_on)
     a_groups, b_groups = _groups(a_all, keys), _groups(b_all, keys)
     empty = rows.iloc[0:0]
     out = []
-    for key in sorted(set(a_groups) | set(b_groups), key=lambda k: tuple(text(v) for v in k)):
+    for key in sorted(set(a_groups) | set(b_groups), key=lambda k: tuple(sort_key(v) for v in k)):
         context = extractor_label(key[1], key[3])
         context = f"{text(key[0])}; {context}" + (f"; {_key_label(claim.match_on, key[4:])}" if claim.match_on else "")
         out.append(_compare(claim, a_groups.get(key, empty), b_groups.get(key, empty), context))
     return out
 
 
-def evaluate_claims(df: pd.DataFrame, claims: Sequence[Claim] = tuple(CLAIMS)) -> pd.DataFrame:
-    """Every claim's verdict rows as a table with :data:`VERDICT_COLUMNS`; nothing is dropped."""
-    out = [row for claim in claims for row in evaluate_claim(df, claim)]
+def evaluate_claims(df: pd.DataFrame, claims: Sequence[Claim] | None = None) -> pd.DataFrame:
+    """Every claim's verdict rows (default: :data:`CLAIMS` as it stands at call time) as a table with
+    :data:`VERDICT_COLUMNS`; nothing is dropped.
+
+    The values of one side are its rows over training and sampling seeds, treated as independent draws.
+    """
+    out = [row for claim in (CLAIMS if claims is None else claims) for row in evaluate_claim(df, claim)]
     return pd.DataFrame(out, columns=list(VERDICT_COLUMNS))
 
 

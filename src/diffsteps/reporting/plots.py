@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
 from .aggregate import ReportInputError  # noqa: E402
@@ -50,6 +51,18 @@ def _footnote(fig: plt.Figure, *lines: str) -> None:
         fig.text(0.01, -0.02, body, ha="left", va="top", fontsize=7, color="0.35")
 
 
+def _log_x(ax: plt.Axes, ticks: pd.Series | None = None) -> None:
+    """Log x axis labelled in plain numbers; with ``ticks``, exactly those (the NFE budgets run)."""
+    ax.set_xscale("log")
+    if ticks is not None:
+        values = sorted(set(ticks.astype(float)))
+        ax.set_xticks(values, [text(v) for v in values])
+        ax.minorticks_off()
+    else:
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+
+
 def _with_variant(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     out["variant"] = [variant_label(r) for r in out.to_dict("records")]
@@ -60,6 +73,13 @@ def _with_variant(df: pd.DataFrame) -> pd.DataFrame:
 def _context_groups(df: pd.DataFrame):
     """(dataset, extractor, weights, n) groups: the only sets of quality numbers that may share an axis."""
     return df.groupby(list(CONTEXT_COLUMNS), dropna=False, sort=True)
+
+
+def _context_names(dataset, extractor, weights, n) -> tuple[str, str]:
+    """Caption text and file-name stem of one context; the weights hash keeps two extractors apart."""
+    short = text(weights)[:8]
+    return (f"{text(dataset)}, {text(extractor)} (weights {short}), N={text(n)}",
+            slug(dataset, extractor, short, f"N{text(n)}"))
 
 
 def _floor_for(floors: pd.DataFrame, dataset, extractor, weights, n) -> pd.DataFrame:
@@ -95,10 +115,7 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
             floor_n = text(floor_ok["n"].iloc[0], "?")
             ax.axhline(floor_ok["value"].mean(), color="k", ls="--", lw=1,
                        label=f"real-data floor (held-out, N={floor_n})")
-        ax.set_xscale("log")
-        ticks = sorted(ok["nfe"].unique())
-        ax.set_xticks(ticks, [text(t) for t in ticks])
-        ax.minorticks_off()
+        _log_x(ax, ok["nfe"])
         ax.set_xlabel("NFE (network evaluations)")
         ax.set_ylabel(f"{metric_label(metric)}@{text(n, '?')} ({text(extractor, 'unknown features')})")
         ax.set_title(f"{text(dataset)}: {metric_label(metric)} vs NFE")
@@ -106,9 +123,9 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
         spread = "shaded band" if errors == "band" else "error bars"
         _footnote(fig, f"{spread}: mean ± sd over seeds; weights sha256 {text(weights)[:12]}",
                   excluded_note(pd.concat([group, floor])))
-        name = f"{metric}_vs_nfe_{slug(dataset, extractor, text(weights)[:8], f'N{text(n)}')}.png"
-        figures[f"{metric_label(metric)} vs NFE — {text(dataset)}, {text(extractor)}, N={text(n)}"] = \
-            save_figure(fig, Path(out_dir) / name)
+        caption, stem = _context_names(dataset, extractor, weights, n)
+        figures[f"{metric_label(metric)} vs NFE — {caption}"] = \
+            save_figure(fig, Path(out_dir) / f"{metric}_vs_nfe_{stem}.png")
     return figures
 
 
@@ -140,7 +157,7 @@ def plot_nll_vs_nfe(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
                 ax.errorbar(line["nfe"], line["mean"], yerr=_errorbar_series(line), color=palette[variant],
                             ls="-" if total else "--", lw=1.8 if total else 1.0, marker="o" if total else ".",
                             capsize=2, label=f"{variant}: {metric_label(metric).replace(' (bits/dim)', '')}")
-            ax.set_xscale("log")
+            _log_x(ax, ok["nfe"])
             ax.set_xlabel("NFE (steps of the ancestral chain)")
             ax.set_title(f"σ² = {variance}")
             ax.legend(fontsize=6)
@@ -189,15 +206,15 @@ def plot_quality_vs_cost(df: pd.DataFrame, out_dir: str | Path, metric: str = "f
                         textcoords="offset points")
         front = group[group["on_front"]].sort_values(["cost", "quality"])
         ax.step(front["cost"], front["quality"], where="post", color="k", lw=1, label="Pareto front")
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_xlabel("sampling seconds per image (mean over seeds)")
         ax.set_ylabel(f"{metric_label(metric)}@{text(n, '?')} ({text(extractor, 'unknown features')})")
         ax.set_title(f"{text(dataset)}: quality vs sampling cost")
         ax.legend(fontsize=7)
         _footnote(fig, "labels: NFE; points are means over seeds; devices as recorded in the cost table")
-        name = f"{metric}_vs_cost_{slug(dataset, extractor, text(weights)[:8], f'N{text(n)}')}.png"
-        figures[f"{metric_label(metric)} vs sampling cost — {text(dataset)}, {text(extractor)}, N={text(n)}"] = \
-            save_figure(fig, Path(out_dir) / name)
+        caption, stem = _context_names(dataset, extractor, weights, n)
+        figures[f"{metric_label(metric)} vs sampling cost — {caption}"] = \
+            save_figure(fig, Path(out_dir) / f"{metric}_vs_cost_{stem}.png")
     return figures
 
 
@@ -225,7 +242,7 @@ def plot_training_curves(loss_csvs: Mapping[str, str | Path], out_path: str | Pa
         positive &= bool((log["loss"] > 0).all())
         window = max(1, len(log) // 20)  # smooth over ~5% of the run, whatever its length
         ax.plot(log["images_seen"], log["loss"], color=color, alpha=0.25, lw=0.8)
-        ax.plot(log["images_seen"], log["loss"].rolling(window, min_periods=1).mean(), color=color, lw=1.6,
+        ax.plot(log["images_seen"], log["loss"].rolling(window, center=True, min_periods=1).mean(), color=color, lw=1.6,
                 label=f"{label} (running mean of {window})")
     if positive and ax.lines:
         ax.set_yscale("log")  # diffusion losses fall by orders of magnitude early on

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from numbers import Number
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -19,13 +20,16 @@ from .schema import FLOOR_SAMPLER
 METRIC_LABELS: dict[str, str] = {
     "fid": "FID", "kid": "KID", "precision": "precision", "recall": "recall",
     "inception_fid": "Inception FID", "inception_kid": "Inception KID",
+    "inception_precision": "Inception precision", "inception_recall": "Inception recall",
     "nll_total": "NLL total (bits/dim)", "nll_prior": "NLL prior (bits/dim)", "nll_recon": "NLL recon (bits/dim)",
     "nll_diffusion": "NLL diffusion (bits/dim)", "sampling_seconds_per_image": "sampling s/image",
-    "training_seconds": "training s", "peak_memory_mb": "peak memory (MB)", "train_loss_final": "final training loss",
+    "sampling_peak_memory_mb": "sampling peak memory (MB)", "training_seconds": "training s",
+    "training_peak_memory_mb": "training peak memory (MB)", "train_loss_final": "final training loss",
     "domain_accuracy": "domain classifier held-out accuracy",
 }
 #: The quality metrics of the headline table, in column order.
-QUALITY_METRICS: tuple[str, ...] = ("fid", "kid", "precision", "recall", "inception_fid", "inception_kid")
+QUALITY_METRICS: tuple[str, ...] = ("fid", "kid", "precision", "recall", "inception_fid", "inception_kid",
+                                     "inception_precision", "inception_recall")
 #: The terms of the NLL bound, in table order (the total last).
 NLL_TERMS: tuple[str, ...] = ("nll_prior", "nll_recon", "nll_diffusion", "nll_total")
 #: The columns that name one curve of a figure / one row of a table (a "variant" of a method).
@@ -48,6 +52,15 @@ def text(value: Any, empty: str = "—") -> str:
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
     return str(value)
+
+
+def sort_key(value: Any) -> tuple:
+    """Numbers numerically, then strings, then missing values: NFE 10 < 20 < 100, not '10' < '100' < '20'."""
+    if missing(value):
+        return (2, 0.0, "")
+    if isinstance(value, Number):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
 
 
 def variant_label(row: Mapping[str, Any]) -> str:
@@ -116,6 +129,8 @@ def format_estimate(mean: Any, sd: Any = None, count: int = 1, row_std: Any = No
     spread = sd if count > 1 else row_std
     if missing(spread):
         return f"{mean:.{digits}g}"
+    if abs(spread) < 1e-9 * abs(mean):
+        spread = 0.0  # rounding residue of identical values (sd 1e-17), not a real spread
     return f"{mean:.{digits}g} ± {spread:.2g}"
 
 

@@ -12,7 +12,7 @@ from ..data.datasets import load_split
 from ..io import read_json
 from ..registry import METHODS
 from ..reporting.schema import make_row
-from ..training.loop import load_ema_model
+from ..training.checkpoint import load_ema_model
 from .common import add_common, record, resolve_device, run_cell, setup, write_record
 from .sample import UpstreamFailed
 
@@ -44,7 +44,7 @@ def run(args) -> int:
     n_images = cfg.evaluation.nll.n_images
 
     def rows_with(status: str, reason: str | None) -> list[dict]:
-        return [make_row(**ident, metric=f"nll_{t}", value=None, n=n_images, status=status, error=reason)
+        return [make_row(**ident, metric=f"nll_{t}", value=None, n=n_images, status=status, reason=reason)
                 for t in TERMS]
 
     if method_cls.nll_undefined_reason is not None:
@@ -68,7 +68,7 @@ def run(args) -> int:
             # the bound is an average over images; its standard error is over images (one x_t draw each)
             rows.append(make_row(**ident, metric=f"nll_{t}", value=float(v.mean()),
                                  std=float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None,
-                                 n=len(v), status="ok", unit="bits/dim (upper bound)"))
+                                 n=len(v), status="ok"))
         write_record(args.out, record(cfg, "nll", device=device, cell=ident, rows=rows))
 
     def failed(message: str) -> None:

@@ -12,7 +12,7 @@ import torch
 from ..config import SamplerSpec
 from ..io import atomic_save_grid, atomic_save_npz, read_json
 from ..registry import METHODS
-from ..training.loop import load_ema_model
+from ..training.checkpoint import load_ema_model
 from .common import add_common, record, resolve_device, run_cell, setup, write_record
 
 

@@ -14,6 +14,7 @@ from ..config import config_hash, to_plain
 from ..data.datasets import load_split
 from ..io import atomic_torch_save, atomic_write_text
 from ..registry import METHODS
+from ..reporting.schema import make_row
 from ..training.loop import train
 from ..workflow import params_slice
 from .common import add_common, record, resolve_device, run_cell, setup, write_record
@@ -49,7 +50,12 @@ def run(args) -> int:
     def work() -> None:
         res = train(method, images, cfg.train, args.train_seed, out, resume_dir(cfg, args.method, args.train_seed),
                     device, progress=not args.no_progress)
-        write_record(out / "train.json", record(cfg, "train", device=device, cell=cell,
+        ident = {"dataset": cfg.data.dataset, "method": args.method, "noise": method_cls.noise_label(cfg),
+                 "train_seed": args.train_seed, "n": res.images_seen, "status": "ok"}
+        rows = [make_row(**ident, metric=m, value=v) for m, v in (
+            ("training_seconds", res.seconds), ("training_peak_memory_mb", res.peak_memory_mb),
+            ("train_loss_final", res.final_loss))]
+        write_record(out / "train.json", record(cfg, "train", device=device, cell=cell, rows=rows,
                                                 result=to_plain(dataclasses.asdict(res))))
 
     def failed(message: str) -> None:

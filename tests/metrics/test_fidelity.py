@@ -1,0 +1,244 @@
+"""FID/KID/precision–recall through torch-fidelity, reference statistics and the tidy rows."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+from sklearn.datasets import load_digits
+
+from diffsteps.config import DomainConfig, EvaluationConfig, NLLConfig
+from diffsteps.io import sha256_array, sha256_file
+from diffsteps.metrics import features as features_module
+from diffsteps.metrics.classifier import EXTRACTOR_NAME, MetricInputError, train_domain_classifier
+from diffsteps.metrics.features import (INCEPTION_EXTRACTOR, INCEPTION_LABEL, extract_features, feature_statistics,
+                                        frechet_distance, kernel_distance, precision_recall)
+from diffsteps.metrics.fidelity import (METRICS, NO_INCEPTION, ROW_KEYS, StaleReferenceStats, floor_rows,
+                                        inception_available, inception_rows, load_reference_stats,
+                                        not_available_rows, reference_stats, score)
+
+DOMAIN = DomainConfig(channels=16, epochs=5, batch_size=64, lr=0.003, seed=0, min_accuracy=0.8)
+EVAL = EvaluationConfig(batch_size=128, kid_subset_size=100, kid_subsets=10, prc_neighborhood=3,
+                        inception_weights=None, domain=DOMAIN,
+                        nll=NLLConfig(budgets=(4,), variances=("beta",), n_images=16, batch_size=16, seed=0))
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """Digits as uint8 (N, 1, 8, 8), a 360-image held-out split, a trained extractor and train statistics."""
+    d = load_digits()
+    images = np.round(d.images * 255 / 16).astype(np.uint8)[:, None]
+    order = np.random.default_rng(0).permutation(len(images))
+    held, train = order[:360], order[360:]
+    root = tmp_path_factory.mktemp("fidelity")
+    weights = root / "extractor.pt"
+    train_domain_classifier(images[train], d.target[train], images[held], d.target[held], DOMAIN, weights,
+                            dataset="digits")
+    split_sha = sha256_array(images[train], d.target[train])
+    ref = reference_stats(images[train], split_sha, EXTRACTOR_NAME, weights, None, root / "train.npz", seed=0,
+                          batch_size=256)
+    return {"train": images[train], "heldout": images[held], "weights": weights, "split_sha": split_sha,
+            "ref": ref, "ref_path": root / "train.npz"}
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any socket or weight download fails the test loudly."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(tf_inception, "load_state_dict_from_url", refuse)
+    return refuse
+
+
+def gaussian(n: int, mean: np.ndarray, cov: np.ndarray, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).multivariate_normal(mean, cov, size=n).astype(np.float32)
+
+
+def random_cov(d: int, seed: int) -> np.ndarray:
+    a = np.random.default_rng(seed).normal(size=(d, d))
+    return a @ a.T / d + 0.1 * np.eye(d)
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    d = 6
+    a = gaussian(3000, np.zeros(d), random_cov(d, 1), seed=2)
+    b = gaussian(2000, np.full(d, 0.5), random_cov(d, 3), seed=4)
+    fid = frechet_distance(feature_statistics(a), feature_statistics(b))
+    mu1, mu2 = a.mean(0, dtype=np.float64), b.mean(0, dtype=np.float64)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    direct = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
+    assert fid == pytest.approx(direct, rel=1e-5)
+    # and close to the population distance of the two Gaussians the features came from
+    c1, c2 = random_cov(d, 1), random_cov(d, 3)
+    population = d * 0.25 + np.trace(c1 + c2 - 2 * scipy.linalg.sqrtm(c1 @ c2).real)
+    assert fid == pytest.approx(population, rel=0.1)
+
+
+def unbiased_poly_mmd2(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased MMD² with k(a, b) = (aᵀb / D + 1)³: off-diagonal means of Kxx and Kyy minus 2·mean Kxy."""
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    m, d = x.shape
+    k = lambda p, q: (p @ q.T / d + 1.0) ** 3  # noqa: E731
+    kxx, kyy = k(x, x), k(y, y)
+    return ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) - 2 * k(x, y).mean()
+
+
+def test_kernel_distance_matches_numpy_unbiased_mmd():
+    d, m, subsets, seed = 16, 50, 4, 7
+    x = gaussian(300, np.zeros(d), np.eye(d), seed=0)
+    y = gaussian(200, np.full(d, 0.3), np.eye(d), seed=1)
+    rng = np.random.RandomState(seed)  # the subset stream torch-fidelity draws from
+    direct = []
+    for _ in range(subsets):
+        ix, iy = rng.choice(len(x), m, replace=False), rng.choice(len(y), m, replace=False)
+        direct.append(unbiased_poly_mmd2(x[ix], y[iy]))
+    mean, std = kernel_distance(x, y, subset_size=m, subsets=subsets, seed=seed)
+    assert mean == pytest.approx(np.mean(direct), rel=1e-4)
+    assert std == pytest.approx(np.std(direct), rel=1e-3)
+    with pytest.raises(MetricInputError, match="KID subset size 201"):
+        kernel_distance(x, y, subset_size=201, subsets=1, seed=0)
+
+
+def test_fid_of_one_gaussian_shrinks_with_n():
+    d = 8
+    cov = random_cov(d, 0)
+    fids = [frechet_distance(feature_statistics(gaussian(n, np.zeros(d), cov, seed=10)),
+                             feature_statistics(gaussian(n, np.zeros(d), cov, seed=11)))
+            for n in (50, 200, 1000, 5000)]
+    assert all(a > b for a, b in zip(fids, fids[1:])), fids
+    assert fids[-1] < 0.05 * fids[0]
+
+
+def test_precision_recall_extremes():
+    x = gaussian(200, np.zeros(4), np.eye(4), seed=0)
+    assert precision_recall(x, x.copy(), neighborhood=3) == (1.0, 1.0)
+    assert precision_recall(x, x + 100.0, neighborhood=3) == (0.0, 0.0)
+    with pytest.raises(MetricInputError, match="prc_neighborhood = 3 needs more than 3"):
+        precision_recall(x[:3], x, neighborhood=3)
+
+
+def test_reference_stats_round_trip_and_refuse_stale_keys(digits, tmp_path):
+    ref, path = digits["ref"], digits["ref_path"]
+    assert ref.n == len(digits["train"]) and ref.features.dtype == np.float32
+    weights_sha = sha256_file(digits["weights"])
+    loaded = load_reference_stats(path, digits["split_sha"], weights_sha, EXTRACTOR_NAME)
+    np.testing.assert_array_equal(loaded.features, ref.features)
+    np.testing.assert_array_equal(loaded.sigma, ref.sigma)
+    assert loaded.meta == ref.meta and loaded.meta["feature_extractor"] == "domain classifier (trained on digits)"
+    with pytest.raises(StaleReferenceStats, match="split_sha256 is .* but 'other' is expected"):
+        load_reference_stats(path, "other", weights_sha)
+    with pytest.raises(StaleReferenceStats, match="weights_sha256"):
+        load_reference_stats(path, digits["split_sha"], "0" * 64)
+    with pytest.raises(StaleReferenceStats, match="extractor"):
+        load_reference_stats(path, digits["split_sha"], weights_sha, INCEPTION_EXTRACTOR)
+    with pytest.raises(StaleReferenceStats, match="n is 1437 but 500 is expected"):
+        load_reference_stats(path, digits["split_sha"], weights_sha, EXTRACTOR_NAME, expect_n=500)
+    # a seeded subset: reproducible, and n above the split size is refused
+    a = reference_stats(digits["train"], "s", EXTRACTOR_NAME, digits["weights"], 100, tmp_path / "a.npz", seed=1,
+                        batch_size=64)
+    b = reference_stats(digits["train"], "s", EXTRACTOR_NAME, digits["weights"], 100, tmp_path / "b.npz", seed=1,
+                        batch_size=64)
+    np.testing.assert_array_equal(a.features, b.features)
+    assert a.n == 100 and a.meta["n_split"] == len(digits["train"])
+    with pytest.raises(MetricInputError, match=r"n = 5000 is invalid: must lie in \[2, 1437\]"):
+        reference_stats(digits["train"], "s", EXTRACTOR_NAME, digits["weights"], 5000, tmp_path / "c.npz", seed=1,
+                        batch_size=64)
+
+
+def test_heldout_digits_score_close_to_train_statistics(digits):
+    rows = floor_rows(digits["heldout"], digits["ref"], EXTRACTOR_NAME, digits["weights"], EVAL, "cpu", seed=0)
+    assert [r["metric"] for r in rows] == list(METRICS)
+    assert all(tuple(r) == ROW_KEYS for r in rows)
+    by = {r["metric"]: r for r in rows}
+    assert all(r["status"] == "ok" and r["reason"] is None and r["n"] == 360 and r["n_ref"] == 1437 for r in rows)
+    assert all(r["feature_extractor"] == "domain classifier (trained on digits)" for r in rows)
+    assert all(r["weights_sha256"] == sha256_file(digits["weights"]) for r in rows)
+    assert by["kid"]["std"] is not None and by["fid"]["std"] is None
+    assert 0.0 <= by["precision"]["value"] <= 1.0 and 0.0 <= by["recall"]["value"] <= 1.0
+    assert by["precision"]["value"] > 0.8 and by["recall"]["value"] > 0.8
+    # noise scored the same way is far worse: the floor is small on this scale
+    noise = np.random.default_rng(0).integers(0, 256, digits["heldout"].shape, dtype=np.uint8)
+    noisy = {r["metric"]: r for r in score(noise, digits["ref"], EXTRACTOR_NAME, digits["weights"], EVAL, "cpu", 0)}
+    assert by["fid"]["value"] < 0.05 * noisy["fid"]["value"]
+    assert by["kid"]["value"] < 0.05 * noisy["kid"]["value"]
+    assert noisy["precision"]["value"] < 0.1
+
+
+def test_score_at_a_smaller_n_and_refuses_foreign_weights(digits, tmp_path):
+    rows = score(digits["heldout"], digits["ref"], EXTRACTOR_NAME, digits["weights"],
+                 dataclasses.replace(EVAL, kid_subset_size=500), "cpu", seed=3, n=64)
+    assert {r["n"] for r in rows} == {64}
+    other = tmp_path / "other.pt"
+    train_domain_classifier(digits["train"][:200], np.arange(200) % 10, digits["heldout"][:50], np.arange(50) % 10,
+                            dataclasses.replace(DOMAIN, epochs=1, seed=5), other, dataset="digits")
+    with pytest.raises(StaleReferenceStats, match="weights_sha256"):
+        score(digits["heldout"], digits["ref"], EXTRACTOR_NAME, other, EVAL, "cpu", seed=0)
+    with pytest.raises(MetricInputError, match="absent.pt for feature extractor 'domain-classifier' does not exist"):
+        score(digits["heldout"], digits["ref"], EXTRACTOR_NAME, tmp_path / "absent.pt", EVAL, "cpu", seed=0)
+
+
+def test_inception_without_weights_is_not_computed_and_offline(no_network, monkeypatch, digits, tmp_path):
+    monkeypatch.setattr(features_module, "create_feature_extractor", no_network)
+    assert inception_available(None) == (False, NO_INCEPTION)
+    ok, reason = inception_available(tmp_path / "absent.pth")
+    assert not ok and reason.startswith(NO_INCEPTION) and "absent.pth" in reason
+    rows = inception_rows(digits["heldout"], tmp_path / "never-read.npz", "sha", EVAL, "cpu", seed=0)
+    assert [r["metric"] for r in rows] == list(METRICS)
+    assert all(tuple(r) == ROW_KEYS and r["status"] == "not_computed" and r["reason"] == NO_INCEPTION
+               and r["value"] is None and r["feature_extractor"] == INCEPTION_LABEL and r["n"] == 360 for r in rows)
+    with pytest.raises(MetricInputError, match="needs a local weights file; got None"):
+        extract_features(digits["heldout"], INCEPTION_EXTRACTOR, None, 64, "cpu")
+
+
+@pytest.fixture(scope="module")
+def random_inception(tmp_path_factory):
+    """A randomly initialised Inception state dict in torch-fidelity's format (real weights are not offline)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tf_inception, "load_state_dict_from_url", lambda *a, **k: {})
+        mp.setattr(tf_inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = tf_inception.FeatureExtractorInceptionV3(INCEPTION_EXTRACTOR, ["2048"])
+    path = tmp_path_factory.mktemp("inception") / "inception.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_inception_features_from_local_weights_replicate_grey(no_network, random_inception, digits):
+    grey = digits["heldout"][:3]
+    feats = extract_features(grey, INCEPTION_EXTRACTOR, random_inception, 2, "cpu")
+    assert feats.shape == (3, 2048) and feats.dtype == np.float32
+    np.testing.assert_array_equal(feats, extract_features(np.repeat(grey, 3, axis=1), INCEPTION_EXTRACTOR,
+                                                          random_inception, 3, "cpu"))
+    assert inception_available(random_inception) == (True, "")
+
+
+@pytest.mark.slow  # the 2048-d Fréchet distance is an eigendecomposition: seconds, whatever the number of images
+def test_inception_rows_with_local_weights(no_network, random_inception, digits, tmp_path):
+    # as few images as the metrics allow: each costs a 299×299 Inception pass on the CPU
+    cfg = dataclasses.replace(EVAL, inception_weights=str(random_inception), kid_subset_size=2, prc_neighborhood=1)
+    reference_stats(digits["train"][:3], "split", INCEPTION_EXTRACTOR, random_inception, None, tmp_path / "inc.npz",
+                    seed=0, batch_size=8)
+    rows = inception_rows(digits["heldout"][:2], tmp_path / "inc.npz", "split", cfg, "cpu", seed=0)
+    assert [r["metric"] for r in rows] == list(METRICS)
+    assert all(r["status"] == "ok" and r["feature_extractor"] == INCEPTION_LABEL and r["n"] == 2 and r["n_ref"] == 3
+               and r["weights_sha256"] == sha256_file(random_inception) for r in rows)
+    with pytest.raises(StaleReferenceStats, match="split_sha256"):
+        inception_rows(digits["heldout"][:2], tmp_path / "inc.npz", "another split", cfg, "cpu", seed=0)
+
+
+def test_not_available_rows_carry_the_reason():
+    rows = not_available_rows("not available: the data set has no labels", "folder", n=10)
+    assert [r["metric"] for r in rows] == list(METRICS)
+    assert all(r["status"] == "not_available" and r["value"] is None and r["std"] is None and r["n"] == 10
+               and r["reason"] == "not available: the data set has no labels"
+               and r["feature_extractor"] == "domain classifier (trained on folder)" for r in rows)

@@ -1,0 +1,124 @@
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from diffsteps.reporting.claims import CLAIMS, AtMost, Claim, Where, evaluate_claims, verdict
+from diffsteps.reporting.schema import make_row, to_frame
+
+T975_DF4 = 2.7764451051977987  # t quantile 0.975 with 4 degrees of freedom (tables)
+T975_DF2 = 4.302652729911275
+
+
+def test_clear_difference_in_the_claimed_direction_is_supported():
+    # means 2 and 5, variances 1 and 1: se = sqrt(2/3), Welch dof = 4
+    v = verdict([1, 2, 3], [4, 5, 6], "less")
+    half = T975_DF4 * math.sqrt(2 / 3)
+    assert v.label == "supported" and v.diff_mean == pytest.approx(-3)
+    assert (v.ci_low, v.ci_high) == pytest.approx((-3 - half, -3 + half))
+    assert (v.n_a, v.n_b) == (3, 3)
+
+
+def test_clear_difference_in_the_opposite_direction_is_contradicted():
+    assert verdict([1, 2, 3], [4, 5, 6], "greater").label == "contradicted"
+    assert verdict([4, 5, 6], [1, 2, 3], "greater").label == "supported"
+
+
+def test_interval_containing_zero_is_inconclusive():
+    v = verdict([1, 3, 5], [2, 4, 6], "less")  # diff −1, se = sqrt(8/3), dof 4
+    half = T975_DF4 * math.sqrt(8 / 3)
+    assert v.label == "inconclusive" and (v.ci_low, v.ci_high) == pytest.approx((-1 - half, -1 + half))
+
+
+def test_welch_interval_with_unequal_variances_and_sizes():
+    a, b = [10, 12], [1, 2, 3, 4]
+    va, vb = 2 / 2, (5 / 3) / 4  # sample variance / n
+    dof = (va + vb) ** 2 / (va ** 2 / 1 + vb ** 2 / 3)
+    half = stats.t.ppf(0.975, dof) * math.sqrt(va + vb)
+    v = verdict(a, b, "greater")
+    assert (v.ci_low, v.ci_high) == pytest.approx((8.5 - half, 8.5 + half))
+    ref = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (v.ci_low, v.ci_high) == pytest.approx((ref.low, ref.high))
+    assert v.label == "supported"
+
+
+def test_fewer_than_two_seeds_on_either_side_is_inconclusive():
+    v = verdict([1.0], [5, 6, 7], "less")
+    assert v.label == "inconclusive" and v.note == "too few seeds" and (v.n_a, v.n_b) == (1, 3)
+    assert math.isnan(v.ci_low) and v.diff_mean == pytest.approx(-5)
+
+
+def test_matches_is_supported_when_the_mean_intervals_overlap():
+    # a: 2 ± 4.303/sqrt(3) = [-0.484, 4.484]; b: 3 ± same = [0.516, 5.484]
+    v = verdict([1, 2, 3], [2, 3, 4], "matches")
+    assert v.label == "supported"
+    assert f"{2 - T975_DF2 / math.sqrt(3):.4g}" in v.note
+
+
+def test_matches_is_contradicted_when_the_mean_intervals_do_not_overlap():
+    assert verdict([1, 2, 3], [10, 11, 12], "matches").label == "contradicted"
+
+
+def test_no_spread_gives_a_point_interval():
+    v = verdict([1, 1], [2, 2], "less")
+    assert (v.ci_low, v.ci_high) == (-1, -1) and v.label == "supported"
+
+
+@pytest.mark.parametrize("a, b, claim, match", [([1, 2], [3, 4], "better", "claim = 'better'"),
+                                                ([1, math.nan], [3, 4], "less", "must be finite")])
+def test_verdict_rejects_bad_input(a, b, claim, match):
+    with pytest.raises(ValueError, match=match):
+        verdict(a, b, claim)
+
+
+def test_claims_table_judges_the_synthetic_study(results):
+    table = evaluate_claims(results)
+    assert len(table) >= len(CLAIMS)  # nothing dropped
+    ddim = table[table["claim"].str.startswith("DDIM (η=0) has lower FID than ancestral sampling with σ²=β̃")]
+    assert ddim["verdict"].tolist() == ["supported", "supported"]  # at NFE 10 and 20
+    assert ddim["context"].str.contains("domain classifier, N=360").all()
+    missing = table[table["claim"].str.startswith("1000-step DDPM")]
+    expected = "not evaluated: no fid rows match side a (sampler = ancestral-beta, nfe = 1000)"
+    assert missing["verdict"].iloc[0] == expected
+
+
+def _fid(sampler, seed, value, status="ok", nfe=10, spacing="uniform"):
+    return make_row(dataset="d", method="ddpm", sampler=sampler, spacing=spacing, nfe=nfe, seed=seed, metric="fid",
+                    value=value if status == "ok" else None, status=status,
+                    reason=None if status == "ok" else "diverged", feature_extractor="x", n=10)
+
+
+CLAIM = Claim("a < b", "test", "fid", "less", Where(sampler="a"), Where(sampler="b"), ("nfe",))
+
+
+def test_side_with_only_failed_rows_is_not_evaluated_with_the_counts():
+    df = to_frame([_fid("a", 0, 1.0), _fid("a", 1, 2.0), _fid("b", 0, None, "failed"), _fid("b", 1, None, "failed")])
+    (row,) = evaluate_claims(df, [CLAIM]).to_dict("records")
+    assert row["verdict"] == "not evaluated: no ok fid rows for side b (excluded (status not ok): 2 (failed 2))"
+
+
+def test_side_pooling_two_variants_per_seed_is_not_evaluated():
+    rows = [_fid("a", s, 1.0 + s) for s in (0, 1)] + [_fid("b", s, 5.0 + s, spacing=sp) for s in (0, 1)
+                                                     for sp in ("uniform", "quad")]
+    (row,) = evaluate_claims(to_frame(rows), [CLAIM]).to_dict("records")
+    assert row["verdict"].startswith("not evaluated: side b holds several rows per seed")
+
+
+def test_comparisons_are_per_match_value_and_report_a_missing_side():
+    rows = [_fid("a", s, 1.0 + s, nfe=k) for s in (0, 1) for k in (100, 20)]
+    rows += [_fid("b", s, 5.0 + s, nfe=20) for s in (0, 1)]
+    table = evaluate_claims(to_frame(rows), [CLAIM])
+    assert table["verdict"].tolist() == ["supported", "not evaluated: no ok fid rows for side b"]  # NFE 20, then 100
+    assert [c.rsplit("=", 1)[1] for c in table["context"]] == ["20", "100"]
+
+
+def test_where_selectors_describe_themselves():
+    assert str(Where(sampler="ddim-eta0", nfe=AtMost(20))) == "sampler = ddim-eta0, nfe ≤ 20"
+    df = pd.DataFrame({"nfe": pd.array([10, None, 30], dtype="Int64")})
+    assert Where(nfe=AtMost(20))(df).tolist() == [True, False, False]
+
+
+def test_claim_rejects_an_unknown_relation():
+    with pytest.raises(ValueError, match="relation = 'smaller' is invalid"):
+        Claim("x", "y", "fid", "smaller", Where(), Where())
