@@ -157,7 +157,7 @@ def test_folder_dataset(tmp_path):
     heldout, _ = load_split(tmp_path / "out" / "heldout.npz")
     assert labels is None and record["labelled"] is False
     assert train.shape == (9, 3, 16, 16) and heldout.shape == (3, 3, 16, 16) and train.dtype == np.uint8
-    assert record["config"]["channels"] == 3 and record["image_shape"] == [3, 16, 16]
+    assert record["config"]["data"]["channels"] == 3 and record["image_shape"] == [3, 16, 16]
     again = prepare(cfg, tmp_path / "again")
     assert again["sha256"] == record["sha256"]
     gray = prepare(dataclasses.replace(cfg, channels=1), tmp_path / "gray")

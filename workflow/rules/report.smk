@@ -11,7 +11,7 @@ rule report:
     log:
         f"{LOGS}/report.log",
     shell:
-        "{PY} report --params params.yaml --results results --out-dir reports > {log} 2>&1"
+        "{PY} report --params params.yaml --out-dir reports > {log} 2>&1"
 
 
 onsuccess:

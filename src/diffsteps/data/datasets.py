@@ -194,7 +194,7 @@ def prepare(cfg: DataConfig, out_dir: str | Path) -> dict:
         "n_heldout": len(heldout_idx),
         "labelled": pool.labels is not None,
         "sha256": hashes,
-        "config": to_plain(cfg),
+        "config": {"data": to_plain(cfg)},  # shaped like the params slice of the other stage records
         "source": pool.source,
         "provenance": provenance(),
     }

@@ -13,7 +13,7 @@ from ..io import read_json
 from ..models.unet import UNet, UNetSpec, count_parameters
 from ..reporting.aggregate import collect, write_csv
 from ..reporting.plots import plot_all
-from ..reporting.report import build_report
+from ..reporting.report import build_report, meta_from_config
 from ..workflow import report_inputs
 from .common import add_common, setup
 
@@ -21,15 +21,8 @@ from .common import add_common, setup
 def register(sub) -> None:
     p = sub.add_parser("report", help="aggregate every cell into results.csv, figures and the report")
     add_common(p)
-    p.add_argument("--results", default="results", type=Path)
     p.add_argument("--out-dir", default="reports", type=Path)
     p.set_defaults(func=run)
-
-
-def grid_label(path: str) -> str:
-    """results/samples/<dataset>/<method>/<sampler>-<spacing>/K<k>/train<ts>-seed<s>/grid.png → a caption."""
-    parts = Path(path).parts
-    return " ".join(parts[3:7])
 
 
 def run(args) -> int:
@@ -42,19 +35,10 @@ def run(args) -> int:
     # results/models/<dataset>/<method>/train<ts>/loss.csv → "<method> train<ts>"
     loss = {" ".join(Path(p).parts[3:5]): p for p in inputs["train"] if p.endswith(".csv")}
     figures = plot_all(df, out / "figures", loss)
-    grids = {grid_label(p): p for p in inputs["samples"] if p.endswith("grid.png")}
-    C, H, _ = read_json(train_records[0])["cell"]["image_shape"]
-    n_params = count_parameters(UNet(UNetSpec.from_config(cfg.model, image_size=H, in_channels=C)))
-    s, t = cfg.sampling, cfg.train
-    meta = {"preset": cfg.preset, "dataset": cfg.data.dataset, "train_images": t.images, "n_samples": s.n_samples,
-            "sampling_seeds": list(s.seeds), "train_seeds": list(t.seeds),
-            "min_accuracy": cfg.evaluation.domain.min_accuracy, "methods": list(cfg.methods),
-            "network": f"UNet, {n_params / 1e6:.2f}M parameters, width {cfg.model.channels}, "
-                       f"levels {list(cfg.model.channel_mult)}, attention at {list(cfg.model.attn_resolutions)}",
-            "train_batch_size": t.batch_size, "budgets": list(s.budgets), "samplers": list(s.samplers),
-            "spacings": list(s.spacings),
-            "reference": f"{s.reference.sampler} {s.reference.spacing} at {s.reference.budget} NFE",
-            "nll_images": cfg.evaluation.nll.n_images, "kid_subset_size": cfg.evaluation.kid_subset_size,
-            "inception_weights": cfg.evaluation.inception_weights or "none (Inception FID not computed)"}
-    build_report(df, figures, grids, out, meta)
+    grids = [Path(p) for p in inputs["samples"] if p.endswith("grid.png")]
+    C, H, _ = read_json(train_records[0])["cell"]["image_shape"]  # the plan always holds ≥ 1 training cell
+    model = UNet(UNetSpec.from_config(cfg.model, image_size=H, in_channels=C))
+    network = (f"UNet, {count_parameters(model) / 1e6:.2f}M parameters, width {cfg.model.channels}, "
+               f"levels {list(cfg.model.channel_mult)}, attention at {list(cfg.model.attn_resolutions)}")
+    build_report(df, figures, grids, out, meta_from_config(cfg, network=network))
     return 0

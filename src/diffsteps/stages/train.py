@@ -45,7 +45,7 @@ def run(args) -> int:
     method = method_cls(cfg, images.shape[1:])
     device = resolve_device(cfg.train.device)
     out = args.out_dir
-    cell = {"method": args.method, "train_seed": args.train_seed, "image_shape": list(images.shape[1:])}
+    cell = {"dataset": cfg.data.dataset, "method": args.method, "train_seed": args.train_seed, "image_shape": list(images.shape[1:])}
 
     def work() -> None:
         res = train(method, images, cfg.train, args.train_seed, out, resume_dir(cfg, args.method, args.train_seed),
