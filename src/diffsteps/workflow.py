@@ -97,14 +97,15 @@ STAGES: tuple[Stage, ...] = (
           params=("data", "evaluation.domain"), variants=(Variant("", {}, _DATASET),)),
     Stage("reference_stats",
           outputs={"stats": f"{REFSTATS}/train.npz", "meta": f"{REFSTATS}/stats.json"},
-          inputs={"train": f"{DATA}/train.npz", "weights": f"{DOMAIN}/extractor.pt"},
+          inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json", "weights": f"{DOMAIN}/extractor.pt",
+                  "domain_meta": f"{DOMAIN}/extractor.json"},
           modules=(*CORE, f"{PKG}/data", f"{PKG}/metrics/classifier.py", f"{PKG}/metrics/fidelity.py",
                    f"{PKG}/stages/features.py"),
           params=("data", "evaluation.batch_size"), variants=(Variant("", {}, _DATASET),)),
     Stage("train",
           outputs={"model": f"{MODEL}/model.pt", "meta": f"{MODEL}/train.json", "loss": f"{MODEL}/loss.csv"},
-          inputs={"train": f"{DATA}/train.npz"},
-          modules=(*CORE, *MODEL_CODE, f"{PKG}/training", f"{PKG}/stages/train.py"),
+          inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json"},
+          modules=(*CORE, *MODEL_CODE, f"{PKG}/training", f"{PKG}/reporting/schema.py", f"{PKG}/stages/train.py"),
           params=MODEL_KEYS, variants=(Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET),)),
     Stage("sample",
           outputs={"samples": f"{SAMPLES}/samples.npz", "grid": f"{SAMPLES}/grid.png", "meta": f"{SAMPLES}/sample.json"},
@@ -114,7 +115,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("evaluate",
           outputs={"metrics": f"{EVAL}/metrics.json"},
           inputs={"samples": f"{SAMPLES}/samples.npz", "sample_meta": f"{SAMPLES}/sample.json",
-                  "stats": f"{REFSTATS}/train.npz", "weights": f"{DOMAIN}/extractor.pt",
+                  "stats": f"{REFSTATS}/train.npz", "stats_meta": f"{REFSTATS}/stats.json",
+                  "data_meta": f"{DATA}/data.json", "weights": f"{DOMAIN}/extractor.pt",
                   "domain_meta": f"{DOMAIN}/extractor.json"},
           modules=(*CORE, f"{PKG}/metrics/classifier.py", f"{PKG}/metrics/fidelity.py", f"{PKG}/reporting/schema.py",
                    f"{PKG}/stages/evaluate.py"),
@@ -131,7 +133,8 @@ STAGES: tuple[Stage, ...] = (
                                  "ts": "train.seeds"}, _DATASET),)),
     Stage("floor",
           outputs={"metrics": f"{FLOOR}/metrics.json"},
-          inputs={"heldout": f"{DATA}/heldout.npz", "stats": f"{REFSTATS}/train.npz",
+          inputs={"heldout": f"{DATA}/heldout.npz", "data_meta": f"{DATA}/data.json",
+                  "stats": f"{REFSTATS}/train.npz", "stats_meta": f"{REFSTATS}/stats.json",
                   "weights": f"{DOMAIN}/extractor.pt", "domain_meta": f"{DOMAIN}/extractor.json"},
           modules=(*CORE, f"{PKG}/metrics/classifier.py", f"{PKG}/metrics/fidelity.py", f"{PKG}/reporting/schema.py",
                    f"{PKG}/stages/evaluate.py"),
@@ -278,8 +281,14 @@ def dvc_sync(built: set[str], root: Path = Path(".")) -> list[str]:
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        names = [s.addressing for s in repo.index.stages
-                 if s.outs and all(os.path.relpath(o.fs_path, repo.root_dir) in built for o in s.outs)]
-    if names:
-        subprocess.run(["dvc", "commit", "--force", "--quiet", *names], cwd=root, check=True)
-    return names
+        stages = [s for s in repo.index.stages
+                  if s.outs and all(os.path.relpath(o.fs_path, repo.root_dir) in built for o in s.outs)]
+        outs = [o.fs_path for s in stages for o in s.outs]
+    if stages:
+        # `dvc commit` moves each output into the cache and copies it back, giving it a new mtime;
+        # the content is unchanged, so put Snakemake's timestamps back (else its mtime order breaks)
+        times = {p: os.stat(p).st_mtime_ns for p in outs}
+        subprocess.run(["dvc", "commit", "--force", "--quiet", *(s.addressing for s in stages)], cwd=root, check=True)
+        for p, ns in times.items():
+            os.utime(p, ns=(ns, ns))
+    return [s.addressing for s in stages]

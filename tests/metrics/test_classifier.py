@@ -34,11 +34,11 @@ def trained(tmp_path_factory):
     x_tr, y_tr, x_he, y_he = digits_split()
     path = tmp_path_factory.mktemp("domain") / "extractor.pt"
     info = train_domain_classifier(x_tr, y_tr, x_he, y_he, CFG, path, dataset="digits")
-    return path, info, x_he
+    return path, info, x_he, x_tr
 
 
 def test_reaches_heldout_accuracy_on_digits_in_seconds(trained):
-    path, info, _ = trained
+    path, info, _, _ = trained
     assert info["heldout_accuracy"] > 0.8
     assert info["accuracy_ok"] and info["min_accuracy"] == CFG.min_accuracy
     assert info["seconds"] > 0  # ~0.5 s on 2 idle cores; not asserted, wall time depends on machine load
@@ -70,8 +70,14 @@ def test_32x32_rgb_images_work(tmp_path):
     assert feats.shape == (16, info["feature_dim"]) and feats.dtype == np.float32
 
 
+def test_features_are_scaled_to_unit_mean_square_on_the_train_split(trained):
+    path, _, _, x_tr = trained
+    feats = extract_features(x_tr, EXTRACTOR_NAME, path, batch_size=512, device="cpu")
+    assert np.mean(feats.astype(np.float64) ** 2) == pytest.approx(1.0, rel=1e-4)
+
+
 def test_registered_extractor_gives_the_network_features(trained):
-    path, _, x_he = trained
+    path, _, x_he, _ = trained
     net, _ = load_domain_classifier(path)
     with torch.no_grad():
         direct = net.features(to_unit_range(torch.from_numpy(x_he))).numpy()
@@ -81,7 +87,7 @@ def test_registered_extractor_gives_the_network_features(trained):
 
 
 def test_extractor_refuses_missing_weights_and_wrong_images(trained, tmp_path):
-    path, _, x_he = trained
+    path = trained[0]
     with pytest.raises(MetricInputError, match="feature_extractor_weights_path"):
         create_feature_extractor(EXTRACTOR_NAME, [FEATURE_NAME], cuda=False)
     ext = create_feature_extractor(EXTRACTOR_NAME, [FEATURE_NAME], cuda=False, feature_extractor_weights_path=str(path))

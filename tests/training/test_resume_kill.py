@@ -63,6 +63,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
         if first is None:
             first = step
         elif step is not None and step > first:
+            assert step < STEPS, "the run reached its last step before it could be killed; raise STEPS"
             break
         time.sleep(0.2)
     else:

@@ -16,8 +16,11 @@ min_version("8.0")
 configfile: "params.yaml"
 
 
-validate(config, "../schemas/params.schema.yaml")
+# diffsteps.config validates against the same schema file (workflow/schemas/params.schema.yaml) and then
+# the cross-field rules, with errors that name the key, the value and what is allowed; Snakemake's own
+# validator then runs on the already-valid values.
 STUDY = validate_mapping(config)
+validate(config, "../schemas/params.schema.yaml")
 
 # Outputs that DVC restored (checkout or run-cache) carry Snakemake metadata of the run that made
 # the old file; forget it so that the restored, up-to-date files are judged by mtime alone.

@@ -12,7 +12,8 @@ rule evaluate:
         gpu=1,
     shell:
         "{PY} evaluate --params params.yaml --threads {threads} --samples-dir $(dirname {input.samples})"
-        " --stats {input.stats} --weights {input.weights} --out {output.metrics} > {log} 2>&1"
+        " --stats {input.stats} --weights {input.weights} --data-meta {input.data_meta} --out {output.metrics}"
+        " > {log} 2>&1"
 
 
 rule nll:
@@ -49,4 +50,4 @@ rule floor:
         gpu=1,
     shell:
         "{PY} floor --params params.yaml --threads {threads} --heldout {input.heldout} --stats {input.stats}"
-        " --weights {input.weights} --out {output.metrics} > {log} 2>&1"
+        " --weights {input.weights} --data-meta {input.data_meta} --out {output.metrics} > {log} 2>&1"

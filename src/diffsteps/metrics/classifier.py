@@ -137,8 +137,8 @@ def train_domain_classifier(train_images: np.ndarray, train_labels: np.ndarray, 
     the initial weights and the per-epoch shuffles come from that seed alone (the global torch RNG is
     left as it was). The checkpoint holds the state dict, the architecture spec and ``dataset``.
 
-    Returns {"heldout_accuracy", "train_accuracy", "feature_dim", "num_classes", "seconds",
-    "min_accuracy", "accuracy_ok"}; ``accuracy_ok`` is heldout_accuracy ≥ cfg.min_accuracy (the caller
+    Returns {"heldout_accuracy", "train_accuracy", "feature_dim", "feature_scale" (c), "num_classes",
+    "seconds", "min_accuracy", "accuracy_ok"}; ``accuracy_ok`` is heldout_accuracy ≥ cfg.min_accuracy (the caller
     decides whether a weak extractor fails the stage).
     """
     check_images(train_images, "train_images")
@@ -184,7 +184,7 @@ def train_domain_classifier(train_images: np.ndarray, train_labels: np.ndarray, 
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     atomic_torch_save(out_path, {"format": CHECKPOINT_FORMAT, "dataset": dataset, "spec": spec, "state_dict": state})
     return {"heldout_accuracy": heldout_acc, "train_accuracy": train_acc, "feature_dim": net.feature_dim,
-            "num_classes": num_classes, "seconds": time.perf_counter() - start,
+            "feature_scale": scale, "num_classes": num_classes, "seconds": time.perf_counter() - start,
             "min_accuracy": cfg.min_accuracy, "accuracy_ok": heldout_acc >= cfg.min_accuracy}
 
 

@@ -37,6 +37,7 @@ COLUMN_SPEC: dict[str, tuple[str, str]] = {
     "value": ("float64", "the number; None unless status is ok"),
     "std": ("float64", "the row's own spread: KID std over subsets, NLL standard error over images, ..."),
     "n": ("Int64", "sample size the value used (images scored or evaluated)"),
+    "n_ref": ("Int64", "size of the reference set a distance was computed against (training split features)"),
     "feature_extractor": ("object", "label of the features a quality metric was computed on"),
     "weights_sha256": ("object", "sha256 of the feature extractor (or model) weights"),
     "status": ("object", "ok | failed | not_defined | not_computed | not_available"),

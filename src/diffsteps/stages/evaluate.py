@@ -28,6 +28,7 @@ def register(sub) -> None:
     p.add_argument("--samples-dir", required=True, type=Path)
     p.add_argument("--stats", required=True, type=Path)
     p.add_argument("--weights", required=True, type=Path)
+    p.add_argument("--data-meta", required=True, type=Path, help="data.json of the split the statistics belong to")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=run_evaluate)
     p = sub.add_parser("floor", help="the real-data floor: held-out split against the training statistics")
@@ -35,20 +36,17 @@ def register(sub) -> None:
     p.add_argument("--heldout", required=True, type=Path)
     p.add_argument("--stats", required=True, type=Path)
     p.add_argument("--weights", required=True, type=Path)
+    p.add_argument("--data-meta", required=True, type=Path, help="data.json of the split the statistics belong to")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=run_floor)
 
 
-def _split_sha(stats_path: Path, split: str = "train") -> str:
-    data_dir = Path("results/data") / read_json(stats_path.with_name("stats.json"))["config"]["data"]["dataset"]
-    return read_json(data_dir / "data.json")["sha256"][split]
-
-
-def _fidelity_rows(images: np.ndarray, cfg, stats: Path, weights: Path, device, seed: int,
-                   sizes: list[int]) -> list[dict[str, Any]]:
-    """Domain and Inception rows at each N in ``sizes``."""
+def _fidelity_rows(images: np.ndarray, cfg, args, device, seed: int, sizes: list[int]) -> list[dict[str, Any]]:
+    """Domain and Inception rows at each N in ``sizes``; the statistics must belong to the current
+    training split and extractor weights (checked by content hash)."""
+    stats, weights = args.stats, args.weights
     domain = read_json(weights.with_name("extractor.json"))
-    split_sha = _split_sha(stats)
+    split_sha = read_json(args.data_meta)["sha256"]["train"]
     rows: list[dict[str, Any]] = []
     for n in sizes:
         if domain["status"] != "ok":
@@ -63,7 +61,7 @@ def _fidelity_rows(images: np.ndarray, cfg, stats: Path, weights: Path, device, 
 
 def _as_rows(raw_rows: list[dict[str, Any]], ident: dict[str, Any]) -> list[dict[str, Any]]:
     """Metric rows from the fidelity functions, with the cell identity."""
-    return [make_row(**ident, **{k: v for k, v in r.items() if k != "n_ref"}) for r in raw_rows]
+    return [make_row(**ident, **r) for r in raw_rows]
 
 
 def run_evaluate(args) -> int:
@@ -79,7 +77,7 @@ def run_evaluate(args) -> int:
             raise RuntimeError(f"sampling failed: {meta['error']}")
         images, _ = load_split(args.samples_dir / "samples.npz")
         sizes = sorted({len(images), min(len(images), cfg.data.n_heldout)}, reverse=True)
-        rows = _as_rows(_fidelity_rows(images, cfg, args.stats, args.weights, device, ident["seed"], sizes), ident)
+        rows = _as_rows(_fidelity_rows(images, cfg, args, device, ident["seed"], sizes), ident)
         res = meta["result"]
         rows += [make_row(**ident, metric=m, value=res[k], n=res["n"], status="ok") for m, k in (
             ("sampling_seconds_per_image", "seconds_per_image"), ("sampling_peak_memory_mb", "peak_memory_mb"))]
@@ -98,7 +96,7 @@ def run_floor(args) -> int:
     device = resolve_device(cfg.train.device)
     images, _ = load_split(args.heldout)
     ident = {"dataset": cfg.data.dataset, "method": None, "sampler": FLOOR_SAMPLER, "seed": 0}
-    rows = _as_rows(_fidelity_rows(images, cfg, args.stats, args.weights, device, 0, [len(images)]), ident)
+    rows = _as_rows(_fidelity_rows(images, cfg, args, device, 0, [len(images)]), ident)
     domain = read_json(args.weights.with_name("extractor.json"))
     if domain["status"] == "ok":
         acc = domain["result"]["heldout_accuracy"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..config import config_hash, to_plain
 from ..data.datasets import load_split
-from ..io import atomic_torch_save, atomic_write_text
+from ..io import atomic_torch_save, atomic_write_text, read_json
 from ..registry import METHODS
 from ..reporting.schema import make_row
 from ..training.loop import train
@@ -33,8 +33,9 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def resume_dir(cfg, method: str, seed: int) -> Path:
-    key = {"params": params_slice(to_plain(cfg), "train"), "method": method, "seed": seed}
+def resume_dir(cfg, method: str, seed: int, data_sha256: str) -> Path:
+    """Keyed by the resolved params slice, the cell and the training data's content hash."""
+    key = {"params": params_slice(to_plain(cfg), "train"), "method": method, "seed": seed, "data": data_sha256}
     return RESUME_ROOT / config_hash(key)
 
 
@@ -48,8 +49,9 @@ def run(args) -> int:
     cell = {"dataset": cfg.data.dataset, "method": args.method, "train_seed": args.train_seed, "image_shape": list(images.shape[1:])}
 
     def work() -> None:
-        res = train(method, images, cfg.train, args.train_seed, out, resume_dir(cfg, args.method, args.train_seed),
-                    device, progress=not args.no_progress)
+        data_sha = read_json(args.data_dir / "data.json")["sha256"]["train"]
+        res = train(method, images, cfg.train, args.train_seed, out,
+                    resume_dir(cfg, args.method, args.train_seed, data_sha), device, progress=not args.no_progress)
         ident = {"dataset": cfg.data.dataset, "method": args.method, "noise": method_cls.noise_label(cfg),
                  "train_seed": args.train_seed, "n": res.images_seen, "status": "ok"}
         rows = [make_row(**ident, metric=m, value=v) for m, v in (

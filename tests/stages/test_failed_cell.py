@@ -1,0 +1,46 @@
+"""A diverging training run becomes a failed cell: every downstream stage records the failure with
+its error, exits 0, and the report lists the cell as failed (Snakemake --keep-going semantics)."""
+
+import json
+import subprocess
+import sys
+
+import yaml
+
+from ..conftest import SMOKE
+
+
+def cli(tmp, *args):
+    res = subprocess.run([sys.executable, "-m", "diffsteps", *args, "--params", str(tmp / "params.yaml")], cwd=tmp,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
+
+
+def test_diverged_training_flows_to_a_failed_row(tmp_path):
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["train"].update(lr=1e12, grad_clip=0.0, images=640, checkpoint_every=2, warmup_images=0)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    data, model = tmp_path / "results/data/digits", tmp_path / "results/models/digits/ddpm/train0"
+    cli(tmp_path, "prepare-data", "--out-dir", str(data))
+    cli(tmp_path, "train", "--method", "ddpm", "--train-seed", "0", "--data-dir", str(data), "--out-dir", str(model),
+        "--no-progress")
+    rec = json.loads((model / "train.json").read_text())
+    assert rec["status"] == "failed" and "not finite" in rec["error"]
+    samples = tmp_path / "s"
+    cli(tmp_path, "sample", "--method", "ddpm", "--model-dir", str(model), "--sampler", "ddim-eta0", "--spacing",
+        "uniform", "--budget", "4", "--train-seed", "0", "--seed", "0", "--out-dir", str(samples))
+    srec = json.loads((samples / "sample.json").read_text())
+    assert srec["status"] == "failed" and "training failed" in srec["error"]
+    assert (samples / "grid.png").stat().st_size > 0
+    nll = tmp_path / "nll.json"
+    cli(tmp_path, "nll", "--method", "ddpm", "--model-dir", str(model), "--data-dir", str(data), "--variance", "beta",
+        "--spacing", "uniform", "--budget", "4", "--train-seed", "0", "--out", str(nll))
+    rows = json.loads(nll.read_text())["rows"]
+    assert {r["status"] for r in rows} == {"failed"} and all(r["value"] is None for r in rows)
+
+    from diffsteps.reporting.aggregate import collect
+
+    df = collect([model / "train.json", nll])
+    failed = df[df.status == "failed"]
+    assert len(failed) >= 1 and failed.reason.str.contains("not finite").all()

@@ -1,0 +1,225 @@
+"""The study DAG under Snakemake and DVC: one shared smoke run, then incrementality and agreement
+checks with dry runs and single-stage reproductions (so the suite stays fast on 2 cores)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from diffsteps import workflow as plan
+from diffsteps.config import load_config, to_plain
+
+from .conftest import ROOT
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
+ENV.pop("DIFFSTEPS_UNDER_DVC", None)
+COPY = ("Snakefile", "workflow", "dvc.yaml", "src", "pyproject.toml", ".dvc/config", ".dvcignore")
+
+
+def sh(repo: Path, *cmd: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    res = subprocess.run(list(cmd), cwd=repo, env=ENV, capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res
+
+
+def make_repo(dest: Path, preset: str = "smoke") -> Path:
+    """A git + DVC repository with the workflow files, the package sources (the code inputs of the
+    rules) and the chosen preset as params.yaml."""
+    for name in COPY:
+        src, dst = ROOT / name, dest / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    shutil.copy2(ROOT / "src/diffsteps/presets" / f"{preset}.yaml", dest / "params.yaml")
+    (dest / ".gitignore").write_text("/results/\n/reports/\n/.cache/\n/.snakemake/\n/logs/\n")
+    sh(dest, "git", "init", "-q")
+    sh(dest, "git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A")
+    sh(dest, "git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    return dest
+
+
+def dry_run_jobs(repo: Path, *targets: str) -> dict[str, int]:
+    """Rule → job count that `snakemake -n` would run (empty when nothing is to do)."""
+    out = sh(repo, "snakemake", "-n", "--cores", "1", *targets).stdout
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+def dvc_changed_stages(repo: Path) -> list[str]:
+    """Full names of the stages that `dvc status` reports as changed (e.g. sample@ddpm-ddim-eta0-...)."""
+    import json
+
+    return [name.split(":")[-1] for name in json.loads(sh(repo, "dvc", "status", "--json").stdout or "{}")]
+
+
+def dvc_changed(repo: Path) -> set[str]:
+    """The stage groups (matrix expansions collapsed) that `dvc status` reports as changed."""
+    return {name.split("@")[0] for name in dvc_changed_stages(repo)}
+
+
+def set_param(repo: Path, dotted: str, value) -> None:
+    path = repo / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    node = raw
+    *head, last = dotted.split(".")
+    for part in head:
+        node = node[part]
+    node[last] = value
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    """One run of the whole smoke DAG through Snakemake, shared by the tests below."""
+    repo = make_repo(tmp_path_factory.mktemp("study") / "repo")
+    start = time.perf_counter()
+    sh(repo, "snakemake", "--cores", "2")
+    repo.joinpath(".smoke_seconds").write_text(f"{time.perf_counter() - start:.1f}")
+    return repo
+
+
+@pytest.mark.slow
+def test_smoke_dag_produces_the_report(smoke):
+    cfg = to_plain(load_config(smoke / "params.yaml"))
+    for p in plan.every_output(cfg):
+        assert (smoke / p).exists(), p
+    md = (smoke / "reports/report.md").read_text()
+    assert "real-data" in md and "not computed: no Inception weights" in md
+    html = (smoke / "reports/report.html").read_text()
+    assert "data:image/png;base64" in html and not re.search(r"src=\"https?://", html)
+    csv = (smoke / "reports/results.csv").read_text().splitlines()
+    assert csv[0].startswith("dataset,method,sampler") and len(csv) > 20
+
+
+@pytest.mark.slow
+def test_after_snakemake_dvc_is_up_to_date_and_agrees(smoke):
+    assert dvc_changed(smoke) == set()
+    assert dry_run_jobs(smoke) == {}
+
+
+@pytest.mark.slow
+def test_evaluation_key_reruns_only_evaluation_in_both_tools(smoke, tmp_path):
+    repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
+    set_param(repo, "evaluation.kid_subsets", 7)
+    jobs = dry_run_jobs(repo)
+    assert set(jobs) == {"evaluate", "floor", "report", "all"}, jobs
+    assert dvc_changed(repo) == {"evaluate", "evaluate_reference", "floor", "report"}
+
+
+@pytest.mark.slow
+def test_new_budget_runs_only_new_cells(smoke, tmp_path):
+    repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
+    cfg = load_config(repo / "params.yaml")
+    set_param(repo, "sampling.budgets", [*cfg.sampling.budgets, 6])
+    jobs = dry_run_jobs(repo)
+    new_cells = len(cfg.methods) * len(cfg.sampling.samplers) * len(cfg.sampling.spacings) * len(
+        cfg.train.seeds) * len(cfg.sampling.seeds)
+    assert jobs == {"sample": new_cells, "evaluate": new_cells, "report": 1, "all": 1}, jobs
+    changed = dvc_changed_stages(repo)
+    assert sorted(n.split("@")[0] for n in changed) == ["evaluate"] * new_cells + ["report"] + ["sample"] * new_cells
+    assert all("-6-" in n for n in changed if "@" in n), changed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module,expected", [
+    ("src/diffsteps/reporting/plots.py", {"report", "all"}),
+    ("src/diffsteps/noise/gaussian.py", {"train", "sample", "evaluate", "nll", "report", "all"}),
+])
+def test_module_edit_reruns_exactly_its_dependants(smoke, tmp_path, module, expected):
+    repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
+    with open(repo / module, "a") as fh:
+        fh.write("\n# an edit\n")
+    assert set(dry_run_jobs(repo)) == expected
+    direct = {s.name for s in plan.STAGES if any(module.startswith(m) for m in s.modules)}
+    assert {c.replace("_reference", "") for c in dvc_changed(repo)} <= {*direct, "evaluate", "report"}
+    assert direct <= {c.replace("_reference", "") for c in dvc_changed(repo)}
+
+
+@pytest.mark.slow
+def test_dvc_run_cache_restore_and_snakemake_agree(smoke, tmp_path):
+    """Change an evaluation key, let DVC reproduce one stage (it runs Snakemake), revert: DVC
+    restores from its run-cache without running anything, and Snakemake then has nothing to do."""
+    repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
+    floor = plan.all_outputs(to_plain(load_config(repo / "params.yaml")), "floor")[0]
+    before = (repo / floor).read_text()
+    set_param(repo, "evaluation.kid_subsets", 7)
+    out = sh(repo, "dvc", "repro", "--single-item", "floor").stdout
+    assert "Running stage 'floor'" in out
+    assert (repo / floor).read_text() != before
+    assert dry_run_jobs(repo, floor) == {}
+    set_param(repo, "evaluation.kid_subsets", 5)
+    out = sh(repo, "dvc", "repro", "--single-item", "floor").stdout
+    assert "Stage 'floor' is cached - skipping run" in out, out  # DVC's run-cache restore
+    assert (repo / floor).read_text() == before
+    assert dry_run_jobs(repo, floor) == {}
+    assert "floor" not in dvc_changed(repo)
+
+
+@pytest.mark.slow
+def test_preset_switch_never_leaves_stale_outputs_up_to_date(smoke, tmp_path):
+    repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
+    sh(repo, sys.executable, "-m", "diffsteps", "preset", "cpu")
+    assert {"prepare_data", "train", "sample", "evaluate", "report"} <= dvc_changed(repo)
+    assert "train" in dry_run_jobs(repo)
+    sh(repo, sys.executable, "-m", "diffsteps", "preset", "smoke")
+    assert dvc_changed(repo) == set() and dry_run_jobs(repo) == {}
+
+
+def test_dvc_yaml_is_generated_from_the_stage_table():
+    assert (ROOT / "dvc.yaml").read_text() == plan.dvc_yaml_text(), "run: python -m diffsteps dvc-yaml"
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu"])
+def test_dvc_and_snakemake_define_the_same_dag(tmp_path, preset):
+    """Same outputs, and every DVC stage runs Snakemake for its own outputs."""
+    repo = make_repo(tmp_path / "r", preset)
+    cfg = to_plain(load_config(repo / "params.yaml"))
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc:
+        stages = list(dvc.index.stages)
+        dvc_outs = {os.path.relpath(o.fs_path, repo) for s in stages for o in s.outs}
+        for s in stages:
+            first = os.path.relpath(s.outs[0].fs_path, repo)
+            assert s.cmd.endswith(f"snakemake --cores all {first}"), s.cmd
+    assert dvc_outs == set(plan.every_output(cfg))
+    start = time.perf_counter()
+    summary = sh(repo, "snakemake", "--summary", "--cores", "1").stdout.splitlines()[1:]
+    assert time.perf_counter() - start < 60, "snakemake must list the DAG in seconds"
+    snake_outs = {line.split("\t")[0] for line in summary if line.strip()}
+    assert snake_outs == dvc_outs
+
+
+@pytest.mark.parametrize("dotted,value,needle", [
+    ("methods", ["ddpm", "nope"], "methods[1]"),
+    ("sampling.budgets", [4, 5000], "sampling.budgets[1]"),
+    ("train.images", -1, "train.images"),
+])
+def test_bad_params_stop_snakemake_before_any_job(tmp_path, dotted, value, needle):
+    repo = make_repo(tmp_path / "r")
+    set_param(repo, dotted, value)
+    res = sh(repo, "snakemake", "-n", "--cores", "1", check=False)
+    assert res.returncode != 0 and needle in res.stdout + res.stderr
+    assert not (repo / "results").exists()
+
+
+def test_typo_key_stops_snakemake(tmp_path):
+    repo = make_repo(tmp_path / "r")
+    text = (repo / "params.yaml").read_text().replace("  lr:", "  learning_rate:", 1)
+    (repo / "params.yaml").write_text(text)
+    res = sh(repo, "snakemake", "-n", "--cores", "1", check=False)
+    assert res.returncode != 0 and "learning_rate" in res.stdout + res.stderr
