@@ -17,6 +17,7 @@ so a run killed after a checkpoint and started again ends with bit-identical wei
 
 from __future__ import annotations
 
+import logging
 import math
 import resource
 import sys
@@ -43,6 +44,9 @@ _DATA_STREAM, _OBJECTIVE_STREAM = 1, 2
 #: train-config keys that do not change the trained weights, so a resume may differ in them
 _RESUME_FREE_KEYS = ("checkpoint_every", "seeds", "device")
 LOSS_COLUMNS = ("step", "images_seen", "loss", "lr", "seconds")
+
+
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
@@ -275,6 +279,10 @@ def train(method: Method, train_images: np.ndarray, cfg: TrainConfig, seed: int,
                 bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
             if checkpoint_due:
                 run.save()
+                if bar.disable:  # no terminal (a Snakemake log file): one line per checkpoint instead
+                    rate = (run.step - resumed_from) * batch / max(time.perf_counter() - started, 1e-9)
+                    log.info("train %s seed %d: step %d/%d, loss %.4f, %.0f img/s, checkpoint saved", method.name,
+                             seed, run.step, total, run.log[-1]["loss"] if run.log else float("nan"), rate)
     save_model(out_dir / "model.pt", run.ema.model, method.name, run.step, run.step * batch)
     _write_loss_csv(out_dir / "loss.csv", run.log)
     return TrainResult(steps=run.step, images_seen=run.step * batch, seconds=run.seconds,

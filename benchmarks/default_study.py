@@ -1,0 +1,75 @@
+"""Time the default study (``snakemake --cores all`` on params.yaml) from nothing, in a scratch copy.
+
+Writes ``benchmarks/results/default_study.json`` (wall time, per-rule sums from Snakemake's
+benchmark files, device, date) and appends a row to ``benchmarks/results/README.md``.
+Usage: ``python benchmarks/default_study.py [--preset cpu] [--keep DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results"
+
+
+def rule_seconds(repo: Path) -> dict[str, dict[str, float]]:
+    """Per rule: jobs, summed wall seconds and max RSS (MB) from results/benchmarks/<rule>/**.tsv."""
+    per = defaultdict(lambda: {"jobs": 0, "seconds": 0.0, "max_rss_mb": 0.0})
+    for tsv in (repo / "results/benchmarks").rglob("*.tsv"):
+        rule = tsv.relative_to(repo / "results/benchmarks").parts[0]
+        with open(tsv) as fh:
+            row = next(csv.DictReader(fh, delimiter="\t"))
+        per[rule]["jobs"] += 1
+        per[rule]["seconds"] += float(row["s"])
+        per[rule]["max_rss_mb"] = max(per[rule]["max_rss_mb"], float(row["max_rss"]))
+    return dict(per)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default=None, help="run this preset instead of params.yaml as it is")
+    ap.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
+    args = ap.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="diffsteps-bench-"))
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        (work / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, work / f, follow_symlinks=False)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    if args.preset:
+        subprocess.run([sys.executable, "-m", "diffsteps", "preset", args.preset], cwd=work, env=env, check=True)
+    start = time.perf_counter()
+    res = subprocess.run(["snakemake", "--cores", "all"], cwd=work, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu, {os.cpu_count()} cores"
+    result = {"preset": args.preset or "params.yaml", "wall_seconds": round(wall, 1), "returncode": res.returncode,
+              "rules": rule_seconds(work), "device": device, "torch": torch.__version__,
+              "date": datetime.date.today().isoformat()}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "default_study.json").write_text(json.dumps(result, indent=2) + "\n")
+    with open(OUT / "README.md", "a") as fh:
+        fh.write(f"| {result['date']} | default study ({result['preset']}) | {device} | {wall / 60:.1f} min "
+                 f"| exit {res.returncode} |\n")
+    print(json.dumps(result, indent=2))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return res.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
