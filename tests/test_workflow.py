@@ -245,3 +245,10 @@ def test_dvc_repro_from_nothing_builds_what_snakemake_built(smoke, tmp_path):
     a, b = (pd.read_csv(r / "reports/results.csv").query("metric in @quality").set_index(keys)["value"].sort_index()
             for r in (repo, smoke))
     pd.testing.assert_series_equal(a, b, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_snakemake_report_works(smoke, tmp_path):
+    out = tmp_path / "snakemake-report.html"
+    sh(smoke, "snakemake", "--report", str(out))
+    assert out.stat().st_size > 10_000 and "results.csv" in out.read_text(errors="replace")

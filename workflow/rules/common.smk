@@ -33,6 +33,7 @@ wildcard_constraints:
 
 PY = f"{sys.executable} -m diffsteps"  # the interpreter that runs Snakemake (the venv's)
 LOGS = "logs"
+HEAVY_THREADS = 16  # training jobs take the whole machine; Snakemake lowers this to --cores
 BENCH = "results/benchmarks"
 
 

@@ -10,7 +10,7 @@ rule train_domain:
         f"{LOGS}/train_domain/{{dataset}}.log",
     benchmark:
         f"{BENCH}/train_domain/{{dataset}}.tsv"
-    threads: workflow.cores
+    threads: HEAVY_THREADS
     resources:
         gpu=1,
     shell:

@@ -10,7 +10,7 @@ rule train:
         f"{LOGS}/train/{{dataset}}/{{method}}/train{{ts}}.log",
     benchmark:
         f"{BENCH}/train/{{dataset}}/{{method}}/train{{ts}}.tsv"
-    threads: workflow.cores
+    threads: HEAVY_THREADS
     resources:
         gpu=1,
     shell:
