@@ -31,7 +31,6 @@ def _set(raw, dotted, value):
 
 
 @pytest.mark.parametrize("dotted,value,key,expected", [
-    ("methods", ["ddpm", "magic"], "methods[1]", "registered methods are"),
     ("train.images", -5, "train.images", "≥ 1"),
     ("sampling.budgets", [10, 2000], "sampling.budgets[1]", "≤ noise.T = 1000"),
     ("sampling.budgets", [10, -3], "sampling.budgets.1", "≥ 2"),
@@ -75,3 +74,19 @@ def test_config_hash_is_content_based(raw):
     assert config_hash(a) == config_hash(b)
     raw["train"]["lr"] = 0.5
     assert config_hash(validate_mapping(raw)) != config_hash(a)
+
+
+def test_unknown_method_lists_the_registered_ones(raw):
+    from diffsteps.registry import validate_methods
+
+    with pytest.raises(ConfigError, match=r"methods\[1\] = 'magic'.*registered methods are \['ddpm'"):
+        validate_methods(validate_mapping(_set(raw, "methods", ["ddpm", "magic"])))
+
+
+@pytest.mark.parametrize("dotted,value,expected", [
+    ("evaluation.nll.n_images", 100000, "data.n_heldout"),
+    ("evaluation.prc_neighborhood", 5000, "smaller of sampling.n_samples and data.n_heldout"),
+])
+def test_cross_field_rules(raw, dotted, value, expected):
+    with pytest.raises(ConfigError, match=expected):
+        validate_mapping(_set(raw, dotted, value))

@@ -12,8 +12,6 @@ import importlib
 import logging
 import sys
 
-from .config import ConfigError
-
 #: command → stage module (in diffsteps.stages) that registers it
 COMMANDS = {
     "prepare-data": "data", "download-data": "data", "train-domain": "features", "reference-stats": "features",
@@ -38,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError) as exc:
-        print(f"diffsteps {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        # bad input (every input error of the package is a ValueError: ConfigError, DataError, ...):
+        # one line naming what is wrong, exit status 2, no traceback
+        print(f"diffsteps {args.command}: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2

@@ -52,15 +52,15 @@ class SamplerSpec:
     variance: str | None = None
 
     @classmethod
-    def parse(cls, name: str, key: str = "sampler") -> "SamplerSpec":
+    def parse(cls, name: str, key: str = "sampler", source: str = "params.yaml") -> "SamplerSpec":
         m = SAMPLER_RE.match(name)
         if m is None:
             raise ConfigError(key, name, "a sampler is 'ddim-eta<η>' (e.g. ddim-eta0, ddim-eta1, ddim-eta0.5) "
-                              "or 'ancestral-betatilde' or 'ancestral-beta'")
+                              "or 'ancestral-betatilde' or 'ancestral-beta'", source)
         if m.group("eta") is not None:
             eta = float(m.group("eta"))
             if eta > 1.0:
-                raise ConfigError(key, name, "DDIM η must lie in [0, 1]")
+                raise ConfigError(key, name, "DDIM η must lie in [0, 1]", source)
             return cls(name=name, kind="ddim", eta=eta)
         return cls(name=name, kind="ancestral", variance=m.group("var"))
 
@@ -175,9 +175,6 @@ class StudyConfig:
     sampling: SamplingConfig
     evaluation: EvaluationConfig
 
-    def to_dict(self) -> dict[str, Any]:
-        return to_plain(self)
-
 
 # --------------------------------------------------------------------------------------------
 # loading
@@ -269,11 +266,6 @@ def validate_mapping(raw: Mapping[str, Any], source: str = "params.yaml") -> Stu
 
 
 def _check_cross_fields(cfg: StudyConfig, source: str) -> None:
-    from .registry import METHODS
-
-    for i, m in enumerate(cfg.methods):
-        if m not in METHODS:
-            raise ConfigError(f"methods[{i}]", m, f"unknown method; registered methods are {sorted(METHODS)}", source)
     T = cfg.noise.T
     s = cfg.sampling
     for i, k in enumerate(s.budgets):
@@ -296,6 +288,14 @@ def _check_cross_fields(cfg: StudyConfig, source: str) -> None:
         if k > T:
             raise ConfigError(f"evaluation.nll.budgets[{i}]", k, f"a step budget must be ≤ noise.T = {T}", source)
     ev = cfg.evaluation
+    if ev.nll.n_images > cfg.data.n_heldout:
+        raise ConfigError("evaluation.nll.n_images", ev.nll.n_images,
+                          f"must be ≤ data.n_heldout = {cfg.data.n_heldout} (the bound is taken on held-out images)",
+                          source)
+    smallest = min(s.n_samples, cfg.data.n_heldout)
+    if ev.prc_neighborhood >= smallest:
+        raise ConfigError("evaluation.prc_neighborhood", ev.prc_neighborhood,
+                          f"must be < {smallest}, the smaller of sampling.n_samples and data.n_heldout", source)
     if ev.kid_subset_size > s.n_samples:
         raise ConfigError("evaluation.kid_subset_size", ev.kid_subset_size,
                           f"must be ≤ sampling.n_samples = {s.n_samples} (KID subsets are drawn from the samples)",

@@ -35,8 +35,6 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def items(self):
-        return sorted(self._items.items())
 
 
 def _noise_processes():
@@ -57,3 +55,13 @@ def _methods():
 
 NOISE_PROCESSES = _noise_processes()
 METHODS = _methods()
+
+
+def validate_methods(cfg, source: str = "params.yaml") -> None:
+    """``methods`` must name registered methods. Kept out of :mod:`diffsteps.config` so that the
+    config (imported by every stage) does not depend on the method code (imported by few)."""
+    from .config import ConfigError
+
+    for i, name in enumerate(cfg.methods):
+        if name not in METHODS:
+            raise ConfigError(f"methods[{i}]", name, f"unknown method; registered methods are {list(METHODS)}", source)

@@ -20,10 +20,6 @@ from typing import Any, Iterator, Mapping
 
 
 PKG = "src/diffsteps"
-#: modules every stage imports (config, I/O, the CLI dispatch and the stage's own entry point live here)
-CORE = (f"{PKG}/config.py", f"{PKG}/io.py", f"{PKG}/schemas", f"{PKG}/registry.py", f"{PKG}/cli.py")
-MODEL_CODE = (f"{PKG}/noise", f"{PKG}/models", f"{PKG}/methods.py", f"{PKG}/objectives.py", f"{PKG}/rng.py",
-              f"{PKG}/data")
 TRAIN_KEYS = ("train.images", "train.batch_size", "train.lr", "train.warmup_images", "train.ema_decay",
               "train.ema_warmup", "train.grad_clip", "train.amp")
 MODEL_KEYS = ("data", "model", "noise", *TRAIN_KEYS)
@@ -32,7 +28,7 @@ EVAL_KEYS = ("evaluation.batch_size", "evaluation.kid_subset_size", "evaluation.
 
 DATA = "results/data/{dataset}"
 DOMAIN = "results/features/{dataset}/domain"
-REFSTATS = "results/refstats/{dataset}/domain"
+REFSTATS = "results/refstats/{dataset}"
 MODEL = "results/models/{dataset}/{method}/train{ts}"
 SAMPLES = "results/samples/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
 EVAL = "results/eval/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
@@ -67,11 +63,16 @@ class Stage:
     name: str
     outputs: Mapping[str, str]
     inputs: Mapping[str, str]
-    modules: tuple[str, ...]
+    entry: str  # the stage module in diffsteps.stages; its code dependencies follow from its imports
     params: tuple[str, ...]
     variants: tuple[Variant, ...]
     #: DVC deps that stand for many Snakemake inputs (the report reads whole result folders)
     dvc_dir_deps: tuple[str, ...] = ()
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """The package files this stage runs: the closure of its entry module's imports, plus the schema."""
+        return (*module_closure(f"diffsteps.stages.{self.entry}"), f"{PKG}/schemas/params.schema.yaml")
 
     def paths(self, which: str, wildcards: Mapping[str, Any]) -> dict[str, str]:
         pats = self.outputs if which == "outputs" else self.inputs
@@ -88,44 +89,44 @@ _REFERENCE = Variant("_reference", {"method": "methods", "ts": "train.seeds", "s
 STAGES: tuple[Stage, ...] = (
     Stage("prepare_data",
           outputs={"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz", "meta": f"{DATA}/data.json"},
-          inputs={}, modules=(*CORE, f"{PKG}/data", f"{PKG}/stages/data.py"), params=("data",),
+          inputs={}, entry="data", params=("data",),
           variants=(Variant("", {}, _DATASET),)),
     Stage("train_domain",
           outputs={"weights": f"{DOMAIN}/extractor.pt", "meta": f"{DOMAIN}/extractor.json"},
           inputs={"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz"},
-          modules=(*CORE, f"{PKG}/data", f"{PKG}/metrics/classifier.py", f"{PKG}/stages/features.py"),
+          entry="features",
           params=("data", "evaluation.domain"), variants=(Variant("", {}, _DATASET),)),
     Stage("reference_stats",
-          outputs={"stats": f"{REFSTATS}/train.npz", "meta": f"{REFSTATS}/stats.json"},
+          outputs={"stats": f"{REFSTATS}/domain.npz", "inception": f"{REFSTATS}/inception.npz",
+                   "meta": f"{REFSTATS}/stats.json"},
           inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json", "weights": f"{DOMAIN}/extractor.pt",
                   "domain_meta": f"{DOMAIN}/extractor.json"},
-          modules=(*CORE, f"{PKG}/data", f"{PKG}/metrics/classifier.py", f"{PKG}/metrics/fidelity.py",
-                   f"{PKG}/stages/features.py"),
-          params=("data", "evaluation.batch_size"), variants=(Variant("", {}, _DATASET),)),
+          entry="features",
+          params=("data", "evaluation.batch_size", "evaluation.inception_weights"),
+          variants=(Variant("", {}, _DATASET),)),
     Stage("train",
           outputs={"model": f"{MODEL}/model.pt", "meta": f"{MODEL}/train.json", "loss": f"{MODEL}/loss.csv"},
           inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json"},
-          modules=(*CORE, *MODEL_CODE, f"{PKG}/training", f"{PKG}/reporting/schema.py", f"{PKG}/stages/train.py"),
+          entry="train",
           params=MODEL_KEYS, variants=(Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET),)),
     Stage("sample",
           outputs={"samples": f"{SAMPLES}/samples.npz", "grid": f"{SAMPLES}/grid.png", "meta": f"{SAMPLES}/sample.json"},
           inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json"},
-          modules=(*CORE, *MODEL_CODE, f"{PKG}/samplers.py", f"{PKG}/training", f"{PKG}/stages/sample.py"),
+          entry="sample",
           params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"), variants=(_CELL, _REFERENCE)),
     Stage("evaluate",
           outputs={"metrics": f"{EVAL}/metrics.json"},
           inputs={"samples": f"{SAMPLES}/samples.npz", "sample_meta": f"{SAMPLES}/sample.json",
-                  "stats": f"{REFSTATS}/train.npz", "stats_meta": f"{REFSTATS}/stats.json",
+                  "stats": f"{REFSTATS}/domain.npz", "inception": f"{REFSTATS}/inception.npz",
+                  "stats_meta": f"{REFSTATS}/stats.json",
                   "data_meta": f"{DATA}/data.json", "weights": f"{DOMAIN}/extractor.pt",
                   "domain_meta": f"{DOMAIN}/extractor.json"},
-          modules=(*CORE, f"{PKG}/metrics/classifier.py", f"{PKG}/metrics/fidelity.py", f"{PKG}/reporting/schema.py",
-                   f"{PKG}/stages/evaluate.py"),
+          entry="evaluate",
           params=EVAL_KEYS, variants=(_CELL, _REFERENCE)),
     Stage("nll",
           outputs={"nll": f"{NLL}/nll.json"},
           inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json", "heldout": f"{DATA}/heldout.npz"},
-          modules=(*CORE, *MODEL_CODE, f"{PKG}/samplers.py", f"{PKG}/training", f"{PKG}/metrics/nll.py",
-                   f"{PKG}/reporting/schema.py", f"{PKG}/stages/nll.py"),
+          entry="nll",
           params=(*MODEL_KEYS, "sampling.clip_x0", "evaluation.nll.n_images", "evaluation.nll.batch_size",
                   "evaluation.nll.seed"),
           variants=(Variant("", {"method": "methods", "variance": "evaluation.nll.variances",
@@ -134,22 +135,64 @@ STAGES: tuple[Stage, ...] = (
     Stage("floor",
           outputs={"metrics": f"{FLOOR}/metrics.json"},
           inputs={"heldout": f"{DATA}/heldout.npz", "data_meta": f"{DATA}/data.json",
-                  "stats": f"{REFSTATS}/train.npz", "stats_meta": f"{REFSTATS}/stats.json",
+                  "stats": f"{REFSTATS}/domain.npz", "inception": f"{REFSTATS}/inception.npz",
+                  "stats_meta": f"{REFSTATS}/stats.json",
                   "weights": f"{DOMAIN}/extractor.pt", "domain_meta": f"{DOMAIN}/extractor.json"},
-          modules=(*CORE, f"{PKG}/metrics/classifier.py", f"{PKG}/metrics/fidelity.py", f"{PKG}/reporting/schema.py",
-                   f"{PKG}/stages/evaluate.py"),
+          entry="evaluate",
           params=EVAL_KEYS, variants=(Variant("", {}, _DATASET),)),
     Stage("report",
+          # reports/figures/ is rewritten with the report but not declared: a directory output makes Snakemake
+          # miss new inputs of this rule, and report.html embeds every figure anyway (self-contained)
           outputs={"csv": f"{REPORT}/results.csv", "md": f"{REPORT}/report.md", "html": f"{REPORT}/report.html"},
-          inputs={}, modules=(*CORE, f"{PKG}/reporting", f"{PKG}/stages/report.py"), params=("preset", "methods",
-                                                                                             "data", "model", "noise",
-                                                                                             "train", "sampling",
-                                                                                             "evaluation"),
+          inputs={}, entry="report",
+          params=("preset", "methods", "data", "model", "noise", "train", "sampling", "evaluation"),
           variants=(Variant("", {}, _DATASET),),
           dvc_dir_deps=("results/eval/{dataset}", "results/nll/{dataset}", "results/models/{dataset}",
                         "results/features/{dataset}/domain", "results/samples/{dataset}")),
 )
 STAGE = {s.name: s for s in STAGES}
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """Modules of this package that ``module`` imports anywhere in its body (function-level too)."""
+    import ast
+
+    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            if base.split(".")[0] == "diffsteps":
+                found.add(base)
+                found.update(f"{base}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "diffsteps")
+    return found
+
+
+def module_closure(module: str, root: Path | None = None) -> list[str]:
+    """Files (repo-relative) of ``module`` and of every package module it imports, transitively,
+    with the ``__init__.py`` of each package on the way. This is the code a stage depends on."""
+    root = root or Path(__file__).resolve().parents[1]
+    seen: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        rel = Path(*name.split("."))
+        path = root / rel.with_suffix(".py")
+        if not path.exists():
+            path = root / rel / "__init__.py"
+        if not path.exists():
+            continue  # a name imported from a module, not a module itself
+        seen[name] = path
+        parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
+        todo.extend([*parents, *_imports(path, name)])
+    return sorted(f"{PKG}/{p.relative_to(root / 'diffsteps').as_posix()}" for p in seen.values())
 
 
 def lookup(cfg: Mapping[str, Any], dotted: str) -> Any:
@@ -185,7 +228,6 @@ def report_inputs(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
         "floor": all_outputs(cfg, "floor"),
         "train": [p for p in all_outputs(cfg, "train") if p.endswith(("train.json", "loss.csv"))],
         "samples": [p for p in all_outputs(cfg, "sample") if p.endswith(("sample.json", "grid.png"))],
-        "domain": [p for p in all_outputs(cfg, "train_domain") if p.endswith(".json")],
     }
 
 

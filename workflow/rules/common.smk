@@ -5,10 +5,11 @@
 import sys
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 from diffsteps import workflow as plan
 from diffsteps.config import validate_mapping
+from diffsteps.registry import validate_methods
 
 min_version("8.0")
 
@@ -16,11 +17,9 @@ min_version("8.0")
 configfile: "params.yaml"
 
 
-# diffsteps.config validates against the same schema file (workflow/schemas/params.schema.yaml) and then
-# the cross-field rules, with errors that name the key, the value and what is allowed; Snakemake's own
-# validator then runs on the already-valid values.
-STUDY = validate_mapping(config)
-validate(config, "../schemas/params.schema.yaml")
+# diffsteps.config validates against workflow/schemas/params.schema.yaml (the same file, linked into the
+# package) and then the cross-field rules, with errors that name the key, the value and what is allowed.
+validate_methods(validate_mapping(config))
 
 # Outputs that DVC restored (checkout or run-cache) carry Snakemake metadata of the run that made
 # the old file; forget it so that the restored, up-to-date files are judged by mtime alone.
@@ -37,17 +36,9 @@ HEAVY_THREADS = 16  # training jobs take the whole machine; Snakemake lowers thi
 BENCH = "results/benchmarks"
 
 
-def code_files(stage):
-    """The package modules a stage depends on, as files (a folder's mtime misses edits inside it)."""
-    files = []
-    for entry in plan.STAGE[stage].modules:
-        p = Path(entry)
-        files.extend(sorted(str(f) for f in p.rglob("*") if f.suffix in (".py", ".yaml")) if p.is_dir() else [entry])
-    return files
-
-
 def stage_inputs(stage):
-    return {**plan.STAGE[stage].inputs, "code": code_files(stage)}
+    # the package files the stage runs (the closure of its imports): editing one reruns exactly its dependants
+    return {**plan.STAGE[stage].inputs, "code": list(plan.STAGE[stage].modules)}
 
 
 def stage_outputs(stage):

@@ -12,8 +12,8 @@ rule evaluate:
         gpu=1,
     shell:
         "{PY} evaluate --params params.yaml --threads {threads} --samples-dir $(dirname {input.samples})"
-        " --stats {input.stats} --weights {input.weights} --data-meta {input.data_meta} --out {output.metrics}"
-        " > {log} 2>&1"
+        " --stats {input.stats} --inception-stats {input.inception} --weights {input.weights}"
+        " --data-meta {input.data_meta} --domain-meta {input.domain_meta} --out {output.metrics} > {log} 2>&1"
 
 
 rule nll:
@@ -50,4 +50,6 @@ rule floor:
         gpu=1,
     shell:
         "{PY} floor --params params.yaml --threads {threads} --heldout {input.heldout} --stats {input.stats}"
-        " --weights {input.weights} --data-meta {input.data_meta} --out {output.metrics} > {log} 2>&1"
+        " --inception-stats {input.inception} --weights {input.weights} --data-meta {input.data_meta}"
+        " --domain-meta {input.domain_meta}"
+        " --out {output.metrics} > {log} 2>&1"

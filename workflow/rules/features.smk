@@ -33,4 +33,5 @@ rule reference_stats:
         gpu=1,
     shell:
         "{PY} reference-stats --params params.yaml --threads {threads} --data-dir results/data/{wildcards.dataset}"
-        " --weights {input.weights} --out {output.stats} > {log} 2>&1"
+        " --weights {input.weights} --data-meta {input.data_meta} --domain-meta {input.domain_meta}"
+        " --out {output.stats} --inception-out {output.inception} > {log} 2>&1"

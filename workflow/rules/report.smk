@@ -1,7 +1,7 @@
 rule report:
     input:
         unpack(get_report_inputs),
-        code=code_files("report"),
+        code=list(plan.STAGE["report"].modules),
     output:
         csv=report("reports/results.csv", category="Results", caption="../report/results.rst"),
         md="reports/report.md",

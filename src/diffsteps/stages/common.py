@@ -6,13 +6,12 @@ import argparse
 import logging
 import sys
 import traceback
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from ..config import StudyConfig, load_config, to_plain
-from ..io import atomic_write_json, provenance
+from ..io import provenance
 from ..workflow import params_slice
 
 log = logging.getLogger("diffsteps")
@@ -58,7 +57,3 @@ def run_cell(work: Callable[[], None], on_failure: Callable[[str], None]) -> int
         log.error("cell failed: %s", message)
         on_failure(message)
     return 0
-
-
-def write_record(path: str | Path, rec: dict[str, Any]) -> None:
-    atomic_write_json(path, rec)

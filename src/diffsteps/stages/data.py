@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import datasets
-from .common import add_common, record, setup, write_record
+from .common import add_common, setup
 
 
 def register(sub) -> None:
@@ -21,8 +21,7 @@ def register(sub) -> None:
 
 def run_prepare(args) -> int:
     cfg = setup(args)
-    meta = datasets.prepare(cfg.data, args.out_dir)
-    write_record(args.out_dir / "data.json", {**record(cfg, "prepare_data"), **meta})
+    datasets.prepare(cfg.data, args.out_dir)  # writes data.json last, with content hashes and provenance
     return 0
 
 

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from ..data.datasets import load_split
-from ..io import read_json, sha256_file
+from ..io import atomic_write_json, read_json, sha256_file
 from ..metrics.features import DOMAIN_EXTRACTOR
 from ..metrics.fidelity import inception_rows, load_reference_stats, not_available_rows, score
 from ..reporting.schema import FLOOR_SAMPLER, make_row
-from .common import add_common, record, resolve_device, run_cell, setup, write_record
+from .common import add_common, record, resolve_device, run_cell, setup
 
 CELL_KEYS = ("method", "sampler", "spacing", "variance", "eta", "noise", "nfe", "train_seed", "seed")
 
@@ -27,16 +27,20 @@ def register(sub) -> None:
     add_common(p)
     p.add_argument("--samples-dir", required=True, type=Path)
     p.add_argument("--stats", required=True, type=Path)
+    p.add_argument("--inception-stats", required=True, type=Path)
     p.add_argument("--weights", required=True, type=Path)
     p.add_argument("--data-meta", required=True, type=Path, help="data.json of the split the statistics belong to")
+    p.add_argument("--domain-meta", required=True, type=Path, help="extractor.json of the domain classifier")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=run_evaluate)
     p = sub.add_parser("floor", help="the real-data floor: held-out split against the training statistics")
     add_common(p)
     p.add_argument("--heldout", required=True, type=Path)
     p.add_argument("--stats", required=True, type=Path)
+    p.add_argument("--inception-stats", required=True, type=Path)
     p.add_argument("--weights", required=True, type=Path)
     p.add_argument("--data-meta", required=True, type=Path, help="data.json of the split the statistics belong to")
+    p.add_argument("--domain-meta", required=True, type=Path, help="extractor.json of the domain classifier")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=run_floor)
 
@@ -45,7 +49,7 @@ def _fidelity_rows(images: np.ndarray, cfg, args, device, seed: int, sizes: list
     """Domain and Inception rows at each N in ``sizes``; the statistics must belong to the current
     training split and extractor weights (checked by content hash)."""
     stats, weights = args.stats, args.weights
-    domain = read_json(weights.with_name("extractor.json"))
+    domain = read_json(args.domain_meta)
     split_sha = read_json(args.data_meta)["sha256"]["train"]
     rows: list[dict[str, Any]] = []
     for n in sizes:
@@ -55,7 +59,7 @@ def _fidelity_rows(images: np.ndarray, cfg, args, device, seed: int, sizes: list
             ref = load_reference_stats(stats, split_sha, sha256_file(weights), DOMAIN_EXTRACTOR)
             rows += score(images, ref, DOMAIN_EXTRACTOR, weights, cfg.evaluation, device, seed, n)
         rows += [{**r, "metric": f"inception_{r['metric']}"} for r in
-                 inception_rows(images, stats.with_name("inception.npz"), split_sha, cfg.evaluation, device, seed, n)]
+                 inception_rows(images, args.inception_stats, split_sha, cfg.evaluation, device, seed, n)]
     return rows
 
 
@@ -81,11 +85,11 @@ def run_evaluate(args) -> int:
         res = meta["result"]
         rows += [make_row(**ident, metric=m, value=res[k], n=res["n"], status="ok") for m, k in (
             ("sampling_seconds_per_image", "seconds_per_image"), ("sampling_peak_memory_mb", "peak_memory_mb"))]
-        write_record(args.out, record(cfg, "evaluate", device=device, cell=ident, rows=rows,
+        atomic_write_json(args.out, record(cfg, "evaluate", device=device, cell=ident, rows=rows,
                                       sample_device=meta["provenance"]["device"]))
 
     def failed(message: str) -> None:
-        write_record(args.out, record(cfg, "evaluate", status="failed", error=message, device=device, cell=ident,
+        atomic_write_json(args.out, record(cfg, "evaluate", status="failed", error=message, device=device, cell=ident,
                                       rows=[make_row(**ident, metric="fid", status="failed", reason=message)]))
 
     return run_cell(work, failed)
@@ -97,13 +101,14 @@ def run_floor(args) -> int:
     images, _ = load_split(args.heldout)
     ident = {"dataset": cfg.data.dataset, "method": None, "sampler": FLOOR_SAMPLER, "seed": 0}
     rows = _as_rows(_fidelity_rows(images, cfg, args, device, 0, [len(images)]), ident)
-    domain = read_json(args.weights.with_name("extractor.json"))
+    domain = read_json(args.domain_meta)
     if domain["status"] == "ok":
-        acc = domain["result"]["heldout_accuracy"]
-        rows.append(make_row(**ident, metric="domain_accuracy", value=acc, n=len(images), status="ok",
-                             feature_extractor=rows[0]["feature_extractor"],
-                             reason=None if acc >= cfg.evaluation.domain.min_accuracy else
-                             f"unreliable: held-out accuracy {acc:.3f} < evaluation.domain.min_accuracy "
-                             f"{cfg.evaluation.domain.min_accuracy}"))
-    write_record(args.out, record(cfg, "floor", device=device, cell=ident, rows=rows))
+        res = domain["result"]
+        rows.append(make_row(**ident, metric="domain_accuracy", value=res["heldout_accuracy"], n=len(images),
+                             status="ok", feature_extractor=rows[0]["feature_extractor"],
+                             weights_sha256=rows[0]["weights_sha256"],
+                             reason=None if res["accuracy_ok"] else
+                             f"unreliable: held-out accuracy {res['heldout_accuracy']:.3f} < "
+                             f"evaluation.domain.min_accuracy {res['min_accuracy']}"))
+    atomic_write_json(args.out, record(cfg, "floor", device=device, cell=ident, rows=rows))
     return 0

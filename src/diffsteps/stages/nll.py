@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from ..data.datasets import load_split
-from ..io import read_json
+from ..noise.schedule import SPACINGS
+from ..io import atomic_write_json, read_json
 from ..registry import METHODS
 from ..reporting.schema import make_row
 from ..training.checkpoint import load_ema_model
-from .common import add_common, record, resolve_device, run_cell, setup, write_record
+from .common import add_common, record, resolve_device, run_cell, setup
 from .sample import UpstreamFailed
 
 TERMS = ("total", "prior", "recon", "diffusion")
@@ -22,11 +23,11 @@ TERMS = ("total", "prior", "recon", "diffusion")
 def register(sub) -> None:
     p = sub.add_parser("nll", help="bits/dim bound of one (method, variance, spacing, budget, training seed)")
     add_common(p)
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", required=True, choices=list(METHODS))
     p.add_argument("--model-dir", required=True, type=Path)
     p.add_argument("--data-dir", required=True, type=Path)
     p.add_argument("--variance", required=True, choices=["betatilde", "beta"])
-    p.add_argument("--spacing", required=True)
+    p.add_argument("--spacing", required=True, choices=SPACINGS)
     p.add_argument("--budget", required=True, type=int)
     p.add_argument("--train-seed", required=True, type=int)
     p.add_argument("--out", required=True, type=Path)
@@ -48,7 +49,7 @@ def run(args) -> int:
                 for t in TERMS]
 
     if method_cls.nll_undefined_reason is not None:
-        write_record(args.out, record(cfg, "nll", status="ok", cell=ident,
+        atomic_write_json(args.out, record(cfg, "nll", status="ok", cell=ident,
                                       rows=rows_with("not_defined", method_cls.nll_undefined_reason)))
         return 0
 
@@ -69,10 +70,10 @@ def run(args) -> int:
             rows.append(make_row(**ident, metric=f"nll_{t}", value=float(v.mean()),
                                  std=float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None,
                                  n=len(v), status="ok"))
-        write_record(args.out, record(cfg, "nll", device=device, cell=ident, rows=rows))
+        atomic_write_json(args.out, record(cfg, "nll", device=device, cell=ident, rows=rows))
 
     def failed(message: str) -> None:
-        write_record(args.out, record(cfg, "nll", status="failed", error=message, device=device, cell=ident,
+        atomic_write_json(args.out, record(cfg, "nll", status="failed", error=message, device=device, cell=ident,
                                       rows=rows_with("failed", message)))
 
     return run_cell(work, failed)

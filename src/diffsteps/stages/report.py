@@ -6,6 +6,7 @@ glob of ``results/``, so leftovers of earlier configurations cannot leak into th
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from ..config import to_plain
@@ -34,6 +35,7 @@ def run(args) -> int:
     write_csv(df, out / "results.csv")
     # results/models/<dataset>/<method>/train<ts>/loss.csv → "<method> train<ts>"
     loss = {" ".join(Path(p).parts[3:5]): p for p in inputs["train"] if p.endswith(".csv")}
+    shutil.rmtree(out / "figures", ignore_errors=True)  # figures of an earlier configuration must not linger
     figures = plot_all(df, out / "figures", loss)
     grids = [Path(p) for p in inputs["samples"] if p.endswith("grid.png")]
     C, H, _ = read_json(train_records[0])["cell"]["image_shape"]  # the plan always holds ≥ 1 training cell

@@ -10,10 +10,12 @@ import numpy as np
 import torch
 
 from ..config import SamplerSpec
-from ..io import atomic_save_grid, atomic_save_npz, read_json
+from ..noise.schedule import SPACINGS
+from ..io import atomic_save_grid, atomic_save_npz, atomic_write_json, read_json
 from ..registry import METHODS
 from ..training.checkpoint import load_ema_model
-from .common import add_common, record, resolve_device, run_cell, setup, write_record
+from ..training.loop import peak_memory_mb
+from .common import add_common, record, resolve_device, run_cell, setup
 
 
 class UpstreamFailed(RuntimeError):
@@ -23,10 +25,10 @@ class UpstreamFailed(RuntimeError):
 def register(sub) -> None:
     p = sub.add_parser("sample", help="sample one cell from a trained model")
     add_common(p)
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", required=True, choices=list(METHODS))
     p.add_argument("--model-dir", required=True, type=Path)
     p.add_argument("--sampler", required=True)
-    p.add_argument("--spacing", required=True)
+    p.add_argument("--spacing", required=True, choices=SPACINGS)
     p.add_argument("--budget", required=True, type=int)
     p.add_argument("--train-seed", required=True, type=int)
     p.add_argument("--seed", required=True, type=int)
@@ -34,19 +36,11 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run(args) -> int:
     cfg = setup(args)
-    spec = SamplerSpec.parse(args.sampler, "--sampler")
-    if args.budget > cfg.noise.T:
-        raise ValueError(f"--budget = {args.budget} is invalid: must be ≤ noise.T = {cfg.noise.T}")
+    spec = SamplerSpec.parse(args.sampler, "--sampler", source="command line")
+    if not 2 <= args.budget <= cfg.noise.T:
+        raise ValueError(f"--budget = {args.budget} is invalid: must be 2 ≤ budget ≤ noise.T = {cfg.noise.T}")
     device = resolve_device(cfg.train.device)
     train_meta = read_json(args.model_dir / "train.json")
     cell = {"method": args.method, "sampler": spec.name, "spacing": args.spacing, "budget": args.budget,
@@ -67,7 +61,7 @@ def run(args) -> int:
         wall = time.perf_counter() - start
         atomic_save_npz(out / "samples.npz", images=gen.images)
         atomic_save_grid(out / "grid.png", gen.images[:64])
-        write_record(out / "sample.json", record(
+        atomic_write_json(out / "sample.json", record(
             cfg, "sample", device=device, cell={**cell, "nfe": gen.nfe},
             result={"n": len(gen.images), "nfe": gen.nfe, "seconds": wall,
                     "seconds_per_image": gen.seconds / len(gen.images), "peak_memory_mb": peak_memory_mb(device)}))
@@ -75,7 +69,7 @@ def run(args) -> int:
     def failed(message: str) -> None:
         atomic_save_npz(out / "samples.npz", images=np.zeros((0, 1, 1, 1), np.uint8))
         atomic_save_grid(out / "grid.png", None, caption=f"FAILED: {message}")
-        write_record(out / "sample.json", record(cfg, "sample", status="failed", error=message, device=device,
+        atomic_write_json(out / "sample.json", record(cfg, "sample", status="failed", error=message, device=device,
                                                  cell=cell))
 
     return run_cell(work, failed)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from ..config import config_hash, to_plain
 from ..data.datasets import load_split
-from ..io import atomic_torch_save, atomic_write_text, read_json
+from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json
 from ..registry import METHODS
 from ..reporting.schema import make_row
 from ..training.loop import train
 from ..workflow import params_slice
-from .common import add_common, record, resolve_device, run_cell, setup, write_record
+from .common import add_common, record, resolve_device, run_cell, setup
 
 RESUME_ROOT = Path(".cache/resume")
 
@@ -25,7 +25,7 @@ RESUME_ROOT = Path(".cache/resume")
 def register(sub) -> None:
     p = sub.add_parser("train", help="train one method at one training seed")
     add_common(p)
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", required=True, choices=list(METHODS))
     p.add_argument("--train-seed", required=True, type=int)
     p.add_argument("--data-dir", required=True, type=Path)
     p.add_argument("--out-dir", required=True, type=Path)
@@ -57,7 +57,7 @@ def run(args) -> int:
         rows = [make_row(**ident, metric=m, value=v) for m, v in (
             ("training_seconds", res.seconds), ("training_peak_memory_mb", res.peak_memory_mb),
             ("train_loss_final", res.final_loss))]
-        write_record(out / "train.json", record(cfg, "train", device=device, cell=cell, rows=rows,
+        atomic_write_json(out / "train.json", record(cfg, "train", device=device, cell=cell, rows=rows,
                                                 result=to_plain(dataclasses.asdict(res))))
 
     def failed(message: str) -> None:
@@ -65,6 +65,6 @@ def run(args) -> int:
         atomic_torch_save(out / "model.pt", {"status": "failed", "error": message})
         if not (out / "loss.csv").exists():
             atomic_write_text(out / "loss.csv", "step,images_seen,loss,lr,seconds\n")
-        write_record(out / "train.json", record(cfg, "train", status="failed", error=message, device=device, cell=cell))
+        atomic_write_json(out / "train.json", record(cfg, "train", status="failed", error=message, device=device, cell=cell))
 
     return run_cell(work, failed)
