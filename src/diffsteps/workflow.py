@@ -323,14 +323,16 @@ def dvc_sync(built: set[str], root: Path = Path(".")) -> list[str]:
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        stages = [s for s in repo.index.stages
-                  if s.outs and all(os.path.relpath(o.fs_path, repo.root_dir) in built for o in s.outs)]
+        every = list(repo.index.stages)
+        stages = [s for s in every if s.outs and all(os.path.relpath(o.fs_path, repo.root_dir) in built for o in s.outs)]
         outs = [o.fs_path for s in stages for o in s.outs]
     if stages:
         # `dvc commit` moves each output into the cache and copies it back, giving it a new mtime;
         # the content is unchanged, so put Snakemake's timestamps back (else its mtime order breaks)
         times = {p: os.stat(p).st_mtime_ns for p in outs}
-        subprocess.run(["dvc", "commit", "--force", "--quiet", *(s.addressing for s in stages)], cwd=root, check=True)
+        # naming stages costs DVC a parse of dvc.yaml each, so a run that built everything commits all at once
+        names = [] if len(stages) == len(every) else [s.addressing for s in stages]
+        subprocess.run(["dvc", "commit", "--force", "--quiet", *names], cwd=root, check=True)
         for p, ns in times.items():
             os.utime(p, ns=(ns, ns))
     return [s.addressing for s in stages]
