@@ -45,6 +45,8 @@ def main() -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="diffsteps-bench-"))
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for f in files:
+        if not os.path.lexists(ROOT / f):
+            continue  # deleted in the working tree
         (work / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, work / f, follow_symlinks=False)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

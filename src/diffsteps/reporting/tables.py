@@ -86,6 +86,8 @@ def headline_tables(df: pd.DataFrame) -> list[Table]:
     rows = df[df["metric"].isin(QUALITY_METRICS)]
     tables = []
     for key, group in rows.groupby(list(CONTEXT_COLUMNS), dropna=False, sort=True):
+        if set(group["status"]) == {"not_computed"}:
+            continue  # e.g. no Inception weights: said once in the report's notes, a table of it adds nothing
         metrics = [m for m in QUALITY_METRICS if m in set(group["metric"])]
         tables.append(pivot_table(group, CELL_INDEX, metrics, _context_caption(
             key, "mean ± sd over seeds (a single seed shows its value, ± KID's own std where present)")))
