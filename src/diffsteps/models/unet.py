@@ -29,8 +29,12 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 def _groups(channels: int) -> int:
-    """GroupNorm groups: 32 as in DDPM where the width allows it, else the largest divisor ≤ 32."""
-    return max(g for g in range(1, 33) if channels % g == 0)
+    """GroupNorm groups: 32 as in DDPM where the width allows it, with at least 4 channels per group.
+
+    One channel per group would be instance norm, which removes any per-channel constant, and with
+    it the time embedding that each ResBlock adds just before its second norm.
+    """
+    return max(g for g in range(1, 33) if channels % g == 0 and g <= max(1, channels // 4))
 
 
 class ResBlock(nn.Module):

@@ -23,26 +23,19 @@ CELL_KEYS = ("method", "sampler", "spacing", "variance", "eta", "noise", "nfe", 
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="FID/KID/precision/recall of one sample cell")
-    add_common(p)
-    p.add_argument("--samples-dir", required=True, type=Path)
-    p.add_argument("--stats", required=True, type=Path)
-    p.add_argument("--inception-stats", required=True, type=Path)
-    p.add_argument("--weights", required=True, type=Path)
-    p.add_argument("--data-meta", required=True, type=Path, help="data.json of the split the statistics belong to")
-    p.add_argument("--domain-meta", required=True, type=Path, help="extractor.json of the domain classifier")
-    p.add_argument("--out", required=True, type=Path)
-    p.set_defaults(func=run_evaluate)
-    p = sub.add_parser("floor", help="the real-data floor: held-out split against the training statistics")
-    add_common(p)
-    p.add_argument("--heldout", required=True, type=Path)
-    p.add_argument("--stats", required=True, type=Path)
-    p.add_argument("--inception-stats", required=True, type=Path)
-    p.add_argument("--weights", required=True, type=Path)
-    p.add_argument("--data-meta", required=True, type=Path, help="data.json of the split the statistics belong to")
-    p.add_argument("--domain-meta", required=True, type=Path, help="extractor.json of the domain classifier")
-    p.add_argument("--out", required=True, type=Path)
-    p.set_defaults(func=run_floor)
+    for name, images, func, help_ in (
+            ("evaluate", "--samples-dir", run_evaluate, "FID/KID/precision/recall of one sample cell"),
+            ("floor", "--heldout", run_floor, "the real-data floor: held-out split against the training statistics")):
+        p = sub.add_parser(name, help=help_)
+        add_common(p)
+        p.add_argument(images, required=True, type=Path)
+        p.add_argument("--stats", required=True, type=Path, help="domain-feature statistics of the training split")
+        p.add_argument("--inception-stats", required=True, type=Path)
+        p.add_argument("--weights", required=True, type=Path, help="the domain extractor checkpoint")
+        p.add_argument("--data-meta", required=True, type=Path, help="data.json of the split the statistics belong to")
+        p.add_argument("--domain-meta", required=True, type=Path, help="extractor.json of the domain classifier")
+        p.add_argument("--out", required=True, type=Path)
+        p.set_defaults(func=func)
 
 
 def _fidelity_rows(images: np.ndarray, cfg, args, device, seed: int, sizes: list[int]) -> list[dict[str, Any]]:
