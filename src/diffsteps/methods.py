@@ -86,6 +86,11 @@ class DiffusionMethod(Method):
 
     noise_cls: ClassVar[type[NoiseProcess]]
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "noise_cls" in cls.__dict__:  # the bound exists exactly when the noise process defines one
+            cls.nll_undefined_reason = cls.noise_cls.nll_undefined_reason
+
     def __init__(self, cfg: StudyConfig, image_shape: tuple[int, int, int]):
         super().__init__(cfg, image_shape)
         self.process = self.noise_cls(Schedule.from_config(cfg.noise))
@@ -135,4 +140,3 @@ class DDPM(DiffusionMethod):
 
     name = "ddpm"
     noise_cls = GaussianNoise
-    nll_undefined_reason = None

@@ -10,12 +10,11 @@ import numpy as np
 
 from ..data.datasets import load_split
 from ..noise.schedule import SPACINGS
-from ..io import atomic_write_json, read_json
+from ..io import atomic_write_json
 from ..registry import METHODS
 from ..reporting.schema import make_row
-from ..training.checkpoint import load_ema_model
 from .common import add_common, record, resolve_device, run_cell, setup
-from .sample import UpstreamFailed
+from .sample import load_trained
 
 TERMS = ("total", "prior", "recon", "diffusion")
 
@@ -38,7 +37,6 @@ def run(args) -> int:
     cfg = setup(args)
     method_cls = METHODS[args.method]
     device = resolve_device(cfg.train.device)
-    train_meta = read_json(args.model_dir / "train.json")
     ident = {"dataset": cfg.data.dataset, "method": args.method, "sampler": f"ancestral-{args.variance}",
              "spacing": args.spacing, "variance": args.variance, "noise": method_cls.noise_label(cfg),
              "nfe": args.budget, "train_seed": args.train_seed, "seed": cfg.evaluation.nll.seed}
@@ -54,12 +52,8 @@ def run(args) -> int:
         return 0
 
     def work() -> None:
-        if train_meta["status"] != "ok":
-            raise UpstreamFailed(f"training failed: {train_meta['error']}")
-        images, _ = load_split(args.data_dir / "heldout.npz")
-        images = images[:n_images]
-        method = method_cls(cfg, tuple(train_meta["cell"]["image_shape"]))
-        model = load_ema_model(method, args.model_dir / "model.pt", device)
+        method, model = load_trained(method_cls, cfg, args.model_dir, device)
+        images = load_split(args.data_dir / "heldout.npz")[0][:n_images]
         terms = method.nll(model, images, args.budget, args.variance, args.spacing, cfg.evaluation.nll.seed,
                            batch_size=cfg.evaluation.nll.batch_size, device=device)
         bpd = terms.bits_per_dim(int(np.prod(images.shape[1:])))

@@ -22,6 +22,15 @@ class UpstreamFailed(RuntimeError):
     """An input cell failed, so this one cannot run; its error is carried along."""
 
 
+def load_trained(method_cls, cfg, model_dir: Path, device: torch.device):
+    """(method, EMA model) of a training cell; raises :class:`UpstreamFailed` if that training failed."""
+    train_meta = read_json(model_dir / "train.json")
+    if train_meta["status"] != "ok":
+        raise UpstreamFailed(f"training failed: {train_meta['error']}")
+    method = method_cls(cfg, tuple(train_meta["cell"]["image_shape"]))
+    return method, load_ema_model(method, model_dir / "model.pt", device)
+
+
 def register(sub) -> None:
     p = sub.add_parser("sample", help="sample one cell from a trained model")
     add_common(p)
@@ -42,17 +51,13 @@ def run(args) -> int:
     if not 2 <= args.budget <= cfg.noise.T:
         raise ValueError(f"--budget = {args.budget} is invalid: must be 2 ≤ budget ≤ noise.T = {cfg.noise.T}")
     device = resolve_device(cfg.train.device)
-    train_meta = read_json(args.model_dir / "train.json")
     cell = {"method": args.method, "sampler": spec.name, "spacing": args.spacing, "budget": args.budget,
             "variance": spec.variance, "eta": spec.eta, "train_seed": args.train_seed, "seed": args.seed,
             "noise": METHODS[args.method].noise_label(cfg)}
     out = args.out_dir
 
     def work() -> None:
-        if train_meta["status"] != "ok":
-            raise UpstreamFailed(f"training failed: {train_meta['error']}")
-        method = METHODS[args.method](cfg, tuple(train_meta["cell"]["image_shape"]))
-        model = load_ema_model(method, args.model_dir / "model.pt", device)
+        method, model = load_trained(METHODS[args.method], cfg, args.model_dir, device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
