@@ -1,9 +1,11 @@
 import copy
+import re
 
 import pytest
 import yaml
 
-from diffsteps.config import ConfigError, SamplerSpec, available_presets, config_hash, load_config, validate_mapping
+from diffsteps.config import ConfigError, SamplerSpec, available_presets, config_hash, load_config, preset_path, \
+    validate_mapping
 
 from .conftest import ROOT
 
@@ -76,11 +78,52 @@ def test_config_hash_is_content_based(raw):
     assert config_hash(validate_mapping(raw)) != config_hash(a)
 
 
-def test_unknown_method_lists_the_registered_ones(raw):
-    from diffsteps.registry import validate_methods
+def test_undefined_run_lists_the_defined_ones(raw):
+    with pytest.raises(ConfigError, match=r"methods\[1\] = 'magic'.*defined runs are \['ddgm'"):
+        validate_mapping(_set(raw, "methods", ["ddpm", "magic"]))
 
-    with pytest.raises(ConfigError, match=r"methods\[1\] = 'magic'.*registered methods are \['ddpm'"):
-        validate_methods(validate_mapping(_set(raw, "methods", ["ddpm", "magic"])))
+
+def test_unknown_family_lists_the_registered_ones(raw):
+    from diffsteps.registry import METHODS
+
+    raw["method_config"]["magic"] = {"family": "magic"}
+    with pytest.raises(ConfigError, match=r"method_config.magic.family = 'magic'.*must be one of \['ddpm'"):
+        validate_mapping(raw)
+    # the schema's families, the options types and the method registry name the same families
+    from diffsteps.config import FAMILY_OPTIONS, load_schema
+    schema_families = load_schema()["properties"]["method_config"]["additionalProperties"]["properties"]["family"]
+    assert sorted(schema_families["enum"]) == sorted(FAMILY_OPTIONS) == sorted(METHODS)
+
+
+@pytest.mark.parametrize("run,entry,key,expected", [
+    ("ddgm", {"family": "ddgm", "theta0": 0.0}, "method_config.ddgm.theta0", "must be > 0"),
+    ("ddgm", {"family": "ddgm", "theta0": 0.1, "loss": "l3"}, "method_config.ddgm.loss", "must be one of"),
+    ("ddgm", {"family": "ddgm", "theta0": 0.1, "p": 0.5}, "method_config.ddgm.p", "unknown key"),
+    ("mixture", {"family": "mixture", "p": 1.0, "phi": 0.5}, "method_config.mixture.p", "must be < 1"),
+    ("mixture", {"family": "mixture", "p": 0.3}, "method_config.mixture", "'phi' is a required property"),
+    ("mixture", {"family": "mixture", "p": 0.3, "phi": {"start": 0.2}}, "method_config.mixture.phi", ""),
+    ("Bad-Name", {"family": "ddpm"}, "method_config", "must match ^[a-z][a-z0-9_]*$ (a run name"),
+])
+def test_bad_run_options_name_the_key(raw, run, entry, key, expected):
+    raw["method_config"][run] = entry
+    with pytest.raises(ConfigError, match=re.escape(key) + ".*" + re.escape(expected)):
+        validate_mapping(raw)
+
+
+def test_reference_runs_must_be_in_the_study(raw):
+    raw["sampling"]["reference"]["methods"] = ["mixture", "ddgm_l2"]
+    with pytest.raises(ConfigError, match=r"sampling.reference.methods\[1\] = 'ddgm_l2'.*must be one of methods"):
+        validate_mapping(raw)
+
+
+def test_run_options_are_typed():
+    from diffsteps.config import DDGMOptions, MixtureOptions, PhiSchedule
+
+    cfg = validate_mapping(yaml.safe_load(preset_path("smoke").read_text()))
+    assert cfg.method_config["ddgm"] == DDGMOptions(family="ddgm", theta0=0.1, loss="l1")
+    mix = cfg.method_config["mixture"]
+    assert isinstance(mix, MixtureOptions) and mix.phi == PhiSchedule(0.4, 0.6)
+    assert mix.describe() == "p=0.3, phi=0.4→0.6" and str(PhiSchedule(0.5, 0.5)) == "0.5"
 
 
 @pytest.mark.parametrize("dotted,value,expected", [

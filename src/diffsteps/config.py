@@ -66,6 +66,61 @@ class SamplerSpec:
 
 
 @dataclass(frozen=True)
+class MethodOptions:
+    """One run of the study, as defined under ``method_config.<run>``: its method family and options.
+
+    The fields after ``family`` are the keyword arguments of the family's noise process (see
+    :meth:`noise_kwargs`), so a new option needs no plumbing between params.yaml and the process.
+    """
+
+    family: str
+
+    def noise_kwargs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "family"}
+
+    def describe(self) -> str:
+        """The options as written in result rows, e.g. ``theta0=0.5, loss=l1`` ('' when there are none)."""
+        return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.noise_kwargs().items())
+
+
+@dataclass(frozen=True)
+class DDPMOptions(MethodOptions):
+    """Gaussian noise (DDPM): no options."""
+
+
+@dataclass(frozen=True)
+class DDGMOptions(MethodOptions):
+    """Gamma noise (DDGM): scale θ0 of θ_t = √ᾱ_t θ0, and the loss on the standardised noise."""
+
+    theta0: float
+    loss: str = "l1"
+
+
+@dataclass(frozen=True)
+class PhiSchedule:
+    """The mixture components' standard deviation φ_t, linear in t from φ_1 = ``start`` to φ_T = ``end``."""
+
+    start: float
+    end: float
+
+    def __str__(self) -> str:
+        return f"{self.start:g}" if self.start == self.end else f"{self.start:g}→{self.end:g}"
+
+
+@dataclass(frozen=True)
+class MixtureOptions(MethodOptions):
+    """Two-Gaussian mixture noise: weight p of the first component and its φ schedule."""
+
+    p: float
+    phi: PhiSchedule
+
+
+#: method family → its options type; the family names are those of the method registry
+FAMILY_OPTIONS: dict[str, type[MethodOptions]] = {"ddpm": DDPMOptions, "ddgm": DDGMOptions,
+                                                   "mixture": MixtureOptions}
+
+
+@dataclass(frozen=True)
 class DataConfig:
     dataset: str
     n_heldout: int
@@ -120,6 +175,7 @@ class ReferenceConfig:
     sampler: str
     spacing: str
     budget: int
+    methods: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -168,6 +224,7 @@ class EvaluationConfig:
 class StudyConfig:
     preset: str
     methods: tuple[str, ...]
+    method_config: Mapping[str, MethodOptions]
     data: DataConfig
     model: ModelConfig
     noise: NoiseConfig
@@ -191,6 +248,18 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
+def _method_options(raw: Mapping[str, Any]) -> dict[str, MethodOptions]:
+    """``method_config`` entries to their family's options type (the schema checked each entry)."""
+    out = {}
+    for run, entry in raw.items():
+        entry = dict(entry)
+        if "phi" in entry:  # a constant φ is the schedule that starts and ends at it
+            phi = entry["phi"]
+            entry["phi"] = PhiSchedule(phi, phi) if isinstance(phi, (int, float)) else PhiSchedule(**phi)
+        out[run] = FAMILY_OPTIONS[entry["family"]](**entry)
+    return out
+
+
 def _build(cls: type, raw: Mapping[str, Any]) -> Any:
     """Build a (nested) frozen dataclass from a mapping already checked by the schema."""
     kwargs = {}
@@ -200,7 +269,9 @@ def _build(cls: type, raw: Mapping[str, Any]) -> Any:
             continue  # optional field with a default; the schema enforces required ones
         value = raw[name]
         sub = _NESTED.get((cls.__name__, name))
-        if sub is not None and value is not None:
+        if name == "method_config":
+            value = _method_options(value)
+        elif sub is not None and value is not None:
             value = _build(sub, value)
         elif isinstance(value, list):
             value = tuple(value)
@@ -275,9 +346,18 @@ def _check_cross_fields(cfg: StudyConfig, source: str) -> None:
         SamplerSpec.parse(name, f"sampling.samplers[{i}]")
     for key, values in (("sampling.budgets", s.budgets), ("sampling.seeds", s.seeds), ("sampling.samplers", s.samplers),
                         ("sampling.spacings", s.spacings), ("train.seeds", cfg.train.seeds),
+                        ("sampling.reference.methods", s.reference.methods),
                         ("evaluation.nll.budgets", cfg.evaluation.nll.budgets), ("methods", cfg.methods)):
         if len(set(values)) != len(values):
             raise ConfigError(key, list(values), "entries must be unique", source)
+    for i, run in enumerate(cfg.methods):
+        if run not in cfg.method_config:
+            raise ConfigError(f"methods[{i}]", run, f"every run must be defined under method_config; defined runs are "
+                              f"{sorted(cfg.method_config)}", source)
+    for i, run in enumerate(s.reference.methods):
+        if run not in cfg.methods:
+            raise ConfigError(f"sampling.reference.methods[{i}]", run, f"must be one of methods = {list(cfg.methods)}",
+                              source)
     SamplerSpec.parse(s.reference.sampler, "sampling.reference.sampler")
     if s.reference.budget > T:
         raise ConfigError("sampling.reference.budget", s.reference.budget, f"must be ≤ noise.T = {T}", source)

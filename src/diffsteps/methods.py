@@ -14,11 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import SamplerSpec, StudyConfig
+from .config import MethodOptions, SamplerSpec, StudyConfig
 from .metrics.nll import NLLTerms, ancestral_vlb
 from .models.unet import UNet, UNetSpec
 from .noise.base import NoiseProcess
+from .noise.gamma import GammaNoise
 from .noise.gaussian import GaussianNoise
+from .noise.mixture import MixtureNoise
 from .noise.schedule import Schedule
 from .objectives import EpsilonObjective, Objective
 from .rng import StackedRNG
@@ -45,20 +47,26 @@ def to_model_space(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 class Method(ABC):
-    """A method of the study. ``image_shape`` is (C, H, W) of the prepared data."""
+    """A method family of the study, instantiated for one run: ``run`` names the entry of
+    ``cfg.method_config`` that holds its options; ``image_shape`` is (C, H, W) of the prepared data."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # the family, as written in method_config.<run>.family
     #: None when the method defines a likelihood bound; else the reason printed instead of a number
     nll_undefined_reason: ClassVar[str | None]
 
-    def __init__(self, cfg: StudyConfig, image_shape: tuple[int, int, int]):
-        self.cfg = cfg
+    def __init__(self, cfg: StudyConfig, run: str, image_shape: tuple[int, int, int]):
+        if run not in cfg.method_config or cfg.method_config[run].family != self.name:
+            raise ValueError(f"{type(self).__name__}: run {run!r} is invalid: expected a run of family {self.name!r} "
+                             f"under method_config (runs: {sorted(cfg.method_config)})")
+        self.cfg, self.run = cfg, run
+        self.options: MethodOptions = cfg.method_config[run]
         self.image_shape = tuple(image_shape)
 
     @classmethod
     @abstractmethod
-    def noise_label(cls, cfg: StudyConfig) -> str:
-        """The noise family and its parameters as written in every result row (e.g. ``gaussian``)."""
+    def noise_label(cls, options: MethodOptions) -> str:
+        """The noise family and its parameters as written in every result row (e.g. ``gaussian``,
+        ``gamma(theta0=0.001, loss=l1)``)."""
 
     @abstractmethod
     def build_model(self) -> nn.Module:
@@ -91,13 +99,15 @@ class DiffusionMethod(Method):
         if "noise_cls" in cls.__dict__:  # the bound exists exactly when the noise process defines one
             cls.nll_undefined_reason = cls.noise_cls.nll_undefined_reason
 
-    def __init__(self, cfg: StudyConfig, image_shape: tuple[int, int, int]):
-        super().__init__(cfg, image_shape)
-        self.process = self.noise_cls(Schedule.from_config(cfg.noise))
+    def __init__(self, cfg: StudyConfig, run: str, image_shape: tuple[int, int, int]):
+        super().__init__(cfg, run, image_shape)
+        # the run's options are the process's keyword arguments: training and sampling share one process
+        self.process = self.noise_cls(Schedule.from_config(cfg.noise), **self.options.noise_kwargs())
 
     @classmethod
-    def noise_label(cls, cfg: StudyConfig) -> str:
-        return cls.noise_cls.name
+    def noise_label(cls, options: MethodOptions) -> str:
+        described = options.describe()
+        return f"{cls.noise_cls.name}({described})" if described else cls.noise_cls.name
 
     def build_model(self) -> nn.Module:
         C, H, _ = self.image_shape
@@ -140,3 +150,17 @@ class DDPM(DiffusionMethod):
 
     name = "ddpm"
     noise_cls = GaussianNoise
+
+
+class DDGM(DiffusionMethod):
+    """Denoising Diffusion Gamma Models (arXiv 2110.05948): Gamma noise, the same samplers and chains."""
+
+    name = "ddgm"
+    noise_cls = GammaNoise
+
+
+class MixtureDDM(DiffusionMethod):
+    """Non-Gaussian DDM (arXiv 2106.07582) with two-Gaussian mixture noise, the same samplers and chains."""
+
+    name = "mixture"
+    noise_cls = MixtureNoise

@@ -38,18 +38,22 @@ class Registry(Generic[T]):
 
 
 def _noise_processes():
+    from .noise.gamma import GammaNoise
     from .noise.gaussian import GaussianNoise
+    from .noise.mixture import MixtureNoise
 
     reg: Registry = Registry("noise process")
-    reg.register(GaussianNoise.name, GaussianNoise)
+    for cls in (GaussianNoise, GammaNoise, MixtureNoise):
+        reg.register(cls.name, cls)
     return reg
 
 
 def _methods():
-    from .methods import DDPM
+    from .methods import DDGM, DDPM, MixtureDDM
 
-    reg: Registry = Registry("method")
-    reg.register(DDPM.name, DDPM)
+    reg: Registry = Registry("method family")
+    for cls in (DDPM, DDGM, MixtureDDM):
+        reg.register(cls.name, cls)
     return reg
 
 
@@ -58,10 +62,19 @@ METHODS = _methods()
 
 
 def validate_methods(cfg, source: str = "params.yaml") -> None:
-    """``methods`` must name registered methods. Kept out of :mod:`diffsteps.config` so that the
+    """Every run's family must be a registered method. Kept out of :mod:`diffsteps.config` so that the
     config (imported by every stage) does not depend on the method code (imported by few)."""
     from .config import ConfigError
 
-    for i, name in enumerate(cfg.methods):
-        if name not in METHODS:
-            raise ConfigError(f"methods[{i}]", name, f"unknown method; registered methods are {list(METHODS)}", source)
+    for run, opts in cfg.method_config.items():
+        if opts.family not in METHODS:
+            raise ConfigError(f"method_config.{run}.family", opts.family,
+                              f"unknown method family; registered families are {list(METHODS)}", source)
+
+
+def method_class(cfg, run: str):
+    """The method class of the run ``run`` (a key of ``method_config``)."""
+    if run not in cfg.method_config:
+        raise ValueError(f"--method = {run!r} is invalid: not a run defined under method_config "
+                         f"(defined: {sorted(cfg.method_config)})")
+    return METHODS[cfg.method_config[run].family]

@@ -28,6 +28,28 @@ class RNG(Protocol):
     def randint(self, low: int, high: int, shape: Sequence[int], *,
                 device: torch.device | str = "cpu") -> torch.Tensor: ...
 
+    def standard_gamma(self, concentration: np.ndarray, shape: Sequence[int]) -> torch.Tensor: ...
+
+
+def _gamma_from(generator: torch.Generator, concentration: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Γ(concentration, 1) variates of ``shape`` in float64, driven by one draw of ``generator``.
+
+    torch's Gamma sampler takes no generator, and in float32 it fails at both ends of the shapes a
+    diffusion needs (few distinct values at shape ~1e10, underflow at shape ~1e-2). numpy's float64
+    sampler is exact there; seeding it from the torch stream keeps every stream reproducible and
+    aligned (one draw per call, whatever the shape).
+    """
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return np.random.Generator(np.random.PCG64(seed)).standard_gamma(np.broadcast_to(concentration, tuple(shape)))
+
+
+def _per_sample(concentration: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The concentrations as a float64 vector with one entry per sample, shape (B,)."""
+    conc = np.asarray(concentration, dtype=np.float64)
+    if conc.shape != (shape[0],):
+        raise ValueError(f"standard_gamma: concentration has shape {conc.shape}; expected one per sample, ({shape[0]},)")
+    return conc
+
 
 def sample_seed(seed: int, index: int) -> int:
     """A 63-bit seed for sample ``index`` of the stream ``seed`` (independent streams per pair)."""
@@ -48,6 +70,11 @@ class BatchRNG:
 
     def randint(self, low, high, shape, *, device="cpu"):
         return torch.randint(low, high, tuple(shape), generator=self.generator).to(device)
+
+    def standard_gamma(self, concentration, shape):
+        """Γ(concentration_b, 1) of ``shape`` (float64, CPU); ``concentration`` is (B,), one per sample."""
+        conc = _per_sample(concentration, shape).reshape(-1, *([1] * (len(shape) - 1)))
+        return torch.from_numpy(_gamma_from(self.generator, conc, shape))
 
     def get_state(self) -> torch.Tensor:
         return self.generator.get_state()
@@ -79,3 +106,8 @@ class StackedRNG:
     def randint(self, low, high, shape, *, device="cpu"):
         rest = self._check(shape)
         return torch.stack([torch.randint(low, high, rest, generator=g) for g in self.generators]).to(device)
+
+    def standard_gamma(self, concentration, shape):
+        rest = self._check(shape)
+        conc = _per_sample(concentration, shape)
+        return torch.from_numpy(np.stack([_gamma_from(g, c, rest) for g, c in zip(self.generators, conc)]))

@@ -68,6 +68,17 @@ class Stage:
     variants: tuple[Variant, ...]
     #: DVC deps that stand for many Snakemake inputs (the report reads whole result folders)
     dvc_dir_deps: tuple[str, ...] = ()
+    #: the stage belongs to one run ({method}) and also reads that run's options, method_config.<run>
+    #: (only those: editing one run's options reruns that run alone)
+    per_run: bool = False
+
+    def param_keys(self, method: str | None = None) -> tuple[str, ...]:
+        """Dotted params.yaml keys of a cell; ``method`` fills the run's own key (DVC passes a template)."""
+        if not self.per_run:
+            return self.params
+        if method is None:
+            raise ValueError(f"stage {self.name!r} reads the options of one run: a method (run) is required")
+        return (*self.params, f"method_config.{method}")
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -82,7 +93,8 @@ class Stage:
 _DATASET = {"dataset": "data.dataset"}
 _CELL = Variant("", {"method": "methods", "sampler": "sampling.samplers", "spacing": "sampling.spacings",
                      "budget": "sampling.budgets", "ts": "train.seeds", "seed": "sampling.seeds"}, _DATASET)
-_REFERENCE = Variant("_reference", {"method": "methods", "ts": "train.seeds", "seed": "sampling.seeds"},
+_REFERENCE = Variant("_reference", {"method": "sampling.reference.methods", "ts": "train.seeds",
+                                    "seed": "sampling.seeds"},
                      {**_DATASET, "sampler": "sampling.reference.sampler", "spacing": "sampling.reference.spacing",
                       "budget": "sampling.reference.budget"})
 
@@ -107,12 +119,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("train",
           outputs={"model": f"{MODEL}/model.pt", "meta": f"{MODEL}/train.json", "loss": f"{MODEL}/loss.csv"},
           inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json"},
-          entry="train",
+          entry="train", per_run=True,
           params=MODEL_KEYS, variants=(Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET),)),
     Stage("sample",
           outputs={"samples": f"{SAMPLES}/samples.npz", "grid": f"{SAMPLES}/grid.png", "meta": f"{SAMPLES}/sample.json"},
           inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json"},
-          entry="sample",
+          entry="sample", per_run=True,
           params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"), variants=(_CELL, _REFERENCE)),
     Stage("evaluate",
           outputs={"metrics": f"{EVAL}/metrics.json"},
@@ -126,7 +138,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("nll",
           outputs={"nll": f"{NLL}/nll.json"},
           inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json", "heldout": f"{DATA}/heldout.npz"},
-          entry="nll",
+          entry="nll", per_run=True,
           params=(*MODEL_KEYS, "sampling.clip_x0", "evaluation.nll.n_images", "evaluation.nll.batch_size",
                   "evaluation.nll.seed"),
           variants=(Variant("", {"method": "methods", "variance": "evaluation.nll.variances",
@@ -145,7 +157,7 @@ STAGES: tuple[Stage, ...] = (
           # miss new inputs of this rule, and report.html embeds every figure anyway (self-contained)
           outputs={"csv": f"{REPORT}/results.csv", "md": f"{REPORT}/report.md", "html": f"{REPORT}/report.html"},
           inputs={}, entry="report",
-          params=("preset", "methods", "data", "model", "noise", "train", "sampling", "evaluation"),
+          params=("preset", "methods", "method_config", "data", "model", "noise", "train", "sampling", "evaluation"),
           variants=(Variant("", {}, _DATASET),),
           dvc_dir_deps=("results/eval/{dataset}", "results/nll/{dataset}", "results/models/{dataset}",
                         "results/features/{dataset}/domain", "results/samples/{dataset}")),
@@ -202,9 +214,10 @@ def lookup(cfg: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-def params_slice(cfg: Mapping[str, Any], stage: str) -> dict[str, Any]:
-    """The params.yaml values a stage reads, keyed by dotted name (Snakemake's ``params:``)."""
-    return {key: lookup(cfg, key) for key in STAGE[stage].params}
+def params_slice(cfg: Mapping[str, Any], stage: str, method: str | None = None) -> dict[str, Any]:
+    """The params.yaml values a cell of ``stage`` reads, keyed by dotted name (Snakemake's ``params:``);
+    ``method`` is the cell's run, required for the stages that read a run's options."""
+    return {key: lookup(cfg, key) for key in STAGE[stage].param_keys(method)}
 
 
 def iter_wildcards(cfg: Mapping[str, Any], stage: str) -> Iterator[dict[str, Any]]:
@@ -253,7 +266,7 @@ def dvc_stages() -> dict[str, Any]:
                 entry["matrix"] = {k: f"${{{v}}}" for k, v in variant.matrix.items()}
             entry["cmd"] = f"DIFFSTEPS_UNDER_DVC=1 snakemake --cores all {outs[0]}"
             entry["deps"] = sorted(set(deps)) + list(stage.modules)
-            entry["params"] = list(stage.params)
+            entry["params"] = list(stage.param_keys("${item.method}") if stage.per_run else stage.params)
             entry["outs"] = outs
             out[stage.name + variant.suffix] = entry
     return out

@@ -48,7 +48,7 @@ class Scripted(DDPM):
     """DDPM whose objective misbehaves at one (1-based) step; ``name`` stays 'ddpm', so runs stay resumable."""
 
     def __init__(self, cfg, shape, at: int, action: str):
-        super().__init__(cfg, shape)
+        super().__init__(cfg, "ddpm", shape)
         self.at, self.action = at, action
 
     def objective(self):
@@ -69,7 +69,7 @@ class Scripted(DDPM):
 
 
 def run(cfg, tcfg, images, root, seed=0, method=None):
-    method = method or DDPM(cfg, SHAPE)
+    method = method or DDPM(cfg, "ddpm", SHAPE)
     return train(method, images, tcfg, seed, root / "out", root / "resume", CPU, progress=False)
 
 
@@ -173,30 +173,30 @@ def test_divergence_before_first_checkpoint(smoke_cfg, tcfg, images, tmp_path):
 def test_resume_refuses_another_run(straight, smoke_cfg, tcfg, images, tmp_path):
     _, root = straight
     with pytest.raises(ResumeMismatch, match="seed"):
-        train(DDPM(smoke_cfg, SHAPE), images, tcfg, 1, tmp_path, root / "resume", CPU, progress=False)
+        train(DDPM(smoke_cfg, "ddpm", SHAPE), images, tcfg, 1, tmp_path, root / "resume", CPU, progress=False)
     with pytest.raises(ResumeMismatch, match="data_sha256"):
-        train(DDPM(smoke_cfg, SHAPE), images[:50], tcfg, 0, tmp_path, root / "resume", CPU, progress=False)
+        train(DDPM(smoke_cfg, "ddpm", SHAPE), images[:50], tcfg, 0, tmp_path, root / "resume", CPU, progress=False)
 
 
 def test_load_ema_model(straight, smoke_cfg, tmp_path):
     _, root = straight
-    model = load_ema_model(DDPM(smoke_cfg, SHAPE), root / "out" / "model.pt", CPU)
+    model = load_ema_model(DDPM(smoke_cfg, "ddpm", SHAPE), root / "out" / "model.pt", CPU)
     assert not model.training
     assert_same_weights(model.state_dict(), ema_weights(root))
     torch.save({"status": "failed", "error": "boom"}, tmp_path / "model.pt")
     with pytest.raises(ModelFileError, match="training failed: boom"):
-        load_ema_model(DDPM(smoke_cfg, SHAPE), tmp_path / "model.pt", CPU)
+        load_ema_model(DDPM(smoke_cfg, "ddpm", SHAPE), tmp_path / "model.pt", CPU)
     with pytest.raises(ModelFileError, match="does not match"):
-        load_ema_model(DDPM(smoke_cfg, (1, 16, 16)), root / "out" / "model.pt", CPU)
+        load_ema_model(DDPM(smoke_cfg, "ddpm", (1, 16, 16)), root / "out" / "model.pt", CPU)
     with pytest.raises(ModelFileError, match="no such model file"):
-        load_ema_model(DDPM(smoke_cfg, SHAPE), tmp_path / "absent.pt", CPU)
+        load_ema_model(DDPM(smoke_cfg, "ddpm", SHAPE), tmp_path / "absent.pt", CPU)
 
 
 def test_rejects_images_of_the_wrong_shape(smoke_cfg, tcfg, tmp_path):
     with pytest.raises(ValueError, match=r"\(1, 16, 16\).*\(1, 8, 8\)"):
-        train(DDPM(smoke_cfg, SHAPE), np.zeros((4, 1, 16, 16), np.uint8), tcfg, 0, tmp_path, tmp_path, CPU)
+        train(DDPM(smoke_cfg, "ddpm", SHAPE), np.zeros((4, 1, 16, 16), np.uint8), tcfg, 0, tmp_path, tmp_path, CPU)
     with pytest.raises(ValueError, match="uint8"):
-        train(DDPM(smoke_cfg, SHAPE), np.zeros((4, *SHAPE), np.float32), tcfg, 0, tmp_path, tmp_path, CPU)
+        train(DDPM(smoke_cfg, "ddpm", SHAPE), np.zeros((4, *SHAPE), np.float32), tcfg, 0, tmp_path, tmp_path, CPU)
 
 
 def test_learning_rate_warmup(tcfg):

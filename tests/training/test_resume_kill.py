@@ -28,7 +28,7 @@ cfg = load_config({str(SMOKE)!r})
 tcfg = dataclasses.replace(cfg.train, images=16 * {STEPS}, batch_size=16, warmup_images=160, checkpoint_every=10,
                            log_every=10)
 images = np.random.default_rng(0).integers(0, 256, (200, 1, 8, 8), dtype=np.uint8)
-res = train(DDPM(cfg, (1, 8, 8)), images, tcfg, 0, sys.argv[1], sys.argv[2], torch.device("cpu"), progress=False)
+res = train(DDPM(cfg, "ddpm", (1, 8, 8)), images, tcfg, 0, sys.argv[1], sys.argv[2], torch.device("cpu"), progress=False)
 print(json.dumps(dataclasses.asdict(res)))
 """
 

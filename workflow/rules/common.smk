@@ -46,7 +46,14 @@ def stage_outputs(stage):
 
 
 def stage_params(stage):
-    return plan.params_slice(config, stage)
+    # a run's cells also read that run's options (method_config.<run>), so the slice depends on the wildcard
+    if not plan.STAGE[stage].per_run:
+        return plan.params_slice(config, stage)
+
+    def values(wildcards):
+        return plan.params_slice(config, stage, wildcards.method)
+
+    return values
 
 
 def out_dir(wildcards, output):

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
+import numpy as np
 import torch
 
 from ..rng import RNG
@@ -28,6 +29,17 @@ from .schedule import Chain, Schedule
 def expand_like(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Reshape a per-sample vector (B,) to broadcast against x (B, ...)."""
     return v.reshape(-1, *([1] * (x.dim() - 1))).to(dtype=x.dtype, device=x.device)
+
+
+LOSSES = ("l1", "l2")
+
+
+def noise_loss(eps_pred: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-sample mean over pixels of |ε − ε_θ| (``l1``) or (ε − ε_θ)² (``l2``): (B, ...) → (B,)."""
+    if norm not in LOSSES:
+        raise ValueError(f"loss = {norm!r} is invalid: must be one of {list(LOSSES)}")
+    diff = eps_pred - eps
+    return (diff.abs() if norm == "l1" else diff.pow(2)).flatten(1).mean(1)
 
 
 @dataclass(frozen=True)
@@ -63,29 +75,44 @@ class NoiseProcess(ABC):
         return self.schedule.T
 
     @abstractmethod
-    def sample_noise(self, shape: Sequence[int], t: torch.Tensor, rng: RNG, *,
-                     device: torch.device | str = "cpu") -> torch.Tensor:
+    def sample_noise(self, shape: Sequence[int], t: torch.Tensor, rng: RNG, *, device: torch.device | str = "cpu",
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Standardised noise ε_t of the forward marginal at integer times t (B,), shape ``shape``."""
+
+    def _check_t(self, t: torch.Tensor) -> np.ndarray:
+        """Integer times (B,) as a CPU int64 array, checked to lie in 1..T (ε_0 does not exist)."""
+        t = t.detach().cpu().long().numpy()
+        if t.size and (t.min() < 1 or t.max() > self.T):
+            raise ValueError(f"{type(self).__name__}: time t = {t.min()}..{t.max()} is invalid: must lie in 1..T = {self.T}")
+        return t
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, rng: RNG) -> ForwardSample:
         """x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε_t for x0 (B, C, H, W) and integer t (B,) in 1..T."""
-        eps = self.sample_noise(x0.shape, t, rng, device=x0.device).to(x0.dtype)
+        eps = self.sample_noise(x0.shape, t, rng, device=x0.device, dtype=x0.dtype)
         ab = expand_like(self.alpha_bar[t.cpu()], x0)
         return ForwardSample(x_t=ab.sqrt() * x0 + (1 - ab).sqrt() * eps, eps=eps)
 
     @abstractmethod
     def forward_step(self, x_prev: torch.Tensor, t: torch.Tensor, rng: RNG) -> torch.Tensor:
-        """One forward transition x_{t−1} → x_t with q(x_t | x_{t−1}) (only for ``markov_forward``)."""
+        """One forward transition x_{t−1} → x_t of the family's one-step kernel. Chained from x_0 it
+        reproduces :meth:`q_sample` in distribution exactly when ``markov_forward`` is True."""
 
     @abstractmethod
     def loss(self, eps_pred: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Unreduced training loss per sample, shape (B,) (mean over pixels)."""
 
     @abstractmethod
-    def prior_sample(self, shape: Sequence[int], rng: RNG, *, device: torch.device | str = "cpu") -> torch.Tensor:
-        """The sampler's start x_T (B, C, H, W)."""
+    def skewness(self, t: np.ndarray) -> np.ndarray:
+        """Closed-form skewness E[ε_t³] of the standardised noise at times t (any shape, float64)."""
 
-    @abstractmethod
+    def prior_sample(self, shape: Sequence[int], rng: RNG, *, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The sampler's start x_T (B, C, H, W): the standardised noise ε_T (DDPM's x_T ~ N(0, I))."""
+        return self.sample_noise(shape, torch.full((shape[0],), self.T), rng, device=device)
+
     def reverse_noise(self, shape: Sequence[int], chain: Chain, i: int, rng: RNG, *,
                       device: torch.device | str = "cpu") -> torch.Tensor:
-        """Standardised noise z injected by the reverse step i → i−1 of ``chain`` (zero mean, unit variance)."""
+        """Standardised noise z injected by the reverse step i → i−1 of ``chain`` (i ≥ 2): the forward
+        marginal's noise at the step's target time τ_{i−1}, as in DDGM's sampler (for Gamma noise
+        z = (Γ(k̄_{τ_{i−1}}, θ_{τ_{i−1}}) − k̄θ)/√(1 − ᾱ_{τ_{i−1}})). On a respaced chain the law
+        follows the respaced ᾱ', which equals ᾱ at τ, so the same marginal applies."""
+        return self.sample_noise(shape, torch.full((shape[0],), int(chain.tau[i - 1])), rng, device=device)

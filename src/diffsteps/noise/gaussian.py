@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from .base import NoiseProcess, expand_like
+from .base import NoiseProcess, expand_like, noise_loss
 
 
 class GaussianNoise(NoiseProcess):
@@ -14,8 +15,8 @@ class GaussianNoise(NoiseProcess):
     markov_forward = True
     nll_undefined_reason = None
 
-    def sample_noise(self, shape, t, rng, *, device="cpu"):
-        return rng.randn(shape, device=device)
+    def sample_noise(self, shape, t, rng, *, device="cpu", dtype=torch.float32):
+        return rng.randn(shape, device=device, dtype=dtype)
 
     def forward_step(self, x_prev, t, rng):
         beta = expand_like(torch.from_numpy(self.schedule.betas)[t.cpu() - 1], x_prev)
@@ -23,10 +24,7 @@ class GaussianNoise(NoiseProcess):
         return (1 - beta).sqrt() * x_prev + beta.sqrt() * z
 
     def loss(self, eps_pred, eps):
-        return (eps_pred - eps).pow(2).flatten(1).mean(1)
+        return noise_loss(eps_pred, eps, "l2")
 
-    def prior_sample(self, shape, rng, *, device="cpu"):
-        return rng.randn(shape, device=device)
-
-    def reverse_noise(self, shape, chain, i, rng, *, device="cpu"):
-        return rng.randn(shape, device=device)
+    def skewness(self, t):
+        return np.zeros(np.shape(t))

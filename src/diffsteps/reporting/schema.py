@@ -23,7 +23,8 @@ class SchemaError(ValueError):
 #: Column name → (pandas dtype, meaning). The order here is the column order of results.csv.
 COLUMN_SPEC: dict[str, tuple[str, str]] = {
     "dataset": ("object", "data set name, e.g. digits"),
-    "method": ("object", "method name, e.g. ddpm; None for the real-data floor"),
+    "method": ("object", "the run, as named in params.yaml methods (e.g. ddpm, ddgm_skewed); None for the floor"),
+    "family": ("object", "the run's method family (ddpm, ddgm, mixture, ...); None for the real-data floor"),
     "sampler": ("object", "sampler id (ddim-eta0, ancestral-betatilde, ...), 'real-data' for the floor, "
                           "None for training rows"),
     "spacing": ("object", "respacing of the step budget: uniform or quad"),
@@ -51,8 +52,8 @@ COLUMN_SPEC: dict[str, tuple[str, str]] = {
 COLUMNS: tuple[str, ...] = tuple(COLUMN_SPEC)
 
 #: The columns that identify what was measured (everything but the measurement and its provenance).
-IDENTITY_COLUMNS: tuple[str, ...] = ("dataset", "method", "sampler", "spacing", "variance", "eta", "noise", "nfe",
-                                     "train_seed", "seed", "metric")
+IDENTITY_COLUMNS: tuple[str, ...] = ("dataset", "method", "family", "sampler", "spacing", "variance", "eta", "noise",
+                                     "nfe", "train_seed", "seed", "metric")
 #: Rows that differ only in these columns may be averaged (they are repeats over seeds).
 SEED_COLUMNS: tuple[str, ...] = ("train_seed", "seed")
 #: Quality numbers are only comparable within one of these contexts (same features, same N).

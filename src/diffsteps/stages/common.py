@@ -38,10 +38,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def record(cfg: StudyConfig, stage: str, *, status: str = "ok", error: str | None = None, device: Any = None,
-           **extra: Any) -> dict[str, Any]:
-    """The JSON record written beside every artifact: status, the params slice used, provenance."""
-    return {"stage": stage, "status": status, "error": error, "config": params_slice(to_plain(cfg), stage),
+def record(cfg: StudyConfig, stage: str, method: str | None = None, *, status: str = "ok", error: str | None = None,
+           device: Any = None, **extra: Any) -> dict[str, Any]:
+    """The JSON record written beside every artifact: status, the params slice used (with the run's
+    own options when the stage belongs to a run), provenance."""
+    return {"stage": stage, "status": status, "error": error, "config": params_slice(to_plain(cfg), stage, method),
             "provenance": provenance(device), **extra}
 
 

@@ -19,7 +19,7 @@ from ..metrics.fidelity import inception_rows, load_reference_stats, not_availab
 from ..reporting.schema import FLOOR_SAMPLER, make_row
 from .common import add_common, record, resolve_device, run_cell, setup
 
-CELL_KEYS = ("method", "sampler", "spacing", "variance", "eta", "noise", "nfe", "train_seed", "seed")
+CELL_KEYS = ("method", "family", "sampler", "spacing", "variance", "eta", "noise", "nfe", "train_seed", "seed")
 
 
 def register(sub) -> None:

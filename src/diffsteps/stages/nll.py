@@ -11,10 +11,10 @@ import numpy as np
 from ..data.datasets import load_split
 from ..noise.schedule import SPACINGS
 from ..io import atomic_write_json
-from ..registry import METHODS
+from ..registry import method_class
 from ..reporting.schema import make_row
 from .common import add_common, record, resolve_device, run_cell, setup
-from .sample import load_trained
+from .sample import load_trained, run_identity
 
 TERMS = ("total", "prior", "recon", "diffusion")
 
@@ -22,7 +22,7 @@ TERMS = ("total", "prior", "recon", "diffusion")
 def register(sub) -> None:
     p = sub.add_parser("nll", help="bits/dim bound of one (method, variance, spacing, budget, training seed)")
     add_common(p)
-    p.add_argument("--method", required=True, choices=list(METHODS))
+    p.add_argument("--method", required=True, help="the run, a key of method_config in params.yaml")
     p.add_argument("--model-dir", required=True, type=Path)
     p.add_argument("--data-dir", required=True, type=Path)
     p.add_argument("--variance", required=True, choices=["betatilde", "beta"])
@@ -35,10 +35,10 @@ def register(sub) -> None:
 
 def run(args) -> int:
     cfg = setup(args)
-    method_cls = METHODS[args.method]
+    method_cls = method_class(cfg, args.method)
     device = resolve_device(cfg.train.device)
     ident = {"dataset": cfg.data.dataset, "method": args.method, "sampler": f"ancestral-{args.variance}",
-             "spacing": args.spacing, "variance": args.variance, "noise": method_cls.noise_label(cfg),
+             "spacing": args.spacing, "variance": args.variance, **run_identity(cfg, args.method),
              "nfe": args.budget, "train_seed": args.train_seed, "seed": cfg.evaluation.nll.seed}
     n_images = cfg.evaluation.nll.n_images
 
@@ -47,12 +47,12 @@ def run(args) -> int:
                 for t in TERMS]
 
     if method_cls.nll_undefined_reason is not None:
-        atomic_write_json(args.out, record(cfg, "nll", status="ok", cell=ident,
+        atomic_write_json(args.out, record(cfg, "nll", args.method, status="ok", cell=ident,
                                       rows=rows_with("not_defined", method_cls.nll_undefined_reason)))
         return 0
 
     def work() -> None:
-        method, model = load_trained(method_cls, cfg, args.model_dir, device)
+        method, model = load_trained(cfg, args.method, args.model_dir, device)
         images = load_split(args.data_dir / "heldout.npz")[0][:n_images]
         terms = method.nll(model, images, args.budget, args.variance, args.spacing, cfg.evaluation.nll.seed,
                            batch_size=cfg.evaluation.nll.batch_size, device=device)
@@ -64,10 +64,10 @@ def run(args) -> int:
             rows.append(make_row(**ident, metric=f"nll_{t}", value=float(v.mean()),
                                  std=float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None,
                                  n=len(v), status="ok"))
-        atomic_write_json(args.out, record(cfg, "nll", device=device, cell=ident, rows=rows))
+        atomic_write_json(args.out, record(cfg, "nll", args.method, device=device, cell=ident, rows=rows))
 
     def failed(message: str) -> None:
-        atomic_write_json(args.out, record(cfg, "nll", status="failed", error=message, device=device, cell=ident,
-                                      rows=rows_with("failed", message)))
+        atomic_write_json(args.out, record(cfg, "nll", args.method, status="failed", error=message, device=device,
+                                           cell=ident, rows=rows_with("failed", message)))
 
     return run_cell(work, failed)

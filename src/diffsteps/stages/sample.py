@@ -12,7 +12,7 @@ import torch
 from ..config import SamplerSpec
 from ..noise.schedule import SPACINGS
 from ..io import atomic_save_grid, atomic_save_npz, atomic_write_json, read_json
-from ..registry import METHODS
+from ..registry import method_class
 from ..training.checkpoint import load_ema_model
 from ..training.loop import peak_memory_mb
 from .common import add_common, record, resolve_device, run_cell, setup
@@ -22,19 +22,25 @@ class UpstreamFailed(RuntimeError):
     """An input cell failed, so this one cannot run; its error is carried along."""
 
 
-def load_trained(method_cls, cfg, model_dir: Path, device: torch.device):
+def load_trained(cfg, run: str, model_dir: Path, device: torch.device):
     """(method, EMA model) of a training cell; raises :class:`UpstreamFailed` if that training failed."""
     train_meta = read_json(model_dir / "train.json")
     if train_meta["status"] != "ok":
         raise UpstreamFailed(f"training failed: {train_meta['error']}")
-    method = method_cls(cfg, tuple(train_meta["cell"]["image_shape"]))
+    method = method_class(cfg, run)(cfg, run, tuple(train_meta["cell"]["image_shape"]))
     return method, load_ema_model(method, model_dir / "model.pt", device)
+
+
+def run_identity(cfg, run: str) -> dict[str, str]:
+    """The family and noise label of a run, as every row of its cells carries them."""
+    cls = method_class(cfg, run)
+    return {"family": cls.name, "noise": cls.noise_label(cfg.method_config[run])}
 
 
 def register(sub) -> None:
     p = sub.add_parser("sample", help="sample one cell from a trained model")
     add_common(p)
-    p.add_argument("--method", required=True, choices=list(METHODS))
+    p.add_argument("--method", required=True, help="the run, a key of method_config in params.yaml")
     p.add_argument("--model-dir", required=True, type=Path)
     p.add_argument("--sampler", required=True)
     p.add_argument("--spacing", required=True, choices=SPACINGS)
@@ -53,11 +59,11 @@ def run(args) -> int:
     device = resolve_device(cfg.train.device)
     cell = {"method": args.method, "sampler": spec.name, "spacing": args.spacing, "budget": args.budget,
             "variance": spec.variance, "eta": spec.eta, "train_seed": args.train_seed, "seed": args.seed,
-            "noise": METHODS[args.method].noise_label(cfg)}
+            **run_identity(cfg, args.method)}
     out = args.out_dir
 
     def work() -> None:
-        method, model = load_trained(METHODS[args.method], cfg, args.model_dir, device)
+        method, model = load_trained(cfg, args.method, args.model_dir, device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
@@ -67,14 +73,14 @@ def run(args) -> int:
         atomic_save_npz(out / "samples.npz", images=gen.images)
         atomic_save_grid(out / "grid.png", gen.images[:64])
         atomic_write_json(out / "sample.json", record(
-            cfg, "sample", device=device, cell={**cell, "nfe": gen.nfe},
+            cfg, "sample", args.method, device=device, cell={**cell, "nfe": gen.nfe},
             result={"n": len(gen.images), "nfe": gen.nfe, "seconds": wall,
                     "seconds_per_image": gen.seconds / len(gen.images), "peak_memory_mb": peak_memory_mb(device)}))
 
     def failed(message: str) -> None:
         atomic_save_npz(out / "samples.npz", images=np.zeros((0, 1, 1, 1), np.uint8))
         atomic_save_grid(out / "grid.png", None, caption=f"FAILED: {message}")
-        atomic_write_json(out / "sample.json", record(cfg, "sample", status="failed", error=message, device=device,
-                                                 cell=cell))
+        atomic_write_json(out / "sample.json", record(cfg, "sample", args.method, status="failed", error=message,
+                                                      device=device, cell=cell))
 
     return run_cell(work, failed)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
 from ..config import config_hash, to_plain
 from ..data.datasets import load_split
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json
-from ..registry import METHODS
+from ..registry import method_class
 from ..reporting.schema import make_row
 from ..training.loop import train
 from ..workflow import params_slice
@@ -25,7 +27,7 @@ RESUME_ROOT = Path(".cache/resume")
 def register(sub) -> None:
     p = sub.add_parser("train", help="train one method at one training seed")
     add_common(p)
-    p.add_argument("--method", required=True, choices=list(METHODS))
+    p.add_argument("--method", required=True, help="the run, a key of method_config in params.yaml")
     p.add_argument("--train-seed", required=True, type=int)
     p.add_argument("--data-dir", required=True, type=Path)
     p.add_argument("--out-dir", required=True, type=Path)
@@ -35,29 +37,40 @@ def register(sub) -> None:
 
 def resume_dir(cfg, method: str, seed: int, data_sha256: str) -> Path:
     """Keyed by the resolved params slice, the cell and the training data's content hash."""
-    key = {"params": params_slice(to_plain(cfg), "train"), "method": method, "seed": seed, "data": data_sha256}
+    key = {"params": params_slice(to_plain(cfg), "train", method), "method": method, "seed": seed, "data": data_sha256}
     return RESUME_ROOT / config_hash(key)
+
+
+def noise_skewness(process) -> dict[str, list[float]]:
+    """Skewness of the standardised noise ε_t on a log grid of t (closed form of the process)."""
+    t = np.unique(np.geomspace(1, process.T, 60).round().astype(int))
+    return {"t": t.tolist(), "skewness": [float(v) for v in process.skewness(t)]}
 
 
 def run(args) -> int:
     cfg = setup(args)
-    method_cls = METHODS[args.method]
+    method_cls = method_class(cfg, args.method)
     images, _ = load_split(args.data_dir / "train.npz")
-    method = method_cls(cfg, images.shape[1:])
+    method = method_cls(cfg, args.method, images.shape[1:])
     device = resolve_device(cfg.train.device)
     out = args.out_dir
-    cell = {"dataset": cfg.data.dataset, "method": args.method, "train_seed": args.train_seed, "image_shape": list(images.shape[1:])}
+    process = getattr(method, "process", None)
+    cell = {"dataset": cfg.data.dataset, "method": args.method, "family": method_cls.name,
+            "noise": method_cls.noise_label(method.options), "train_seed": args.train_seed,
+            "image_shape": list(images.shape[1:]),
+            # the noise's shape over t, for the report (a process knows its closed form; Gaussian is 0)
+            "noise_skewness": None if process is None else noise_skewness(process)}
 
     def work() -> None:
         data_sha = read_json(args.data_dir / "data.json")["sha256"]["train"]
         res = train(method, images, cfg.train, args.train_seed, out,
                     resume_dir(cfg, args.method, args.train_seed, data_sha), device, progress=not args.no_progress)
-        ident = {"dataset": cfg.data.dataset, "method": args.method, "noise": method_cls.noise_label(cfg),
-                 "train_seed": args.train_seed, "n": res.images_seen, "status": "ok"}
+        ident = {"dataset": cfg.data.dataset, "method": args.method, "family": method_cls.name,
+                 "noise": cell["noise"], "train_seed": args.train_seed, "n": res.images_seen, "status": "ok"}
         rows = [make_row(**ident, metric=m, value=v) for m, v in (
             ("training_seconds", res.seconds), ("training_peak_memory_mb", res.peak_memory_mb),
             ("train_loss_final", res.final_loss))]
-        atomic_write_json(out / "train.json", record(cfg, "train", device=device, cell=cell, rows=rows,
+        atomic_write_json(out / "train.json", record(cfg, "train", args.method, device=device, cell=cell, rows=rows,
                                                 result=to_plain(dataclasses.asdict(res))))
 
     def failed(message: str) -> None:
@@ -65,6 +78,7 @@ def run(args) -> int:
         atomic_torch_save(out / "model.pt", {"status": "failed", "error": message})
         if not (out / "loss.csv").exists():
             atomic_write_text(out / "loss.csv", "step,images_seen,loss,lr,seconds\n")
-        atomic_write_json(out / "train.json", record(cfg, "train", status="failed", error=message, device=device, cell=cell))
+        atomic_write_json(out / "train.json", record(cfg, "train", args.method, status="failed", error=message,
+                                                     device=device, cell=cell))
 
     return run_cell(work, failed)
