@@ -102,7 +102,7 @@ def test_smoke_dag_produces_the_report(smoke):
     html = (smoke / "reports/report.html").read_text()
     assert "data:image/png;base64" in html and not re.search(r"src=\"https?://", html)
     csv = (smoke / "reports/results.csv").read_text().splitlines()
-    assert csv[0].startswith("dataset,method,sampler") and len(csv) > 20
+    assert csv[0].startswith("dataset,method,family,sampler") and len(csv) > 20
 
 
 @pytest.mark.slow

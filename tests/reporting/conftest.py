@@ -29,7 +29,7 @@ def write(path: Path, obj) -> Path:
 
 def _cell(sampler, nfe, seed):
     variance = sampler.split("-")[1] if sampler.startswith("ancestral") else None
-    return {"dataset": "digits", "method": "ddpm", "sampler": sampler, "spacing": "uniform", "variance": variance,
+    return {"dataset": "digits", "method": "ddpm", "family": "ddpm", "sampler": sampler, "spacing": "uniform", "variance": variance,
             "eta": SAMPLERS[sampler], "noise": "gaussian", "nfe": nfe, "train_seed": 0, "seed": seed}
 
 
@@ -59,7 +59,7 @@ def study_records(root: Path) -> list[Path]:
             terms = {"nll_prior": 1e-5, "nll_recon": 0.3, "nll_diffusion": base - 0.3 + 1.0 / nfe}
             nll += [dict(cell, metric=m, value=v, std=0.01) for m, v in terms.items()]
             nll.append(dict(cell, metric="nll_total", value=sum(terms.values()), std=0.02))
-    nll.append(dict(dataset="digits", method="mixture", sampler="ancestral-betatilde", nfe=10, metric="nll_total",
+    nll.append(dict(dataset="digits", method="mixture", family="mixture", sampler="ancestral-betatilde", nfe=10, metric="nll_total",
                     status="not_defined", reason="no Markov forward process has the mixture marginals"))
     paths.append(write(root / "nll/nll.json", record(nll)))
     train = [dict(dataset="digits", method="ddpm", noise="gaussian", train_seed=0, metric=m, value=v)

@@ -79,12 +79,12 @@ def test_claims_table_judges_the_synthetic_study(results):
     assert ddim["verdict"].tolist() == ["supported", "supported"]  # at NFE 10 and 20
     assert ddim["context"].str.contains("domain classifier, N=360").all()
     missing = table[table["claim"].str.startswith("1000-step DDPM")]
-    expected = "not evaluated: no fid rows match side a (sampler = ancestral-beta, nfe = 1000)"
+    expected = "not evaluated: no fid rows match side a (family = ddpm, sampler = ancestral-beta, nfe = 1000)"
     assert missing["verdict"].iloc[0] == expected
 
 
-def _fid(sampler, seed, value, status="ok", nfe=10, spacing="uniform"):
-    return make_row(dataset="d", method="ddpm", sampler=sampler, spacing=spacing, nfe=nfe, seed=seed, metric="fid",
+def _fid(sampler, seed, value, status="ok", nfe=10, spacing="uniform", method="ddpm", family="ddpm", noise="gaussian"):
+    return make_row(dataset="d", method=method, family=family, noise=noise, sampler=sampler, spacing=spacing, nfe=nfe, seed=seed, metric="fid",
                     value=value if status == "ok" else None, status=status,
                     reason=None if status == "ok" else "diverged", feature_extractor="x", n=10)
 
@@ -122,3 +122,38 @@ def test_where_selectors_describe_themselves():
 def test_claim_rejects_an_unknown_relation():
     with pytest.raises(ValueError, match="relation = 'smaller' is invalid"):
         Claim("x", "y", "fid", "smaller", Where(), Where())
+
+
+def test_noise_claim_is_judged_per_run_against_the_gaussian_twin():
+    """"Gamma beats Gaussian": each Gamma run (one per θ0) against DDPM on the same sampler, chain and NFE."""
+    (gamma_claim,) = [c for c in CLAIMS if c.text.startswith("Gamma noise beats Gaussian")]
+    rows = []
+    for seed in range(3):
+        for nfe in (10, 20, 50):
+            rows.append(_fid("ddim-eta0", seed, 10.0 + seed, nfe=nfe))
+            rows.append(_fid("ddim-eta0", seed, 5.0 + seed, nfe=nfe, method="ddgm", family="ddgm",
+                             noise="gamma(theta0=0.001, loss=l1)"))  # clearly better
+            rows.append(_fid("ddim-eta0", seed, 20.0 + seed, nfe=nfe, method="ddgm_skewed", family="ddgm",
+                             noise="gamma(theta0=0.5, loss=l1)"))  # clearly worse
+    rows.append(_fid("ddim-eta0", 0, 1.0, nfe=10, method="mixture", family="mixture", noise="mixture(p=0.3)"))
+    table = evaluate_claims(to_frame(rows), [gamma_claim])
+    assert len(table) == 4  # two runs × NFE {10, 20}; NFE 50 and the mixture run are not selected
+    by_run = {run: table[table["context"].str.contains(f"method={run},")] for run in ("ddgm", "ddgm_skewed")}
+    assert by_run["ddgm"]["verdict"].tolist() == ["supported", "supported"]
+    assert by_run["ddgm_skewed"]["verdict"].tolist() == ["contradicted", "contradicted"]
+    assert by_run["ddgm_skewed"]["context"].str.contains("theta0=0.5").all()
+    assert (table["n_a"] == 3).all() and (table["n_b"] == 3).all()
+
+
+def test_claims_tables_summarise_each_run_then_detail_each_claim():
+    from diffsteps.reporting.tables import claims_tables
+
+    (gamma_claim,) = [c for c in CLAIMS if c.text.startswith("Gamma noise beats Gaussian")]
+    rows = [_fid("ddim-eta0", s, 10.0 + s) for s in range(3)]
+    rows += [_fid("ddim-eta0", s, 5.0 + s, method="ddgm", family="ddgm", noise="gamma(theta0=0.001)") for s in range(3)]
+    rows += [_fid("ddim-eta0", s, 9.0 + 3 * s, method="ddgm_skewed", family="ddgm", noise="gamma(theta0=0.5)")
+             for s in range(3)]
+    summary, detail = claims_tables(evaluate_claims(to_frame(rows), [gamma_claim]))
+    assert [(r[1], r[2]) for r in summary.rows] == [("ddgm", "supported 1"), ("ddgm_skewed", "inconclusive 1")]
+    assert detail.caption.startswith(gamma_claim.text) and "DDGM (arXiv 2110.05948)" in detail.caption
+    assert len(detail.rows) == 2

@@ -34,6 +34,7 @@ def test_undefined_nll_says_not_defined_with_the_reason(built):
     terms = cells[6:10]  # prior, recon, diffusion, total: never blank, never a zero
     assert "not defined: no Markov forward process has the mixture marginals" in terms
     assert all(t.startswith("not defined") for t in terms)
+    assert sum("Markov" in t for t in terms) == 1  # the reason once per row, the other cells name the status
 
 
 def test_report_states_what_is_not_comparable_and_not_computed(built):

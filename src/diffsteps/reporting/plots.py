@@ -28,7 +28,7 @@ from ..io import atomic_path  # noqa: E402
 from .aggregate import ReportInputError  # noqa: E402
 from .schema import CONTEXT_COLUMNS, FLOOR_SAMPLER  # noqa: E402
 from .summary import NLL_TERMS, VARIANT_COLUMNS, excluded_note, metric_label, missing, ok_rows, pareto_front, \
-    seed_summary, slug, text, variant_label  # noqa: E402
+    run_label, seed_summary, slug, text, variant_label  # noqa: E402
 
 LOSS_COLUMNS = ("step", "images_seen", "loss", "lr", "seconds")
 #: Metrics drawn against NFE, and how their spread is shown (STUDY.md: a band for FID, bars for KID).
@@ -92,7 +92,8 @@ def _floor_for(floors: pd.DataFrame, dataset, extractor, weights, n) -> pd.DataF
 
 
 def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, errors: str = "band") -> dict[str, Path]:
-    """``metric`` vs NFE (log x), one line per (method, sampler, spacing), one figure per context.
+    """``metric`` vs NFE (log x), one figure per context, one panel per (sampler, spacing), one line per
+    run: each noise family's curve sits beside its Gaussian twin on the same sampler and chain.
 
     ``errors`` is ``band`` (mean ± sd over seeds as a shaded band) or ``bars`` (error bars). The
     real-data floor is a horizontal line labelled with its N.
@@ -106,20 +107,31 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
         ok = _with_variant(ok_rows(group)).dropna(subset=["nfe"])
         if ok.empty:
             continue  # nothing to draw; the failures are listed in the report's tables
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        sns.lineplot(data=ok, x="nfe", y="value", hue="variant", hue_order=sorted(ok["variant"].unique()),
-                     errorbar="sd", err_style=errors, marker="o", ax=ax)
+        ok["run"] = [run_label(r) for r in ok.to_dict("records")]
+        ok["chain"] = ok["sampler"].astype(str) + " / " + ok["spacing"].astype(str)
+        runs, chains = sorted(ok["run"].unique()), sorted(ok["chain"].unique())
+        palette = dict(zip(runs, sns.color_palette(n_colors=len(runs))))
+        ncols = min(3, len(chains))
+        nrows = -(-len(chains) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False, sharey=True)
         floor = _floor_for(floors, dataset, extractor, weights, n)
         floor_ok = ok_rows(floor)
-        if not floor_ok.empty:
-            floor_n = text(floor_ok["n"].iloc[0], "?")
-            ax.axhline(floor_ok["value"].mean(), color="k", ls="--", lw=1,
-                       label=f"real-data floor (held-out, N={floor_n})")
-        _log_x(ax, ok["nfe"])
-        ax.set_xlabel("NFE (network evaluations)")
-        ax.set_ylabel(f"{metric_label(metric)}@{text(n, '?')} ({text(extractor, 'unknown features')})")
-        ax.set_title(f"{text(dataset)}: {metric_label(metric)} vs NFE")
-        ax.legend(fontsize=7)
+        for ax, chain in zip(axes.flat, chains):
+            panel = ok[ok["chain"] == chain]
+            sns.lineplot(data=panel, x="nfe", y="value", hue="run", hue_order=[r for r in runs if r in set(panel["run"])],
+                         palette=palette, errorbar="sd", err_style=errors, marker="o", ax=ax)
+            if not floor_ok.empty:
+                ax.axhline(floor_ok["value"].mean(), color="k", ls="--", lw=1,
+                           label=f"real-data floor (held-out, N={text(floor_ok['n'].iloc[0], '?')})")
+            _log_x(ax, panel["nfe"])
+            ax.set_xlabel("NFE (network evaluations)")
+            ax.set_title(chain, fontsize=9)
+            ax.legend(fontsize=6)
+        for ax in list(axes.flat)[len(chains):]:
+            ax.set_visible(False)
+        for ax in axes[:, 0]:
+            ax.set_ylabel(f"{metric_label(metric)}@{text(n, '?')} ({text(extractor, 'unknown features')})")
+        fig.suptitle(f"{text(dataset)}: {metric_label(metric)} vs NFE, per sampler and chain")
         spread = "shaded band" if errors == "band" else "error bars"
         _footnote(fig, f"{spread}: mean ± sd over seeds; weights sha256 {text(weights)[:12]}",
                   excluded_note(pd.concat([group, floor])))
@@ -163,7 +175,10 @@ def plot_nll_vs_nfe(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
             ax.legend(fontsize=6)
         axes[0][0].set_ylabel("NLL upper bound (bits/dim, held-out)")
         fig.suptitle(f"{text(dataset)}: variational bound vs NFE")
+        undefined = group[group["status"] == "not_defined"]
         _footnote(fig, "error bars: sd over seeds, or the standard error over images for one seed",
+                  "NLL not defined (no bound exists; reasons in the NLL table) for: "
+                  + ", ".join(sorted({run_label(r) for r in undefined.to_dict("records")})) if len(undefined) else "",
                   excluded_note(group))
         figures[f"NLL vs NFE — {text(dataset)}"] = save_figure(fig, Path(out_dir) / f"nll_vs_nfe_{slug(dataset)}.png")
     return figures
@@ -256,8 +271,31 @@ def plot_training_curves(loss_csvs: Mapping[str, str | Path], out_path: str | Pa
     return save_figure(fig, Path(out_path))
 
 
-def plot_all(df: pd.DataFrame, out_dir: str | Path,
-             loss_csvs: Mapping[str, str | Path] | None = None) -> dict[str, Path]:
+def plot_noise_skewness(curves: Mapping[str, Mapping[str, list[float]]], out_path: str | Path) -> Path:
+    """Skewness of the standardised noise ε_t over t for each run ``{label: {"t": [...], "skewness": [...]}}``.
+
+    Gamma noise has skewness 2/√k̄_t, from very skewed near t = 1 to nearly Gaussian at t = T; the
+    mixture's follows from p and φ_t; Gaussian noise is 0 everywhere. A symmetric-log y axis shows
+    all of them, signs included.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    palette = sns.color_palette(n_colors=max(1, len(curves)))
+    for color, label in zip(palette, sorted(curves)):
+        curve = curves[label]
+        ax.plot(curve["t"], curve["skewness"], color=color, lw=1.6, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.axhline(0.0, color="0.5", lw=0.8)
+    ax.set_xlabel("t (training time step)")
+    ax.set_ylabel("skewness of ε_t (closed form)")
+    ax.set_title("Shape of the training noise over t")
+    ax.legend(fontsize=7)
+    _footnote(fig, "Gamma: 2/√k̄_t with k̄_t = (1 − ᾱ_t)/(ᾱ_t θ0²); mixture: p·m1³ + (1 − p)·m2³; Gaussian: 0")
+    return save_figure(fig, Path(out_path))
+
+
+def plot_all(df: pd.DataFrame, out_dir: str | Path, loss_csvs: Mapping[str, str | Path] | None = None,
+             noise_skewness: Mapping[str, Mapping[str, list[float]]] | None = None) -> dict[str, Path]:
     """Every figure the data allows, as ``{caption: png path}`` in report order."""
     sns.set_theme(style="whitegrid", context="paper")
     out_dir = Path(out_dir)
@@ -268,4 +306,6 @@ def plot_all(df: pd.DataFrame, out_dir: str | Path,
     figures.update(plot_quality_vs_cost(df, out_dir, "fid"))
     if loss_csvs:
         figures["Training loss"] = plot_training_curves(loss_csvs, out_dir / "training_loss.png")
+    if noise_skewness:
+        figures["Noise skewness over t"] = plot_noise_skewness(noise_skewness, out_dir / "noise_skewness.png")
     return figures

@@ -18,7 +18,7 @@ from .claims import Claim, evaluate_claims
 from .render import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
 from .schema import COLUMNS, SchemaError
 from .summary import NLL_TERMS, QUALITY_METRICS, missing, text
-from .tables import claims_table, cost_tables, domain_table, failed_table, headline_tables, nll_table, \
+from .tables import claims_tables, cost_tables, domain_table, failed_table, headline_tables, nll_table, \
     provenance_table, status_text
 
 #: meta key → label in the configuration table. The first group is required.
@@ -156,7 +156,7 @@ def report_blocks(df: pd.DataFrame, figures: Mapping[str, Path] | Sequence[Path]
         Heading("Likelihood bound (bits/dim)"), Paragraph(NLL_NOTE), nll_table(df),
         Heading("Cost"), *cost_tables(df),
         Heading("Domain feature extractor"), domain,
-        Heading("Published claims"), claims_table(evaluate_claims(df, claims)),
+        Heading("Published claims"), *claims_tables(evaluate_claims(df, claims)),
         Heading("Failed cells"), failed_table(df),
         Heading("Figures"), *(_images(figures, "figure") or [Paragraph("No figures.")]),
         Heading("Sample grids"), *(_images(grids, "grid") or [Paragraph("No sample grids.")]),

@@ -67,12 +67,14 @@ def variant_label(row: Mapping[str, Any]) -> str:
     """``method / sampler / spacing`` plus the noise parameters when they are not plain Gaussian."""
     if row.get("sampler") == FLOOR_SAMPLER:
         return "real data (held-out)"
-    parts = [text(row.get(c), "") for c in ("method", "sampler", "spacing")]
-    label = " / ".join(p for p in parts if p)
-    noise = row.get("noise")
-    if not missing(noise) and noise != "gaussian":
-        label += f" [{noise}]"
-    return label
+    parts = [text(row.get(c), "") for c in ("sampler", "spacing")]
+    return " / ".join([run_label(row), *(p for p in parts if p)])
+
+
+def run_label(row: Mapping[str, Any]) -> str:
+    """``method`` plus its noise parameters when they are not plain Gaussian: one curve per run."""
+    label, noise = text(row.get("method"), "?"), row.get("noise")
+    return label if missing(noise) or noise == "gaussian" else f"{label} [{noise}]"
 
 
 def extractor_label(feature_extractor: Any, n: Any) -> str:

@@ -65,9 +65,14 @@ def pivot_table(rows: pd.DataFrame, index: Sequence[tuple[str, str]], metrics: S
     for key, group in groups:
         record = {header: text(v) for (_, header), v in zip(index, key)}
         whole = status_text(group, reasons=False) if ok_rows(group).empty else "—"
+        shown: set[str] = set()
         for metric in metrics:
             sub = group[group["metric"] == metric]
-            record[metric_label(metric)] = estimate_cell(sub) if not sub.empty else whole
+            cell = estimate_cell(sub) if not sub.empty else whole
+            if cell in shown and not sub.empty and ok_rows(sub).empty:  # one reason per table row: the next cells name the status
+                cell = status_text(sub, reasons=False)
+            shown.add(cell)
+            record[metric_label(metric)] = cell
         record["seeds"] = str(len(ok_rows(group).drop_duplicates(list(SEED_COLUMNS))))
         for header, fn in (extras or {}).items():
             record[header] = fn(group)
@@ -140,16 +145,40 @@ def domain_table(df: pd.DataFrame, min_accuracy: float) -> tuple[Table, list[str
         unreliable
 
 
-def claims_table(verdicts: pd.DataFrame) -> Table:
-    """The evaluated claims, one row per comparison."""
-    records = []
-    for r in verdicts.to_dict("records"):
-        diff = r["difference (a − b)"]
-        records.append({**r, "difference (a − b)": "—" if missing(diff) else f"{diff:.4g}",
-                        "95% interval": format_interval(r["95% interval"]),
-                        "n_a": text(r["n_a"]), "n_b": text(r["n_b"]), "note": text(r["note"], "")})
-    return Table.from_records(records, VERDICT_COLUMNS, "Claims judged by STUDY.md's rule (95% Welch interval "
-                                                         "over seeds; 'matches' = overlapping 95% intervals)")
+def claims_tables(verdicts: pd.DataFrame) -> list[Table]:
+    """The evaluated claims: a summary (verdict counts per claim and, where a claim is judged per run,
+    per run), then one table per claim with a row per comparison."""
+    if verdicts.empty:
+        return [Table.from_records([], ("claim", "verdicts"), "No claims were evaluated.")]
+    verdicts = verdicts.assign(run=[_run_of(c) for c in verdicts["context"]])
+    summary = []
+    for (claim, run), group in verdicts.groupby(["claim", "run"], sort=False):
+        labels = [v if v in ("supported", "contradicted", "inconclusive") else "not evaluated" for v in group["verdict"]]
+        counts = pd.Series(labels).value_counts()
+        summary.append({"claim": claim, "run": run or "—",
+                        "verdicts": ", ".join(f"{k} {counts[k]}" for k in ("supported", "contradicted", "inconclusive",
+                                                                           "not evaluated") if k in counts)})
+    tables = [Table.from_records(summary, ("claim", "run", "verdicts"),
+                                 "Claims at a glance: how many comparisons (one per sampler, chain and NFE, and per "
+                                 "feature context) each verdict got; details below")]
+    columns = [c for c in VERDICT_COLUMNS if c not in ("claim", "source")]
+    for claim, group in verdicts.groupby("claim", sort=False):
+        records = []
+        for r in group.to_dict("records"):
+            diff = r["difference (a − b)"]
+            records.append({**r, "difference (a − b)": "—" if missing(diff) else f"{diff:.4g}",
+                            "95% interval": format_interval(r["95% interval"]),
+                            "n_a": text(r["n_a"]), "n_b": text(r["n_b"]), "note": text(r["note"], "")})
+        tables.append(Table.from_records(records, columns, f"{claim} — source: {group['source'].iloc[0]}. Judged by "
+                                         "STUDY.md's rule (95% Welch interval over seeds; 'matches' = overlapping "
+                                         "95% intervals)"))
+    return tables
+
+
+def _run_of(context: str) -> str:
+    """The ``method=<run>`` part of a claim context (claims judged per run), else ''."""
+    part = [p for p in context.split("; ") if p.startswith("method=")]
+    return part[0].split(",")[0].removeprefix("method=") if part else ""
 
 
 def describe_cell(row: Mapping[str, Any]) -> str:

@@ -36,7 +36,13 @@ def run(args) -> int:
     # results/models/<dataset>/<method>/train<ts>/loss.csv → "<method> train<ts>"
     loss = {" ".join(Path(p).parts[3:5]): p for p in inputs["train"] if p.endswith(".csv")}
     shutil.rmtree(out / "figures", ignore_errors=True)  # figures of an earlier configuration must not linger
-    figures = plot_all(df, out / "figures", loss)
+    # one curve per run (the first training seed's record; the noise does not depend on the seed)
+    skewness = {}
+    for p in train_records:
+        cell = read_json(p).get("cell", {})
+        if cell.get("noise_skewness"):
+            skewness.setdefault(f"{cell['method']} [{cell['noise']}]", cell["noise_skewness"])
+    figures = plot_all(df, out / "figures", loss, skewness)
     grids = [Path(p) for p in inputs["samples"] if p.endswith("grid.png")]
     C, H, _ = read_json(train_records[0])["cell"]["image_shape"]  # the plan always holds ≥ 1 training cell
     model = UNet(UNetSpec.from_config(cfg.model, image_size=H, in_channels=C))
