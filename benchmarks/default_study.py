@@ -49,7 +49,9 @@ def main() -> int:
             continue  # deleted in the working tree
         (work / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, work / f, follow_symlinks=False)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # PYTHONPATH: the copy's own package, so that editing the checkout meanwhile cannot leak into the run
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(work / "src")}
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     if args.preset:
         subprocess.run([sys.executable, "-m", "diffsteps", "preset", args.preset], cwd=work, env=env, check=True)

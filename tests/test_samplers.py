@@ -1,10 +1,14 @@
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 
-from diffsteps.config import SamplerSpec
+from diffsteps.config import PhiSchedule, SamplerSpec
 from diffsteps.noise import GaussianNoise, Schedule, make_betas
-from diffsteps.rng import StackedRNG
-from diffsteps.samplers import ddim_sigma, sample
+from diffsteps.noise.gamma import GammaNoise
+from diffsteps.noise.mixture import MixtureNoise
+from diffsteps.rng import BatchRNG, StackedRNG
+from diffsteps.samplers import ddim_sigma, predict_x0, sample
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +73,103 @@ def test_large_variance_never_uses_the_ddim_form(process):
 
 def test_clipping_bounds_the_output(process):
     assert run(process, "ancestral-beta", 10, clip=True).x0.abs().max() <= 1 + 1e-6
+
+
+# --- non-Gaussian noise families through the same samplers ---------------------------------------------------
+
+MU, S = 0.3, 0.2  # 1-D Gaussian data N(μ, s²) for the analytic denoiser
+
+
+def gaussian_data_denoiser(schedule):
+    """The exact ε-prediction for data N(μ, s²) under Gaussian forward noise, E[ε | x_t] =
+    √(1 − ᾱ_t)(x_t − √ᾱ_t μ)/(ᾱ_t s² + 1 − ᾱ_t): a fixed, linear function of x_t used for every family."""
+    alpha_bar = schedule.alpha_bar
+
+    def denoiser(x, t):
+        ab = alpha_bar[t.long()].float().reshape(-1, 1, 1, 1)
+        return (1 - ab).sqrt() * (x - ab.sqrt() * MU) / (ab * S**2 + 1 - ab)
+
+    return denoiser
+
+
+def test_gamma_sampler_approaches_gaussian_as_theta0_vanishes(process):
+    """With a fixed analytic denoiser, K = 10 ancestral-β̃ samples (5000 1-D "images") from Gamma noise with
+    θ0 = 1e-4 (every injected z has skewness ≤ 0.02) cannot be told from the Gaussian sampler's by a two-sample
+    KS test, while θ0 = 0.5 (z at τ_1 = 1 has k̄ = 4e-4, almost a point mass) gives a clearly different law."""
+    schedule = process.schedule
+    den, chain = gaussian_data_denoiser(schedule), schedule.chain(10, "uniform")
+    spec, shape = SamplerSpec.parse("ancestral-betatilde"), (5000, 1, 1, 1)
+
+    def draw(proc, seed):
+        return sample(den, proc, chain, spec, shape, BatchRNG(seed), clip_x0=False).x0.double().flatten().numpy()
+
+    gauss = draw(process, 1)
+    near = draw(GammaNoise(schedule, theta0=1e-4), 2)
+    far = draw(GammaNoise(schedule, theta0=0.5), 3)
+    assert stats.ks_2samp(gauss, near).pvalue > 1e-2
+    assert stats.ks_2samp(gauss, far).pvalue < 1e-6
+    assert near.mean() == pytest.approx(gauss.mean(), abs=0.01) and near.std() == pytest.approx(gauss.std(), rel=0.05)
+
+
+@pytest.mark.parametrize("noise", [GammaNoise, MixtureNoise], ids=["gamma", "mixture"])
+@pytest.mark.parametrize("K,spacing", [(10, "uniform"), (7, "quad")])
+def test_ddim_eta1_equals_ancestral_betatilde_for_non_gaussian_noise(process, noise, K, spacing):
+    """DDIM with η = 1 and ancestral sampling with σ² = β̃ are the same update for Gamma (θ0 = 0.1, skewed) and
+    mixture noise too: with the same per-sample streams they give the same samples."""
+    if noise is GammaNoise:
+        proc = GammaNoise(process.schedule, theta0=0.1)
+    else:
+        proc = MixtureNoise(process.schedule, p=0.3, phi=PhiSchedule(0.4, 0.6))
+    a = run(proc, "ddim-eta1", K, spacing)
+    b = run(proc, "ancestral-betatilde", K, spacing)
+    assert torch.allclose(a.x0, b.x0, atol=1e-5)
+    assert not torch.allclose(a.x0, run(proc, "ddim-eta1", K, spacing, seed=1).x0)  # the noise does act
+
+
+class RecordingRNG:
+    """Passes draws through to ``rng`` and records the Gamma concentrations asked for."""
+
+    def __init__(self, rng):
+        self.rng, self.concentrations = rng, []
+
+    def standard_gamma(self, concentration, shape):
+        self.concentrations.append(np.array(concentration, dtype=np.float64))
+        return self.rng.standard_gamma(concentration, shape)
+
+    def __getattr__(self, name):
+        return getattr(self.rng, name)
+
+
+@pytest.mark.parametrize("K", [2, 5])
+def test_gamma_last_step_adds_no_noise(process, K):
+    """The Gamma sampler injects the marginal noise of τ_{i−1} at steps i = K..2 (k̄ > 0 each time: k̄_{τ_1} =
+    k̄_1 = 4e-4 at θ0 = 0.5) and draws nothing at the last step (k̄_0 = 0, which would give 0/0): its output is
+    exactly the noiseless posterior mean c0_1·x̂_0 + ct_1·x_1 of the last network input x_1."""
+    proc = GammaNoise(process.schedule, theta0=0.5)
+    chain = process.schedule.chain(K, "uniform")
+    seen = []
+
+    def den(x, t):
+        seen.append((x.clone(), t.clone()))
+        return toy_denoiser(x, t)
+
+    rng = RecordingRNG(BatchRNG(0))
+    x_T = proc.prior_sample(SHAPE, BatchRNG(1))
+    for spec in ("ancestral-betatilde", "ancestral-beta", "ddim-eta1"):
+        rng.concentrations.clear()
+        seen.clear()
+        out = sample(den, proc, chain, SamplerSpec.parse(spec), SHAPE, rng, clip_x0=False, x_T=x_T).x0
+        assert torch.isfinite(out).all()
+        taus = [int(chain.tau[i - 1]) for i in range(K, 1, -1)]
+        assert len(rng.concentrations) == K - 1
+        for conc, tau in zip(rng.concentrations, taus):
+            assert tau >= 1 and np.all(conc == proc.k_bar[tau]) and np.all(conc > 0)
+        x_1, t_1 = seen[-1]
+        assert float(t_1[0]) == float(chain.tau[1]) == 1.0
+        x0_hat, _ = predict_x0(x_1, toy_denoiser(x_1, t_1).float(), float(chain.alpha_bar[1]), False)
+        c0, ct = chain.posterior_coefs()
+        assert float(ct[1]) == 0.0
+        assert torch.allclose(out, float(c0[1]) * x0_hat + float(ct[1]) * x_1, atol=1e-6)
+    rng.concentrations.clear()
+    sample(toy_denoiser, proc, chain, SamplerSpec.parse("ancestral-beta"), SHAPE, rng)  # x_T from the prior
+    assert len(rng.concentrations) == K and np.all(rng.concentrations[0] == proc.k_bar[proc.T])

@@ -163,6 +163,7 @@ class TrainConfig:
     seeds: tuple[int, ...]
     device: str
     amp: bool
+    threads: int
 
     @property
     def steps(self) -> int:

@@ -32,7 +32,8 @@ wildcard_constraints:
 
 PY = f"{sys.executable} -m diffsteps"  # the interpreter that runs Snakemake (the venv's)
 LOGS = "logs"
-HEAVY_THREADS = 16  # training jobs take the whole machine; Snakemake lowers this to --cores
+HEAVY_THREADS = 16  # the domain classifier takes the whole machine; Snakemake lowers this to --cores
+TRAIN_THREADS = config["train"]["threads"]  # a resource, not a value: editing it reruns nothing
 BENCH = "results/benchmarks"
 
 

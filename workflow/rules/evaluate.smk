@@ -7,6 +7,8 @@ rule evaluate:
         values=stage_params("evaluate"),
     log:
         f"{LOGS}/evaluate/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.tsv"
     threads: 1
     resources:
         gpu=1,

@@ -10,7 +10,7 @@ rule train:
         f"{LOGS}/train/{{dataset}}/{{method}}/train{{ts}}.log",
     benchmark:
         f"{BENCH}/train/{{dataset}}/{{method}}/train{{ts}}.tsv"
-    threads: HEAVY_THREADS
+    threads: TRAIN_THREADS
     resources:
         gpu=1,
     shell:

@@ -89,8 +89,8 @@ class NoiseProcess(ABC):
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, rng: RNG) -> ForwardSample:
         """x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε_t for x0 (B, C, H, W) and integer t (B,) in 1..T."""
         eps = self.sample_noise(x0.shape, t, rng, device=x0.device, dtype=x0.dtype)
-        ab = expand_like(self.alpha_bar[t.cpu()], x0)
-        return ForwardSample(x_t=ab.sqrt() * x0 + (1 - ab).sqrt() * eps, eps=eps)
+        ab = self.alpha_bar[t.cpu()]  # float64: 1 − ᾱ_t near t = 1 loses digits in float32
+        return ForwardSample(x_t=expand_like(ab.sqrt(), x0) * x0 + expand_like((1 - ab).sqrt(), x0) * eps, eps=eps)
 
     @abstractmethod
     def forward_step(self, x_prev: torch.Tensor, t: torch.Tensor, rng: RNG) -> torch.Tensor:
