@@ -43,6 +43,8 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="diffsteps-bench-"))
+    # the commit whose files are copied (uncommitted edits are copied too: commit before timing)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for f in files:
         if not os.path.lexists(ROOT / f):
@@ -60,15 +62,19 @@ def main() -> int:
     wall = time.perf_counter() - start
     import torch
 
+    import yaml
+
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu, {os.cpu_count()} cores"
-    result = {"preset": args.preset or "params.yaml", "wall_seconds": round(wall, 1), "returncode": res.returncode,
+    methods = yaml.safe_load((work / "params.yaml").read_text())["methods"]
+    result = {"preset": args.preset or "params.yaml", "methods": methods, "git_commit": commit.strip(),
+              "wall_seconds": round(wall, 1), "returncode": res.returncode,
               "rules": rule_seconds(work), "device": device, "torch": torch.__version__,
               "date": datetime.date.today().isoformat()}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "default_study.json").write_text(json.dumps(result, indent=2) + "\n")
     with open(OUT / "README.md", "a") as fh:
-        fh.write(f"| {result['date']} | default study ({result['preset']}) | {device} | {wall / 60:.1f} min "
-                 f"| exit {res.returncode} |\n")
+        fh.write(f"| {result['date']} | {result['git_commit']} | {result['preset']}: {', '.join(methods)} | {device} "
+                 f"| {wall / 60:.1f} min | exit {res.returncode} |\n")
     print(json.dumps(result, indent=2))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -121,6 +121,25 @@ def test_evaluation_key_reruns_only_evaluation_in_both_tools(smoke, tmp_path):
 
 
 @pytest.mark.slow
+def test_one_runs_options_rerun_that_run_alone_and_threads_rerun_nothing(smoke, tmp_path):
+    """method_config.<run> is a per-run param in both tools; train.threads is a resource, not a value."""
+    repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
+    set_param(repo, "train.threads", 2)
+    assert dry_run_jobs(repo) == {} and dvc_changed(repo) == set()
+    set_param(repo, "method_config.mixture.p", 0.4)
+    cfg = load_config(repo / "params.yaml")
+    s, nll = cfg.sampling, cfg.evaluation.nll
+    cells = len(s.samplers) * len(s.spacings) * len(s.budgets) * len(cfg.train.seeds) * len(s.seeds)
+    nll_cells = len(nll.variances) * len(s.spacings) * len(nll.budgets) * len(cfg.train.seeds)
+    assert dry_run_jobs(repo) == {"train": len(cfg.train.seeds), "sample": cells, "evaluate": cells, "nll": nll_cells,
+                                  "report": 1, "all": 1}
+    changed = dvc_changed_stages(repo)
+    # DVC lists the stages whose own params changed (evaluate follows once the samples do)
+    assert "report" in changed and len(changed) == 1 + len(cfg.train.seeds) + cells + nll_cells
+    assert all("mixture" in n for n in changed if n != "report"), changed
+
+
+@pytest.mark.slow
 def test_new_budget_runs_only_new_cells(smoke, tmp_path):
     repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
     cfg = load_config(repo / "params.yaml")
