@@ -90,7 +90,8 @@ def test_unknown_family_lists_the_registered_ones(raw):
     with pytest.raises(ConfigError, match=r"method_config.magic.family = 'magic'.*must be one of \['ddpm'"):
         validate_mapping(raw)
     # the schema's families, the options types and the method registry name the same families
-    from diffsteps.config import FAMILY_OPTIONS, load_schema
+    from diffsteps.config import load_schema
+    from diffsteps.method_options import FAMILY_OPTIONS
     schema_families = load_schema()["properties"]["method_config"]["additionalProperties"]["properties"]["family"]
     assert sorted(schema_families["enum"]) == sorted(FAMILY_OPTIONS) == sorted(METHODS)
 
@@ -100,8 +101,10 @@ def test_unknown_family_lists_the_registered_ones(raw):
     ("ddgm", {"family": "ddgm", "theta0": 0.1, "loss": "l3"}, "method_config.ddgm.loss", "must be one of"),
     ("ddgm", {"family": "ddgm", "theta0": 0.1, "p": 0.5}, "method_config.ddgm.p", "unknown key"),
     ("mixture", {"family": "mixture", "p": 1.0, "phi": 0.5}, "method_config.mixture.p", "must be < 1"),
-    ("mixture", {"family": "mixture", "p": 0.3}, "method_config.mixture", "'phi' is a required property"),
-    ("mixture", {"family": "mixture", "p": 0.3, "phi": {"start": 0.2}}, "method_config.mixture.phi", ""),
+    ("mixture", {"family": "mixture", "p": 0.3}, "method_config.mixture.phi = None", "a required key is missing"),
+    ("mixture", {"family": "mixture", "p": 0.3, "phi": {"start": 0.2}}, "method_config.mixture.phi",
+     "must be component sd φ in (0, 1): a constant, or {start, end}"),
+    ("mixture", {"family": "mixture", "p": 0.3, "phi": 1.5}, "method_config.mixture.phi = 1.5", "in (0, 1)"),
     ("Bad-Name", {"family": "ddpm"}, "method_config", "must match ^[a-z][a-z0-9_]*$ (a run name"),
 ])
 def test_bad_run_options_name_the_key(raw, run, entry, key, expected):
@@ -111,13 +114,13 @@ def test_bad_run_options_name_the_key(raw, run, entry, key, expected):
 
 
 def test_reference_runs_must_be_in_the_study(raw):
-    raw["sampling"]["reference"]["methods"] = ["mixture", "ddgm_l2"]
-    with pytest.raises(ConfigError, match=r"sampling.reference.methods\[1\] = 'ddgm_l2'.*must be one of methods"):
+    raw["sampling"]["reference"]["methods"] = ["mixture", "ddgm_skewed_l2"]
+    with pytest.raises(ConfigError, match=r"sampling.reference.methods\[1\] = 'ddgm_skewed_l2'.*must be one of methods"):
         validate_mapping(raw)
 
 
 def test_run_options_are_typed():
-    from diffsteps.config import DDGMOptions, MixtureOptions, PhiSchedule
+    from diffsteps.method_options import DDGMOptions, MixtureOptions, PhiSchedule
 
     cfg = validate_mapping(yaml.safe_load(preset_path("smoke").read_text()))
     assert cfg.method_config["ddgm"] == DDGMOptions(family="ddgm", theta0=0.1, loss="l1")

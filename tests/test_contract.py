@@ -8,12 +8,15 @@ import torch
 from scipy import stats
 
 from diffsteps.config import SamplerSpec
-from diffsteps.methods import Method
+from diffsteps.methods import DiffusionMethod, Method
 from diffsteps.noise import NoiseProcess, Schedule, make_betas
-from diffsteps.registry import METHODS, NOISE_PROCESSES, method_class
+from diffsteps.registry import METHODS, method_class
 from diffsteps.rng import BatchRNG, StackedRNG
 
 SHAPE = (4, 1, 8, 8)
+
+
+RUNS = ["ddpm", "ddgm", "mixture"]  # the smoke preset's runs: one per family (checked below)
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +24,29 @@ def schedule():
     return Schedule(make_betas("linear", 1000))
 
 
-@pytest.mark.parametrize("name", list(NOISE_PROCESSES))
-def test_noise_process_contract(name, schedule):
-    process = NOISE_PROCESSES[name](schedule)
+def _process(cfg, run):
+    """The noise process of a run, built from its options exactly as training and sampling build it."""
+    method = method_class(cfg, run)(cfg, run, SHAPE[1:])
+    return method.process if isinstance(method, DiffusionMethod) else None
+
+
+def test_smoke_runs_cover_every_noise_process(smoke_cfg):
+    covered = {type(_process(smoke_cfg, run)) for run in RUNS}
+    assert covered >= {m.noise_cls for m in (METHODS[f] for f in METHODS) if issubclass(m, DiffusionMethod)}
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_noise_process_contract(run, smoke_cfg, schedule):
+    process = _process(smoke_cfg, run)
+    if process is None:
+        pytest.skip(f"{run} has no discrete noise process")
     assert isinstance(process, NoiseProcess)
     n = 20000
     for t in (1, 100, 1000):
         eps = process.sample_noise((n, 1), torch.full((n,), t), BatchRNG(t)).double()
-        assert abs(float(eps.mean())) < 5 / n**0.5 and float(eps.var()) == pytest.approx(1.0, rel=0.05)
+        # standard errors from the sample's own fourth moment: very skewed noise (Gamma at t = 1) is heavy-tailed
+        se_var = float(((eps - eps.mean()) ** 2).var() / n) ** 0.5
+        assert abs(float(eps.mean())) < 5 / n**0.5 and abs(float(eps.var()) - 1.0) < max(5 * se_var, 0.02)
     x0 = torch.rand(SHAPE) * 2 - 1
     fs = process.q_sample(x0, torch.tensor([1, 5, 500, 1000]), BatchRNG(0))
     assert fs.x_t.shape == SHAPE and fs.eps.shape == SHAPE
@@ -46,10 +64,12 @@ def test_noise_process_contract(name, schedule):
             assert stats.skew(eps) == pytest.approx(expected, abs=0.1 + 0.1 * abs(expected))
 
 
-@pytest.mark.parametrize("name", [n for n in NOISE_PROCESSES if NOISE_PROCESSES[n].markov_forward])
-def test_declared_markov_chain_matches_marginal(name, schedule):
+@pytest.mark.parametrize("run", RUNS)
+def test_declared_markov_chain_matches_marginal(run, smoke_cfg):
     """A process that declares ``markov_forward`` must reach its marginal by chaining one-step kernels."""
-    process = NOISE_PROCESSES[name](schedule)
+    process = _process(smoke_cfg, run)
+    if process is None or not process.markov_forward:
+        pytest.skip(f"{run} declares no Markov forward chain")
     n, t, x0 = 20000, 40, 0.5
     x = torch.full((n, 1), x0, dtype=torch.float64)
     rng = BatchRNG(1)
@@ -60,15 +80,18 @@ def test_declared_markov_chain_matches_marginal(name, schedule):
 
 
 def test_smoke_runs_cover_every_method_family(smoke_cfg):
-    """The method contract below runs every run of the smoke preset, so those runs must cover the registry."""
-    assert {smoke_cfg.method_config[run].family for run in smoke_cfg.methods} == set(METHODS)
+    """The contracts run the smoke preset's runs, so those runs must cover the registry."""
+    assert set(RUNS) == set(smoke_cfg.methods)
+    assert {smoke_cfg.method_config[run].family for run in RUNS} == set(METHODS)
 
 
-@pytest.mark.parametrize("run", ["ddpm", "ddgm", "mixture"])
+@pytest.mark.parametrize("run", RUNS)
 def test_method_contract(run, smoke_cfg):
     cfg = dataclasses.replace(smoke_cfg, model=dataclasses.replace(smoke_cfg.model, channels=8))
     method = method_class(cfg, run)(cfg, run, SHAPE[1:])
     assert isinstance(method, Method) and isinstance(method.noise_label(method.options), str)
+    skew = method.noise_skewness(np.array([1, 10, 1000]))
+    assert skew is None or (skew.shape == (3,) and np.isfinite(skew).all())
     model = method.build_model()
     x0 = torch.rand(SHAPE) * 2 - 1
     loss = method.objective()(model, x0, BatchRNG(0))

@@ -3,7 +3,8 @@ import pytest
 import torch
 from scipy import stats
 
-from diffsteps.config import PhiSchedule, SamplerSpec
+from diffsteps.config import SamplerSpec
+from diffsteps.method_options import PhiSchedule
 from diffsteps.noise import GaussianNoise, Schedule, make_betas
 from diffsteps.noise.gamma import GammaNoise
 from diffsteps.noise.mixture import MixtureNoise
@@ -104,8 +105,8 @@ def test_gamma_sampler_approaches_gaussian_as_theta0_vanishes(process):
         return sample(den, proc, chain, spec, shape, BatchRNG(seed), clip_x0=False).x0.double().flatten().numpy()
 
     gauss = draw(process, 1)
-    near = draw(GammaNoise(schedule, theta0=1e-4), 2)
-    far = draw(GammaNoise(schedule, theta0=0.5), 3)
+    near = draw(GammaNoise(schedule, theta0=1e-4, loss="l1"), 2)
+    far = draw(GammaNoise(schedule, theta0=0.5, loss="l1"), 3)
     assert stats.ks_2samp(gauss, near).pvalue > 1e-2
     assert stats.ks_2samp(gauss, far).pvalue < 1e-6
     assert near.mean() == pytest.approx(gauss.mean(), abs=0.01) and near.std() == pytest.approx(gauss.std(), rel=0.05)
@@ -117,7 +118,7 @@ def test_ddim_eta1_equals_ancestral_betatilde_for_non_gaussian_noise(process, no
     """DDIM with η = 1 and ancestral sampling with σ² = β̃ are the same update for Gamma (θ0 = 0.1, skewed) and
     mixture noise too: with the same per-sample streams they give the same samples."""
     if noise is GammaNoise:
-        proc = GammaNoise(process.schedule, theta0=0.1)
+        proc = GammaNoise(process.schedule, theta0=0.1, loss="l1")
     else:
         proc = MixtureNoise(process.schedule, p=0.3, phi=PhiSchedule(0.4, 0.6))
     a = run(proc, "ddim-eta1", K, spacing)
@@ -145,7 +146,7 @@ def test_gamma_last_step_adds_no_noise(process, K):
     """The Gamma sampler injects the marginal noise of τ_{i−1} at steps i = K..2 (k̄ > 0 each time: k̄_{τ_1} =
     k̄_1 = 4e-4 at θ0 = 0.5) and draws nothing at the last step (k̄_0 = 0, which would give 0/0): its output is
     exactly the noiseless posterior mean c0_1·x̂_0 + ct_1·x_1 of the last network input x_1."""
-    proc = GammaNoise(process.schedule, theta0=0.5)
+    proc = GammaNoise(process.schedule, theta0=0.5, loss="l1")
     chain = process.schedule.chain(K, "uniform")
     seen = []
 

@@ -18,9 +18,12 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping
 
 import yaml
+
+from .method_options import MethodOptions, parse_method_options
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "params.schema.yaml"
 PRESET_DIR = Path(__file__).with_name("presets")
@@ -63,61 +66,6 @@ class SamplerSpec:
                 raise ConfigError(key, name, "DDIM η must lie in [0, 1]", source)
             return cls(name=name, kind="ddim", eta=eta)
         return cls(name=name, kind="ancestral", variance=m.group("var"))
-
-
-@dataclass(frozen=True)
-class MethodOptions:
-    """One run of the study, as defined under ``method_config.<run>``: its method family and options.
-
-    The fields after ``family`` are the keyword arguments of the family's noise process (see
-    :meth:`noise_kwargs`), so a new option needs no plumbing between params.yaml and the process.
-    """
-
-    family: str
-
-    def noise_kwargs(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "family"}
-
-    def describe(self) -> str:
-        """The options as written in result rows, e.g. ``theta0=0.5, loss=l1`` ('' when there are none)."""
-        return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.noise_kwargs().items())
-
-
-@dataclass(frozen=True)
-class DDPMOptions(MethodOptions):
-    """Gaussian noise (DDPM): no options."""
-
-
-@dataclass(frozen=True)
-class DDGMOptions(MethodOptions):
-    """Gamma noise (DDGM): scale θ0 of θ_t = √ᾱ_t θ0, and the loss on the standardised noise."""
-
-    theta0: float
-    loss: str = "l1"
-
-
-@dataclass(frozen=True)
-class PhiSchedule:
-    """The mixture components' standard deviation φ_t, linear in t from φ_1 = ``start`` to φ_T = ``end``."""
-
-    start: float
-    end: float
-
-    def __str__(self) -> str:
-        return f"{self.start:g}" if self.start == self.end else f"{self.start:g}→{self.end:g}"
-
-
-@dataclass(frozen=True)
-class MixtureOptions(MethodOptions):
-    """Two-Gaussian mixture noise: weight p of the first component and its φ schedule."""
-
-    p: float
-    phi: PhiSchedule
-
-
-#: method family → its options type; the family names are those of the method registry
-FAMILY_OPTIONS: dict[str, type[MethodOptions]] = {"ddpm": DDPMOptions, "ddgm": DDGMOptions,
-                                                   "mixture": MixtureOptions}
 
 
 @dataclass(frozen=True)
@@ -225,7 +173,7 @@ class EvaluationConfig:
 class StudyConfig:
     preset: str
     methods: tuple[str, ...]
-    method_config: Mapping[str, MethodOptions]
+    method_config: Mapping[str, MethodOptions] = dataclasses.field(hash=False)  # run → options (read-only)
     data: DataConfig
     model: ModelConfig
     noise: NoiseConfig
@@ -244,21 +192,9 @@ def to_plain(obj: Any) -> Any:
         return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
         return [to_plain(v) for v in obj]
-    if isinstance(obj, dict):
+    if isinstance(obj, Mapping):
         return {k: to_plain(v) for k, v in obj.items()}
     return obj
-
-
-def _method_options(raw: Mapping[str, Any]) -> dict[str, MethodOptions]:
-    """``method_config`` entries to their family's options type (the schema checked each entry)."""
-    out = {}
-    for run, entry in raw.items():
-        entry = dict(entry)
-        if "phi" in entry:  # a constant φ is the schedule that starts and ends at it
-            phi = entry["phi"]
-            entry["phi"] = PhiSchedule(phi, phi) if isinstance(phi, (int, float)) else PhiSchedule(**phi)
-        out[run] = FAMILY_OPTIONS[entry["family"]](**entry)
-    return out
 
 
 def _build(cls: type, raw: Mapping[str, Any]) -> Any:
@@ -271,7 +207,7 @@ def _build(cls: type, raw: Mapping[str, Any]) -> Any:
         value = raw[name]
         sub = _NESTED.get((cls.__name__, name))
         if name == "method_config":
-            value = _method_options(value)
+            value = MappingProxyType(parse_method_options(value))  # read-only, like the rest of the config
         elif sub is not None and value is not None:
             value = _build(sub, value)
         elif isinstance(value, list):
@@ -311,7 +247,12 @@ def _schema_error(err: Any, source: str) -> ConfigError:
     if validator == "enum":
         return ConfigError(key, err.instance, f"must be one of {expected}", source)
     if validator == "required":
-        return ConfigError(key, None, err.message, source)
+        absent = [k for k in expected if k not in err.instance]
+        where = f"{key}." if key != "<top level>" else ""
+        return ConfigError(where + absent[0], None, "a required key is missing", source)
+    if validator == "oneOf":  # the alternatives are spelled in the schema's description
+        return ConfigError(key, err.instance, f"must be {err.schema.get('description', 'one of the allowed forms')}",
+                           source)
     if validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         op = {"minimum": "≥", "exclusiveMinimum": ">", "maximum": "≤", "exclusiveMaximum": "<"}[validator]
         return ConfigError(key, err.instance, f"must be {op} {expected}", source)

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import MethodOptions, SamplerSpec, StudyConfig
+from .config import SamplerSpec, StudyConfig
+from .method_options import MethodOptions
 from .metrics.nll import NLLTerms, ancestral_vlb
 from .models.unet import UNet, UNetSpec
 from .noise.base import NoiseProcess
@@ -68,6 +69,11 @@ class Method(ABC):
         """The noise family and its parameters as written in every result row (e.g. ``gaussian``,
         ``gamma(theta0=0.001, loss=l1)``)."""
 
+    def noise_skewness(self, t: np.ndarray) -> np.ndarray | None:
+        """Closed-form skewness of the training noise at times t (for the report); None when the
+        method has no discrete noise process of its own."""
+        return None
+
     @abstractmethod
     def build_model(self) -> nn.Module:
         """A freshly initialised network (the shared UNet) sized from ``cfg.model``."""
@@ -108,6 +114,9 @@ class DiffusionMethod(Method):
     def noise_label(cls, options: MethodOptions) -> str:
         described = options.describe()
         return f"{cls.noise_cls.name}({described})" if described else cls.noise_cls.name
+
+    def noise_skewness(self, t):
+        return self.process.skewness(t)
 
     def build_model(self) -> nn.Module:
         C, H, _ = self.image_shape

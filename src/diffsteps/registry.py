@@ -36,18 +36,6 @@ class Registry(Generic[T]):
         return len(self._items)
 
 
-
-def _noise_processes():
-    from .noise.gamma import GammaNoise
-    from .noise.gaussian import GaussianNoise
-    from .noise.mixture import MixtureNoise
-
-    reg: Registry = Registry("noise process")
-    for cls in (GaussianNoise, GammaNoise, MixtureNoise):
-        reg.register(cls.name, cls)
-    return reg
-
-
 def _methods():
     from .methods import DDGM, DDPM, MixtureDDM
 
@@ -57,19 +45,7 @@ def _methods():
     return reg
 
 
-NOISE_PROCESSES = _noise_processes()
 METHODS = _methods()
-
-
-def validate_methods(cfg, source: str = "params.yaml") -> None:
-    """Every run's family must be a registered method. Kept out of :mod:`diffsteps.config` so that the
-    config (imported by every stage) does not depend on the method code (imported by few)."""
-    from .config import ConfigError
-
-    for run, opts in cfg.method_config.items():
-        if opts.family not in METHODS:
-            raise ConfigError(f"method_config.{run}.family", opts.family,
-                              f"unknown method family; registered families are {list(METHODS)}", source)
 
 
 def method_class(cfg, run: str):

@@ -31,16 +31,19 @@ class RNG(Protocol):
     def standard_gamma(self, concentration: np.ndarray, shape: Sequence[int]) -> torch.Tensor: ...
 
 
-def _gamma_from(generator: torch.Generator, concentration: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Γ(concentration, 1) variates of ``shape`` in float64, driven by one draw of ``generator``.
+def _gamma_from(generator: torch.Generator, concentration: torch.Tensor) -> torch.Tensor:
+    """Γ(concentration, 1) variates in float64 (the shape of ``concentration``), driven by one draw of
+    ``generator``.
 
-    torch's Gamma sampler takes no generator, and in float32 it fails at both ends of the shapes a
-    diffusion needs (few distinct values at shape ~1e10, underflow at shape ~1e-2). numpy's float64
-    sampler is exact there; seeding it from the torch stream keeps every stream reproducible and
-    aligned (one draw per call, whatever the shape).
+    Float64 matters: a float32 Gamma sampler fails at both ends of the shapes a diffusion needs (few
+    distinct values at shape ~1e10, underflow at shape ~1e-2). The variates come from a child
+    generator seeded by one draw of ``generator``, because rejection sampling consumes a variable
+    number of draws: this way every stream stays reproducible and aligned (one draw per call,
+    whatever the shape and the values).
     """
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return np.random.Generator(np.random.PCG64(seed)).standard_gamma(np.broadcast_to(concentration, tuple(shape)))
+    child = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    # torch.distributions.Gamma samples through this function but takes no generator; this takes one
+    return torch._standard_gamma(concentration, generator=child)
 
 
 def _per_sample(concentration: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -73,8 +76,8 @@ class BatchRNG:
 
     def standard_gamma(self, concentration, shape):
         """Γ(concentration_b, 1) of ``shape`` (float64, CPU); ``concentration`` is (B,), one per sample."""
-        conc = _per_sample(concentration, shape).reshape(-1, *([1] * (len(shape) - 1)))
-        return torch.from_numpy(_gamma_from(self.generator, conc, shape))
+        conc = torch.from_numpy(_per_sample(concentration, shape)).reshape(-1, *([1] * (len(shape) - 1)))
+        return _gamma_from(self.generator, conc.expand(tuple(shape)).contiguous())
 
     def get_state(self) -> torch.Tensor:
         return self.generator.get_state()
@@ -109,5 +112,5 @@ class StackedRNG:
 
     def standard_gamma(self, concentration, shape):
         rest = self._check(shape)
-        conc = _per_sample(concentration, shape)
-        return torch.from_numpy(np.stack([_gamma_from(g, c, rest) for g, c in zip(self.generators, conc)]))
+        conc = torch.from_numpy(_per_sample(concentration, shape))
+        return torch.stack([_gamma_from(g, c.expand(rest).contiguous()) for g, c in zip(self.generators, conc)])

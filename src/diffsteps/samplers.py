@@ -84,14 +84,16 @@ def sample(denoiser: Denoiser, process: NoiseProcess, chain: Chain, spec: Sample
     start = time.perf_counter()
     x = process.prior_sample(shape, rng, device=device) if x_T is None else x_T.to(device)
     B = shape[0]
+    stochastic = not (spec.kind == "ddim" and spec.eta == 0)
     nfe = 0
     for i in range(chain.K, 0, -1):
         t = torch.full((B,), float(chain.tau[i]), device=device)
         eps = denoiser(x, t).float()
         nfe += 1
         x0, eps = predict_x0(x, eps, float(chain.alpha_bar[i]), clip_x0)
-        # draw z at every stochastic step, even where σ = 0, so streams stay aligned across samplers
-        z = process.reverse_noise(shape, chain, i, rng, device=device) if i > 1 else None
+        # z only where it is used: the last step adds none, and deterministic DDIM (η = 0) never does
+        # (x_T is drawn first either way, so every sampler of a cell starts from the same noise)
+        z = process.reverse_noise(shape, chain, i, rng, device=device) if i > 1 and stochastic else None
         if spec.kind == "ancestral":
             x = ancestral_step(x, x0, chain, i, spec.variance, z)
         else:

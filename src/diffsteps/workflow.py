@@ -157,7 +157,9 @@ STAGES: tuple[Stage, ...] = (
           # miss new inputs of this rule, and report.html embeds every figure anyway (self-contained)
           outputs={"csv": f"{REPORT}/results.csv", "md": f"{REPORT}/report.md", "html": f"{REPORT}/report.html"},
           inputs={}, entry="report",
-          params=("preset", "methods", "method_config", "data", "model", "noise", "train", "sampling", "evaluation"),
+          # the values behind results (train.threads, checkpoint_every, ... change none of them)
+          params=("preset", "methods", "method_config", "data", "model", "noise", *TRAIN_KEYS, "train.seeds",
+                  "sampling", "evaluation"),
           variants=(Variant("", {}, _DATASET),),
           dvc_dir_deps=("results/eval/{dataset}", "results/nll/{dataset}", "results/models/{dataset}",
                         "results/features/{dataset}/domain", "results/samples/{dataset}")),

@@ -52,7 +52,7 @@ def test_k_bar_and_theta_closed_forms(schedule):
     """k̄_t is the cumulative sum of k_s = β_s/(ᾱ_s θ0²) (with ᾱ_s, not α_s, so that Var = 1 − ᾱ_t), k̄_0 = 0,
     θ_t = √ᾱ_t θ0, and the regimes the other tests rely on: k̄_1 = 0.01 at θ0 = 0.1, k̄_T ≈ 2.5e10 at θ0 = 0.001."""
     theta0 = 0.1
-    p = GammaNoise(schedule, theta0=theta0)
+    p = GammaNoise(schedule, theta0=theta0, loss="l1")
     ab = p.alpha_bar.numpy()
     k = schedule.betas / (ab[1:] * theta0**2)
     np.testing.assert_allclose(p.k_bar[1:], np.cumsum(k), rtol=1e-9)
@@ -60,8 +60,8 @@ def test_k_bar_and_theta_closed_forms(schedule):
     np.testing.assert_allclose(p.k_bar * p.theta**2, 1 - ab, rtol=1e-12)  # Var(θ_t G) = 1 − ᾱ_t
     np.testing.assert_allclose(p.theta, np.sqrt(ab) * theta0, rtol=1e-15)
     assert p.k_bar[1] == pytest.approx(0.01, rel=1e-3)
-    assert GammaNoise(schedule, theta0=0.001).k_bar[1000] == pytest.approx(2.5e10, rel=0.02)
-    assert GammaNoise(schedule, theta0=0.5).k_bar[1] == pytest.approx(4e-4, rel=1e-3)
+    assert GammaNoise(schedule, theta0=0.001, loss="l1").k_bar[1000] == pytest.approx(2.5e10, rel=0.02)
+    assert GammaNoise(schedule, theta0=0.5, loss="l1").k_bar[1] == pytest.approx(4e-4, rel=1e-3)
 
 
 @pytest.mark.parametrize("theta0,t", [(0.5, 1), (0.5, 3), (0.1, 1), (0.1, 10), (0.1, 100), (0.5, 200),
@@ -70,7 +70,7 @@ def test_eps_ks_against_standardised_gamma(schedule, theta0, t):
     """ε_t (float64) follows (Γ(k̄_t, 1) − k̄_t)/√k̄_t: KS from the point-mass-like regime (θ0 = 0.5, t = 1,
     k̄ = 4e-4) to k̄ ≈ 2.5e10 (θ0 = 0.001, t = T). A 10% error in k̄ is rejected wherever it changes the law
     visibly (k̄ < 1), which checks the test's power."""
-    p = GammaNoise(schedule, theta0=theta0)
+    p = GammaNoise(schedule, theta0=theta0, loss="l1")
     k, n = float(p.k_bar[t]), 20000
     e = eps_draws(p, t, n, seed=t)
     slack = 8 * EPS64 * (np.sqrt(k) + np.abs(e))
@@ -83,7 +83,7 @@ def test_eps_ks_against_standardised_gamma(schedule, theta0, t):
 def test_q_sample_x_t_ks_against_shifted_gamma(schedule, theta0, t):
     """x_t from q_sample with float64 x0 is √ᾱ_t x0 + θ_t(G − k̄_t): scipy.stats.gamma(a=k̄_t,
     loc=√ᾱ_t x0 − k̄_t θ_t, scale=θ_t); the noise comes back in float64 and x_t = √ᾱ x0 + √(1 − ᾱ) ε."""
-    p = GammaNoise(schedule, theta0=theta0)
+    p = GammaNoise(schedule, theta0=theta0, loss="l1")
     n, x0 = 20000, 0.7
     fs = p.q_sample(torch.full((n, 1, 1, 1), x0, dtype=torch.float64), torch.full((n,), t), BatchRNG(100 + t))
     assert fs.x_t.dtype == torch.float64 and fs.eps.dtype == torch.float64
@@ -100,7 +100,7 @@ def test_distinct_values_at_t_T_theta0_0001(schedule):
     coincidences on the ~1e-10 grid that float64 Gamma draws of size 2.5e10 resolve), and even cast to float32 almost
     all are: a float32 Gamma sampler (ulp 2048 at 2.5e10) yields only a few hundred distinct values. The
     contrast is checked with torch's float32 Gamma sampler so the threshold is known to discriminate."""
-    p = GammaNoise(schedule, theta0=0.001)
+    p = GammaNoise(schedule, theta0=0.001, loss="l1")
     n, T = 200_000, schedule.T
     assert p.k_bar[T] > 1e10
     e64 = p.sample_noise((n,), torch.full((n,), T), BatchRNG(0), dtype=torch.float64)
@@ -117,7 +117,7 @@ def test_raw_gamma_does_not_underflow_at_k_bar_0_01(schedule):
     """At k̄ = 0.01 (θ0 = 0.1, t = 1) the raw float64 draws keep their left tail: P(G < 1.18e-38) ≈ 0.42 is
     matched, essentially none are 0 (theory: P(G < 5e-324) ≈ 6e-4) and none are clamped to float32's smallest
     normal, the value a float32 sampler returns for ~40% of its draws here."""
-    k = float(GammaNoise(schedule, theta0=0.1).k_bar[1])
+    k = float(GammaNoise(schedule, theta0=0.1, loss="l1").k_bar[1])
     n = 200_000
     g = BatchRNG(5).standard_gamma(np.full(n, k), (n,)).numpy()
     assert g.dtype == np.float64
@@ -134,7 +134,7 @@ def test_raw_gamma_does_not_underflow_at_k_bar_0_01(schedule):
 def test_mean_zero_and_variance_one_minus_alpha_bar(schedule, theta0, ts):
     """x_t − √ᾱ_t x0 has mean 0 and variance 1 − ᾱ_t (ε has mean 0 and variance 1), to within five standard
     errors computed from the Gamma's own excess kurtosis 6/k̄_t."""
-    p = GammaNoise(schedule, theta0=theta0)
+    p = GammaNoise(schedule, theta0=theta0, loss="l1")
     n, x0 = 100_000, -0.4
     for t in ts:
         fs = p.q_sample(torch.full((n, 1), x0, dtype=torch.float64), torch.full((n,), t), BatchRNG(t))
@@ -148,7 +148,7 @@ def test_mean_zero_and_variance_one_minus_alpha_bar(schedule, theta0, ts):
 def test_skewness_matches_two_over_sqrt_k_bar(schedule, theta0, t):
     """The sample skewness of ε_t matches the declared 2/√k̄_t where it is measurable (≈ 0.2 to ≈ 5), and
     differs from the skewness at α_t-based k̄ or of Gaussian noise."""
-    p = GammaNoise(schedule, theta0=theta0)
+    p = GammaNoise(schedule, theta0=theta0, loss="l1")
     expected = float(p.skewness(np.array([t]))[0])
     assert expected == pytest.approx(2 / np.sqrt(p.k_bar[t]))
     assert 0.15 < expected < 5
@@ -158,7 +158,7 @@ def test_skewness_matches_two_over_sqrt_k_bar(schedule, theta0, t):
 
 def test_prior_sample_has_variance_one_minus_alpha_bar_T(schedule):
     """DDGM's start x_T = ḡ_T − k̄_T θ_T = √(1 − ᾱ_T)·ε_T has mean 0 and variance 1 − ᾱ_T (not 1)."""
-    p = GammaNoise(schedule, theta0=0.5)
+    p = GammaNoise(schedule, theta0=0.5, loss="l1")
     n, T = 100_000, schedule.T
     x = p.prior_sample((n, 1, 1, 1), BatchRNG(3)).double().flatten().numpy()
     ab = float(p.alpha_bar[T])
@@ -172,7 +172,7 @@ def test_skewed_forward_chain_reaches_the_marginal(schedule, t):
     """forward_step chained from a fixed x0 over t steps with θ0 = 0.5 (k̄_60 ≈ 0.1, k̄_144 ≈ 1: skewness
     ≈ 6 and ≈ 2) has the closed-form marginal: KS against the shifted Gamma and two-sample KS against
     q_sample. Using α_t in place of ᾱ_t in k_t, or any scale mismatch between steps, fails this."""
-    p = GammaNoise(schedule, theta0=0.5)
+    p = GammaNoise(schedule, theta0=0.5, loss="l1")
     n, x0 = 20000, 0.5
     x = torch.full((n, 1), x0, dtype=torch.float64)
     rng = BatchRNG(21)
@@ -195,9 +195,9 @@ def test_loss_norms():
     sch = Schedule(make_betas("linear", 10))
     eps, pred = torch.zeros(3, 1, 2, 2), torch.ones(3, 1, 2, 2)
     pred[1] = -3.0
-    assert torch.allclose(GammaNoise(sch).loss(pred, eps), torch.tensor([1.0, 3.0, 1.0]))
-    assert torch.allclose(GammaNoise(sch, loss="l2").loss(pred, eps), torch.tensor([1.0, 9.0, 1.0]))
+    assert torch.allclose(GammaNoise(sch, 0.1, "l1").loss(pred, eps), torch.tensor([1.0, 3.0, 1.0]))
+    assert torch.allclose(GammaNoise(sch, 0.1, "l2").loss(pred, eps), torch.tensor([1.0, 9.0, 1.0]))
     with pytest.raises(ValueError, match="loss"):
-        GammaNoise(sch, loss="huber")
+        GammaNoise(sch, 0.1, "huber")
     with pytest.raises(ValueError, match="theta0"):
-        GammaNoise(sch, theta0=0.0)
+        GammaNoise(sch, 0.0, "l1")

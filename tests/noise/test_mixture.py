@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy import stats
 
-from diffsteps.config import PhiSchedule
+from diffsteps.method_options import PhiSchedule
 from diffsteps.noise import Schedule, make_betas
 from diffsteps.noise.mixture import MixtureNoise
 from diffsteps.registry import method_class
@@ -67,7 +67,7 @@ def test_attributes_follow_the_closed_forms(schedule):
     np.testing.assert_allclose(p * m1**2 + (1 - p) * m2**2 + phi_at(phi, t) ** 2, 1, rtol=1e-12)
     for bad in (dict(p=0.0), dict(p=1.0), dict(phi=1.0), dict(phi=PhiSchedule(0.5, 0.0))):
         with pytest.raises(ValueError):
-            MixtureNoise(schedule, **bad)
+            MixtureNoise(schedule, **{"p": 0.5, "phi": 0.5, **bad})
 
 
 @pytest.mark.parametrize("p,phi,t", [(0.5, 0.5, 1), (0.5, 0.5, 1000), (0.3, PhiSchedule(0.2, 0.8), 1),

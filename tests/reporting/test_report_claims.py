@@ -138,10 +138,10 @@ def test_noise_claim_is_judged_per_run_against_the_gaussian_twin():
     rows.append(_fid("ddim-eta0", 0, 1.0, nfe=10, method="mixture", family="mixture", noise="mixture(p=0.3)"))
     table = evaluate_claims(to_frame(rows), [gamma_claim])
     assert len(table) == 4  # two runs × NFE {10, 20}; NFE 50 and the mixture run are not selected
-    by_run = {run: table[table["context"].str.contains(f"method={run},")] for run in ("ddgm", "ddgm_skewed")}
+    by_run = {run: table[table["run"].str.startswith(f"method={run},")] for run in ("ddgm", "ddgm_skewed")}
     assert by_run["ddgm"]["verdict"].tolist() == ["supported", "supported"]
     assert by_run["ddgm_skewed"]["verdict"].tolist() == ["contradicted", "contradicted"]
-    assert by_run["ddgm_skewed"]["context"].str.contains("theta0=0.5").all()
+    assert by_run["ddgm_skewed"]["run"].str.contains("theta0=0.5").all()
     assert (table["n_a"] == 3).all() and (table["n_b"] == 3).all()
 
 
@@ -154,6 +154,18 @@ def test_claims_tables_summarise_each_run_then_detail_each_claim():
     rows += [_fid("ddim-eta0", s, 9.0 + 3 * s, method="ddgm_skewed", family="ddgm", noise="gamma(theta0=0.5)")
              for s in range(3)]
     summary, detail = claims_tables(evaluate_claims(to_frame(rows), [gamma_claim]))
-    assert [(r[1], r[2]) for r in summary.rows] == [("ddgm", "supported 1"), ("ddgm_skewed", "inconclusive 1")]
+    assert [r[1:] for r in summary.rows] == [
+        ("method=ddgm, noise=gamma(theta0=0.001)", "supported", "supported 1"),
+        ("method=ddgm_skewed, noise=gamma(theta0=0.5)", "inconclusive", "inconclusive 1")]
     assert detail.caption.startswith(gamma_claim.text) and "DDGM (arXiv 2110.05948)" in detail.caption
     assert len(detail.rows) == 2
+
+
+@pytest.mark.parametrize("labels, overall", [
+    (["supported", "inconclusive"], "supported"), (["contradicted", "inconclusive"], "contradicted"),
+    (["supported", "contradicted"], "mixed"), (["inconclusive", "not evaluated"], "inconclusive"),
+    (["not evaluated"], "not evaluated")])
+def test_overall_verdict_rule(labels, overall):
+    from diffsteps.reporting.claims import overall_verdict
+
+    assert overall_verdict(labels) == overall

@@ -9,7 +9,6 @@ from snakemake.utils import min_version
 
 from diffsteps import workflow as plan
 from diffsteps.config import validate_mapping
-from diffsteps.registry import validate_methods
 
 min_version("8.0")
 
@@ -19,7 +18,7 @@ configfile: "params.yaml"
 
 # diffsteps.config validates against workflow/schemas/params.schema.yaml (the same file, linked into the
 # package) and then the cross-field rules, with errors that name the key, the value and what is allowed.
-validate_methods(validate_mapping(config))
+validate_mapping(config)
 
 # Outputs that DVC restored (checkout or run-cache) carry Snakemake metadata of the run that made
 # the old file; forget it so that the restored, up-to-date files are judged by mtime alone.

@@ -29,7 +29,7 @@ class GammaNoise(NoiseProcess):
                             "(x_{t−1} ≥ μ_θ(x_t) − σ_t √k̄_{t−1}), so the posterior of a held-out image puts mass where the "
                             "model has none and every KL term of the variational bound is infinite")
 
-    def __init__(self, schedule, theta0: float = 0.001, loss: str = "l1"):
+    def __init__(self, schedule, theta0: float, loss: str):
         super().__init__(schedule)
         if not theta0 > 0:
             raise ValueError(f"GammaNoise: theta0 = {theta0!r} is invalid: must be > 0")
@@ -37,9 +37,8 @@ class GammaNoise(NoiseProcess):
             raise ValueError(f"GammaNoise: loss = {loss!r} is invalid: must be one of {list(LOSSES)}")
         self.theta0, self.loss_norm = float(theta0), loss
         ab = self.alpha_bar.numpy()
-        with np.errstate(divide="ignore"):
-            #: k̄_t for t = 0..T, float64; k̄_0 = 0 (no noise at the data end)
-            self.k_bar = (1.0 - ab) / (ab * self.theta0**2)
+        #: k̄_t for t = 0..T, float64; k̄_0 = 0 (no noise at the data end)
+        self.k_bar = (1.0 - ab) / (ab * self.theta0**2)
         #: θ_t = √ᾱ_t θ0 for t = 0..T
         self.theta = np.sqrt(ab) * self.theta0
 

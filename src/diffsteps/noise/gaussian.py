@@ -16,6 +16,7 @@ class GaussianNoise(NoiseProcess):
     nll_undefined_reason = None
 
     def sample_noise(self, shape, t, rng, *, device="cpu", dtype=torch.float32):
+        self._check_t(t)  # the law does not depend on t, but t = 0 has no noise in any family
         return rng.randn(shape, device=device, dtype=dtype)
 
     def forward_step(self, x_prev, t, rng):

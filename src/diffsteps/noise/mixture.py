@@ -24,6 +24,10 @@ class MixtureNoise(NoiseProcess):
     ``phi`` is a constant or anything with ``start`` and ``end`` (φ_t linear from φ_1 to φ_T). The
     same object serves training (:meth:`sample_noise`) and sampling (the inherited
     :meth:`reverse_noise` and :meth:`prior_sample`), so p and φ cannot differ between the two.
+
+    With a φ schedule, the reverse step i → i−1 injects noise with φ at its target time τ_{i−1}
+    (the base-class convention, exact for Gamma noise). The mixture has no forward chain that
+    would single out a time, so this is a choice, stated here; the prior uses φ_T.
     """
 
     name = "mixture"
@@ -32,7 +36,7 @@ class MixtureNoise(NoiseProcess):
                             "drifts to a Gaussian: its excess kurtosis tends to 0), so the variational bound "
                             "has no forward chain to be taken under")
 
-    def __init__(self, schedule, p: float = 0.5, phi=0.5):
+    def __init__(self, schedule, p: float, phi):
         super().__init__(schedule)
         start, end = (phi, phi) if isinstance(phi, (int, float)) else (phi.start, phi.end)
         for key, value in (("p", p), ("phi start", start), ("phi end", end)):

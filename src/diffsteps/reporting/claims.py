@@ -189,8 +189,23 @@ CLAIMS: list[Claim] = [
           Where(family="mixture", nfe=AtMost(20)), Where(family="ddpm", nfe=AtMost(20)), _TWIN, _PER_RUN),
 ]
 
-VERDICT_COLUMNS = ("claim", "source", "context", "verdict", "difference (a − b)", "95% interval", "n_a", "n_b",
-                   "note")
+#: ``run`` is the side-a group of a claim judged per run (``Claim.per``), e.g. ``method=ddgm, noise=gamma(...)``
+VERDICT_COLUMNS = ("claim", "source", "run", "context", "verdict", "difference (a − b)", "95% interval", "n_a",
+                   "n_b", "note")
+LABELS = ("supported", "contradicted", "inconclusive")
+
+
+def overall_verdict(labels: Sequence[str]) -> str:
+    """One verdict for a claim over its comparisons (samplers, chains, NFE) by STUDY.md's labels:
+    supported when some comparison is supported and none contradicted, contradicted when some is
+    contradicted and none supported, mixed when both occur, inconclusive otherwise; comparisons
+    that could not be evaluated count only when nothing else exists."""
+    got = set(labels) & set(LABELS)
+    if not got:
+        return "not evaluated"
+    if {"supported", "contradicted"} <= got:
+        return "mixed"
+    return "supported" if "supported" in got else "contradicted" if "contradicted" in got else "inconclusive"
 
 
 def _describe(side: pd.DataFrame) -> str:
@@ -203,9 +218,9 @@ def _not_evaluated(side_all: pd.DataFrame, name: str, what: str) -> str:
     return f"not evaluated: no ok {what} rows for side {name}" + (f" ({note})" if note else "")
 
 
-def _compare(claim: Claim, a_all: pd.DataFrame, b_all: pd.DataFrame, context: str) -> dict[str, Any]:
+def _compare(claim: Claim, a_all: pd.DataFrame, b_all: pd.DataFrame, context: str, run: str) -> dict[str, Any]:
     """One verdict row for one comparison (one context and one value of ``match_on``)."""
-    row = {"claim": claim.text, "source": claim.source, "context": context}
+    row = {"claim": claim.text, "source": claim.source, "run": run, "context": context}
     a, b = a_all[a_all["status"] == "ok"], b_all[b_all["status"] == "ok"]
     for name, side, side_all in (("a", a, a_all), ("b", b, b_all)):
         if side.empty:
@@ -237,7 +252,7 @@ def evaluate_claim(df: pd.DataFrame, claim: Claim) -> list[dict[str, Any]]:
     a_all, b_all = rows[claim.a(rows)], rows[claim.b(rows)]
     if a_all.empty or b_all.empty:
         name, selector = ("a", claim.a) if a_all.empty else ("b", claim.b)
-        return [{"claim": claim.text, "source": claim.source, "context": "—",
+        return [{"claim": claim.text, "source": claim.source, "run": "", "context": "—",
                  "verdict": f"not evaluated: no {claim.metric} rows match side {name} ({selector})"}]
     keys = list(CONTEXT_COLUMNS) + list(claim.match_on)
     b_groups = _groups(b_all, keys)
@@ -247,11 +262,11 @@ def evaluate_claim(df: pd.DataFrame, claim: Claim) -> list[dict[str, Any]]:
     out = []
     for part, a_part in parts:
         a_groups = _groups(a_part, keys)
+        run = _key_label(claim.per, part) if claim.per else ""
         for key in sorted(set(a_groups) | set(b_groups), key=lambda k: tuple(sort_key(v) for v in k)):
             context = f"{text(key[0])}; {extractor_label(key[1], key[3])}"
-            context += f"; {_key_label(claim.per, part)}" if claim.per else ""
             context += f"; {_key_label(claim.match_on, key[4:])}" if claim.match_on else ""
-            out.append(_compare(claim, a_groups.get(key, empty), b_groups.get(key, empty), context))
+            out.append(_compare(claim, a_groups.get(key, empty), b_groups.get(key, empty), context, run))
     return out
 
 

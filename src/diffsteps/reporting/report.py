@@ -63,7 +63,7 @@ def meta_from_config(cfg: Any, network: str | None = None) -> dict[str, Any]:
         "train_images": cfg.train.images, "train_batch_size": cfg.train.batch_size,
         "train_seeds": list(cfg.train.seeds), "n_samples": s.n_samples, "sampling_seeds": list(s.seeds),
         "budgets": list(s.budgets), "samplers": ", ".join(s.samplers), "spacings": ", ".join(s.spacings),
-        "reference": f"{ref.sampler}, {ref.spacing}, {ref.budget} NFE" if ref is not None else None,
+        "reference": f"{ref.sampler}, {ref.spacing}, {ref.budget} NFE, for {', '.join(ref.methods)}",
         "nll_images": ev.nll.n_images, "kid_subset_size": ev.kid_subset_size,
         "inception_weights": ev.inception_weights or "none (Inception FID not computed)",
         "min_accuracy": ev.domain.min_accuracy,

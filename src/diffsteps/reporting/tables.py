@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
-from .claims import VERDICT_COLUMNS, format_interval
+from .claims import LABELS, VERDICT_COLUMNS, format_interval, overall_verdict
 from .render import Table
 from .schema import CONTEXT_COLUMNS, FLOOR_SAMPLER, SEED_COLUMNS
 from .summary import NLL_TERMS, QUALITY_METRICS, excluded_counts, extractor_label, format_estimate, metric_label, \
@@ -146,39 +146,33 @@ def domain_table(df: pd.DataFrame, min_accuracy: float) -> tuple[Table, list[str
 
 
 def claims_tables(verdicts: pd.DataFrame) -> list[Table]:
-    """The evaluated claims: a summary (verdict counts per claim and, where a claim is judged per run,
-    per run), then one table per claim with a row per comparison."""
+    """The evaluated claims: a summary with one overall verdict per claim (and per run, for claims
+    judged per run, e.g. one per θ0), then one table per claim with a row per comparison."""
     if verdicts.empty:
         return [Table.from_records([], ("claim", "verdicts"), "No claims were evaluated.")]
-    verdicts = verdicts.assign(run=[_run_of(c) for c in verdicts["context"]])
     summary = []
     for (claim, run), group in verdicts.groupby(["claim", "run"], sort=False):
-        labels = [v if v in ("supported", "contradicted", "inconclusive") else "not evaluated" for v in group["verdict"]]
+        labels = [v if v in LABELS else "not evaluated" for v in group["verdict"]]
         counts = pd.Series(labels).value_counts()
-        summary.append({"claim": claim, "run": run or "—",
-                        "verdicts": ", ".join(f"{k} {counts[k]}" for k in ("supported", "contradicted", "inconclusive",
-                                                                           "not evaluated") if k in counts)})
-    tables = [Table.from_records(summary, ("claim", "run", "verdicts"),
-                                 "Claims at a glance: how many comparisons (one per sampler, chain and NFE, and per "
-                                 "feature context) each verdict got; details below")]
+        summary.append({"claim": claim, "run": run or "—", "overall": overall_verdict(labels),
+                        "comparisons": ", ".join(f"{k} {counts[k]}" for k in (*LABELS, "not evaluated") if k in counts)})
+    tables = [Table.from_records(summary, ("claim", "run", "overall", "comparisons"),
+                                 "Claims at a glance. Each comparison (one per sampler, chain and NFE, and per feature "
+                                 "context) is judged by STUDY.md's rule; 'overall' is supported when some comparison "
+                                 "is supported and none contradicted, contradicted in the opposite case, mixed when "
+                                 "both occur, inconclusive otherwise. Details below")]
     columns = [c for c in VERDICT_COLUMNS if c not in ("claim", "source")]
     for claim, group in verdicts.groupby("claim", sort=False):
         records = []
         for r in group.to_dict("records"):
             diff = r["difference (a − b)"]
-            records.append({**r, "difference (a − b)": "—" if missing(diff) else f"{diff:.4g}",
+            records.append({**r, "run": r["run"] or "—", "difference (a − b)": "—" if missing(diff) else f"{diff:.4g}",
                             "95% interval": format_interval(r["95% interval"]),
                             "n_a": text(r["n_a"]), "n_b": text(r["n_b"]), "note": text(r["note"], "")})
         tables.append(Table.from_records(records, columns, f"{claim} — source: {group['source'].iloc[0]}. Judged by "
                                          "STUDY.md's rule (95% Welch interval over seeds; 'matches' = overlapping "
                                          "95% intervals)"))
     return tables
-
-
-def _run_of(context: str) -> str:
-    """The ``method=<run>`` part of a claim context (claims judged per run), else ''."""
-    part = [p for p in context.split("; ") if p.startswith("method=")]
-    return part[0].split(",")[0].removeprefix("method=") if part else ""
 
 
 def describe_cell(row: Mapping[str, Any]) -> str:

@@ -15,6 +15,7 @@ from ..models.unet import UNet, UNetSpec, count_parameters
 from ..reporting.aggregate import collect, write_csv
 from ..reporting.plots import plot_all
 from ..reporting.report import build_report, meta_from_config
+from ..reporting.summary import run_label
 from ..workflow import report_inputs
 from .common import add_common, setup
 
@@ -41,7 +42,7 @@ def run(args) -> int:
     for p in train_records:
         cell = read_json(p).get("cell", {})
         if cell.get("noise_skewness"):
-            skewness.setdefault(f"{cell['method']} [{cell['noise']}]", cell["noise_skewness"])
+            skewness.setdefault(run_label(cell), cell["noise_skewness"])
     figures = plot_all(df, out / "figures", loss, skewness)
     grids = [Path(p) for p in inputs["samples"] if p.endswith("grid.png")]
     C, H, _ = read_json(train_records[0])["cell"]["image_shape"]  # the plan always holds ≥ 1 training cell

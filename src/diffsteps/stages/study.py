@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ..config import available_presets, load_config, preset_path
 from ..io import atomic_write_text
-from ..registry import validate_methods
 from ..workflow import dvc_yaml_text
 
 
@@ -36,7 +35,6 @@ def run_preset(args) -> int:
 
 def run_validate(args) -> int:
     cfg = load_config(args.params)
-    validate_methods(cfg, str(args.params))
     print(f"{args.params}: valid (preset {cfg.preset!r}, dataset {cfg.data.dataset!r}, methods {list(cfg.methods)})")
     return 0
 

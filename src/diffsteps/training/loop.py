@@ -42,7 +42,7 @@ __all__ = ["EpochSampler", "TrainResult", "TrainingDiverged", "learning_rate", "
 # sub-streams of a training seed (rng.sample_seed(seed, stream)); the model initialisation uses seed itself
 _DATA_STREAM, _OBJECTIVE_STREAM = 1, 2
 #: train-config keys that do not change the trained weights, so a resume may differ in them
-_RESUME_FREE_KEYS = ("checkpoint_every", "seeds", "device")
+_RESUME_FREE_KEYS = ("checkpoint_every", "seeds", "device", "threads")
 LOSS_COLUMNS = ("step", "images_seen", "loss", "lr", "seconds")
 
 
@@ -118,7 +118,8 @@ def peak_memory_mb(device: torch.device) -> float:
 def _fingerprint(method: Method, model: torch.nn.Module, images: np.ndarray, cfg: TrainConfig, seed: int) -> dict:
     """What must match for a checkpoint to be resumed: it decides every weight of the run."""
     train = {k: v for k, v in to_plain(cfg).items() if k not in _RESUME_FREE_KEYS}
-    return {"method": method.name, "seed": seed, "train": train, "model_spec": model_spec(model),
+    return {"method": method.name, "options": to_plain(method.options), "seed": seed, "train": train,
+            "model_spec": model_spec(model),
             "image_shape": list(images.shape[1:]), "data_sha256": sha256_array(images)}
 
 
@@ -264,7 +265,7 @@ def train(method: Method, train_images: np.ndarray, cfg: TrainConfig, seed: int,
     run.model.train()
     started, base_seconds = time.perf_counter(), run.seconds
     with tqdm(total=total * batch, initial=run.step * batch, unit="img", unit_scale=True, file=sys.stderr,
-              desc=f"train {method.name} seed {seed}", disable=not (progress and sys.stderr.isatty())) as bar:
+              desc=f"train {method.run} seed {seed}", disable=not (progress and sys.stderr.isatty())) as bar:
         while run.step < total:
             run.train_step()
             bar.update(batch)
