@@ -130,8 +130,8 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
             ax.legend(fontsize=6)
         for ax in list(axes.flat)[len(chains):]:
             ax.set_visible(False)
-        for ax in axes[:, 0]:
-            ax.set_ylabel(f"{metric_label(metric)}@{text(n, '?')} ({text(extractor, 'unknown features')})")
+        for ax in axes.flat:  # every panel has its own y range, so every panel says what it shows
+            ax.set_ylabel(f"{metric_label(metric)}@{text(n, '?')} ({text(extractor, 'unknown features')})", fontsize=8)
         fig.suptitle(f"{text(dataset)}: {metric_label(metric)} vs NFE, per sampler and chain")
         spread = "shaded band" if errors == "band" else "error bars"
         _footnote(fig, f"{spread}: mean ± sd over seeds; weights sha256 {text(weights)[:12]}",
