@@ -162,7 +162,9 @@ def test_claims_tables_summarise_each_run_then_detail_each_claim():
 
 
 @pytest.mark.parametrize("labels, overall", [
-    (["supported", "inconclusive"], "supported"), (["contradicted", "inconclusive"], "contradicted"),
+    (["supported", "supported", "not evaluated"], "supported"), (["contradicted"], "contradicted"),
+    (["supported", "inconclusive", "inconclusive"], "supported in 1 of 3 (rest inconclusive)"),
+    (["contradicted", "inconclusive"], "contradicted in 1 of 2 (rest inconclusive)"),
     (["supported", "contradicted"], "mixed"), (["inconclusive", "not evaluated"], "inconclusive"),
     (["not evaluated"], "not evaluated")])
 def test_overall_verdict_rule(labels, overall):

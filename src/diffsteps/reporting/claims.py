@@ -196,16 +196,22 @@ LABELS = ("supported", "contradicted", "inconclusive")
 
 
 def overall_verdict(labels: Sequence[str]) -> str:
-    """One verdict for a claim over its comparisons (samplers, chains, NFE) by STUDY.md's labels:
-    supported when some comparison is supported and none contradicted, contradicted when some is
-    contradicted and none supported, mixed when both occur, inconclusive otherwise; comparisons
-    that could not be evaluated count only when nothing else exists."""
-    got = set(labels) & set(LABELS)
-    if not got:
+    """One statement for a claim over its comparisons (samplers, chains, NFE), each judged by STUDY.md's
+    rule: ``supported`` / ``contradicted`` when every evaluated comparison is, ``mixed`` when both
+    occur, ``supported in k of n (rest inconclusive)`` (or contradicted) when only some are, and
+    ``inconclusive`` otherwise. Comparisons that could not be evaluated are not counted."""
+    judged = [label for label in labels if label in LABELS]
+    if not judged:
         return "not evaluated"
-    if {"supported", "contradicted"} <= got:
+    n_sup, n_con = judged.count("supported"), judged.count("contradicted")
+    if n_sup and n_con:
         return "mixed"
-    return "supported" if "supported" in got else "contradicted" if "contradicted" in got else "inconclusive"
+    for label, k in (("supported", n_sup), ("contradicted", n_con)):
+        if k == len(judged):
+            return label
+        if k:
+            return f"{label} in {k} of {len(judged)} (rest inconclusive)"
+    return "inconclusive"
 
 
 def _describe(side: pd.DataFrame) -> str:

@@ -158,9 +158,9 @@ def claims_tables(verdicts: pd.DataFrame) -> list[Table]:
                         "comparisons": ", ".join(f"{k} {counts[k]}" for k in (*LABELS, "not evaluated") if k in counts)})
     tables = [Table.from_records(summary, ("claim", "run", "overall", "comparisons"),
                                  "Claims at a glance. Each comparison (one per sampler, chain and NFE, and per feature "
-                                 "context) is judged by STUDY.md's rule; 'overall' is supported when some comparison "
-                                 "is supported and none contradicted, contradicted in the opposite case, mixed when "
-                                 "both occur, inconclusive otherwise. Details below")]
+                                 "context) is judged by STUDY.md's rule; 'overall' says supported (or contradicted) "
+                                 "only when every judged comparison is, 'in k of n' when only some are, mixed when "
+                                 "both occur. Details below")]
     columns = [c for c in VERDICT_COLUMNS if c not in ("claim", "source")]
     for claim, group in verdicts.groupby("claim", sort=False):
         records = []
