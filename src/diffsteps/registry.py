@@ -54,3 +54,9 @@ def method_class(cfg, run: str):
         raise ValueError(f"--method = {run!r} is invalid: not a run defined under method_config "
                          f"(defined: {sorted(cfg.method_config)})")
     return METHODS[cfg.method_config[run].family]
+
+
+def run_identity(cfg, run: str) -> dict[str, str]:
+    """The family and noise label of a run, as every row and record of its cells carries them."""
+    cls = method_class(cfg, run)
+    return {"family": cls.name, "noise": cls.noise_label(cfg.method_config[run])}

@@ -222,6 +222,12 @@ def params_slice(cfg: Mapping[str, Any], stage: str, method: str | None = None) 
     return {key: lookup(cfg, key) for key in STAGE[stage].param_keys(method)}
 
 
+def cell_params(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> dict[str, Any]:
+    """Snakemake's ``params:`` of one job: :func:`params_slice` with the job's run where the stage
+    reads a run's options (``wildcards`` is Snakemake's wildcards object)."""
+    return params_slice(cfg, stage, wildcards.method if STAGE[stage].per_run else None)
+
+
 def iter_wildcards(cfg: Mapping[str, Any], stage: str) -> Iterator[dict[str, Any]]:
     """Every cell of a stage under the current params (variants in order, matrix in product order)."""
     for variant in STAGE[stage].variants:

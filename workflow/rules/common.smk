@@ -46,12 +46,9 @@ def stage_outputs(stage):
 
 
 def stage_params(stage):
-    # a run's cells also read that run's options (method_config.<run>), so the slice depends on the wildcard
-    if not plan.STAGE[stage].per_run:
-        return plan.params_slice(config, stage)
-
+    # per job: a run's cells also read that run's options (method_config.<run>)
     def values(wildcards):
-        return plan.params_slice(config, stage, wildcards.method)
+        return plan.cell_params(config, stage, wildcards)
 
     return values
 

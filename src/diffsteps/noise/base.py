@@ -92,14 +92,22 @@ class NoiseProcess(ABC):
         ab = self.alpha_bar[t.cpu()]  # float64: 1 − ᾱ_t near t = 1 loses digits in float32
         return ForwardSample(x_t=expand_like(ab.sqrt(), x0) * x0 + expand_like((1 - ab).sqrt(), x0) * eps, eps=eps)
 
-    @abstractmethod
     def forward_step(self, x_prev: torch.Tensor, t: torch.Tensor, rng: RNG) -> torch.Tensor:
         """One forward transition x_{t−1} → x_t of the family's one-step kernel. Chained from x_0 it
-        reproduces :meth:`q_sample` in distribution exactly when ``markov_forward`` is True."""
+        reproduces :meth:`q_sample` in distribution exactly when ``markov_forward`` is True.
 
-    @abstractmethod
+        Default: x_t = √α_t x_{t−1} + √β_t ε with ε drawn from the family's own noise law at t (exact
+        for Gaussian noise; for the mixture a chain that drifts to Gaussian). A family whose one-step
+        kernel has another form (Gamma) overrides it.
+        """
+        beta = torch.from_numpy(self.schedule.betas[self._check_t(t) - 1])
+        eps = self.sample_noise(x_prev.shape, t, rng, device=x_prev.device, dtype=x_prev.dtype)
+        return expand_like((1 - beta).sqrt(), x_prev) * x_prev + expand_like(beta.sqrt(), x_prev) * eps
+
     def loss(self, eps_pred: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """Unreduced training loss per sample, shape (B,) (mean over pixels)."""
+        """Unreduced training loss per sample, shape (B,) (mean over pixels): ‖ε − ε_θ‖² by default
+        (DDPM's simple loss); Gamma noise overrides it with its L1/L2 option."""
+        return noise_loss(eps_pred, eps, "l2")
 
     @abstractmethod
     def skewness(self, t: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import NoiseProcess, expand_like, noise_loss
+from .base import NoiseProcess
 
 
 class GaussianNoise(NoiseProcess):
@@ -18,14 +18,6 @@ class GaussianNoise(NoiseProcess):
     def sample_noise(self, shape, t, rng, *, device="cpu", dtype=torch.float32):
         self._check_t(t)  # the law does not depend on t, but t = 0 has no noise in any family
         return rng.randn(shape, device=device, dtype=dtype)
-
-    def forward_step(self, x_prev, t, rng):
-        beta = expand_like(torch.from_numpy(self.schedule.betas)[t.cpu() - 1], x_prev)
-        z = rng.randn(x_prev.shape, dtype=x_prev.dtype, device=x_prev.device)
-        return (1 - beta).sqrt() * x_prev + beta.sqrt() * z
-
-    def loss(self, eps_pred, eps):
-        return noise_loss(eps_pred, eps, "l2")
 
     def skewness(self, t):
         return np.zeros(np.shape(t))

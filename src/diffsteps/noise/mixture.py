@@ -15,11 +15,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import NoiseProcess, expand_like, noise_loss
+from .base import NoiseProcess, expand_like
 
 
 class MixtureNoise(NoiseProcess):
-    """Two-component Gaussian-mixture noise with weight p and component sd φ_t; loss ‖ε − ε_θ‖².
+    """Two-component Gaussian-mixture noise with weight p and component sd φ_t; loss ‖ε − ε_θ‖² (the default).
 
     ``phi`` is a constant or anything with ``start`` and ``end`` (φ_t linear from φ_1 to φ_T). The
     same object serves training (:meth:`sample_noise`) and sampling (the inherited
@@ -49,25 +49,14 @@ class MixtureNoise(NoiseProcess):
         self.m1 = np.sqrt((1 - self.phi**2) * (1 - self.p) / self.p)
         self.m2 = -self.p * self.m1 / (1 - self.p)
 
-    def _draw(self, shape, t_np: np.ndarray, rng, dtype: torch.dtype) -> torch.Tensor:
-        """Mixture noise at times t (B,) on CPU: the component, then its Gaussian."""
+    def sample_noise(self, shape, t, rng, *, device="cpu", dtype=torch.float32):
+        """The component b ~ Bernoulli(p), then its Gaussian: m_b + φ_t z (drawn on CPU, then moved).
+        The inherited one-step kernel √α_t x + √β_t ε uses this same law; it is not the marginal."""
+        t_np = self._check_t(t)
         b = rng.rand(shape, dtype=torch.float64) < self.p
         z = rng.randn(shape, dtype=dtype)
         m1, m2, phi = (expand_like(torch.from_numpy(v[t_np]), z) for v in (self.m1, self.m2, self.phi))
-        return torch.where(b, m1, m2) + phi * z
-
-    def sample_noise(self, shape, t, rng, *, device="cpu", dtype=torch.float32):
-        return self._draw(shape, self._check_t(t), rng, dtype).to(device)
-
-    def forward_step(self, x_prev, t, rng):
-        """x_t = √α_t x_{t−1} + √β_t ε with one-step mixture noise ε (this chain is not the marginal)."""
-        t_np = self._check_t(t)
-        beta = expand_like(torch.from_numpy(self.schedule.betas[t_np - 1]), x_prev)
-        eps = self._draw(x_prev.shape, t_np, rng, x_prev.dtype).to(x_prev.device)
-        return (1 - beta).sqrt() * x_prev + beta.sqrt() * eps
-
-    def loss(self, eps_pred, eps):
-        return noise_loss(eps_pred, eps, "l2")
+        return (torch.where(b, m1, m2) + phi * z).to(device)
 
     def skewness(self, t):
         """E[ε³] = p·m1³ + (1 − p)·m2³ (the φ² terms cancel because the mean is zero)."""

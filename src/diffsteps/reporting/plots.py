@@ -104,10 +104,10 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
     floors, cells = rows[rows["sampler"] == FLOOR_SAMPLER], rows[rows["sampler"] != FLOOR_SAMPLER]
     figures: dict[str, Path] = {}
     for (dataset, extractor, weights, n), group in _context_groups(cells):
-        ok = _with_variant(ok_rows(group)).dropna(subset=["nfe"])
+        ok = ok_rows(group).dropna(subset=["nfe"])
         if ok.empty:
             continue  # nothing to draw; the failures are listed in the report's tables
-        ok["run"] = [run_label(r) for r in ok.to_dict("records")]
+        ok = ok.assign(nfe=ok["nfe"].astype(float), run=[run_label(r) for r in ok.to_dict("records")])
         ok["chain"] = ok["sampler"].astype(str) + " / " + ok["spacing"].astype(str)
         runs, chains = sorted(ok["run"].unique()), sorted(ok["chain"].unique())
         palette = dict(zip(runs, sns.color_palette(n_colors=len(runs))))

@@ -69,8 +69,8 @@ def pivot_table(rows: pd.DataFrame, index: Sequence[tuple[str, str]], metrics: S
         for metric in metrics:
             sub = group[group["metric"] == metric]
             cell = estimate_cell(sub) if not sub.empty else whole
-            if cell in shown and not sub.empty and ok_rows(sub).empty:  # one reason per table row: the next cells name the status
-                cell = status_text(sub, reasons=False)
+            if cell in shown and not sub.empty and ok_rows(sub).empty:
+                cell = status_text(sub, reasons=False)  # one reason per table row; later cells name the status
             shown.add(cell)
             record[metric_label(metric)] = cell
         record["seeds"] = str(len(ok_rows(group).drop_duplicates(list(SEED_COLUMNS))))

@@ -11,10 +11,10 @@ import numpy as np
 from ..data.datasets import load_split
 from ..noise.schedule import SPACINGS
 from ..io import atomic_write_json
-from ..registry import method_class
+from ..registry import method_class, run_identity
 from ..reporting.schema import make_row
 from .common import add_common, record, resolve_device, run_cell, setup
-from .sample import load_trained, run_identity
+from .sample import load_trained
 
 TERMS = ("total", "prior", "recon", "diffusion")
 

@@ -12,7 +12,7 @@ import torch
 from ..config import SamplerSpec
 from ..noise.schedule import SPACINGS
 from ..io import atomic_save_grid, atomic_save_npz, atomic_write_json, read_json
-from ..registry import method_class
+from ..registry import method_class, run_identity
 from ..training.checkpoint import load_ema_model
 from ..training.loop import peak_memory_mb
 from .common import add_common, record, resolve_device, run_cell, setup
@@ -29,12 +29,6 @@ def load_trained(cfg, run: str, model_dir: Path, device: torch.device):
         raise UpstreamFailed(f"training failed: {train_meta['error']}")
     method = method_class(cfg, run)(cfg, run, tuple(train_meta["cell"]["image_shape"]))
     return method, load_ema_model(method, model_dir / "model.pt", device)
-
-
-def run_identity(cfg, run: str) -> dict[str, str]:
-    """The family and noise label of a run, as every row of its cells carries them."""
-    cls = method_class(cfg, run)
-    return {"family": cls.name, "noise": cls.noise_label(cfg.method_config[run])}
 
 
 def register(sub) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from ..config import config_hash, to_plain
 from ..data.datasets import load_split
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json
-from ..registry import method_class
+from ..registry import method_class, run_identity
 from ..reporting.schema import make_row
 from ..training.loop import train
 from ..workflow import params_slice
@@ -50,14 +50,13 @@ def noise_skewness(method, T: int) -> dict[str, list[float]] | None:
 
 def run(args) -> int:
     cfg = setup(args)
-    method_cls = method_class(cfg, args.method)
     images, _ = load_split(args.data_dir / "train.npz")
-    method = method_cls(cfg, args.method, images.shape[1:])
+    method = method_class(cfg, args.method)(cfg, args.method, images.shape[1:])
     device = resolve_device(cfg.train.device)
     out = args.out_dir
-    cell = {"dataset": cfg.data.dataset, "method": args.method, "family": method_cls.name,
-            "noise": method_cls.noise_label(method.options), "train_seed": args.train_seed,
-            "image_shape": list(images.shape[1:]),
+    ident = {"dataset": cfg.data.dataset, "method": args.method, **run_identity(cfg, args.method),
+             "train_seed": args.train_seed}
+    cell = {**ident, "image_shape": list(images.shape[1:]),
             # the noise's shape over t, for the report (closed form; Gaussian is 0)
             "noise_skewness": noise_skewness(method, cfg.noise.T)}
 
@@ -65,9 +64,7 @@ def run(args) -> int:
         data_sha = read_json(args.data_dir / "data.json")["sha256"]["train"]
         res = train(method, images, cfg.train, args.train_seed, out,
                     resume_dir(cfg, args.method, args.train_seed, data_sha), device, progress=not args.no_progress)
-        ident = {"dataset": cfg.data.dataset, "method": args.method, "family": method_cls.name,
-                 "noise": cell["noise"], "train_seed": args.train_seed, "n": res.images_seen, "status": "ok"}
-        rows = [make_row(**ident, metric=m, value=v) for m, v in (
+        rows = [make_row(**ident, n=res.images_seen, metric=m, value=v) for m, v in (
             ("training_seconds", res.seconds), ("training_peak_memory_mb", res.peak_memory_mb),
             ("train_loss_final", res.final_loss))]
         atomic_write_json(out / "train.json", record(cfg, "train", args.method, device=device, cell=cell, rows=rows,
