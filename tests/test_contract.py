@@ -16,7 +16,7 @@ from diffsteps.rng import BatchRNG, StackedRNG
 SHAPE = (4, 1, 8, 8)
 
 
-RUNS = ["ddpm", "ddgm", "mixture"]  # the smoke preset's runs: one per family (checked below)
+RUNS = ["ddpm", "ddgm", "mixture", "vdm"]  # the smoke preset's runs: one per family (checked below)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,13 @@ def test_method_contract(run, smoke_cfg):
     again = method.generate(model, 3, SamplerSpec.parse(cfg.sampling.samplers[0]), "uniform", 5, 0, batch_size=5,
                             device=torch.device("cpu"))
     assert np.abs(gen.images.astype(int) - again.images.astype(int)).max() <= 1
-    if method.nll_undefined_reason is None:
-        terms = method.nll(model, gen.images, 3, "betatilde", "uniform", 0, batch_size=5, device=torch.device("cpu"))
+    # every bound cell is either computed (finite, per image, with its draws) or says why it is not defined
+    for variance in ("betatilde", "beta", None):  # None: the continuous-time bound
+        reason = method.nll_reason(variance)
+        if reason is not None:
+            assert len(reason) > 20
+            continue
+        chain = (3, variance, "uniform") if variance else (None, None, None)
+        terms = method.nll(model, gen.images, *chain, 0, batch_size=5, device=torch.device("cpu"))
         bpd = terms.bits_per_dim(int(np.prod(SHAPE[1:])))
-        assert all(torch.isfinite(v).all() and v.shape == (5,) for v in bpd.values())
+        assert all(torch.isfinite(v).all() and v.shape == (5,) for v in bpd.values()) and terms.draws >= 1

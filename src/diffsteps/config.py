@@ -146,6 +146,7 @@ class NLLConfig:
     n_images: int
     batch_size: int
     seed: int
+    draws: int
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,9 @@ def _check_cross_fields(cfg: StudyConfig, source: str) -> None:
         if run not in cfg.method_config:
             raise ConfigError(f"methods[{i}]", run, f"every run must be defined under method_config; defined runs are "
                               f"{sorted(cfg.method_config)}", source)
+    for run, options in cfg.method_config.items():
+        for field_name, value, expected in options.problems():
+            raise ConfigError(f"method_config.{run}.{field_name}", value, expected, source)
     for i, run in enumerate(s.reference.methods):
         if run not in cfg.methods:
             raise ConfigError(f"sampling.reference.methods[{i}]", run, f"must be one of methods = {list(cfg.methods)}",

@@ -25,6 +25,10 @@ class MethodOptions:
     def noise_kwargs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "family"}
 
+    def problems(self) -> list[tuple[str, Any, str]]:
+        """Cross-field errors the schema cannot state, as (option, value, what is expected); none by default."""
+        return []
+
     def describe(self) -> str:
         """The options as written in result rows, e.g. ``theta0=0.5, loss=l1`` ('' when there are none)."""
         return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.noise_kwargs().items())
@@ -62,9 +66,35 @@ class MixtureOptions(MethodOptions):
     phi: PhiSchedule
 
 
+@dataclass(frozen=True)
+class VDMOptions(MethodOptions):
+    """VDM: the log-SNR schedule (``fixed_linear``, ``learned_linear`` or ``monotone_net``) and its
+    initial endpoints, the Fourier-feature range n = fourier_min..fourier_max−1, and the training
+    time: continuous (``T_train`` null, VDM's best) or the discrete-T bound."""
+
+    schedule: str = "monotone_net"
+    gamma_min: float = -13.3
+    gamma_max: float = 5.0
+    fourier_min: int = 6
+    fourier_max: int = 8
+    T_train: int | None = None
+
+    def problems(self):
+        out = []
+        if self.gamma_max <= self.gamma_min:
+            out.append(("gamma_max", self.gamma_max, f"must exceed gamma_min = {self.gamma_min} (γ is increasing)"))
+        if self.fourier_max < self.fourier_min:
+            out.append(("fourier_max", self.fourier_max, f"must be ≥ fourier_min = {self.fourier_min}"))
+        return out
+
+    def describe(self) -> str:
+        return (f"schedule={self.schedule}, gamma={self.gamma_min:g}..{self.gamma_max:g}, "
+                f"fourier={self.fourier_min}..{self.fourier_max - 1}, T_train={self.T_train or '∞'}")
+
+
 #: method family → its options type; the family names are those of the method registry
 FAMILY_OPTIONS: dict[str, type[MethodOptions]] = {"ddpm": DDPMOptions, "ddgm": DDGMOptions,
-                                                   "mixture": MixtureOptions}
+                                                   "mixture": MixtureOptions, "vdm": VDMOptions}
 
 
 def parse_method_options(raw: Mapping[str, Any]) -> dict[str, MethodOptions]:

@@ -16,16 +16,18 @@ from torch import nn
 
 from .config import SamplerSpec, StudyConfig
 from .method_options import MethodOptions
-from .metrics.nll import NLLTerms, ancestral_vlb
+from .metrics.nll import NLLTerms, ancestral_vlb, vdm_bound
 from .models.unet import UNet, UNetSpec
+from .models.vdm import VDMNetwork
 from .noise.base import NoiseProcess
 from .noise.gamma import GammaNoise
 from .noise.gaussian import GaussianNoise
+from .noise.logsnr import ContinuousGaussian, build_schedule
 from .noise.mixture import MixtureNoise
-from .noise.schedule import Schedule
-from .objectives import EpsilonObjective, Objective
+from .noise.schedule import Chain, Schedule
+from .objectives import EpsilonObjective, Objective, VDMObjective
 from .rng import StackedRNG
-from .samplers import sample
+from .samplers import NoiseSource, sample
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,30 @@ def to_model_space(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(images).float() / 127.5 - 1.0
 
 
+def generate_on_chain(cfg: StudyConfig, model: nn.Module, process: NoiseSource, chain: Chain, spec: SamplerSpec,
+                      image_shape: tuple[int, ...], n: int, seed: int, *, batch_size: int, device: torch.device,
+                      scale: float = 1.0) -> GeneratedSet:
+    """n samples of ``spec`` over ``chain`` in batches; sample j uses the stream (seed, j). The final
+    state is divided by ``scale`` (α_0 of a continuous chain, whose last step lands on z_0 = α_0 x̂)
+    and rounded to the 256 levels (the decoder's mode)."""
+    model.eval()
+    out, seconds, nfe = [], 0.0, 0
+    for start in range(0, n, batch_size):
+        idx = range(start, min(n, start + batch_size))
+        res = sample(model, process, chain, spec, (len(idx), *image_shape), StackedRNG(seed, idx),
+                     clip_x0=cfg.sampling.clip_x0, device=device)
+        out.append(to_uint8(res.x0 / scale))
+        seconds += res.seconds
+        nfe = res.nfe
+    return GeneratedSet(images=np.concatenate(out), nfe=nfe, seconds=seconds)
+
+
+def per_image_terms(batches: list[NLLTerms]) -> NLLTerms:
+    """Per-image terms of consecutive batches, concatenated on the CPU."""
+    return NLLTerms(*(torch.cat([getattr(t, f) for t in batches]).cpu() for f in ("prior", "recon", "diffusion")),
+                    draws=batches[0].draws)
+
+
 class Method(ABC):
     """A method family of the study, instantiated for one run: ``run`` names the entry of
     ``cfg.method_config`` that holds its options; ``image_shape`` is (C, H, W) of the prepared data."""
@@ -54,6 +80,8 @@ class Method(ABC):
     name: ClassVar[str]  # the family, as written in method_config.<run>.family
     #: None when the method defines a likelihood bound; else the reason printed instead of a number
     nll_undefined_reason: ClassVar[str | None]
+    #: whether the method has a continuous-time bound (T = ∞) besides its K-step ones
+    continuous_time: ClassVar[bool] = False
 
     def __init__(self, cfg: StudyConfig, run: str, image_shape: tuple[int, int, int]):
         if run not in cfg.method_config or cfg.method_config[run].family != self.name:
@@ -88,10 +116,23 @@ class Method(ABC):
         """n samples at a step budget; sample j uses the stream (seed, j), so every budget starts from
         the same noise and the result does not depend on ``batch_size``."""
 
+    @classmethod
+    def nll_reason(cls, variance: str | None) -> str | None:
+        """Why a bound cell is not defined (None when it is): ``variance`` is the reverse variance of a
+        K-step chain, or None for the continuous-time (T = ∞) bound."""
+        if cls.nll_undefined_reason is not None:
+            return cls.nll_undefined_reason
+        if variance is None and not cls.continuous_time:
+            return (f"{cls.name} is a discrete-time model (trained on a fixed T-step chain): its bound exists on "
+                    "K-step chains only, not at T = ∞")
+        return None
+
     @abstractmethod
-    def nll(self, model: nn.Module, images: np.ndarray, budget: int, variance: str, spacing: str, seed: int, *,
-            batch_size: int, device: torch.device) -> NLLTerms:
-        """Per-image bound terms (nats) on uint8 images; only called when ``nll_undefined_reason`` is None."""
+    def nll(self, model: nn.Module, images: np.ndarray, budget: int | None, variance: str | None,
+            spacing: str | None, seed: int, *, batch_size: int, device: torch.device) -> NLLTerms:
+        """Per-image bound terms (nats) on uint8 images: the K = ``budget``-step bound with the given
+        reverse variance and spacing, or (all three None) the continuous-time bound. Only called
+        where :meth:`nll_reason` is None."""
 
 
 class DiffusionMethod(Method):
@@ -127,22 +168,14 @@ class DiffusionMethod(Method):
 
     @torch.no_grad()
     def generate(self, model, budget, sampler, spacing, n, seed, *, batch_size, device):
-        model.eval()
-        chain = self.process.schedule.chain(budget, spacing)
-        out, seconds, nfe = [], 0.0, 0
-        for start in range(0, n, batch_size):
-            idx = range(start, min(n, start + batch_size))
-            res = sample(model, self.process, chain, sampler, (len(idx), *self.image_shape), StackedRNG(seed, idx),
-                         clip_x0=self.cfg.sampling.clip_x0, device=device)
-            out.append(to_uint8(res.x0))
-            seconds += res.seconds
-            nfe = res.nfe
-        return GeneratedSet(images=np.concatenate(out), nfe=nfe, seconds=seconds)
+        return generate_on_chain(self.cfg, model, self.process, self.process.schedule.chain(budget, spacing), sampler,
+                                 self.image_shape, n, seed, batch_size=batch_size, device=device)
 
     @torch.no_grad()
     def nll(self, model, images, budget, variance, spacing, seed, *, batch_size, device):
-        if self.nll_undefined_reason is not None:
-            raise ValueError(f"NLL is not defined for {self.name}: {self.nll_undefined_reason}")
+        reason = self.nll_reason(variance)
+        if reason is not None:
+            raise ValueError(f"NLL is not defined for {self.name}: {reason}")
         model.eval()
         chain = self.process.schedule.chain(budget, spacing)
         terms = []
@@ -151,7 +184,7 @@ class DiffusionMethod(Method):
             x0 = to_model_space(images[start:idx.stop]).to(device)
             terms.append(ancestral_vlb(model, chain, x0, variance, StackedRNG(seed, idx),
                                        clip_x0=self.cfg.sampling.clip_x0))
-        return NLLTerms(*(torch.cat([getattr(t, f) for t in terms]).cpu() for f in ("prior", "recon", "diffusion")))
+        return per_image_terms(terms)
 
 
 class DDPM(DiffusionMethod):
@@ -173,3 +206,68 @@ class MixtureDDM(DiffusionMethod):
 
     name = "mixture"
     noise_cls = MixtureNoise
+
+
+class VDM(Method):
+    """Variational Diffusion Models (arXiv 2107.00630): continuous time, a learned log-SNR schedule,
+    the exact bound in discrete and continuous time, ancestral sampling at any step count K from one
+    trained model (the K-step chain of the trained schedule, :meth:`ContinuousGaussian.chain`).
+
+    Its K-step model is p(z_s | z_t) = q(z_s | z_t, x = x̂), whose variance is the posterior β̃'; the
+    bound of another reverse variance is not VDM's and is not reported.
+    """
+
+    name = "vdm"
+    nll_undefined_reason = None
+    continuous_time = True
+
+    @classmethod
+    def noise_label(cls, options):
+        return f"gaussian-vdm({options.describe()})"
+
+    @classmethod
+    def nll_reason(cls, variance):
+        if variance not in (None, "betatilde"):
+            return ("VDM's K-step model is the posterior q(z_s | z_t, x = x̂) (σ² = β̃'); a bound with "
+                    f"σ² = {variance} is not VDM's")
+        return super().nll_reason(variance)
+
+    def build_model(self) -> nn.Module:
+        C, H, _ = self.image_shape
+        o = self.options
+        return VDMNetwork(UNetSpec.from_config(self.cfg.model, image_size=H, in_channels=C),
+                          build_schedule(o.schedule, o.gamma_min, o.gamma_max), o.fourier_min, o.fourier_max)
+
+    def objective(self) -> Objective:
+        return VDMObjective(self.options.T_train)
+
+    @torch.no_grad()
+    def generate(self, model, budget, sampler, spacing, n, seed, *, batch_size, device):
+        process = ContinuousGaussian(model.gamma)
+        chain = process.chain(budget, spacing)
+        return generate_on_chain(self.cfg, model, process, chain, sampler, self.image_shape, n, seed,
+                                 batch_size=batch_size, device=device, scale=float(chain.alpha_bar[0]) ** 0.5)
+
+    @torch.no_grad()
+    def nll(self, model, images, budget, variance, spacing, seed, *, batch_size, device):
+        """Each image's bound is the mean of ``evaluation.nll.draws`` draws of (t, ε), the times
+        stratified per image, t_d = (u + d/draws) mod 1, so that every draw covers another part of [0, 1)."""
+        reason = self.nll_reason(variance)
+        if reason is not None:
+            raise ValueError(f"NLL is not defined for {self.name}: {reason}")
+        model.eval()
+        draws = self.cfg.evaluation.nll.draws
+        batches = []
+        for start in range(0, len(images), batch_size):
+            idx = range(start, min(len(images), start + batch_size))
+            rng = StackedRNG(seed, idx)
+            x = to_model_space(images[start:idx.stop]).to(device).double()
+            u = rng.rand((len(idx),), dtype=torch.float64, device=device)
+            acc = []
+            for d in range(draws):
+                eps = rng.randn(x.shape, dtype=torch.float64, device=device)
+                acc.append(vdm_bound(model, x, (u + d / draws) % 1.0, eps, T=budget, spacing=spacing or "uniform",
+                                     clip_x0=self.cfg.sampling.clip_x0))
+            batches.append(NLLTerms(*(sum(getattr(t, f) for t in acc) / draws for f in ("prior", "recon", "diffusion")),
+                                    draws=draws))
+        return per_image_terms(batches)

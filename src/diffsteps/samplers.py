@@ -21,17 +21,26 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 
 from .config import SamplerSpec
-from .noise.base import NoiseProcess
 from .noise.schedule import Chain
 from .rng import RNG
 
-#: ε̂ = denoiser(x_t, t): x_t (B, C, H, W), t (B,) float time on the training grid 1..T.
+#: ε̂ = denoiser(x_t, t): x_t (B, C, H, W), t (B,) float, the chain's time (``Chain.tau``: 1..T or [0, 1]).
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class NoiseSource(Protocol):
+    """What a sampler reads from a noise process: where to start and what noise to inject
+    (:class:`~.noise.base.NoiseProcess` and :class:`~.noise.logsnr.ContinuousGaussian` both provide it)."""
+
+    def prior_sample(self, shape: Sequence[int], rng: RNG, *, device: torch.device | str = "cpu") -> torch.Tensor: ...
+
+    def reverse_noise(self, shape: Sequence[int], chain: Chain, i: int, rng: RNG, *,
+                      device: torch.device | str = "cpu") -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -41,9 +50,11 @@ class SampleResult:
     seconds: float
 
 
-def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float, clip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float | torch.Tensor,
+               clip: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """x̂_0 from ε̂, optionally clipped to [−1, 1]; ε̂ is recomputed from the clipped x̂_0 so that
-    both updates use one consistent (x̂_0, ε̂) pair (this keeps DDIM η = 1 ≡ ancestral β̃ exact)."""
+    both updates use one consistent (x̂_0, ε̂) pair (this keeps DDIM η = 1 ≡ ancestral β̃ exact).
+    ``alpha_bar`` is a number or a tensor broadcasting against x_t (per-sample times)."""
     a = alpha_bar**0.5
     s = (1 - alpha_bar) ** 0.5
     x0 = (x_t - s * eps) / a
@@ -77,7 +88,7 @@ def ddim_step(x0, eps, chain: Chain, i: int, eta: float, z) -> torch.Tensor:
     return out + sigma * z if sigma > 0 else out
 
 
-def sample(denoiser: Denoiser, process: NoiseProcess, chain: Chain, spec: SamplerSpec, shape: Sequence[int],
+def sample(denoiser: Denoiser, process: NoiseSource, chain: Chain, spec: SamplerSpec, shape: Sequence[int],
            rng: RNG, *, clip_x0: bool = True, device: torch.device | str = "cpu",
            x_T: torch.Tensor | None = None) -> SampleResult:
     """Run ``spec`` over ``chain`` from x_T (drawn from the process prior unless given)."""

@@ -33,6 +33,7 @@ MODEL = "results/models/{dataset}/{method}/train{ts}"
 SAMPLES = "results/samples/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
 EVAL = "results/eval/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
 NLL = "results/nll/{dataset}/{method}/ancestral-{variance}-{spacing}/K{budget}/train{ts}"
+NLL_CONTINUOUS = "results/nll/{dataset}/{method}/continuous/train{ts}"
 FLOOR = "results/eval/{dataset}/floor"
 REPORT = "reports"
 
@@ -98,6 +99,9 @@ _REFERENCE = Variant("_reference", {"method": "sampling.reference.methods", "ts"
                      {**_DATASET, "sampler": "sampling.reference.sampler", "spacing": "sampling.reference.spacing",
                       "budget": "sampling.reference.budget"})
 
+_NLL_KEYS = (*MODEL_KEYS, "sampling.clip_x0", "evaluation.nll.n_images", "evaluation.nll.batch_size",
+             "evaluation.nll.seed", "evaluation.nll.draws")
+
 STAGES: tuple[Stage, ...] = (
     Stage("prepare_data",
           outputs={"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz", "meta": f"{DATA}/data.json"},
@@ -138,12 +142,16 @@ STAGES: tuple[Stage, ...] = (
     Stage("nll",
           outputs={"nll": f"{NLL}/nll.json"},
           inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json", "heldout": f"{DATA}/heldout.npz"},
-          entry="nll", per_run=True,
-          params=(*MODEL_KEYS, "sampling.clip_x0", "evaluation.nll.n_images", "evaluation.nll.batch_size",
-                  "evaluation.nll.seed"),
+          entry="nll", per_run=True, params=_NLL_KEYS,
           variants=(Variant("", {"method": "methods", "variance": "evaluation.nll.variances",
                                  "spacing": "sampling.spacings", "budget": "evaluation.nll.budgets",
                                  "ts": "train.seeds"}, _DATASET),)),
+    # the T = ∞ bound of continuous-time methods (VDM); "not defined" with the reason for the others
+    Stage("nll_continuous",
+          outputs={"nll": f"{NLL_CONTINUOUS}/nll.json"},
+          inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json", "heldout": f"{DATA}/heldout.npz"},
+          entry="nll", per_run=True, params=_NLL_KEYS,
+          variants=(Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET),)),
     Stage("floor",
           outputs={"metrics": f"{FLOOR}/metrics.json"},
           inputs={"heldout": f"{DATA}/heldout.npz", "data_meta": f"{DATA}/data.json",
@@ -245,7 +253,7 @@ def report_inputs(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     """What the report reads: every cell's record, training logs and sample grids."""
     return {
         "eval": [p for p in all_outputs(cfg, "evaluate") if p.endswith("metrics.json")],
-        "nll": all_outputs(cfg, "nll"),
+        "nll": all_outputs(cfg, "nll") + all_outputs(cfg, "nll_continuous"),
         "floor": all_outputs(cfg, "floor"),
         "train": [p for p in all_outputs(cfg, "train") if p.endswith(("train.json", "loss.csv"))],
         "samples": [p for p in all_outputs(cfg, "sample") if p.endswith(("sample.json", "grid.png"))],

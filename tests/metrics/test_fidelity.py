@@ -25,7 +25,7 @@ from diffsteps.metrics.fidelity import (METRICS, NO_INCEPTION, ROW_KEYS, StaleRe
 DOMAIN = DomainConfig(channels=16, epochs=5, batch_size=64, lr=0.003, seed=0, min_accuracy=0.8)
 EVAL = EvaluationConfig(batch_size=128, kid_subset_size=100, kid_subsets=10, prc_neighborhood=3,
                         inception_weights=None, domain=DOMAIN,
-                        nll=NLLConfig(budgets=(4,), variances=("beta",), n_images=16, batch_size=16, seed=0))
+                        nll=NLLConfig(budgets=(4,), variances=("beta",), n_images=16, batch_size=16, seed=0, draws=1))
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,27 @@ rule nll:
         " --budget {wildcards.budget} --train-seed {wildcards.ts} --out {output.nll} > {log} 2>&1"
 
 
+rule nll_continuous:
+    input:
+        **stage_inputs("nll_continuous"),
+    output:
+        **stage_outputs("nll_continuous"),
+    params:
+        values=stage_params("nll_continuous"),
+    log:
+        f"{LOGS}/nll/{{dataset}}/{{method}}/continuous/train{{ts}}.log",
+    benchmark:
+        f"{BENCH}/nll/{{dataset}}/{{method}}/continuous/train{{ts}}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    shell:
+        "{PY} nll --params params.yaml --threads {threads} --method {wildcards.method}"
+        " --model-dir results/models/{wildcards.dataset}/{wildcards.method}/train{wildcards.ts}"
+        " --data-dir results/data/{wildcards.dataset} --continuous --train-seed {wildcards.ts}"
+        " --out {output.nll} > {log} 2>&1"
+
+
 rule floor:
     input:
         **stage_inputs("floor"),

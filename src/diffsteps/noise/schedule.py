@@ -60,15 +60,24 @@ def respace(T: int, K: int, spacing: str) -> np.ndarray:
 class Chain:
     """A (possibly respaced) discrete chain over which samplers and bounds run.
 
-    Attributes (all float64 tensors on CPU, index i = 0..K with i = 0 the data end):
-        tau:        (K+1,) original time index of each chain step, tau[0] = 0.
-        alpha_bar:  (K+1,) ᾱ'_i = ᾱ_{τ_i}, ᾱ'_0 = 1.
-        beta:       (K+1,) β'_i = 1 − ᾱ'_i/ᾱ'_{i−1}; beta[0] = 0 is unused.
+    Attributes (tensors on CPU, index i = 0..K with i = 0 the data end):
+        tau:        (K+1,) the time of each chain step as the denoiser reads it, tau[0] = 0: the original
+                    index 1..T of a discrete chain (int64), or t ∈ [0, 1] of a continuous-time one (float64).
+        alpha_bar:  (K+1,) float64, ᾱ'_i = ᾱ_{τ_i}; ᾱ'_0 = 1 for a discrete chain, α²(0) < 1 for a
+                    continuous one (the decoder reads z_0).
+        beta:       (K+1,) float64, β'_i = 1 − ᾱ'_i/ᾱ'_{i−1}; beta[0] = 0 is unused.
     """
 
     tau: torch.Tensor
     alpha_bar: torch.Tensor
     beta: torch.Tensor
+
+    @classmethod
+    def from_alpha_bar(cls, tau: torch.Tensor, alpha_bar: torch.Tensor) -> "Chain":
+        """The chain through ᾱ'_0..ᾱ'_K (float64, (K+1,)) at times ``tau``; β' follows from ᾱ'."""
+        beta = torch.zeros_like(alpha_bar)
+        beta[1:] = 1 - alpha_bar[1:] / alpha_bar[:-1]
+        return cls(tau=tau, alpha_bar=alpha_bar, beta=beta)
 
     @property
     def K(self) -> int:
@@ -119,7 +128,4 @@ class Schedule:
         T = self.T
         tau = np.arange(1, T + 1) if K is None or K == T else respace(T, K, spacing)
         tau = torch.from_numpy(np.concatenate([[0], tau]))
-        ab = self.alpha_bar[tau]
-        beta = torch.zeros_like(ab)
-        beta[1:] = 1 - ab[1:] / ab[:-1]
-        return Chain(tau=tau, alpha_bar=ab, beta=beta)
+        return Chain.from_alpha_bar(tau, self.alpha_bar[tau])

@@ -38,6 +38,8 @@ COLUMN_SPEC: dict[str, tuple[str, str]] = {
     "value": ("float64", "the number; None unless status is ok"),
     "std": ("float64", "the row's own spread: KID std over subsets, NLL standard error over images, ..."),
     "n": ("Int64", "sample size the value used (images scored or evaluated)"),
+    "draws": ("Int64", "Monte-Carlo draws per image behind a stochastic estimate (NLL: of x_t per step of a "
+                       "K-step chain, of (t, ε) for VDM); std is then the standard error over the n images"),
     "n_ref": ("Int64", "size of the reference set a distance was computed against (training split features)"),
     "feature_extractor": ("object", "label of the features a quality metric was computed on"),
     "weights_sha256": ("object", "sha256 of the feature extractor (or model) weights"),

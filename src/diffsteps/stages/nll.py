@@ -1,5 +1,7 @@
-"""``nll``: bits/dim on the held-out split, the bound of a K-step ancestral chain with a stated
-reverse variance, reported per term (prior, reconstruction, diffusion) and in total."""
+"""``nll``: bits/dim on the held-out split, reported per term (prior, reconstruction, diffusion) and
+in total: the bound of a K-step ancestral chain with a stated reverse variance, or (``--continuous``)
+a continuous-time method's T = ∞ bound. Each value states its Monte-Carlo draws per image and its
+standard error over images."""
 
 from __future__ import annotations
 
@@ -25,19 +27,35 @@ def register(sub) -> None:
     p.add_argument("--method", required=True, help="the run, a key of method_config in params.yaml")
     p.add_argument("--model-dir", required=True, type=Path)
     p.add_argument("--data-dir", required=True, type=Path)
-    p.add_argument("--variance", required=True, choices=["betatilde", "beta"])
-    p.add_argument("--spacing", required=True, choices=SPACINGS)
-    p.add_argument("--budget", required=True, type=int)
+    chain = p.add_mutually_exclusive_group(required=True)
+    chain.add_argument("--budget", type=int, help="K of the K-step bound (with --variance and --spacing)")
+    chain.add_argument("--continuous", action="store_true", help="the continuous-time (T = ∞) bound")
+    p.add_argument("--variance", choices=["betatilde", "beta"])
+    p.add_argument("--spacing", choices=SPACINGS)
     p.add_argument("--train-seed", required=True, type=int)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=run)
 
 
+#: the sampler column of a continuous-time bound's rows (it belongs to no K-step chain; its NFE is empty)
+CONTINUOUS = "continuous"
+
+
+def _check_args(args) -> None:
+    if args.continuous and (args.variance or args.spacing):
+        raise ValueError("--variance and --spacing are invalid with --continuous: the T = ∞ bound has neither")
+    if not args.continuous and not (args.variance and args.spacing):
+        raise ValueError("--budget needs --variance (betatilde or beta) and --spacing "
+                         f"({' or '.join(SPACINGS)})")
+
+
 def run(args) -> int:
+    _check_args(args)
     cfg = setup(args)
     method_cls = method_class(cfg, args.method)
     device = resolve_device(cfg.train.device)
-    ident = {"dataset": cfg.data.dataset, "method": args.method, "sampler": f"ancestral-{args.variance}",
+    sampler = CONTINUOUS if args.continuous else f"ancestral-{args.variance}"
+    ident = {"dataset": cfg.data.dataset, "method": args.method, "sampler": sampler,
              "spacing": args.spacing, "variance": args.variance, **run_identity(cfg, args.method),
              "nfe": args.budget, "train_seed": args.train_seed, "seed": cfg.evaluation.nll.seed}
     n_images = cfg.evaluation.nll.n_images
@@ -46,9 +64,10 @@ def run(args) -> int:
         return [make_row(**ident, metric=f"nll_{t}", value=None, n=n_images, status=status, reason=reason)
                 for t in TERMS]
 
-    if method_cls.nll_undefined_reason is not None:
+    reason = method_cls.nll_reason(args.variance)
+    if reason is not None:
         atomic_write_json(args.out, record(cfg, "nll", args.method, status="ok", cell=ident,
-                                      rows=rows_with("not_defined", method_cls.nll_undefined_reason)))
+                                           rows=rows_with("not_defined", reason)))
         return 0
 
     def work() -> None:
@@ -63,7 +82,7 @@ def run(args) -> int:
             # the bound is an average over images; its standard error is over images (one x_t draw each)
             rows.append(make_row(**ident, metric=f"nll_{t}", value=float(v.mean()),
                                  std=float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None,
-                                 n=len(v), status="ok"))
+                                 n=len(v), draws=terms.draws, status="ok"))
         atomic_write_json(args.out, record(cfg, "nll", args.method, device=device, cell=ident, rows=rows))
 
     def failed(message: str) -> None:
