@@ -103,6 +103,11 @@ class Method(ABC):
         return None
 
     @abstractmethod
+    def log_snr_curve(self, model: nn.Module) -> dict[str, list[float]]:
+        """The trained model's log-SNR γ = log(σ²/α²) over time mapped to t ∈ [0, 1], for the report:
+        ``{"t": [...], "gamma": [...]}``, plus ``"init"`` (the initial curve) where γ is learned."""
+
+    @abstractmethod
     def build_model(self) -> nn.Module:
         """A freshly initialised network (the shared UNet) sized from ``cfg.model``."""
 
@@ -158,6 +163,13 @@ class DiffusionMethod(Method):
 
     def noise_skewness(self, t):
         return self.process.skewness(t)
+
+    def log_snr_curve(self, model):
+        """The fixed discrete schedule at t = i/T: γ_i = log((1 − ᾱ_i)/ᾱ_i), i = 1..T (ᾱ_0 = 1 has γ = −∞)."""
+        T = self.process.T
+        i = np.unique(np.linspace(1, T, 201).round().astype(int))
+        ab = self.process.alpha_bar.numpy()[i]
+        return {"t": (i / T).tolist(), "gamma": (np.log1p(-ab) - np.log(ab)).tolist()}
 
     def build_model(self) -> nn.Module:
         C, H, _ = self.image_shape
@@ -240,6 +252,12 @@ class VDM(Method):
 
     def objective(self) -> Objective:
         return VDMObjective(self.options.T_train)
+
+    @torch.no_grad()
+    def log_snr_curve(self, model):
+        t = torch.linspace(0, 1, 201, device=model.gamma.gamma_0.device)
+        init = build_schedule(self.options.schedule, self.options.gamma_min, self.options.gamma_max).to(t.device)
+        return {"t": t.cpu().tolist(), "gamma": model.gamma(t).cpu().tolist(), "init": init(t).cpu().tolist()}
 
     @torch.no_grad()
     def generate(self, model, budget, sampler, spacing, n, seed, *, batch_size, device):

@@ -51,42 +51,69 @@ def _finite(values: Sequence[float], side: str) -> np.ndarray:
     return arr
 
 
-def mean_interval(values: np.ndarray) -> tuple[float, float]:
-    """The 95% t interval of a mean (needs ≥ 2 values)."""
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return float(values.mean() - half), float(values.mean() + half)
+@dataclass(frozen=True)
+class Estimate:
+    """One side of a comparison: a mean, the variance of that mean, and the degrees of freedom of
+    that variance (n − 1 for n independent values)."""
+
+    mean: float
+    var: float
+    dof: int
+    n: int
+
+    @classmethod
+    def of_values(cls, values: np.ndarray) -> "Estimate":
+        """The mean of n independent values (seeds)."""
+        return cls(float(values.mean()), float(values.var(ddof=1)) / len(values), len(values) - 1, len(values))
+
+    @classmethod
+    def of_row(cls, value: float, standard_error: float, n: int) -> "Estimate":
+        """A row that is itself a mean over n independent units (images) with its standard error."""
+        return cls(float(value), float(standard_error) ** 2, n - 1, n)
+
+    def interval(self) -> tuple[float, float]:
+        """The 95% t interval of the mean."""
+        half = stats.t.ppf(0.5 + CONFIDENCE / 2, self.dof) * math.sqrt(self.var)
+        return self.mean - half, self.mean + half
 
 
-def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """The 95% Welch t interval of mean(a) − mean(b) (each side needs ≥ 2 values)."""
-    diff = float(a.mean() - b.mean())
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
+def welch_estimate_interval(a: Estimate, b: Estimate) -> tuple[float, float]:
+    """The 95% Welch t interval of a.mean − b.mean (Welch–Satterthwaite degrees of freedom)."""
+    diff = a.mean - b.mean
+    se = math.sqrt(a.var + b.var)
     if se == 0.0:  # no spread on either side: the interval collapses to the observed difference
         return diff, diff
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    dof = (a.var + b.var) ** 2 / (a.var ** 2 / a.dof + b.var ** 2 / b.dof)
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, dof) * se
     return diff - half, diff + half
 
 
-def verdict(a_values: Sequence[float], b_values: Sequence[float], claim: str) -> Verdict:
+def judge(a: Estimate, b: Estimate, claim: str) -> Verdict:
     """Judge "a is less than / greater than / matches b" by STUDY.md's rule (see the module docstring)."""
+    if claim not in RELATIONS:
+        raise ValueError(f"verdict: claim = {claim!r} is invalid: expected one of {list(RELATIONS)}")
+    low, high = welch_estimate_interval(a, b)
+    diff = a.mean - b.mean
+    if claim == "matches":
+        (a_lo, a_hi), (b_lo, b_hi) = a.interval(), b.interval()
+        overlap = a_lo <= b_hi and b_lo <= a_hi
+        note = f"95% intervals of the means: a [{a_lo:.4g}, {a_hi:.4g}], b [{b_lo:.4g}, {b_hi:.4g}]"
+        return Verdict("supported" if overlap else "contradicted", diff, low, high, a.n, b.n, note)
+    # 'less' claims a negative difference, 'greater' a positive one.
+    claimed, opposite = (high < 0, low > 0) if claim == "less" else (low > 0, high < 0)
+    label = "supported" if claimed else "contradicted" if opposite else "inconclusive"
+    return Verdict(label, diff, low, high, a.n, b.n, "")
+
+
+def verdict(a_values: Sequence[float], b_values: Sequence[float], claim: str) -> Verdict:
+    """Judge "a is less than / greater than / matches b" over seeds: each value is one seed's."""
     if claim not in RELATIONS:
         raise ValueError(f"verdict: claim = {claim!r} is invalid: expected one of {list(RELATIONS)}")
     a, b = _finite(a_values, "a"), _finite(b_values, "b")
     diff = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
     if len(a) < 2 or len(b) < 2:
         return Verdict("inconclusive", diff, math.nan, math.nan, len(a), len(b), "too few seeds")
-    low, high = welch_interval(a, b)
-    if claim == "matches":
-        (a_lo, a_hi), (b_lo, b_hi) = mean_interval(a), mean_interval(b)
-        overlap = a_lo <= b_hi and b_lo <= a_hi
-        note = f"95% intervals of the means: a [{a_lo:.4g}, {a_hi:.4g}], b [{b_lo:.4g}, {b_hi:.4g}]"
-        return Verdict("supported" if overlap else "contradicted", diff, low, high, len(a), len(b), note)
-    # 'less' claims a negative difference, 'greater' a positive one.
-    claimed, opposite = (high < 0, low > 0) if claim == "less" else (low > 0, high < 0)
-    label = "supported" if claimed else "contradicted" if opposite else "inconclusive"
-    return Verdict(label, diff, low, high, len(a), len(b), "")
+    return judge(Estimate.of_values(a), Estimate.of_values(b), claim)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,6 +162,11 @@ class Claim:
     columns of side ``a`` only that split it into separate comparisons against the same ``b`` (e.g.
     each Gamma run, one per θ0, against the one Gaussian baseline). Quality metrics are always
     compared within one feature extractor, weights and N.
+
+    ``row_error``: the metric's rows are themselves means over independent units with a standard
+    error (the NLL bound: a mean over held-out images). A side with a single row (one training
+    seed) is then judged by that standard error over its n units, and the note says so; with
+    several rows the rule is over seeds as usual.
     """
 
     text: str
@@ -145,6 +177,7 @@ class Claim:
     b: Selector
     match_on: tuple[str, ...] = ()
     per: tuple[str, ...] = ()
+    row_error: bool = False
 
     def __post_init__(self) -> None:
         if self.relation not in RELATIONS:
@@ -187,6 +220,10 @@ CLAIMS: list[Claim] = [
     Claim("Gaussian-mixture noise beats Gaussian at ≤ 20 NFE (lower FID, same network, budget, sampler and chain)",
           "Non-Gaussian DDM (arXiv 2106.07582): mixture noise proposed for better few-step generation", "fid", "less",
           Where(family="mixture", nfe=AtMost(20)), Where(family="ddpm", nfe=AtMost(20)), _TWIN, _PER_RUN),
+    Claim("VDM has lower bits/dim than DDPM at equal network and training budget (same K-step chain, σ² = β̃)",
+          "VDM (arXiv 2107.00630): 2.65 bits/dim on CIFAR-10 against DDPM's ≤ 3.75 (1000 steps)", "nll_total", "less",
+          Where(family="vdm", variance="betatilde"), Where(family="ddpm", variance="betatilde"),
+          ("spacing", "nfe"), _PER_RUN, row_error=True),
 ]
 
 #: ``run`` is the side-a group of a claim judged per run (``Claim.per``), e.g. ``method=ddgm, noise=gamma(...)``
@@ -224,6 +261,19 @@ def _not_evaluated(side_all: pd.DataFrame, name: str, what: str) -> str:
     return f"not evaluated: no ok {what} rows for side {name}" + (f" ({note})" if note else "")
 
 
+def _estimate(side: pd.DataFrame, row_error: bool) -> Estimate | None:
+    """A side's estimate: over its rows (seeds) when there are ≥ 2, else, for a ``row_error`` claim,
+    from its one row's standard error over n units; None when neither is possible."""
+    values = _finite(side["value"].to_numpy(float), "side")
+    if len(values) >= 2:
+        return Estimate.of_values(values)
+    if row_error and len(values) == 1:
+        r = side.iloc[0]
+        if not missing(r["std"]) and not missing(r["n"]) and int(r["n"]) >= 2:
+            return Estimate.of_row(float(values[0]), float(r["std"]), int(r["n"]))
+    return None
+
+
 def _compare(claim: Claim, a_all: pd.DataFrame, b_all: pd.DataFrame, context: str, run: str) -> dict[str, Any]:
     """One verdict row for one comparison (one context and one value of ``match_on``)."""
     row = {"claim": claim.text, "source": claim.source, "run": run, "context": context}
@@ -235,8 +285,17 @@ def _compare(claim: Claim, a_all: pd.DataFrame, b_all: pd.DataFrame, context: st
             # Pooling two variants as if they were seeds would fake a spread; make the claim say which.
             return {**row, "verdict": f"not evaluated: side {name} holds several rows per seed "
                                       f"({_describe(side)}); narrow the claim's selector or match_on"}
-    v = verdict(a["value"].to_numpy(float), b["value"].to_numpy(float), claim.relation)
-    note = "; ".join(x for x in (f"a = {_describe(a)}; b = {_describe(b)}", v.note,
+    estimates = [_estimate(side, claim.row_error) for side in (a, b)]
+    if None in estimates:
+        v = verdict(a["value"].to_numpy(float), b["value"].to_numpy(float), claim.relation)  # too few seeds
+    else:
+        v = judge(*estimates, claim.relation)
+    unit_note = ""
+    singles = [f"{name}: {text(side['n'].iloc[0])}" for name, side in (("a", a), ("b", b)) if len(side) == 1]
+    if claim.row_error and singles and None not in estimates:
+        unit_note = ("one training seed: interval from the standard error over held-out images "
+                     f"({', '.join(singles)} images), not over seeds")
+    note = "; ".join(x for x in (f"a = {_describe(a)}; b = {_describe(b)}", v.note, unit_note,
                                  excluded_note(pd.concat([a_all, b_all]))) if x)
     return {**row, "verdict": v.label, "difference (a − b)": v.diff_mean, "95% interval": (v.ci_low, v.ci_high),
             "n_a": v.n_a, "n_b": v.n_b, "note": note}

@@ -26,7 +26,7 @@ from matplotlib.ticker import FormatStrFormatter  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
 from .aggregate import ReportInputError  # noqa: E402
-from .schema import CONTEXT_COLUMNS, FLOOR_SAMPLER  # noqa: E402
+from .schema import CONTEXT_COLUMNS, CONTINUOUS_SAMPLER, FLOOR_SAMPLER  # noqa: E402
 from .summary import NLL_TERMS, VARIANT_COLUMNS, excluded_note, metric_label, missing, ok_rows, pareto_front, \
     run_label, seed_summary, slug, text, variant_label  # noqa: E402
 
@@ -147,11 +147,27 @@ def _errorbar_series(summary: pd.DataFrame) -> np.ndarray:
     return np.where(summary["count"] > 1, summary["sd"], summary["row_std"]).astype(float)
 
 
+def _undefined_cells(rows: pd.DataFrame) -> str:
+    """The runs whose bound is not defined: the run alone when none of its cells is, else with the
+    reverse variances that are not (e.g. VDM's σ² = β)."""
+    parts = []
+    records = rows.assign(run=[run_label(r) for r in rows.to_dict("records")])
+    for run, cells in records.groupby("run", sort=True):
+        undefined = cells[cells["status"] == "not_defined"]
+        if undefined.empty:
+            continue
+        which = sorted({f"σ² = {text(v)}" for v in undefined["variance"]})
+        parts.append(run if len(undefined) == len(cells) else f"{run} ({', '.join(which)})")
+    return ", ".join(parts)
+
+
 def plot_nll_vs_nfe(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     """NLL bound (bits/dim) vs NFE: one figure per dataset, one panel per reverse variance.
 
-    The total is a solid line; the prior, reconstruction and diffusion terms are dashed.
+    The total is a solid line; the prior, reconstruction and diffusion terms are dashed. A
+    continuous-time bound (T = ∞, no NFE) is a dotted horizontal line in every panel, in its run's colour.
     """
+    continuous = ok_rows(df[(df["metric"] == "nll_total") & (df["sampler"] == CONTINUOUS_SAMPLER)])
     rows = df[df["metric"].isin(NLL_TERMS) & df["nfe"].notna()]
     figures: dict[str, Path] = {}
     for dataset, group in rows.groupby("dataset", sort=True):
@@ -170,16 +186,19 @@ def plot_nll_vs_nfe(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
                 ax.errorbar(line["nfe"], line["mean"], yerr=_errorbar_series(line), color=palette[variant],
                             ls="-" if total else "--", lw=1.8 if total else 1.0, marker="o" if total else ".",
                             capsize=2, label=f"{variant}: {metric_label(metric).replace(' (bits/dim)', '')}")
+            for method, limit in continuous[continuous["dataset"] == dataset].groupby("method")["value"]:
+                color = next((palette[v] for v in palette if v.split(" ")[0] == method), "k")
+                ax.axhline(limit.mean(), color=color, ls=":", lw=1.4,
+                           label=f"{method}: T = ∞ total {limit.mean():.3g} (mean of {len(limit)})")
             _log_x(ax, ok["nfe"])
             ax.set_xlabel("NFE (steps of the ancestral chain)")
             ax.set_title(f"σ² = {variance}")
             ax.legend(fontsize=6)
         axes[0][0].set_ylabel("NLL upper bound (bits/dim, held-out)")
         fig.suptitle(f"{text(dataset)}: variational bound vs NFE")
-        undefined = group[group["status"] == "not_defined"]
+        undefined = _undefined_cells(group)
         _footnote(fig, "error bars: sd over seeds, or the standard error over images for one seed",
-                  "NLL not defined (no bound exists; reasons in the NLL table) for: "
-                  + ", ".join(sorted({run_label(r) for r in undefined.to_dict("records")})) if len(undefined) else "",
+                  f"NLL not defined (no bound exists; reasons in the NLL table) for: {undefined}" if undefined else "",
                   excluded_note(group))
         figures[f"NLL vs NFE — {text(dataset)}"] = save_figure(fig, Path(out_dir) / f"nll_vs_nfe_{slug(dataset)}.png")
     return figures
@@ -302,8 +321,40 @@ def plot_noise_skewness(curves: Mapping[str, Mapping[str, list[float]]], out_pat
     return save_figure(fig, Path(out_path))
 
 
+def plot_log_snr(curves: Mapping[str, Mapping[str, list[float]]], out_path: str | Path) -> Path:
+    """Every run's noise schedule on one time axis t ∈ [0, 1] (``{run: {"t", "gamma"[, "init"]}}``):
+    the log-SNR γ(t) = log(σ_t²/α_t²) (left) and SNR(t) = e^{−γ(t)} (right, log scale).
+
+    A discrete schedule is drawn at t = i/T (so DDPM's fixed β schedule and VDM's learned one share
+    the axis); a learned schedule's initial curve is dashed. Runs with identical curves share a line.
+    """
+    groups: dict[tuple, list[str]] = {}
+    for label in sorted(curves):
+        key = tuple(np.round(np.asarray(curves[label]["gamma"], float), 4))
+        groups.setdefault(key, []).append(label)
+    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.0))
+    for color, labels in zip(sns.color_palette(n_colors=max(1, len(groups))), groups.values()):
+        curve, name = curves[labels[0]], ", ".join(labels)
+        t = np.asarray(curve["t"], float)
+        for ax, transform in zip(axes, (lambda g: g, lambda g: np.exp(-g))):
+            ax.plot(t, transform(np.asarray(curve["gamma"], float)), color=color, lw=1.6, label=name)
+            if "init" in curve:
+                ax.plot(t, transform(np.asarray(curve["init"], float)), color=color, lw=1.0, ls="--",
+                        label=f"{name} at initialisation")
+    axes[0].set_ylabel("log-SNR γ(t) = log(σ²/α²)")
+    axes[1].set_ylabel("SNR(t) = α²/σ²")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("t (discrete schedules at t = i/T)")
+        ax.legend(fontsize=7)
+    fig.suptitle("Noise schedules: fixed (discrete runs) and learned (VDM)")
+    _footnote(fig, "a learned schedule: endpoints from the bound, interior from the variance of the diffusion loss")
+    return save_figure(fig, Path(out_path))
+
+
 def plot_all(df: pd.DataFrame, out_dir: str | Path, loss_csvs: Mapping[str, str | Path] | None = None,
-             noise_skewness: Mapping[str, Mapping[str, list[float]]] | None = None) -> dict[str, Path]:
+             noise_skewness: Mapping[str, Mapping[str, list[float]]] | None = None,
+             log_snr: Mapping[str, Mapping[str, list[float]]] | None = None) -> dict[str, Path]:
     """Every figure the data allows, as ``{caption: png path}`` in report order."""
     sns.set_theme(style="whitegrid", context="paper")
     out_dir = Path(out_dir)
@@ -316,4 +367,6 @@ def plot_all(df: pd.DataFrame, out_dir: str | Path, loss_csvs: Mapping[str, str 
         figures["Training loss"] = plot_training_curves(loss_csvs, out_dir / "training_loss.png")
     if noise_skewness:
         figures["Noise skewness over t"] = plot_noise_skewness(noise_skewness, out_dir / "noise_skewness.png")
+    if log_snr:
+        figures["Noise schedules: log-SNR and SNR over t"] = plot_log_snr(log_snr, out_dir / "log_snr.png")
     return figures

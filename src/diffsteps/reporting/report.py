@@ -41,7 +41,10 @@ STUDY_INTRO = ("diffsteps asks how many denoising steps each kind of diffusion m
                "over seeds.")
 NLL_NOTE = ("Bits/dim are upper bounds: the variational bound of the K-step ancestral chain with the stated "
             "reverse variance (β̃ or β), on held-out images. DDIM with η = 0 is deterministic and has no such "
-            "bound; methods without a defined likelihood say 'not defined' with the reason.")
+            "bound; methods without a defined likelihood say 'not defined' with the reason. A continuous-time "
+            "model (VDM) also has its T = ∞ bound (sampler 'continuous', no NFE). Each value is a Monte-Carlo "
+            "estimate: 'draws' per image (of x_t per step of a K-step chain; of the time t and ε for VDM, "
+            "stratified per image), ± its standard error over the images.")
 
 
 class ReportError(ValueError):

@@ -65,6 +65,8 @@ PROVENANCE_COLUMNS: tuple[str, ...] = ("device", "git_commit", "versions")
 STATUSES: tuple[str, ...] = ("ok", "failed", "not_defined", "not_computed", "not_available")
 #: Sampler id of the real-data floor row (held-out split scored against the training statistics).
 FLOOR_SAMPLER = "real-data"
+#: Sampler id of a continuous-time (T = ∞) bound: it belongs to no K-step chain, so its NFE is empty.
+CONTINUOUS_SAMPLER = "continuous"
 
 _INT_COLUMNS = frozenset(c for c, (dtype, _) in COLUMN_SPEC.items() if dtype == "Int64")
 _FLOAT_COLUMNS = frozenset(c for c, (dtype, _) in COLUMN_SPEC.items() if dtype == "float64")

@@ -105,7 +105,8 @@ def nll_table(df: pd.DataFrame) -> Table:
     return pivot_table(rows, (("dataset", "dataset"),) + CELL_INDEX, NLL_TERMS,
                        "Upper bound on the NLL (bits/dim) of the held-out split: prior + recon + diffusion = total; "
                        "± is the standard error over images for one seed, else the sd over seeds",
-                       {"images": lambda g: ", ".join(sorted({text(n) for n in g["n"] if not missing(n)})) or "—"})
+                       {"images": lambda g: ", ".join(sorted({text(n) for n in g["n"] if not missing(n)})) or "—",
+                        "draws": lambda g: ", ".join(sorted({text(n) for n in g["draws"] if not missing(n)})) or "—"})
 
 
 def _devices(group: pd.DataFrame) -> str:

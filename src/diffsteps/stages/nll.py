@@ -14,7 +14,7 @@ from ..data.datasets import load_split
 from ..noise.schedule import SPACINGS
 from ..io import atomic_write_json
 from ..registry import method_class, run_identity
-from ..reporting.schema import make_row
+from ..reporting.schema import CONTINUOUS_SAMPLER, make_row
 from .common import add_common, record, resolve_device, run_cell, setup
 from .sample import load_trained
 
@@ -37,10 +37,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-#: the sampler column of a continuous-time bound's rows (it belongs to no K-step chain; its NFE is empty)
-CONTINUOUS = "continuous"
-
-
 def _check_args(args) -> None:
     if args.continuous and (args.variance or args.spacing):
         raise ValueError("--variance and --spacing are invalid with --continuous: the T = ∞ bound has neither")
@@ -54,7 +50,7 @@ def run(args) -> int:
     cfg = setup(args)
     method_cls = method_class(cfg, args.method)
     device = resolve_device(cfg.train.device)
-    sampler = CONTINUOUS if args.continuous else f"ancestral-{args.variance}"
+    sampler = CONTINUOUS_SAMPLER if args.continuous else f"ancestral-{args.variance}"
     ident = {"dataset": cfg.data.dataset, "method": args.method, "sampler": sampler,
              "spacing": args.spacing, "variance": args.variance, **run_identity(cfg, args.method),
              "nfe": args.budget, "train_seed": args.train_seed, "seed": cfg.evaluation.nll.seed}

@@ -38,16 +38,23 @@ def run(args) -> int:
     loss = {" ".join(Path(p).parts[3:5]): p for p in inputs["train"] if p.endswith(".csv")}
     shutil.rmtree(out / "figures", ignore_errors=True)  # figures of an earlier configuration must not linger
     # one curve per run (the first training seed's record; the noise does not depend on the seed)
-    skewness = {}
+    skewness, log_snr, parameters = {}, {}, {}
     for p in train_records:
-        cell = read_json(p).get("cell", {})
+        rec = read_json(p)
+        cell, result = rec.get("cell", {}), rec.get("result") or {}
         if cell.get("noise_skewness"):
             skewness.setdefault(run_label(cell), cell["noise_skewness"])
-    figures = plot_all(df, out / "figures", loss, skewness)
+        if result.get("log_snr"):  # the first training seed's schedule stands for the run
+            log_snr.setdefault(cell["method"], result["log_snr"])
+        if result.get("parameters"):
+            parameters.setdefault(cell["method"], result["parameters"])
+    figures = plot_all(df, out / "figures", loss, skewness, log_snr)
     grids = [Path(p) for p in inputs["samples"] if p.endswith("grid.png")]
     C, H, _ = read_json(train_records[0])["cell"]["image_shape"]  # the plan always holds ≥ 1 training cell
     model = UNet(UNetSpec.from_config(cfg.model, image_size=H, in_channels=C))
     network = (f"UNet, {count_parameters(model) / 1e6:.2f}M parameters, width {cfg.model.channels}, "
                f"levels {list(cfg.model.channel_mult)}, attention at {list(cfg.model.attn_resolutions)}")
+    if parameters:  # VDM adds Fourier-feature input channels and its schedule to the same UNet
+        network += "; trained parameters per run: " + ", ".join(f"{m} {n:,}" for m, n in sorted(parameters.items()))
     build_report(df, figures, grids, out, meta_from_config(cfg, network=network))
     return 0

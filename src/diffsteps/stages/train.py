@@ -17,6 +17,8 @@ from ..data.datasets import load_split
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json
 from ..registry import method_class, run_identity
 from ..reporting.schema import make_row
+from ..models.unet import count_parameters
+from ..training.checkpoint import load_ema_model
 from ..training.loop import train
 from ..workflow import params_slice
 from .common import add_common, record, resolve_device, run_cell, setup
@@ -67,8 +69,12 @@ def run(args) -> int:
         rows = [make_row(**ident, n=res.images_seen, metric=m, value=v) for m, v in (
             ("training_seconds", res.seconds), ("training_peak_memory_mb", res.peak_memory_mb),
             ("train_loss_final", res.final_loss))]
+        # the trained (EMA) network's size and noise schedule, for the report's comparisons
+        model = load_ema_model(method, out / "model.pt", device)
+        result = {**to_plain(dataclasses.asdict(res)), "parameters": count_parameters(model),
+                  "log_snr": method.log_snr_curve(model)}
         atomic_write_json(out / "train.json", record(cfg, "train", args.method, device=device, cell=cell, rows=rows,
-                                                result=to_plain(dataclasses.asdict(res))))
+                                                result=result))
 
     def failed(message: str) -> None:
         # placeholders that cannot be mistaken for a model: train.json says why, downstream cells fail in turn
