@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -103,6 +105,16 @@ def test_smoke_dag_produces_the_report(smoke):
     assert "data:image/png;base64" in html and not re.search(r"src=\"https?://", html)
     csv = (smoke / "reports/results.csv").read_text().splitlines()
     assert csv[0].startswith("dataset,method,family,sampler") and len(csv) > 20
+    # VDM end to end: samples beside DDPM's, its K-step and T = ∞ bounds, the claim and the schedule figure
+    df = pd.read_csv(smoke / "reports/results.csv")
+    vdm = df[df.family == "vdm"]
+    assert (vdm[vdm.metric == "fid"].status == "ok").all() and len(vdm[vdm.metric == "fid"]) == len(
+        df[(df.method == "ddpm") & (df.metric == "fid") & df.nfe.isin(cfg["sampling"]["budgets"])])
+    bound = vdm[vdm.metric == "nll_total"].set_index("sampler")
+    assert bound.loc["continuous", "status"] == "ok" and bound.loc["continuous", "draws"] == cfg["evaluation"]["nll"]["draws"]
+    assert bound.loc["ancestral-betatilde", "status"] == "ok" and bound.loc["ancestral-beta", "status"] == "not_defined"
+    assert (df[(df.family == "ddpm") & (df.sampler == "continuous")].status == "not_defined").all()
+    assert "VDM has lower bits/dim than DDPM" in md and (smoke / "reports/figures/log_snr.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
@@ -131,11 +143,12 @@ def test_one_runs_options_rerun_that_run_alone_and_threads_rerun_nothing(smoke, 
     s, nll = cfg.sampling, cfg.evaluation.nll
     cells = len(s.samplers) * len(s.spacings) * len(s.budgets) * len(cfg.train.seeds) * len(s.seeds)
     nll_cells = len(nll.variances) * len(s.spacings) * len(nll.budgets) * len(cfg.train.seeds)
+    continuous = len(cfg.train.seeds)  # the T = ∞ cell ("not defined" for a discrete-time run, still rewritten)
     assert dry_run_jobs(repo) == {"train": len(cfg.train.seeds), "sample": cells, "evaluate": cells, "nll": nll_cells,
-                                  "report": 1, "all": 1}
+                                  "nll_continuous": continuous, "report": 1, "all": 1}
     changed = dvc_changed_stages(repo)
     # DVC lists the stages whose own params changed (evaluate follows once the samples do)
-    assert "report" in changed and len(changed) == 1 + len(cfg.train.seeds) + cells + nll_cells
+    assert "report" in changed and len(changed) == 1 + len(cfg.train.seeds) + cells + nll_cells + continuous
     assert all("mixture" in n for n in changed if n != "report"), changed
 
 
@@ -156,7 +169,7 @@ def test_new_budget_runs_only_new_cells(smoke, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("module,expected", [
     ("src/diffsteps/reporting/plots.py", {"report", "all"}),
-    ("src/diffsteps/noise/gaussian.py", {"train", "sample", "evaluate", "nll", "report", "all"}),
+    ("src/diffsteps/noise/gaussian.py", {"train", "sample", "evaluate", "nll", "nll_continuous", "report", "all"}),
 ])
 def test_module_edit_reruns_exactly_its_dependants(smoke, tmp_path, module, expected):
     repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
@@ -248,8 +261,6 @@ def test_typo_key_stops_snakemake(tmp_path):
 def test_dvc_repro_from_nothing_builds_what_snakemake_built(smoke, tmp_path):
     """`dvc repro` on a fresh repository runs every stage (each through Snakemake) and reproduces the
     Snakemake run's numbers; afterwards both tools agree that nothing is left to do."""
-    import numpy as np
-    import pandas as pd
 
     repo = make_repo(tmp_path / "r")
     sh(repo, "dvc", "repro", timeout=1500)

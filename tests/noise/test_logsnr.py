@@ -11,8 +11,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import integrate
 from torch import nn
 
+import diffsteps.metrics.nll as nll
 from diffsteps.metrics.nll import bits_per_dim, vdm_bound
 from diffsteps.models.unet import UNetSpec
 from diffsteps.models.vdm import VDMNetwork
@@ -34,6 +36,20 @@ def perturbed(kind: str, seed: int, std: float = 3.0, endpoints: bool = True):
         for name, p in s.named_parameters():
             if endpoints or name not in ENDPOINTS:
                 nn.init.normal_(p, std=std)
+    return s
+
+
+def curved(seed: int) -> MonotoneNet:
+    """A MonotoneNet with a strongly non-linear interior: a steep sigmoid bump around t ≈ 0.4 on a small linear
+    part (w ≈ 0.05). Redrawing every parameter at random gives an almost linear ĝ instead (|ĝ(t) − t| ≲ 0.02:
+    the mean over 64 hidden units averages the bumps out)."""
+    s = MonotoneNet()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        s.raw_w.fill_(-3.0)
+        s.raw_a.copy_(0.5 + 0.5 * torch.randn(64, generator=g))
+        s.raw_b.copy_(15.0 + 3.0 * torch.randn(64, generator=g))
+        s.c.copy_(0.4 + 0.15 * torch.randn(64, generator=g))
     return s
 
 
@@ -79,12 +95,27 @@ def test_gamma_strictly_increasing_with_exact_endpoints_for_random_parameters(ki
     assert float(shape[0]) == pytest.approx(0.0, abs=1e-6) and float(shape[-1]) == pytest.approx(1.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("kind", sorted(SCHEDULES))
+@pytest.mark.parametrize("seed", range(3))
+def test_curved_interior_is_monotone_and_far_from_linear(seed):
+    """The strongly curved MonotoneNet used below: strictly increasing, exact endpoints, and |ĝ(t) − t| > 0.2
+    somewhere (so the tests that use it see a genuinely non-linear schedule)."""
+    s = curved(seed)
+    t = torch.linspace(0, 1, 2001)
+    with torch.no_grad():
+        g, shape = s(t), s.shape(t)
+        g0, g1 = (float(v) for v in s.endpoints())
+    assert bool((g.diff() > 0).all()) and bool((shape.diff() > 0).all())
+    assert float(g[0]) == pytest.approx(g0, abs=1e-5) and float(g[-1]) == pytest.approx(g1, abs=1e-5)
+    assert float((shape - t).abs().max()) > 0.2
+
+
+@pytest.mark.parametrize("kind", sorted(SCHEDULES) + ["curved"])
 @pytest.mark.parametrize("seed", range(4))
 def test_slope_matches_central_difference(kind, seed):
     """γ'(t) from ``evaluate`` (autograd) matches the central difference (γ(t+h) − γ(t−h))/2h, h = 1e-3, in
-    float32; for the linear schedules it equals γ_1 − γ_0 exactly. Both with and without grad mode."""
-    s = perturbed(kind, seed, std=2.0)
+    float32, for random parameters and for the strongly curved interior; for the linear schedules it equals
+    γ_1 − γ_0 exactly. Both with and without grad mode."""
+    s = curved(seed) if kind == "curved" else perturbed(kind, seed, std=2.0)
     t = torch.linspace(0.01, 0.99, 197)
     h = 1e-3
     with torch.no_grad():
@@ -102,7 +133,7 @@ def test_slope_matches_central_difference(kind, seed):
 
 def test_slope_fd_check_has_power():
     """Control: a slope off by 5% would be rejected by the finite-difference tolerance used above."""
-    s = perturbed("monotone_net", 0, std=2.0)
+    s = curved(0)
     t = torch.linspace(0.01, 0.99, 197)
     with torch.no_grad():
         fd = (s(t + 1e-3) - s(t - 1e-3)) / 2e-3
@@ -119,7 +150,8 @@ def test_parameters_and_initial_endpoints():
     assert sorted(n for n, _ in MonotoneNet().named_parameters()) == sorted(ENDPOINTS + INTERIOR)
     for kind in SCHEDULES:
         g0, g1 = build_schedule(kind).endpoints()
-        assert float(g0) == pytest.approx(-13.3, abs=1e-6) and float(g1) == pytest.approx(5.0, abs=1e-5)
+        g0, g1 = float(g0.detach()), float(g1.detach())
+        assert g0 == pytest.approx(-13.3, abs=1e-6) and g1 == pytest.approx(5.0, abs=1e-5)
     with pytest.raises(ValueError):
         build_schedule("cosine")
     with pytest.raises(ValueError):
@@ -152,10 +184,7 @@ def test_variance_gradient_routes_interior_to_grad_of_mean_squared_loss():
     """One backward of mean(L_total) with the router gives the interior parameters (raw_w, raw_a, raw_b, c) the
     gradient of mean(L_diff²) (L in bits/dim), and every other parameter (endpoints, UNet) the gradient of the
     plain bound, each compared with a separate autograd computation without the router."""
-    net = small_vdm(MonotoneNet(), seed=1)
-    with torch.no_grad():  # move the interior off its initial values so that ĝ is clearly non-linear
-        for n in INTERIOR:
-            getattr(net.gamma, n).add_(0.5 * torch.randn_like(getattr(net.gamma, n)))
+    net = small_vdm(curved(1), seed=1)
     B, D = 8, 64
     x = grid_data(B, (1, 8, 8), seed=2)
     g = torch.Generator().manual_seed(3)
@@ -174,12 +203,15 @@ def test_variance_gradient_routes_interior_to_grad_of_mean_squared_loss():
     var_grads = _grads(net, (bits_per_dim(plain_terms.diffusion, D) ** 2).mean(), interior)
     bound_grads = _grads(net, bits_per_dim(vdm_bound(net, x, u, eps).total, D).mean(), interior | others)
 
+    # float32 noise: the scalar raw_w's gradient is a sum of per-sample terms of size ~0.1 that cancel to ~7e-3
+    # and moves by ~6e-5 between float32 and float64 terms; so the tolerance is set by the largest interior gradient
+    scale = max(float(g.abs().max()) for g in var_grads.values())
     for n in interior:
         ref = var_grads[n]
         assert float(ref.abs().max()) > 0
-        assert torch.allclose(routed[n], ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max())), n
-        # not trivially equal: the bound's own gradient on the interior is different
-        assert not torch.allclose(bound_grads[n], ref, rtol=1e-2, atol=1e-2 * float(ref.abs().max())), n
+        assert torch.allclose(routed[n], ref, rtol=1e-3, atol=1e-4 * scale), n
+        # not trivially equal: the bound's own gradient on the interior is far from it
+        assert float((bound_grads[n] - ref).norm()) > 0.5 * float(ref.norm()), n
     for n in others:
         ref = bound_grads[n]
         assert float(ref.abs().max()) > 0, n
@@ -221,10 +253,11 @@ class GaussianDenoiser(nn.Module):
         return s * (z - a * self.mu) / (a * a * self.s2 + s * s)
 
 
-def test_variance_objective_moves_interior_keeps_bound_and_lowers_variance():
+def test_variance_objective_moves_interior_keeps_bound_and_lowers_variance(monkeypatch):
     """Training only the interior of a MonotoneNet with VDMObjective (continuous time) against a fixed denoiser:
-    ĝ changes materially, the continuous bound (N = 20000 draws, common random numbers before/after) stays
-    within 4 standard errors (it does not depend on ĝ), and the variance of the per-draw diffusion loss falls
+    ĝ changes materially, the Monte-Carlo continuous bound (N = 20000 draws, common random numbers before/after)
+    matches its closed form (quadrature over γ) before and after and its paired change stays within 4 standard
+    errors (the bound does not depend on ĝ), and the variance of the per-draw diffusion loss falls
     to well below its initial value (the variance objective works)."""
     torch.manual_seed(0)
     sched = MonotoneNet()
@@ -244,7 +277,9 @@ def test_variance_objective_moves_interior_keeps_bound_and_lowers_variance():
     t_grid = torch.linspace(0, 1, 101)
 
     def evaluate():
-        with torch.no_grad():
+        # only the diffusion term is read: skip the 256-level decoder (a (N, D, 256) softmax) inside vdm_bound
+        with torch.no_grad(), monkeypatch.context() as m:
+            m.setattr(nll, "discrete_decoder_nll", lambda x, z_0, gamma_0: torch.zeros(x.shape[0], dtype=x.dtype))
             return bits_per_dim(vdm_bound(net, x_ev, u_ev, e_ev).diffusion, D), sched.shape(t_grid).clone()
 
     before, shape_before = evaluate()
@@ -258,10 +293,23 @@ def test_variance_objective_moves_interior_keeps_bound_and_lowers_variance():
     after, shape_after = evaluate()
 
     assert float((shape_after - shape_before).abs().max()) > 0.1
-    d = (after - before).numpy()
+    # the bound given these x: E over ε, t of ½γ'‖ε − ε̂‖² = ½∫ Σ_d E_ε(ε_d − ε̂_d)² dγ over [γ_0, γ_1], where
+    # ε − ε̂ = (1 − kσ)ε − kα(x − μ), k = σ/(α²s² + σ²); it does not involve ĝ
+    m2 = float(((x_ev - mu) ** 2).mean())
+
+    def integrand(gam):
+        a2 = 1 / (1 + math.exp(gam))
+        k = math.sqrt(1 - a2) / (a2 * sd**2 + 1 - a2)
+        return (1 - k * math.sqrt(1 - a2)) ** 2 + k * k * a2 * m2
+
+    g0, g1 = (float(v) for v in sched.endpoints())
+    bound = 0.5 * integrate.quad(integrand, g0, g1, epsabs=1e-12, limit=200)[0] / math.log(2)
+    for L in (before, after):
+        assert abs(float(L.mean()) - bound) < 4 * float(L.std()) / math.sqrt(N), (float(L.mean()), bound)
+    d = (after - before).numpy()  # paired (common u, ε, x): the draw in this test lands at 2.9 se
     se = d.std(ddof=1) / math.sqrt(N)
     assert abs(d.mean()) < 4 * se, (d.mean(), se)
-    assert se < 0.01 * float(before.mean())  # the check above has power: se is under 1% of the bound
+    assert se < 0.01 * bound  # the checks above have power: se is under 1% of the bound
     ratio = float(after.var() / before.var())
     assert ratio < 0.6, ratio
 
@@ -273,7 +321,7 @@ def test_variance_objective_moves_interior_keeps_bound_and_lowers_variance():
 def test_chain_matches_schedule(K, spacing):
     """chain(K, spacing): tau = grid_times(K, spacing) (i/K or (i/K)²), ᾱ'_i = sigmoid(−γ(t_i)) in float64,
     β'_i = 1 − ᾱ'_i/ᾱ'_{i−1}, ᾱ'_0 = α_0² < 1, ᾱ'_K = α_1²."""
-    sched = perturbed("monotone_net", 3, std=1.0, endpoints=False)
+    sched = curved(3)
     chain = ContinuousGaussian(sched).chain(K, spacing)
     t = grid_times(K, spacing)
     expected_t = np.arange(K + 1) / K if spacing == "uniform" else (np.arange(K + 1) / K) ** 2
@@ -296,7 +344,7 @@ def test_chain_matches_schedule(K, spacing):
 def test_ancestral_step_on_chain_is_vdm_update(K, spacing):
     """One ancestral β̃ step on chain(K) from t = t_i to s = t_{i−1} is VDM's update (appendix A.4):
     with c = −expm1(γ_s − γ_t), mean = (α_s/α_t)·(z_t − c·σ_t·ε̂) and variance σ_s²·c, in float64."""
-    sched = perturbed("monotone_net", 5, std=1.0, endpoints=False)
+    sched = curved(5)
     chain = ContinuousGaussian(sched).chain(K, spacing)
     with torch.no_grad():
         gamma = sched(chain.tau.float()).double()

@@ -171,3 +171,38 @@ def test_overall_verdict_rule(labels, overall):
     from diffsteps.reporting.claims import overall_verdict
 
     assert overall_verdict(labels) == overall
+
+
+def _nll(method, family, value, se, n=200, nfe=10, seed=0, variance="betatilde"):
+    return make_row(dataset="digits", method=method, family=family, sampler=f"ancestral-{variance}", spacing="uniform",
+                    variance=variance, noise="gaussian", nfe=nfe, train_seed=seed, seed=0, metric="nll_total",
+                    value=value, std=se, n=n, draws=1)
+
+
+def test_bound_claim_with_one_seed_is_judged_by_the_standard_error_over_images():
+    """One training seed per side: the row's own standard error over its n images gives the interval
+    (Welch with n − 1 degrees of freedom per side), and the note says the interval is not over seeds."""
+    (vdm_claim,) = [c for c in CLAIMS if c.text.startswith("VDM has lower bits/dim")]
+    rows = [_nll("vdm", "vdm", 3.0, 0.05), _nll("ddpm", "ddpm", 4.0, 0.05),  # clearly lower
+            _nll("vdm", "vdm", 3.95, 0.05, nfe=20), _nll("ddpm", "ddpm", 4.0, 0.05, nfe=20),  # within the error
+            _nll("vdm", "vdm", 9.0, None, nfe=50, variance="beta"), _nll("ddpm", "ddpm", 4.0, 0.05, nfe=50, variance="beta")]
+    table = evaluate_claims(to_frame(rows), [vdm_claim])
+    assert table["verdict"].tolist() == ["supported", "inconclusive"]  # σ² = β is not VDM's bound: not selected
+    se = math.sqrt(2 * 0.05**2)
+    dof = (2 * 0.05**4) ** 2 / (2 * 0.05**8 / 199)
+    half = stats.t.ppf(0.975, dof) * se
+    assert table["95% interval"].iloc[0] == pytest.approx((-1 - half, -1 + half))
+    assert "standard error over held-out images (a: 200, b: 200 images), not over seeds" in table["note"].iloc[0]
+
+
+def test_bound_claim_uses_seeds_when_there_are_several_and_needs_an_error_otherwise():
+    """With ≥ 2 training seeds a side is judged over seeds as usual; a single row without a standard
+    error cannot be judged (too few seeds)."""
+    (vdm_claim,) = [c for c in CLAIMS if c.text.startswith("VDM has lower bits/dim")]
+    rows = [_nll("vdm", "vdm", 3.0 + 0.1 * s, 0.5, seed=s) for s in range(3)]
+    rows += [_nll("ddpm", "ddpm", 4.0 + 0.1 * s, 0.5, seed=s) for s in range(3)]
+    (row,) = evaluate_claims(to_frame(rows), [vdm_claim]).to_dict("records")
+    assert row["verdict"] == "supported" and (row["n_a"], row["n_b"]) == (3, 3) and "not over seeds" not in row["note"]
+    (row,) = evaluate_claims(to_frame([_nll("vdm", "vdm", 3.0, None), _nll("ddpm", "ddpm", 4.0, 0.05)]),
+                             [vdm_claim]).to_dict("records")
+    assert row["verdict"] == "inconclusive" and "too few seeds" in row["note"]

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from diffsteps.reporting import plots
 from diffsteps.reporting.aggregate import ReportInputError
 from diffsteps.reporting.plots import plot_all, plot_quality_vs_nfe, plot_training_curves, quality_cost_points
 from diffsteps.reporting.schema import make_row, to_frame
@@ -90,3 +91,52 @@ def test_quality_vs_nfe_puts_each_run_beside_its_gaussian_twin_per_sampler(tmp_p
     colours = [{line.get_label(): line.get_color() for line in ax.get_lines()} for ax in panels]
     assert colours[0]["ddpm"] == colours[1]["ddpm"] != colours[0]["ddgm [gamma(theta0=0.5)]"]
     plt.close(fig)
+
+
+def test_log_snr_figure_shares_one_line_between_identical_schedules(tmp_path, monkeypatch):
+    """DDPM's schedule is shared by its Gaussian twins (one line); VDM's learned curve has its
+    initial curve beside it; both panels (γ and SNR = e^{−γ}) are drawn."""
+    from diffsteps.reporting.plots import plot_log_snr
+
+    t = np.linspace(0, 1, 11)
+    ddpm = {"t": t[1:].tolist(), "gamma": np.linspace(-9, 10, 10).tolist()}
+    curves = {"ddpm": ddpm, "ddgm": dict(ddpm),
+              "vdm": {"t": t.tolist(), "gamma": (-13 + 18 * t**1.5).tolist(), "init": (-13.3 + 18.3 * t).tolist()}}
+    captured = {}
+    real_save = plots.save_figure
+
+    def spy(fig, path):
+        captured["lines"] = [[line.get_label() for line in ax.get_lines()] for ax in fig.axes]
+        captured["scales"] = [ax.get_yscale() for ax in fig.axes]
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", spy)
+    path = plot_log_snr(curves, tmp_path / "log_snr.png")
+    assert _is_png(path)
+    assert captured["lines"] == [["ddgm, ddpm", "vdm", "vdm at initialisation"]] * 2
+    assert captured["scales"] == ["linear", "log"]
+
+
+def test_nll_figure_draws_the_continuous_bound_and_names_undefined_variances(tmp_path, monkeypatch):
+    """A T = ∞ bound has no NFE: it is a horizontal line in each panel; a run whose bound is defined
+    for one variance only is named with the other variance in the footnote."""
+    def row(method, variance, nfe, value, status="ok", sampler=None):
+        return make_row(dataset="d", method=method, family=method, sampler=sampler or f"ancestral-{variance}",
+                        spacing=None if sampler else "uniform", variance=variance, nfe=nfe, train_seed=0, seed=0,
+                        metric="nll_total", value=value, std=0.1 if value else None, n=100, status=status,
+                        reason=None if value else "not VDM's")
+
+    df = to_frame([row("ddpm", "betatilde", 10, 5.0), row("ddpm", "beta", 10, 6.0), row("vdm", "betatilde", 10, 4.0),
+                   row("vdm", "beta", 10, None, "not_defined"), row("vdm", None, None, 3.2, sampler="continuous")])
+    seen = {}
+    real_save = plots.save_figure
+
+    def spy(fig, path):
+        seen["labels"] = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+        seen["text"] = " ".join(t.get_text() for t in fig.texts)
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", spy)
+    plots.plot_nll_vs_nfe(df, tmp_path)
+    assert sum("vdm: T = ∞ total 3.2" in label for label in seen["labels"]) == 2  # one per variance panel
+    assert "for: vdm (σ² = beta)" in seen["text"]
