@@ -114,7 +114,7 @@ def test_smoke_dag_produces_the_report(smoke):
     assert bound.loc["continuous", "status"] == "ok" and bound.loc["continuous", "draws"] == cfg["evaluation"]["nll"]["draws"]
     assert bound.loc["ancestral-betatilde", "status"] == "ok" and bound.loc["ancestral-beta", "status"] == "not_defined"
     assert (df[(df.family == "ddpm") & (df.sampler == "continuous")].status == "not_defined").all()
-    assert "VDM has lower bits/dim than DDPM" in md and (smoke / "reports/figures/log_snr.png").stat().st_size > 1000
+    assert md.count("VDM has lower bits/dim than DDPM") >= 2 and (smoke / "reports/figures/log_snr.png").stat().st_size > 1000
 
 
 @pytest.mark.slow

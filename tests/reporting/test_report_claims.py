@@ -182,7 +182,7 @@ def _nll(method, family, value, se, n=200, nfe=10, seed=0, variance="betatilde")
 def test_bound_claim_with_one_seed_is_judged_by_the_standard_error_over_images():
     """One training seed per side: the row's own standard error over its n images gives the interval
     (Welch with n − 1 degrees of freedom per side), and the note says the interval is not over seeds."""
-    (vdm_claim,) = [c for c in CLAIMS if c.text.startswith("VDM has lower bits/dim")]
+    (vdm_claim,) = [c for c in CLAIMS if c.text.startswith("VDM has lower bits/dim") and c.text.endswith("σ² = β̃)")]
     rows = [_nll("vdm", "vdm", 3.0, 0.05), _nll("ddpm", "ddpm", 4.0, 0.05),  # clearly lower
             _nll("vdm", "vdm", 3.95, 0.05, nfe=20), _nll("ddpm", "ddpm", 4.0, 0.05, nfe=20),  # within the error
             _nll("vdm", "vdm", 9.0, None, nfe=50, variance="beta"), _nll("ddpm", "ddpm", 4.0, 0.05, nfe=50, variance="beta")]
@@ -198,7 +198,7 @@ def test_bound_claim_with_one_seed_is_judged_by_the_standard_error_over_images()
 def test_bound_claim_uses_seeds_when_there_are_several_and_needs_an_error_otherwise():
     """With ≥ 2 training seeds a side is judged over seeds as usual; a single row without a standard
     error cannot be judged (too few seeds)."""
-    (vdm_claim,) = [c for c in CLAIMS if c.text.startswith("VDM has lower bits/dim")]
+    (vdm_claim,) = [c for c in CLAIMS if c.text.startswith("VDM has lower bits/dim") and c.text.endswith("σ² = β̃)")]
     rows = [_nll("vdm", "vdm", 3.0 + 0.1 * s, 0.5, seed=s) for s in range(3)]
     rows += [_nll("ddpm", "ddpm", 4.0 + 0.1 * s, 0.5, seed=s) for s in range(3)]
     (row,) = evaluate_claims(to_frame(rows), [vdm_claim]).to_dict("records")
@@ -206,3 +206,13 @@ def test_bound_claim_uses_seeds_when_there_are_several_and_needs_an_error_otherw
     (row,) = evaluate_claims(to_frame([_nll("vdm", "vdm", 3.0, None), _nll("ddpm", "ddpm", 4.0, 0.05)]),
                              [vdm_claim]).to_dict("records")
     assert row["verdict"] == "inconclusive" and "too few seeds" in row["note"]
+
+
+def test_vdm_bound_is_also_judged_against_ddpms_tighter_beta_bound():
+    """DDPM's σ² = β bound is its tighter one at few steps: VDM's (β̃) bound is compared with it too."""
+    (beta_claim,) = [c for c in CLAIMS if c.text.startswith("VDM has lower bits/dim") and c.text.endswith("σ² = β)")]
+    rows = [_nll("vdm", "vdm", 9.9, 0.1), _nll("ddpm", "ddpm", 230.0, 5.0), _nll("ddpm", "ddpm", 7.0, 0.02, variance="beta"),
+            _nll("vdm", "vdm", 4.4, 0.05, nfe=50), _nll("ddpm", "ddpm", 5.9, 0.02, nfe=50, variance="beta")]
+    table = evaluate_claims(to_frame(rows), [beta_claim])
+    assert table["verdict"].tolist() == ["contradicted", "supported"]  # NFE 10, then 50
+    assert table["note"].str.contains("b = ddpm / ancestral-beta / uniform").all()

@@ -220,10 +220,14 @@ CLAIMS: list[Claim] = [
     Claim("Gaussian-mixture noise beats Gaussian at ≤ 20 NFE (lower FID, same network, budget, sampler and chain)",
           "Non-Gaussian DDM (arXiv 2106.07582): mixture noise proposed for better few-step generation", "fid", "less",
           Where(family="mixture", nfe=AtMost(20)), Where(family="ddpm", nfe=AtMost(20)), _TWIN, _PER_RUN),
-    Claim("VDM has lower bits/dim than DDPM at equal network and training budget (same K-step chain, σ² = β̃)",
-          "VDM (arXiv 2107.00630): 2.65 bits/dim on CIFAR-10 against DDPM's ≤ 3.75 (1000 steps)", "nll_total", "less",
-          Where(family="vdm", variance="betatilde"), Where(family="ddpm", variance="betatilde"),
-          ("spacing", "nfe"), _PER_RUN, row_error=True),
+    # VDM's K-step bound (its model has the posterior variance β̃) against each of DDPM's K-step bounds:
+    # DDPM's σ² = β bound is the tighter one at few steps, and a claim judged against the looser one only
+    # would be a straw man
+    *(Claim(f"VDM has lower bits/dim than DDPM at equal network, training budget and K (DDPM's bound with "
+            f"σ² = {label})", "VDM (arXiv 2107.00630): 2.65 bits/dim on CIFAR-10 against DDPM's ≤ 3.75 (1000 steps)",
+            "nll_total", "less", Where(family="vdm", variance="betatilde"), Where(family="ddpm", variance=variance),
+            ("spacing", "nfe"), _PER_RUN, row_error=True)
+      for variance, label in (("betatilde", "β̃"), ("beta", "β"))),
 ]
 
 #: ``run`` is the side-a group of a claim judged per run (``Claim.per``), e.g. ``method=ddgm, noise=gamma(...)``

@@ -11,8 +11,9 @@ Rules every figure follows:
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import matplotlib
 
@@ -46,7 +47,8 @@ def save_figure(fig: plt.Figure, path: Path) -> Path:
 
 
 def _footnote(fig: plt.Figure, *lines: str) -> None:
-    body = "\n".join(line for line in lines if line)
+    # wrapped, so that a long list of runs does not stretch the saved figure sideways
+    body = "\n".join(textwrap.fill(line, 170, subsequent_indent="  ") for line in lines if line)
     if body:
         fig.text(0.01, -0.02, body, ha="left", va="top", fontsize=7, color="0.35")
 
@@ -127,7 +129,16 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
             _log_x(ax, panel["nfe"])
             ax.set_xlabel("NFE (network evaluations)")
             ax.set_title(chain, fontsize=9)
-            ax.legend(fontsize=6)
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+        # one legend for the figure, beside the panels: a run keeps its colour in every panel, and a
+        # legend inside a panel would hide the few-step points
+        legend: dict[str, Any] = {}
+        for ax in axes.flat:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                legend.setdefault(label, handle)
+        axes.flat[ncols - 1].legend(list(legend.values()), list(legend), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                                    fontsize=7)
         for ax in list(axes.flat)[len(chains):]:
             ax.set_visible(False)
         for ax in axes.flat:  # every panel has its own y range, so every panel says what it shows
@@ -161,40 +172,54 @@ def _undefined_cells(rows: pd.DataFrame) -> str:
     return ", ".join(parts)
 
 
-def plot_nll_vs_nfe(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
-    """NLL bound (bits/dim) vs NFE: one figure per dataset, one panel per reverse variance.
+def _bound_curve(row: Mapping) -> str:
+    """One bound curve: the run, the reverse variance and the spacing of its chain."""
+    return f"{text(row['method'], '?')} / σ² = {text(row['variance'], '?')} / {text(row['spacing'], '?')}"
 
-    The total is a solid line; the prior, reconstruction and diffusion terms are dashed. A
-    continuous-time bound (T = ∞, no NFE) is a dotted horizontal line in every panel, in its run's colour.
+
+#: line style of each term of the bound in the terms panel
+_TERM_STYLES = {"nll_prior": ":", "nll_recon": "-.", "nll_diffusion": "--"}
+
+
+def plot_nll_vs_nfe(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
+    """NLL bound (bits/dim) vs NFE, one figure per dataset: the total of every (run, reverse
+    variance, spacing) on one panel, so that every method's bound sits beside DDPM's at equal K, and
+    its prior, reconstruction and diffusion terms on a second panel (same colours). Both y axes are
+    logarithmic: few-step bounds with σ² = β̃ run to hundreds of bits/dim. A continuous-time bound
+    (T = ∞, no NFE) is a dotted horizontal line in its run's colour.
     """
     continuous = ok_rows(df[(df["metric"] == "nll_total") & (df["sampler"] == CONTINUOUS_SAMPLER)])
     rows = df[df["metric"].isin(NLL_TERMS) & df["nfe"].notna()]
     figures: dict[str, Path] = {}
     for dataset, group in rows.groupby("dataset", sort=True):
         ok = ok_rows(group)
-        variances = sorted({text(v, "unspecified") for v in ok["variance"]})
-        if not variances:
+        if ok.empty:
             continue
-        fig, axes = plt.subplots(1, len(variances), figsize=(5.2 * len(variances), 4.0), squeeze=False,
-                                 sharey=True)
-        ok = _with_variant(ok.assign(variance=[text(v, "unspecified") for v in ok["variance"]]))
-        summary = seed_summary(ok, ["variance", "variant", "metric", "nfe"])
-        palette = dict(zip(sorted(ok["variant"].unique()), sns.color_palette(n_colors=ok["variant"].nunique())))
-        for ax, variance in zip(axes[0], variances):
-            for (variant, metric), line in summary[summary["variance"] == variance].groupby(["variant", "metric"]):
-                total = metric == "nll_total"
-                ax.errorbar(line["nfe"], line["mean"], yerr=_errorbar_series(line), color=palette[variant],
-                            ls="-" if total else "--", lw=1.8 if total else 1.0, marker="o" if total else ".",
-                            capsize=2, label=f"{variant}: {metric_label(metric).replace(' (bits/dim)', '')}")
-            for method, limit in continuous[continuous["dataset"] == dataset].groupby("method")["value"]:
-                color = next((palette[v] for v in palette if v.split(" ")[0] == method), "k")
-                ax.axhline(limit.mean(), color=color, ls=":", lw=1.4,
-                           label=f"{method}: T = ∞ total {limit.mean():.3g} (mean of {len(limit)})")
+        ok = ok.assign(curve=[_bound_curve(r) for r in ok.to_dict("records")], nfe=ok["nfe"].astype(float))
+        summary = seed_summary(ok, ["curve", "metric", "nfe"])
+        curves = sorted(ok["curve"].unique())
+        palette = dict(zip(curves, sns.color_palette(n_colors=len(curves))))
+        fig, (ax_total, ax_terms) = plt.subplots(1, 2, figsize=(12.0, 4.4))
+        for (curve, metric), line in summary.groupby(["curve", "metric"]):
+            total = metric == "nll_total"
+            ax = ax_total if total else ax_terms
+            ax.errorbar(line["nfe"], line["mean"], yerr=_errorbar_series(line), color=palette[curve],
+                        ls="-" if total else _TERM_STYLES[metric], lw=1.8 if total else 1.1,
+                        marker="o" if total else ".", capsize=2, label=curve if total else None)
+        for i, (method, limit) in enumerate(continuous[continuous["dataset"] == dataset].groupby("method")["value"]):
+            color = next((palette[c] for c in curves if c.split(" / ")[0] == method), f"C{i}")
+            ax_total.axhline(limit.mean(), color=color, ls=":", lw=1.4,
+                             label=f"{method}: T = ∞ ({limit.mean():.3g}, mean of {len(limit)})")
+        for ax in (ax_total, ax_terms):
             _log_x(ax, ok["nfe"])
+            ax.set_yscale("log")
             ax.set_xlabel("NFE (steps of the ancestral chain)")
-            ax.set_title(f"σ² = {variance}")
-            ax.legend(fontsize=6)
-        axes[0][0].set_ylabel("NLL upper bound (bits/dim, held-out)")
+        ax_total.set_ylabel("NLL upper bound (bits/dim, held-out)")
+        ax_total.set_title("total bound")
+        ax_total.legend(fontsize=7)
+        ax_terms.set_title("its terms (colours as on the left)")
+        ax_terms.legend(handles=[plt.Line2D([], [], color="0.3", ls=style, label=metric_label(m))
+                                 for m, style in _TERM_STYLES.items()], fontsize=7)
         fig.suptitle(f"{text(dataset)}: variational bound vs NFE")
         undefined = _undefined_cells(group)
         _footnote(fig, "error bars: sd over seeds, or the standard error over images for one seed",
