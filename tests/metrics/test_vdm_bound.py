@@ -257,3 +257,15 @@ def test_more_steps_never_increase_the_loss_of_the_optimal_denoiser(kind, no_dec
     # first-order convergence: expm1(Δγ) ≈ Δγ(1 + Δγ/2) makes the gap ≈ c/T, halving with each doubling
     assert 0.4 < (exact[1024] - exact[None]) / (exact[512] - exact[None]) < 0.6
     assert exact[1024] - exact[None] < 0.015 * exact[None]
+
+
+def test_variance_router_is_refused_for_the_discrete_bound():
+    """The discrete-T bound depends on the interior and trains it itself: routing it to the variance
+    objective would silently change what is learned, so it is an error."""
+    from diffsteps.noise.logsnr import VarianceGradient
+
+    net = GaussianDenoiser(build_schedule("monotone_net"), 0.0, 0.25)
+    x, u = torch.zeros(2, 1, 2, 2), torch.tensor([0.2, 0.7])
+    vdm_bound(net, x, u, torch.randn(2, 1, 2, 2), T=None, router=VarianceGradient())  # continuous: fine
+    with pytest.raises(ValueError, match="variance router with T = 10 is invalid"):
+        vdm_bound(net, x, u, torch.randn(2, 1, 2, 2), T=10, router=VarianceGradient())

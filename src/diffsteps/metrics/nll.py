@@ -140,7 +140,6 @@ def ancestral_vlb(denoiser: Denoiser, chain: Chain, x0: torch.Tensor, variance: 
     return NLLTerms(prior=prior, recon=recon, diffusion=diffusion)
 
 
-
 def pixel_levels(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """The 256 levels of 8-bit data in model space, x_k = −1 + 2k/255, (256,)."""
     return torch.arange(256, device=device, dtype=dtype) * (2.0 / 255) - 1.0
@@ -188,6 +187,9 @@ def vdm_bound(net: LogSNRDenoiser, x: torch.Tensor, u: torch.Tensor, eps: torch.
     stays valid, being that of the clipped reverse model. ``router`` (training) reroutes the schedule
     interior's gradient to the variance objective.
     """
+    if router is not None and T is not None:
+        raise ValueError(f"vdm_bound: a variance router with T = {T} is invalid: the discrete-T bound depends on the "
+                         "schedule's interior and trains it itself; route only the continuous-time (T = None) loss")
     gamma_0, gamma_1 = net.gamma.endpoints()
     prior = prior_kl(x, gamma_1)
     alpha_0, sigma_0 = alpha_sigma(gamma_0.to(x.dtype))

@@ -126,7 +126,7 @@ class LogSNRSchedule(nn.Module, ABC):
         """γ(t) and, with ``slope``, γ'(t) by autograd (kept differentiable when grad mode is on).
 
         Computed in float32 outside any autocast region: γ spans [−13.3, 5] and bf16 would round it
-        by up to 0.06. ``router`` (training only) reroutes the interior's gradient (:class:`VarianceGradient`).
+        by up to 0.03. ``router`` (training only) reroutes the interior's gradient (:class:`VarianceGradient`).
         """
         grad_mode = torch.is_grad_enabled()
         with torch.autocast(device_type=t.device.type, enabled=False):

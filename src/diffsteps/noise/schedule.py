@@ -85,7 +85,8 @@ class Chain:
 
     @property
     def beta_tilde(self) -> torch.Tensor:
-        """Posterior variance β̃'_i = (1 − ᾱ'_{i−1})/(1 − ᾱ'_i)·β'_i, shape (K+1,); β̃'_1 = 0."""
+        """Posterior variance β̃'_i = (1 − ᾱ'_{i−1})/(1 − ᾱ'_i)·β'_i, shape (K+1,); β̃'_1 = 0 on a discrete
+        chain (ᾱ'_0 = 1), small but positive on a continuous one."""
         out = torch.zeros_like(self.beta)
         out[1:] = (1 - self.alpha_bar[:-1]) / (1 - self.alpha_bar[1:]) * self.beta[1:]
         return out

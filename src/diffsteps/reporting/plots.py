@@ -373,7 +373,8 @@ def plot_log_snr(curves: Mapping[str, Mapping[str, list[float]]], out_path: str 
         ax.set_xlabel("t (discrete schedules at t = i/T)")
         ax.legend(fontsize=7)
     fig.suptitle("Noise schedules: fixed (discrete runs) and learned (VDM)")
-    _footnote(fig, "a learned schedule: endpoints from the bound, interior from the variance of the diffusion loss")
+    _footnote(fig, "VDM learns the endpoints through the bound; a monotone-network interior is learned from the variance "
+                   "of the diffusion loss (continuous time) or from the bound (discrete T_train)")
     return save_figure(fig, Path(out_path))
 
 

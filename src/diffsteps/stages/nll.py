@@ -75,7 +75,7 @@ def run(args) -> int:
         rows = []
         for t in TERMS:
             v = bpd[t].double().numpy()
-            # the bound is an average over images; its standard error is over images (one x_t draw each)
+            # the bound is an average over images; its standard error is over images (each image: terms.draws draws)
             rows.append(make_row(**ident, metric=f"nll_{t}", value=float(v.mean()),
                                  std=float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None,
                                  n=len(v), draws=terms.draws, status="ok"))
