@@ -132,6 +132,12 @@ class Method(ABC):
                     "K-step chains only, not at T = ∞")
         return None
 
+    def require_bound(self, variance: str | None) -> None:
+        """Raise when the bound cell of ``variance`` is not defined (see :meth:`nll_reason`)."""
+        reason = self.nll_reason(variance)
+        if reason is not None:
+            raise ValueError(f"NLL is not defined for {self.name}: {reason}")
+
     @abstractmethod
     def nll(self, model: nn.Module, images: np.ndarray, budget: int | None, variance: str | None,
             spacing: str | None, seed: int, *, batch_size: int, device: torch.device) -> NLLTerms:
@@ -185,9 +191,7 @@ class DiffusionMethod(Method):
 
     @torch.no_grad()
     def nll(self, model, images, budget, variance, spacing, seed, *, batch_size, device):
-        reason = self.nll_reason(variance)
-        if reason is not None:
-            raise ValueError(f"NLL is not defined for {self.name}: {reason}")
+        self.require_bound(variance)
         model.eval()
         chain = self.process.schedule.chain(budget, spacing)
         terms = []
@@ -270,9 +274,7 @@ class VDM(Method):
     def nll(self, model, images, budget, variance, spacing, seed, *, batch_size, device):
         """Each image's bound is the mean of ``evaluation.nll.draws`` draws of (t, ε), the times
         stratified per image, t_d = (u + d/draws) mod 1, so that every draw covers another part of [0, 1)."""
-        reason = self.nll_reason(variance)
-        if reason is not None:
-            raise ValueError(f"NLL is not defined for {self.name}: {reason}")
+        self.require_bound(variance)
         model.eval()
         draws = self.cfg.evaluation.nll.draws
         batches = []

@@ -16,26 +16,15 @@ import numpy as np
 import pytest
 import torch
 from scipy import integrate, special, stats
-from torch import nn
 
 from diffsteps.metrics.nll import (bits_per_dim, discrete_decoder_nll, pixel_levels, prior_kl, vdm_bound)
 from diffsteps.models.unet import UNetSpec
 from diffsteps.models.vdm import VDMNetwork
 from diffsteps.noise.logsnr import alpha_sigma, build_schedule, grid_times
 
+from ..vdm_helpers import GaussianDenoiser
+
 LN2 = math.log(2.0)
-
-
-class GaussianDenoiser(nn.Module):
-    """ε̂(z, γ) = σ(z − α m')/(α² s'² + σ²): E[ε | z_t] for data N(m', s'²) per dimension (LogSNRDenoiser)."""
-
-    def __init__(self, gamma, m: float, s2: float):
-        super().__init__()
-        self.gamma, self.m, self.s2 = gamma, m, s2
-
-    def predict(self, z, gamma_t):
-        a, s = alpha_sigma(gamma_t.reshape(-1, *[1] * (z.dim() - 1)).to(z.dtype))
-        return s * (z - a * self.m) / (a * a * self.s2 + s * s)
 
 
 def per_dim_error(gam: float, mu: float, s2: float, m: float, s2_model: float) -> float:

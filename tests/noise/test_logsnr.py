@@ -24,6 +24,8 @@ from diffsteps.objectives import VDMObjective
 from diffsteps.rng import BatchRNG
 from diffsteps.samplers import ancestral_step, predict_x0
 
+from ..vdm_helpers import GaussianDenoiser
+
 INTERIOR = ("raw_w", "raw_a", "raw_b", "c")
 ENDPOINTS = ("gamma_0", "raw_range")
 
@@ -238,19 +240,6 @@ def test_router_leaves_schedules_without_interior_alone():
     at = s.evaluate(t)
     (at.gamma * at.slope).sum().backward()
     assert all(torch.equal(a, p.grad) for a, p in zip(routed, s.parameters()))
-
-
-class GaussianDenoiser(nn.Module):
-    """The exact E[ε | z_t] for data x ~ N(μ, s²) per dimension (LogSNRDenoiser protocol):
-    z = αx + σε ⇒ E[ε | z] = σ(z − αμ)/(α²s² + σ²). A fixed, smooth function of (z, γ_t)."""
-
-    def __init__(self, gamma, mu: float, s2: float):
-        super().__init__()
-        self.gamma, self.mu, self.s2 = gamma, mu, s2
-
-    def predict(self, z, gamma_t):
-        a, s = alpha_sigma(gamma_t.reshape(-1, *[1] * (z.dim() - 1)).to(z.dtype))
-        return s * (z - a * self.mu) / (a * a * self.s2 + s * s)
 
 
 def test_variance_objective_moves_interior_keeps_bound_and_lowers_variance(monkeypatch):

@@ -147,19 +147,6 @@ class LogSNRSchedule(nn.Module, ABC):
             return GammaAt(gamma=g0 + (g1 - g0) * g, slope=(g1 - g0) * gp if gp is not None else None)
 
 
-class FixedLinear(LogSNRSchedule):
-    """γ(t) = γ_min + (γ_max − γ_min)·t, nothing learned (VDM's fixed baseline)."""
-
-    kind = "fixed_linear"
-    has_interior = False
-
-    def __init__(self, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX):
-        super().__init__(gamma_min, gamma_max, learn_endpoints=False)
-
-    def shape(self, t):
-        return t
-
-
 class LearnedLinear(LogSNRSchedule):
     """γ(t) = γ_0 + (γ_1 − γ_0)·t with learned endpoints (VDM's scalar-linear schedule)."""
 
@@ -168,6 +155,15 @@ class LearnedLinear(LogSNRSchedule):
 
     def shape(self, t):
         return t
+
+
+class FixedLinear(LearnedLinear):
+    """γ(t) = γ_min + (γ_max − γ_min)·t, nothing learned (VDM's fixed baseline)."""
+
+    kind = "fixed_linear"
+
+    def __init__(self, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX):
+        super().__init__(gamma_min, gamma_max, learn_endpoints=False)
 
 
 class MonotoneNet(LogSNRSchedule):
@@ -238,18 +234,14 @@ class ContinuousGaussian:
     def __init__(self, schedule: LogSNRSchedule):
         self.schedule = schedule
 
-    @staticmethod
-    def sample_noise(shape: Sequence[int], rng: RNG, *, device: torch.device | str = "cpu",
-                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """ε ~ N(0, I) of shape ``shape`` (the noise of every t)."""
-        return rng.randn(tuple(shape), device=device, dtype=dtype)
-
     def prior_sample(self, shape: Sequence[int], rng: RNG, *, device: torch.device | str = "cpu") -> torch.Tensor:
-        return self.sample_noise(shape, rng, device=device)
+        """z_1 ~ p(z_1) = N(0, I), shape ``shape``."""
+        return rng.randn(tuple(shape), device=device)
 
     def reverse_noise(self, shape: Sequence[int], chain: Chain, i: int, rng: RNG, *,
                       device: torch.device | str = "cpu") -> torch.Tensor:
-        return self.sample_noise(shape, rng, device=device)
+        """Standard Gaussian noise of the reverse step i → i−1 (the same law at every t)."""
+        return rng.randn(tuple(shape), device=device)
 
     @torch.no_grad()
     def chain(self, K: int, spacing: str = "uniform") -> Chain:
