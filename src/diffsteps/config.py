@@ -31,6 +31,10 @@ PRESET_DIR = Path(__file__).with_name("presets")
 #: Sampler identifiers are a tiny grammar so that they can be matrix values in dvc.yaml and
 #: directory names at once: ``ddim-eta<η>`` or ``ancestral-<beta|betatilde>``.
 SAMPLER_RE = re.compile(r"^(?:ddim-eta(?P<eta>\d+(?:\.\d+)?)|ancestral-(?P<var>betatilde|beta))$")
+#: the one sampler of a fixed-T run (DDGAN): draw x_{t−1} from the posterior q(x_{t−1} | x_t, x̂_0), i.e.
+#: ancestral sampling with σ² = β̃ on the run's own T-step chain (its cells' spacing is "uniform": the chain's
+#: times are uniform in the SDE's time)
+FIXED_T_SAMPLER, FIXED_T_SPACING = "ancestral-betatilde", "uniform"
 
 
 class ConfigError(ValueError):
@@ -171,9 +175,18 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class FixedTConfig:
+    """Runs whose step count T is fixed at training (DDGAN): each is trained and sampled at every T."""
+
+    methods: tuple[str, ...]
+    T: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     preset: str
     methods: tuple[str, ...]
+    fixed_T: FixedTConfig
     method_config: Mapping[str, MethodOptions] = dataclasses.field(hash=False)  # run → options (read-only)
     data: DataConfig
     model: ModelConfig
@@ -218,6 +231,7 @@ def _build(cls: type, raw: Mapping[str, Any]) -> Any:
 
 
 _NESTED: dict[tuple[str, str], type] = {
+    ("StudyConfig", "fixed_T"): FixedTConfig,
     ("StudyConfig", "data"): DataConfig,
     ("StudyConfig", "model"): ModelConfig,
     ("StudyConfig", "noise"): NoiseConfig,
@@ -290,13 +304,20 @@ def _check_cross_fields(cfg: StudyConfig, source: str) -> None:
     for key, values in (("sampling.budgets", s.budgets), ("sampling.seeds", s.seeds), ("sampling.samplers", s.samplers),
                         ("sampling.spacings", s.spacings), ("train.seeds", cfg.train.seeds),
                         ("sampling.reference.methods", s.reference.methods),
-                        ("evaluation.nll.budgets", cfg.evaluation.nll.budgets), ("methods", cfg.methods)):
+                        ("evaluation.nll.budgets", cfg.evaluation.nll.budgets), ("methods", cfg.methods),
+                        ("fixed_T.methods", cfg.fixed_T.methods), ("fixed_T.T", cfg.fixed_T.T)):
         if len(set(values)) != len(values):
             raise ConfigError(key, list(values), "entries must be unique", source)
-    for i, run in enumerate(cfg.methods):
-        if run not in cfg.method_config:
-            raise ConfigError(f"methods[{i}]", run, f"every run must be defined under method_config; defined runs are "
-                              f"{sorted(cfg.method_config)}", source)
+    for key, runs, fixed in (("methods", cfg.methods, False), ("fixed_T.methods", cfg.fixed_T.methods, True)):
+        for i, run in enumerate(runs):
+            if run not in cfg.method_config:
+                raise ConfigError(f"{key}[{i}]", run, f"every run must be defined under method_config; defined runs "
+                                  f"are {sorted(cfg.method_config)}", source)
+            family = cfg.method_config[run].family
+            if cfg.method_config[run].fixed_T != fixed:
+                raise ConfigError(f"{key}[{i}]", run, f"its family {family!r} " + (
+                    "is trained at a fixed step count: list it under fixed_T.methods" if not fixed else
+                    "is trained once and sampled at every budget: list it under methods"), source)
     for run, options in cfg.method_config.items():
         for field_name, value, expected in options.problems():
             raise ConfigError(f"method_config.{run}.{field_name}", value, expected, source)

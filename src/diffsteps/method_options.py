@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class MethodOptions:
     """
 
     family: str
+    #: the family's step count is fixed at training (one model per T, listed under fixed_T in params.yaml)
+    fixed_T: ClassVar[bool] = False
 
     def noise_kwargs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "family"}
@@ -92,9 +94,42 @@ class VDMOptions(MethodOptions):
                 f"fourier={self.fourier_min}..{self.fourier_max - 1}, T_train={self.T_train or '∞'}")
 
 
+@dataclass(frozen=True)
+class DDGANOptions(MethodOptions):
+    """Denoising Diffusion GAN: the VP-SDE's β(s) range, the latent size, each player's Adam learning rate
+    (shared β = (β1, β2)), the R1 weight γ and its lazy interval (steps), the collapse rule (stop after
+    this many consecutive steps with discriminator accuracy 1) and the domain-FID probe (every
+    ``probe_every`` steps on ``probe_n`` samples; 0 disables it). Defaults are the paper's CIFAR-10 values
+    where it has one."""
+
+    fixed_T: ClassVar[bool] = True
+
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    latent_dim: int = 100
+    lr_g: float = 1.6e-4
+    lr_d: float = 1.25e-4
+    adam_betas: tuple[float, float] = (0.5, 0.9)
+    r1_gamma: float = 0.02
+    lazy_reg: int = 15
+    collapse_steps: int = 500
+    probe_every: int = 0
+    probe_n: int = 256
+
+    def problems(self):
+        out = []
+        if self.beta_max <= self.beta_min:
+            out.append(("beta_max", self.beta_max, f"must exceed beta_min = {self.beta_min}"))
+        return out
+
+    def describe(self) -> str:
+        return (f"beta={self.beta_min:g}..{self.beta_max:g}, nz={self.latent_dim}, lr_g={self.lr_g:g}, "
+                f"lr_d={self.lr_d:g}, r1={self.r1_gamma:g}/{self.lazy_reg}")
+
+
 #: method family → its options type; the family names are those of the method registry
 FAMILY_OPTIONS: dict[str, type[MethodOptions]] = {"ddpm": DDPMOptions, "ddgm": DDGMOptions,
-                                                   "mixture": MixtureOptions, "vdm": VDMOptions}
+                                                   "mixture": MixtureOptions, "vdm": VDMOptions, "ddgan": DDGANOptions}
 
 
 def parse_method_options(raw: Mapping[str, Any]) -> dict[str, MethodOptions]:
@@ -105,5 +140,7 @@ def parse_method_options(raw: Mapping[str, Any]) -> dict[str, MethodOptions]:
         if "phi" in entry:  # a constant φ is the schedule that starts and ends at it
             phi = entry["phi"]
             entry["phi"] = PhiSchedule(phi, phi) if isinstance(phi, (int, float)) else PhiSchedule(**phi)
+        if "adam_betas" in entry:  # a YAML list; frozen options hold tuples
+            entry["adam_betas"] = tuple(entry["adam_betas"])
         out[run] = FAMILY_OPTIONS[entry["family"]](**entry)
     return out

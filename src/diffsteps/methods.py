@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import SamplerSpec, StudyConfig
+from .config import FIXED_T_SAMPLER, SamplerSpec, StudyConfig, TrainConfig
 from .method_options import MethodOptions
 from .metrics.nll import NLLTerms, ancestral_vlb, vdm_bound
+from .models.ddgan import DDGANGenerator, Discriminator, DiscriminatorSpec
 from .models.unet import UNet, UNetSpec
 from .models.vdm import VDMNetwork
 from .noise.base import NoiseProcess
@@ -24,10 +25,11 @@ from .noise.gamma import GammaNoise
 from .noise.gaussian import GaussianNoise
 from .noise.logsnr import ContinuousGaussian, build_schedule
 from .noise.mixture import MixtureNoise
-from .noise.schedule import Chain, Schedule
-from .objectives import EpsilonObjective, Objective, VDMObjective
-from .rng import StackedRNG
+from .noise.schedule import Chain, Schedule, vp_sde_betas
+from .objectives import AdversarialObjective, EpsilonObjective, Objective, VDMObjective
+from .rng import RNG, StackedRNG
 from .samplers import NoiseSource, sample
+from .training.learners import AdversarialLearner, Learner, ObjectiveLearner
 
 
 @dataclass(frozen=True)
@@ -49,18 +51,32 @@ def to_model_space(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(images).float() / 127.5 - 1.0
 
 
+class LatentDenoiser:
+    """A generator G(x_t, t, z) read as a denoiser of (x_t, t): every call draws z ~ N(0, I) of shape
+    (B, latent_dim) from the samples' own streams, so a sample's latents do not depend on the batch."""
+
+    def __init__(self, net: nn.Module, latent_dim: int, rng: RNG):
+        self.net, self.latent_dim, self.rng = net, latent_dim, rng
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.net(x, t, self.rng.randn((x.shape[0], self.latent_dim), device=x.device))
+
+
 def generate_on_chain(cfg: StudyConfig, model: nn.Module, process: NoiseSource, chain: Chain, spec: SamplerSpec,
                       image_shape: tuple[int, ...], n: int, seed: int, *, batch_size: int, device: torch.device,
-                      scale: float = 1.0) -> GeneratedSet:
+                      scale: float = 1.0, latent_dim: int = 0) -> GeneratedSet:
     """n samples of ``spec`` over ``chain`` in batches; sample j uses the stream (seed, j). The final
     state is divided by ``scale`` (α_0 of a continuous chain, whose last step lands on z_0 = α_0 x̂)
-    and rounded to the 256 levels (the decoder's mode)."""
+    and rounded to the 256 levels (the decoder's mode). With ``latent_dim`` > 0 the model is a
+    generator G(x_t, t, z) predicting x̂_0 (:class:`LatentDenoiser`), else an ε-predictor."""
     model.eval()
     out, seconds, nfe = [], 0.0, 0
     for start in range(0, n, batch_size):
         idx = range(start, min(n, start + batch_size))
-        res = sample(model, process, chain, spec, (len(idx), *image_shape), StackedRNG(seed, idx),
-                     clip_x0=cfg.sampling.clip_x0, device=device)
+        rng = StackedRNG(seed, idx)
+        denoiser = LatentDenoiser(model, latent_dim, rng) if latent_dim else model
+        res = sample(denoiser, process, chain, spec, (len(idx), *image_shape), rng, clip_x0=cfg.sampling.clip_x0,
+                     device=device, prediction="x0" if latent_dim else "eps")
         out.append(to_uint8(res.x0 / scale))
         seconds += res.seconds
         nfe = res.nfe
@@ -83,13 +99,21 @@ class Method(ABC):
     #: whether the method has a continuous-time bound (T = ∞) besides its K-step ones
     continuous_time: ClassVar[bool] = False
 
-    def __init__(self, cfg: StudyConfig, run: str, image_shape: tuple[int, int, int]):
+    def __init__(self, cfg: StudyConfig, run: str, image_shape: tuple[int, int, int], T: int | None = None):
         if run not in cfg.method_config or cfg.method_config[run].family != self.name:
             raise ValueError(f"{type(self).__name__}: run {run!r} is invalid: expected a run of family {self.name!r} "
                              f"under method_config (runs: {sorted(cfg.method_config)})")
         self.cfg, self.run = cfg, run
         self.options: MethodOptions = cfg.method_config[run]
         self.image_shape = tuple(image_shape)
+        if self.options.fixed_T != (T is not None):
+            raise ValueError(f"{type(self).__name__}: T = {T} is invalid for run {run!r}: " + (
+                "its step count is fixed at training, so a model exists per T (one of fixed_T.T)" if self.options.fixed_T
+                else "it is trained once and sampled at any budget, so it takes no T"))
+        if T is not None and T < 1:
+            raise ValueError(f"{type(self).__name__}: T = {T} is invalid: must be ≥ 1")
+        #: the step count fixed at training (fixed-T methods such as DDGAN), else None
+        self.T = T
 
     @classmethod
     @abstractmethod
@@ -112,14 +136,15 @@ class Method(ABC):
         """A freshly initialised network (the shared UNet) sized from ``cfg.model``."""
 
     @abstractmethod
-    def objective(self) -> Objective:
-        """The training objective (unreduced per-sample loss)."""
+    def learner(self, model: nn.Module, cfg: TrainConfig) -> Learner:
+        """How a batch updates ``model`` (a network of :meth:`build_model`): its optimisers and losses."""
 
     @abstractmethod
     def generate(self, model: nn.Module, budget: int, sampler: SamplerSpec, spacing: str, n: int, seed: int, *,
                  batch_size: int, device: torch.device) -> GeneratedSet:
-        """n samples at a step budget; sample j uses the stream (seed, j), so every budget starts from
-        the same noise and the result does not depend on ``batch_size``."""
+        """n samples at a step budget (NFE); sample j uses the stream (seed, j), so every budget starts
+        from the same noise and the result does not depend on ``batch_size``. A fixed-T method samples
+        only at its own T, with its own sampler (``config.FIXED_T_SAMPLER``) and chain."""
 
     @classmethod
     def nll_reason(cls, variance: str | None) -> str | None:
@@ -146,7 +171,27 @@ class Method(ABC):
         where :meth:`nll_reason` is None."""
 
 
-class DiffusionMethod(Method):
+def discrete_log_snr(alpha_bar: torch.Tensor, points: int = 201) -> dict[str, list[float]]:
+    """γ_i = log((1 − ᾱ_i)/ᾱ_i) of a discrete T-step chain at t = i/T, on at most ``points`` of i = 1..T
+    (ᾱ_0 = 1 has γ = −∞); ``alpha_bar`` is (T+1,)."""
+    T = len(alpha_bar) - 1
+    i = np.unique(np.linspace(1, T, min(points, T)).round().astype(int))
+    ab = alpha_bar.numpy()[i]
+    return {"t": (i / T).tolist(), "gamma": (np.log1p(-ab) - np.log(ab)).tolist()}
+
+
+class ObjectiveMethod(Method):
+    """A method trained by one objective on one network (:class:`ObjectiveLearner`)."""
+
+    @abstractmethod
+    def objective(self) -> Objective:
+        """The training objective (unreduced per-sample loss)."""
+
+    def learner(self, model, cfg):
+        return ObjectiveLearner(model, self.objective(), cfg)
+
+
+class DiffusionMethod(ObjectiveMethod):
     """A discrete ε-prediction diffusion over a noise process, trained once at T and sampled at every
     budget on respaced chains with the stateless samplers."""
 
@@ -157,8 +202,8 @@ class DiffusionMethod(Method):
         if "noise_cls" in cls.__dict__:  # the bound exists exactly when the noise process defines one
             cls.nll_undefined_reason = cls.noise_cls.nll_undefined_reason
 
-    def __init__(self, cfg: StudyConfig, run: str, image_shape: tuple[int, int, int]):
-        super().__init__(cfg, run, image_shape)
+    def __init__(self, cfg: StudyConfig, run: str, image_shape: tuple[int, int, int], T: int | None = None):
+        super().__init__(cfg, run, image_shape, T)
         # the run's options are the process's keyword arguments: training and sampling share one process
         self.process = self.noise_cls(Schedule.from_config(cfg.noise), **self.options.noise_kwargs())
 
@@ -171,11 +216,7 @@ class DiffusionMethod(Method):
         return self.process.skewness(t)
 
     def log_snr_curve(self, model):
-        """The fixed discrete schedule at t = i/T: γ_i = log((1 − ᾱ_i)/ᾱ_i), i = 1..T (ᾱ_0 = 1 has γ = −∞)."""
-        T = self.process.T
-        i = np.unique(np.linspace(1, T, 201).round().astype(int))
-        ab = self.process.alpha_bar.numpy()[i]
-        return {"t": (i / T).tolist(), "gamma": (np.log1p(-ab) - np.log(ab)).tolist()}
+        return discrete_log_snr(self.process.alpha_bar)
 
     def build_model(self) -> nn.Module:
         C, H, _ = self.image_shape
@@ -224,7 +265,7 @@ class MixtureDDM(DiffusionMethod):
     noise_cls = MixtureNoise
 
 
-class VDM(Method):
+class VDM(ObjectiveMethod):
     """Variational Diffusion Models (arXiv 2107.00630): continuous time, a learned log-SNR schedule,
     the exact bound in discrete and continuous time, ancestral sampling at any step count K from one
     trained model (the K-step chain of the trained schedule, :meth:`ContinuousGaussian.chain`).
@@ -291,3 +332,54 @@ class VDM(Method):
             batches.append(NLLTerms(*(sum(getattr(t, f) for t in acc) / draws for f in ("prior", "recon", "diffusion")),
                                     draws=draws))
         return per_image_terms(batches)
+
+
+class DDGAN(Method):
+    """Denoising Diffusion GAN (arXiv 2112.07804): T ∈ fixed_T.T steps fixed at training, one model per T.
+
+    The chain is the VP-SDE discretised at T steps (:func:`~.noise.schedule.vp_sde_betas`). The
+    generator predicts x̂_0 = G(x_t, t, z) and a reverse step draws x_{t−1} ~ q(x_{t−1} | x_t, x̂_0),
+    the Gaussian posterior (ancestral β̃ on the T-step chain: ``FIXED_T_SAMPLER``); a time-dependent
+    discriminator D(x_{t−1}, x_t, t) trains it (:class:`~.objectives.AdversarialObjective`). NFE = T.
+    """
+
+    name = "ddgan"
+    nll_undefined_reason = ("DDGAN is an implicit model: x̂_0 = G(x_t, t, z) with z ~ N(0, I) defines how to sample "
+                            "p(x_{t−1} | x_t) but not its density, so no likelihood bound exists")
+
+    def __init__(self, cfg: StudyConfig, run: str, image_shape: tuple[int, int, int], T: int | None = None):
+        super().__init__(cfg, run, image_shape, T)
+        o = self.options
+        self.process = GaussianNoise(Schedule(vp_sde_betas(self.T, o.beta_min, o.beta_max)))
+
+    @classmethod
+    def noise_label(cls, options):
+        return f"gaussian-vpsde({options.describe()})"
+
+    def log_snr_curve(self, model):
+        return discrete_log_snr(self.process.alpha_bar)
+
+    def build_model(self) -> nn.Module:
+        C, H, _ = self.image_shape
+        return DDGANGenerator(UNetSpec.from_config(self.cfg.model, image_size=H, in_channels=C,
+                                                   latent_dim=self.options.latent_dim))
+
+    def learner(self, model, cfg):
+        o = self.options
+        objective = AdversarialObjective(self.process, o.latent_dim, o.r1_gamma, o.lazy_reg)
+        return AdversarialLearner(model, Discriminator(DiscriminatorSpec.from_unet(model.spec)), objective, cfg,
+                                  lr_g=o.lr_g, lr_d=o.lr_d, betas=o.adam_betas, collapse_steps=o.collapse_steps)
+
+    @torch.no_grad()
+    def generate(self, model, budget, sampler, spacing, n, seed, *, batch_size, device):
+        if budget != self.T or sampler.name != FIXED_T_SAMPLER or spacing != "uniform":
+            raise ValueError(f"{self.run} (DDGAN, trained at T = {self.T}) samples only its own chain: budget {self.T}, "
+                             f"sampler {FIXED_T_SAMPLER}, spacing uniform; got budget {budget}, sampler "
+                             f"{sampler.name}, spacing {spacing}")
+        return generate_on_chain(self.cfg, model, self.process, self.process.schedule.chain(), sampler,
+                                 self.image_shape, n, seed, batch_size=batch_size, device=device,
+                                 latent_dim=self.options.latent_dim)
+
+    def nll(self, model, images, budget, variance, spacing, seed, *, batch_size, device):
+        """Never defined: raises ValueError with :attr:`nll_undefined_reason`."""
+        raise ValueError(f"NLL is not defined for {self.name}: {self.nll_undefined_reason}")

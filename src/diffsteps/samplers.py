@@ -26,6 +26,7 @@ from typing import Callable, Protocol, Sequence
 import torch
 
 from .config import SamplerSpec
+from .noise.base import expand_like
 from .noise.schedule import Chain
 from .rng import RNG
 
@@ -55,13 +56,15 @@ def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float | torch.Te
     """x̂_0 from ε̂, optionally clipped to [−1, 1]; ε̂ is recomputed from the clipped x̂_0 so that
     both updates use one consistent (x̂_0, ε̂) pair (this keeps DDIM η = 1 ≡ ancestral β̃ exact).
     ``alpha_bar`` is a number or a tensor broadcasting against x_t (per-sample times)."""
-    a = alpha_bar**0.5
-    s = (1 - alpha_bar) ** 0.5
-    x0 = (x_t - s * eps) / a
+    return x0_pair(x_t, (x_t - (1 - alpha_bar) ** 0.5 * eps) / alpha_bar**0.5, alpha_bar, clip)
+
+
+def x0_pair(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float | torch.Tensor,
+            clip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x̂_0, ε̂) from a prediction of x̂_0, optionally clipped to [−1, 1], with ε̂ = (x_t − √ᾱ x̂_0)/√(1 − ᾱ)."""
     if clip:
         x0 = x0.clamp(-1, 1)
-        eps = (x_t - a * x0) / s
-    return x0, eps
+    return x0, (x_t - alpha_bar**0.5 * x0) / (1 - alpha_bar) ** 0.5
 
 
 def ddim_sigma(chain: Chain, i: int, eta: float) -> float:
@@ -70,14 +73,18 @@ def ddim_sigma(chain: Chain, i: int, eta: float) -> float:
     return eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
 
 
-def ancestral_step(x_t, x0, chain: Chain, i: int, variance: str, z) -> torch.Tensor:
-    """x_{i−1} = c0_i x̂_0 + ct_i x_i + σ_i z, σ² = β̃'_i or β'_i; z is ignored at i = 1."""
+def ancestral_step(x_t, x0, chain: Chain, i: int | torch.Tensor, variance: str, z) -> torch.Tensor:
+    """x_{i−1} = c0_i x̂_0 + ct_i x_i + σ_i z, σ² = β̃'_i or β'_i, with no noise at i = 1 (z may be None
+    when every i is 1). ``i`` is one chain index or per-sample indices (B,) (DDGAN's training pairs)."""
     c0, ct = chain.posterior_coefs()
-    mean = float(c0[i]) * x0 + float(ct[i]) * x_t
-    if i == 1:
+    idx = torch.full((x_t.shape[0],), i) if isinstance(i, int) else i.detach().cpu().long()
+    mean = expand_like(c0[idx], x_t) * x0 + expand_like(ct[idx], x_t) * x_t
+    if z is None:
+        if (idx > 1).any():
+            raise ValueError("ancestral_step: noise z is required at chain indices i > 1")
         return mean
-    var = float(chain.beta_tilde[i] if variance == "betatilde" else chain.beta[i])
-    return mean + var**0.5 * z
+    var = chain.beta_tilde if variance == "betatilde" else chain.beta
+    return mean + expand_like(var[idx].sqrt() * (idx > 1), x_t) * z
 
 
 def ddim_step(x0, eps, chain: Chain, i: int, eta: float, z) -> torch.Tensor:
@@ -88,10 +95,17 @@ def ddim_step(x0, eps, chain: Chain, i: int, eta: float, z) -> torch.Tensor:
     return out + sigma * z if sigma > 0 else out
 
 
+PREDICTIONS = ("eps", "x0")
+
+
 def sample(denoiser: Denoiser, process: NoiseSource, chain: Chain, spec: SamplerSpec, shape: Sequence[int],
            rng: RNG, *, clip_x0: bool = True, device: torch.device | str = "cpu",
-           x_T: torch.Tensor | None = None) -> SampleResult:
-    """Run ``spec`` over ``chain`` from x_T (drawn from the process prior unless given)."""
+           x_T: torch.Tensor | None = None, prediction: str = "eps") -> SampleResult:
+    """Run ``spec`` over ``chain`` from x_T (drawn from the process prior unless given). The denoiser
+    predicts ε̂ (``prediction="eps"``) or x̂_0 directly (``"x0"``, DDGAN's generator); the other one of
+    the pair follows from x_i = √ᾱ'_i x̂_0 + √(1 − ᾱ'_i) ε̂."""
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction = {prediction!r} is invalid: must be one of {list(PREDICTIONS)}")
     start = time.perf_counter()
     x = process.prior_sample(shape, rng, device=device) if x_T is None else x_T.to(device)
     B = shape[0]
@@ -99,9 +113,10 @@ def sample(denoiser: Denoiser, process: NoiseSource, chain: Chain, spec: Sampler
     nfe = 0
     for i in range(chain.K, 0, -1):
         t = torch.full((B,), float(chain.tau[i]), device=device)
-        eps = denoiser(x, t).float()
+        out = denoiser(x, t).float()
         nfe += 1
-        x0, eps = predict_x0(x, eps, float(chain.alpha_bar[i]), clip_x0)
+        ab = float(chain.alpha_bar[i])
+        x0, eps = predict_x0(x, out, ab, clip_x0) if prediction == "eps" else x0_pair(x, out, ab, clip_x0)
         # z only where it is used: the last step adds none, and deterministic DDIM (η = 0) never does
         # (x_T is drawn first either way, so every sampler of a cell starts from the same noise)
         z = process.reverse_noise(shape, chain, i, rng, device=device) if i > 1 and stochastic else None

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from .config import FIXED_T_SAMPLER, FIXED_T_SPACING
 
 PKG = "src/diffsteps"
 TRAIN_KEYS = ("train.images", "train.batch_size", "train.lr", "train.warmup_images", "train.ema_decay",
@@ -30,6 +31,7 @@ DATA = "results/data/{dataset}"
 DOMAIN = "results/features/{dataset}/domain"
 REFSTATS = "results/refstats/{dataset}"
 MODEL = "results/models/{dataset}/{method}/train{ts}"
+MODEL_T = "results/models/{dataset}/{method}/T{budget}/train{ts}"  # a fixed-T run's model at T = budget
 SAMPLES = "results/samples/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
 EVAL = "results/eval/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
 NLL = "results/nll/{dataset}/{method}/ancestral-{variance}-{spacing}/K{budget}/train{ts}"
@@ -52,11 +54,13 @@ WILDCARD_CONSTRAINTS = {
 @dataclass(frozen=True)
 class Variant:
     """One family of cells of a stage: wildcards ranging over params lists (``matrix``) or fixed to
-    a params value (``fixed``); both map a wildcard to a dotted params.yaml key."""
+    a params value (``fixed``), both mapping a wildcard to a dotted params.yaml key, or to a literal
+    (``constants``: a fixed-T run's one sampler and spacing)."""
 
     suffix: str
     matrix: Mapping[str, str]
     fixed: Mapping[str, str] = field(default_factory=dict)
+    constants: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,13 @@ class Stage:
 _DATASET = {"dataset": "data.dataset"}
 _CELL = Variant("", {"method": "methods", "sampler": "sampling.samplers", "spacing": "sampling.spacings",
                      "budget": "sampling.budgets", "ts": "train.seeds", "seed": "sampling.seeds"}, _DATASET)
+#: a fixed-T run (DDGAN) at each T, sampled with its one sampler at NFE = T
+_FIXED_T_CELL = Variant("_fixed_T", {"method": "fixed_T.methods", "budget": "fixed_T.T", "ts": "train.seeds",
+                                     "seed": "sampling.seeds"}, _DATASET,
+                        {"sampler": FIXED_T_SAMPLER, "spacing": FIXED_T_SPACING})
+_FIXED_T_MODEL = Variant("", {"method": "fixed_T.methods", "budget": "fixed_T.T", "ts": "train.seeds"}, _DATASET)
+#: what a fixed-T model depends on: no noise.* (its chain is the VP-SDE of its own options)
+FIXED_T_MODEL_KEYS = ("data", "model", *TRAIN_KEYS)
 _REFERENCE = Variant("_reference", {"method": "sampling.reference.methods", "ts": "train.seeds",
                                     "seed": "sampling.seeds"},
                      {**_DATASET, "sampler": "sampling.reference.sampler", "spacing": "sampling.reference.spacing",
@@ -125,11 +136,23 @@ STAGES: tuple[Stage, ...] = (
           inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json"},
           entry="train", per_run=True,
           params=MODEL_KEYS, variants=(Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET),)),
+    # one model per T of a fixed-T run; the domain extractor and statistics feed its training-time FID probe
+    Stage("train_fixed_T",
+          outputs={"model": f"{MODEL_T}/model.pt", "meta": f"{MODEL_T}/train.json", "loss": f"{MODEL_T}/loss.csv"},
+          inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json", "stats": f"{REFSTATS}/domain.npz",
+                  "weights": f"{DOMAIN}/extractor.pt", "domain_meta": f"{DOMAIN}/extractor.json"},
+          entry="train", per_run=True,
+          params=(*FIXED_T_MODEL_KEYS, "sampling.batch_size", "evaluation.batch_size"), variants=(_FIXED_T_MODEL,)),
     Stage("sample",
           outputs={"samples": f"{SAMPLES}/samples.npz", "grid": f"{SAMPLES}/grid.png", "meta": f"{SAMPLES}/sample.json"},
           inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json"},
           entry="sample", per_run=True,
           params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"), variants=(_CELL, _REFERENCE)),
+    Stage("sample_fixed_T",
+          outputs={"samples": f"{SAMPLES}/samples.npz", "grid": f"{SAMPLES}/grid.png", "meta": f"{SAMPLES}/sample.json"},
+          inputs={"model": f"{MODEL_T}/model.pt", "train_meta": f"{MODEL_T}/train.json"},
+          entry="sample", per_run=True,
+          params=(*FIXED_T_MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"), variants=(_FIXED_T_CELL,)),
     Stage("evaluate",
           outputs={"metrics": f"{EVAL}/metrics.json"},
           inputs={"samples": f"{SAMPLES}/samples.npz", "sample_meta": f"{SAMPLES}/sample.json",
@@ -138,7 +161,7 @@ STAGES: tuple[Stage, ...] = (
                   "data_meta": f"{DATA}/data.json", "weights": f"{DOMAIN}/extractor.pt",
                   "domain_meta": f"{DOMAIN}/extractor.json"},
           entry="evaluate",
-          params=EVAL_KEYS, variants=(_CELL, _REFERENCE)),
+          params=EVAL_KEYS, variants=(_CELL, _REFERENCE, _FIXED_T_CELL)),
     Stage("nll",
           outputs={"nll": f"{NLL}/nll.json"},
           inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json", "heldout": f"{DATA}/heldout.npz"},
@@ -152,6 +175,13 @@ STAGES: tuple[Stage, ...] = (
           inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json", "heldout": f"{DATA}/heldout.npz"},
           entry="nll", per_run=True, params=_NLL_KEYS,
           variants=(Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET),)),
+    # a fixed-T run's bound cell at its T: "not defined" with the reason (DDGAN is an implicit model)
+    Stage("nll_fixed_T",
+          outputs={"nll": f"{NLL}/nll.json"},
+          inputs={"train_meta": f"{MODEL_T}/train.json"},
+          entry="nll", per_run=True, params=("data", "evaluation.nll.n_images", "evaluation.nll.seed"),
+          variants=(Variant("", {"method": "fixed_T.methods", "budget": "fixed_T.T", "ts": "train.seeds"}, _DATASET,
+                            {"variance": "betatilde", "spacing": FIXED_T_SPACING}),)),
     Stage("floor",
           outputs={"metrics": f"{FLOOR}/metrics.json"},
           inputs={"heldout": f"{DATA}/heldout.npz", "data_meta": f"{DATA}/data.json",
@@ -166,7 +196,7 @@ STAGES: tuple[Stage, ...] = (
           outputs={"csv": f"{REPORT}/results.csv", "md": f"{REPORT}/report.md", "html": f"{REPORT}/report.html"},
           inputs={}, entry="report",
           # the values behind results (train.threads, checkpoint_every, ... change none of them)
-          params=("preset", "methods", "method_config", "data", "model", "noise", *TRAIN_KEYS, "train.seeds",
+          params=("preset", "methods", "fixed_T", "method_config", "data", "model", "noise", *TRAIN_KEYS, "train.seeds",
                   "sampling", "evaluation"),
           variants=(Variant("", {}, _DATASET),),
           dvc_dir_deps=("results/eval/{dataset}", "results/nll/{dataset}", "results/models/{dataset}",
@@ -239,7 +269,7 @@ def cell_params(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> dict[str,
 def iter_wildcards(cfg: Mapping[str, Any], stage: str) -> Iterator[dict[str, Any]]:
     """Every cell of a stage under the current params (variants in order, matrix in product order)."""
     for variant in STAGE[stage].variants:
-        fixed = {k: lookup(cfg, v) for k, v in variant.fixed.items()}
+        fixed = {**variant.constants, **{k: lookup(cfg, v) for k, v in variant.fixed.items()}}
         keys = list(variant.matrix)
         for combo in itertools.product(*(lookup(cfg, variant.matrix[k]) for k in keys)):
             yield {**fixed, **dict(zip(keys, combo))}
@@ -253,11 +283,23 @@ def report_inputs(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     """What the report reads: every cell's record, training logs and sample grids."""
     return {
         "eval": [p for p in all_outputs(cfg, "evaluate") if p.endswith("metrics.json")],
-        "nll": all_outputs(cfg, "nll") + all_outputs(cfg, "nll_continuous"),
+        "nll": all_outputs(cfg, "nll") + all_outputs(cfg, "nll_continuous") + all_outputs(cfg, "nll_fixed_T"),
         "floor": all_outputs(cfg, "floor"),
-        "train": [p for p in all_outputs(cfg, "train") if p.endswith(("train.json", "loss.csv"))],
-        "samples": [p for p in all_outputs(cfg, "sample") if p.endswith(("sample.json", "grid.png"))],
+        "train": [p for s in ("train", "train_fixed_T") for p in all_outputs(cfg, s)
+                  if p.endswith(("train.json", "loss.csv"))],
+        "samples": [p for s in ("sample", "sample_fixed_T") for p in all_outputs(cfg, s)
+                    if p.endswith(("sample.json", "grid.png"))],
     }
+
+
+def run_pattern(cfg: Mapping[str, Any], fixed_T: bool) -> str:
+    """A regex for the {method} wildcard of the fixed-T runs (``fixed_T``) or of the other runs: the rules of
+    both kinds write the same sample and bound paths, and this keeps them apart (no ambiguous rules)."""
+    names = "|".join(sorted(cfg["fixed_T"]["methods"]))
+    base = WILDCARD_CONSTRAINTS["method"]
+    if fixed_T:
+        return f"(?:{names})" if names else "(?!)"  # (?!) matches nothing
+    return f"(?!(?:{names})$){base}" if names else base
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,7 +307,7 @@ def report_inputs(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 def _dvc_pattern(pattern: str, variant: Variant) -> str:
-    subs = {k: f"${{{v}}}" for k, v in variant.fixed.items()}
+    subs = {**variant.constants, **{k: f"${{{v}}}" for k, v in variant.fixed.items()}}
     subs.update({k: f"${{item.{k}}}" for k in variant.matrix})
     return pattern.format(**subs)
 

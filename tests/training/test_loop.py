@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from diffsteps.methods import DDPM
-from diffsteps.training import ModelFileError, ResumeMismatch, TrainingDiverged, load_ema_model, train
+from diffsteps.training.checkpoint import ModelFileError, ResumeMismatch, load_ema_model
+from diffsteps.training.loop import TrainingDiverged, train
 from diffsteps.training.loop import EpochSampler, learning_rate
 
 CPU = torch.device("cpu")

@@ -23,7 +23,7 @@ import numpy as np, torch
 torch.set_num_threads(1)  # thread count changes reduction order; one thread is deterministic
 from diffsteps.config import load_config
 from diffsteps.methods import DDPM
-from diffsteps.training import train
+from diffsteps.training.loop import train
 cfg = load_config({str(SMOKE)!r})
 tcfg = dataclasses.replace(cfg.train, images=16 * {STEPS}, batch_size=16, warmup_images=160, checkpoint_every=10,
                            log_every=10)

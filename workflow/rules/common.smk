@@ -29,6 +29,11 @@ wildcard_constraints:
     **plan.WILDCARD_CONSTRAINTS,
 
 
+# the runs trained once (sampled at every budget) and the fixed-T runs (DDGAN) write samples and bound
+# cells under the same paths; their rules are told apart by the {method} wildcard
+ONCE_RUNS = plan.run_pattern(config, fixed_T=False)
+FIXED_T_RUNS = plan.run_pattern(config, fixed_T=True)
+
 PY = f"{sys.executable} -m diffsteps"  # the interpreter that runs Snakemake (the venv's)
 LOGS = "logs"
 HEAVY_THREADS = 16  # the domain classifier takes the whole machine; Snakemake lowers this to --cores

@@ -19,6 +19,8 @@ rule evaluate:
 
 
 rule nll:
+    wildcard_constraints:
+        method=ONCE_RUNS,
     input:
         **stage_inputs("nll"),
     output:
@@ -40,6 +42,8 @@ rule nll:
 
 
 rule nll_continuous:
+    wildcard_constraints:
+        method=ONCE_RUNS,
     input:
         **stage_inputs("nll_continuous"),
     output:
@@ -58,6 +62,25 @@ rule nll_continuous:
         " --model-dir results/models/{wildcards.dataset}/{wildcards.method}/train{wildcards.ts}"
         " --data-dir results/data/{wildcards.dataset} --continuous --train-seed {wildcards.ts}"
         " --out {output.nll} > {log} 2>&1"
+
+
+rule nll_fixed_T:
+    wildcard_constraints:
+        method=FIXED_T_RUNS,
+    input:
+        **stage_inputs("nll_fixed_T"),
+    output:
+        **stage_outputs("nll_fixed_T"),
+    params:
+        values=stage_params("nll_fixed_T"),
+    log:
+        f"{LOGS}/nll/{{dataset}}/{{method}}/ancestral-{{variance}}-{{spacing}}/K{{budget}}/train{{ts}}.log",
+    threads: 1
+    shell:
+        "{PY} nll --params params.yaml --threads {threads} --method {wildcards.method}"
+        " --model-dir results/models/{wildcards.dataset}/{wildcards.method}/T{wildcards.budget}/train{wildcards.ts}"
+        " --data-dir results/data/{wildcards.dataset} --variance {wildcards.variance} --spacing {wildcards.spacing}"
+        " --budget {wildcards.budget} --train-seed {wildcards.ts} --out {output.nll} > {log} 2>&1"
 
 
 rule floor:

@@ -33,6 +33,28 @@ def make_betas(schedule: str, T: int, beta_start: float = 1e-4, beta_end: float 
     raise ValueError(f"noise.schedule = {schedule!r} is invalid: must be one of ['linear', 'cosine']")
 
 
+#: DDGAN's offset of the first time from 0 (its ``eps_small``): s_0 = ε keeps β'_1 away from 0
+VP_T_EPS = 1e-3
+
+
+def vp_sde_betas(T: int, beta_min: float = 0.1, beta_max: float = 20.0, t_eps: float = VP_T_EPS) -> np.ndarray:
+    """β_1..β_T (float64, (T,)) of the variance-preserving SDE dx = −½β(s)x ds + √β(s) dw,
+    β(s) = β_min + s(β_max − β_min), discretised at T times (Denoising Diffusion GAN, §3 and its code).
+
+    The SDE's marginal has ᾱ(s) = exp(−½ s² (β_max − β_min) − s β_min). With s_i = ε + (1 − ε) i/T,
+    i = 0..T, the chain's steps are β_i = 1 − ᾱ(s_i)/ᾱ(s_{i−1}), so its cumulative product is
+    ᾱ_i = ᾱ(s_i)/ᾱ(s_ε): the data x_0 sits at s_0 = ε and x_T at s = 1 (ᾱ_T ≈ 4.3e-5 for the defaults,
+    whatever T). T = 1 is a single step from data to (almost) pure noise: a GAN.
+    """
+    if T < 1:
+        raise ValueError(f"T = {T} is invalid: the VP-SDE chain needs at least 1 step")
+    if not 0 < beta_min < beta_max:
+        raise ValueError(f"beta_min = {beta_min}, beta_max = {beta_max} are invalid: need 0 < beta_min < beta_max")
+    s = t_eps + (1.0 - t_eps) * np.arange(T + 1, dtype=np.float64) / T
+    log_alpha_bar = -0.5 * s**2 * (beta_max - beta_min) - s * beta_min
+    return -np.expm1(np.diff(log_alpha_bar))  # 1 − ᾱ(s_i)/ᾱ(s_{i−1}), exact near 0
+
+
 def respace(T: int, K: int, spacing: str) -> np.ndarray:
     """The subsequence τ_1 < … < τ_K of 1..T used by a K-step chain, shape (K,), int64.
 
@@ -125,7 +147,7 @@ class Schedule:
         return torch.from_numpy(np.concatenate([[1.0], np.cumprod(1.0 - self.betas)]))
 
     def chain(self, K: int | None = None, spacing: str = "uniform") -> Chain:
-        """The K-step respaced chain (the full T-step chain when K is None or K = T)."""
+        """The K-step respaced chain (the full T-step chain when K is None or K = T, whatever the spacing)."""
         T = self.T
         tau = np.arange(1, T + 1) if K is None or K == T else respace(T, K, spacing)
         tau = torch.from_numpy(np.concatenate([[0], tau]))

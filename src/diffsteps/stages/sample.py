@@ -23,11 +23,13 @@ class UpstreamFailed(RuntimeError):
 
 
 def load_trained(cfg, run: str, model_dir: Path, device: torch.device):
-    """(method, EMA model) of a training cell; raises :class:`UpstreamFailed` if that training failed."""
+    """(method, EMA model) of a training cell (with its T for a fixed-T run); raises :class:`UpstreamFailed`
+    if that training failed."""
     train_meta = read_json(model_dir / "train.json")
     if train_meta["status"] != "ok":
         raise UpstreamFailed(f"training failed: {train_meta['error']}")
-    method = method_class(cfg, run)(cfg, run, tuple(train_meta["cell"]["image_shape"]))
+    cell = train_meta["cell"]
+    method = method_class(cfg, run)(cfg, run, tuple(cell["image_shape"]), cell.get("T"))
     return method, load_ema_model(method, model_dir / "model.pt", device)
 
 
@@ -48,7 +50,12 @@ def register(sub) -> None:
 def run(args) -> int:
     cfg = setup(args)
     spec = SamplerSpec.parse(args.sampler, "--sampler", source="command line")
-    if not 2 <= args.budget <= cfg.noise.T:
+    options = cfg.method_config.get(args.method)  # an unknown run is refused by run_identity below
+    if options is not None and options.fixed_T:
+        if args.budget not in cfg.fixed_T.T:  # its model was trained at this T
+            raise ValueError(f"--budget = {args.budget} is invalid for the fixed-T run {args.method!r}: must be one of "
+                             f"fixed_T.T = {list(cfg.fixed_T.T)}")
+    elif not 2 <= args.budget <= cfg.noise.T:
         raise ValueError(f"--budget = {args.budget} is invalid: must be 2 ≤ budget ≤ noise.T = {cfg.noise.T}")
     device = resolve_device(cfg.train.device)
     cell = {"method": args.method, "sampler": spec.name, "spacing": args.spacing, "budget": args.budget,

@@ -1,8 +1,3 @@
-"""Generic training: one loop for every method, EMA with warm-up, atomic resumable checkpoints."""
-
-from .checkpoint import ModelFileError, ResumeMismatch, load_ema_model
-from .ema import EMA, ema_decay
-from .loop import TrainingDiverged, TrainResult, train
-
-__all__ = ["EMA", "ModelFileError", "ResumeMismatch", "TrainResult", "TrainingDiverged", "ema_decay",
-           "load_ema_model", "train"]
+"""Generic training: one loop for every method, learners (one objective or two adversarial players),
+EMA with warm-up, atomic resumable checkpoints. Import from the submodules (``.loop``, ``.learners``,
+``.checkpoint``, ``.ema``): methods import the learners, and the loop imports methods."""

@@ -1,12 +1,13 @@
 """On-disk formats of training: the resumable checkpoint and the final ``model.pt``.
 
 ``checkpoint.pt`` (in the resume directory) holds everything that determines the rest of a run —
-model, EMA, optimiser, step, data-order sampler, every RNG state, the loss log and the elapsed
+model, EMA, learner (optimisers, extra networks), step, data-order sampler, every RNG state, the loss log and the elapsed
 seconds — plus a *fingerprint* of what the run was started with, so a run never resumes into a
 checkpoint of another configuration or data set.
 
 ``model.pt`` (in the output directory) holds only what sampling needs:
-``{"ema": state_dict, "model_spec": dict | None, "method": str, "steps": int, "images_seen": int}``.
+``{"ema": state_dict, "model_spec": dict | None, "method": str, "T": int | None, "steps": int,
+"images_seen": int}`` (T: the step count of a fixed-T method such as DDGAN).
 Both are written atomically and read with ``weights_only=True`` (no code runs on load).
 """
 
@@ -24,7 +25,7 @@ from ..io import atomic_torch_save
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: bumped when the checkpoint layout changes, so an old file is refused instead of half-loaded
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: optimiser state moved into the learner's
 
 
 class ResumeMismatch(ValueError):
@@ -65,11 +66,12 @@ def load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] |
     return state
 
 
-def save_model(path: Path, ema_model: nn.Module, method_name: str, steps: int, images_seen: int) -> None:
-    """Write ``model.pt``: the EMA weights (on the CPU, so any device can load them) and what built them."""
+def save_model(path: Path, ema_model: nn.Module, method, steps: int, images_seen: int) -> None:
+    """Write ``model.pt``: the EMA weights (on the CPU, so any device can load them), what built them and,
+    for a fixed-T method, the T it was trained at."""
     atomic_torch_save(path, {"ema": {k: v.detach().cpu() for k, v in ema_model.state_dict().items()},
-                             "model_spec": model_spec(ema_model), "method": method_name, "steps": steps,
-                             "images_seen": images_seen})
+                             "model_spec": model_spec(ema_model), "method": method.name, "T": method.T,
+                             "steps": steps, "images_seen": images_seen})
 
 
 def load_ema_model(method, model_path: str | Path, device: torch.device | str) -> nn.Module:
@@ -82,6 +84,8 @@ def load_ema_model(method, model_path: str | Path, device: torch.device | str) -
         raise ModelFileError(f"{path} holds no trained weights (training failed: {saved.get('error', 'unknown error')})")
     if saved["method"] != method.name:
         raise ModelFileError(f"{path} was trained by method {saved['method']!r}, not {method.name!r}")
+    if saved.get("T") != method.T:
+        raise ModelFileError(f"{path} was trained at T = {saved.get('T')}, but T = {method.T} was asked for")
     with torch.random.fork_rng(devices=[]):  # the throw-away initialisation must not move the caller's RNG
         model = method.build_model()
     spec = model_spec(model)

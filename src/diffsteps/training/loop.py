@@ -1,17 +1,23 @@
 """The one training loop every method uses.
 
-A method supplies ``build_model()`` and ``objective()``; the loop runs ``cfg.steps`` =
-⌈images / batch_size⌉ Adam steps on uint8 images (N, C, H, W) mapped to x0 = images / 127.5 − 1, with
+A method supplies ``build_model()`` and a :class:`~.learners.Learner` (its optimisers and update);
+the loop runs ``cfg.steps`` = ⌈images / batch_size⌉ steps on uint8 images (N, C, H, W) mapped to
+x0 = images / 127.5 − 1, with
 
 - data order: consecutive seeded permutations of the training set (epochs; a batch may span two);
-- learning rate: lr_k = lr · min(1, (k + 1) / W), W = warmup_images / batch_size (linear warm-up,
-  then constant); gradients clipped to norm ``grad_clip`` (0 disables);
+- learning rates warmed up linearly over ``warmup_images``, then constant; gradients clipped to norm
+  ``grad_clip`` (0 disables) (both applied by the learner);
 - bf16 autocast on CUDA when ``amp`` (bf16 has float32's range, so no loss scaling); float32 on CPU;
-- an EMA of the weights with decay warm-up (:mod:`.ema`), which is what ``model.pt`` keeps.
+- an EMA of the weights with decay warm-up (:mod:`.ema`), which is what ``model.pt`` keeps;
+- health checks on every step's values: a non-finite value, or the learner's own verdict (DDGAN:
+  a discriminator that wins every batch for too long), stops the run with :class:`TrainingDiverged`
+  before that state is checkpointed, so the last checkpoint is the last good state;
+- optionally a *probe* (a callable on the EMA model, e.g. a domain FID of a few samples) every
+  ``probe_every`` steps, logged in ``loss.csv`` as ``probe_fid``.
 
 Every random number comes from a stream derived from ``seed``: the model initialisation (global
-generator, seeded before ``build_model``; it also drives dropout), the data order and the objective's
-draws. All of them, with the model, EMA and optimiser, are saved every ``checkpoint_every`` steps,
+generator, seeded before ``build_model``; it also drives dropout), the data order and the learner's
+draws. All of them, with the model, EMA and learner state, are saved every ``checkpoint_every`` steps,
 so a run killed after a checkpoint and started again ends with bit-identical weights on the CPU.
 """
 
@@ -24,7 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -36,6 +42,7 @@ from ..methods import Method, to_model_space
 from ..rng import BatchRNG, sample_seed
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, load_ema_model, model_spec, save_checkpoint, save_model
 from .ema import EMA
+from .learners import learning_rate
 
 __all__ = ["EpochSampler", "TrainResult", "TrainingDiverged", "learning_rate", "load_ema_model", "train"]
 
@@ -43,7 +50,9 @@ __all__ = ["EpochSampler", "TrainResult", "TrainingDiverged", "learning_rate", "
 _DATA_STREAM, _OBJECTIVE_STREAM = 1, 2
 #: train-config keys that do not change the trained weights, so a resume may differ in them
 _RESUME_FREE_KEYS = ("checkpoint_every", "seeds", "device", "threads")
-LOSS_COLUMNS = ("step", "images_seen", "loss", "lr", "seconds")
+PROBE_COLUMN = "probe_fid"
+#: a probe is a function of the EMA model returning one number (lower is better), e.g. a domain FID
+Probe = Callable[[torch.nn.Module], float]
 
 
 log = logging.getLogger(__name__)
@@ -52,12 +61,12 @@ log = logging.getLogger(__name__)
 class TrainingDiverged(RuntimeError):
     """The loss (or the weights) became non-finite at ``step``; no checkpoint of that state is written."""
 
-    def __init__(self, step: int, loss: float, checkpoint: Path | None, detail: str = "the loss is not finite"):
+    def __init__(self, step: int, loss: float, checkpoint: Path | None, detail: str = "the loss is not finite",
+                 advice: str = "Try a lower train.lr, a longer train.warmup_images or train.grad_clip > 0."):
         self.step, self.loss, self.checkpoint = step, loss, checkpoint
         kept = (f"last good checkpoint kept at {checkpoint}" if checkpoint is not None
                 else "no checkpoint had been written yet")
-        super().__init__(f"training diverged at step {step}: loss = {loss} ({detail}); {kept}. "
-                         "Try a lower train.lr, a longer train.warmup_images or train.grad_clip > 0.")
+        super().__init__(f"training diverged at step {step}: loss = {loss} ({detail}); {kept}. {advice}")
 
 
 @dataclass(frozen=True)
@@ -101,12 +110,6 @@ class EpochSampler:
         self.perm, self.pos = state["perm"].clone(), int(state["pos"])
 
 
-def learning_rate(k: int, cfg: TrainConfig) -> float:
-    """lr_k = lr · min(1, (k + 1) / W) for optimiser step k = 0, 1, ..., W = warmup_images / batch_size."""
-    warm = cfg.warmup_images / cfg.batch_size
-    return cfg.lr * min(1.0, (k + 1) / warm) if warm > 0 else cfg.lr
-
-
 def peak_memory_mb(device: torch.device) -> float:
     """Peak CUDA memory allocated by tensors, else the process's peak resident set size, in MiB."""
     if device.type == "cuda":
@@ -118,7 +121,7 @@ def peak_memory_mb(device: torch.device) -> float:
 def _fingerprint(method: Method, model: torch.nn.Module, images: np.ndarray, cfg: TrainConfig, seed: int) -> dict:
     """What must match for a checkpoint to be resumed: it decides every weight of the run."""
     train = {k: v for k, v in to_plain(cfg).items() if k not in _RESUME_FREE_KEYS}
-    return {"method": method.name, "options": to_plain(method.options), "seed": seed, "train": train,
+    return {"method": method.name, "options": to_plain(method.options), "T": method.T, "seed": seed, "train": train,
             "model_spec": model_spec(model),
             "image_shape": list(images.shape[1:]), "data_sha256": sha256_array(images)}
 
@@ -130,19 +133,20 @@ class _Run:
                  checkpoint: Path):
         self.cfg, self.device, self.checkpoint = cfg, device, checkpoint
         torch.manual_seed(seed)  # the initialisation is drawn on the CPU: the same weights on every device
-        self.model = method.build_model().to(device)
+        self.model = method.build_model()
+        self.learner = method.learner(self.model, cfg)  # may build more networks (DDGAN's D) from the same seed
+        for net in self.learner.networks():
+            net.to(device)
         self.fingerprint = _fingerprint(method, self.model, images, cfg, seed)
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.objective = method.objective()
         self.sampler = EpochSampler(len(images), cfg.batch_size, sample_seed(seed, _DATA_STREAM))
         self.rng = BatchRNG(sample_seed(seed, _OBJECTIVE_STREAM))
         self.data = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # uint8 on the device: 4× smaller
         self.amp = cfg.amp and device.type == "cuda"
         self.step = 0
         self.log: list[dict[str, float]] = []
-        self.interval: list[float] = []  # losses since the last log row, checked finite
-        self.pending: list[torch.Tensor] = []  # losses not yet read back (avoids a device sync every step)
+        self.interval: list[dict[str, float]] = []  # per-step values since the last log row, checked
+        self.pending: list[dict[str, torch.Tensor]] = []  # values not yet read back (no device sync every step)
         self.last_loss = math.nan
         self.seconds = 0.0
         self.has_checkpoint = False
@@ -152,7 +156,7 @@ class _Run:
     def state_dict(self) -> dict[str, Any]:
         cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         return {"fingerprint": self.fingerprint, "step": self.step, "model": self.model.state_dict(),
-                "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "ema": self.ema.state_dict(), "learner": self.learner.state_dict(),
                 "sampler": self.sampler.state_dict(),
                 "rng": {"objective": self.rng.get_state(), "torch": torch.get_rng_state(), "cuda": cuda},
                 "log": self.log, "interval": self.interval, "seconds": self.seconds}
@@ -164,7 +168,7 @@ class _Run:
             return False
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.learner.load_state_dict(state["learner"])
         self.sampler.load_state_dict(state["sampler"])
         self.rng.set_state(state["rng"]["objective"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -177,51 +181,53 @@ class _Run:
 
     def save(self) -> None:
         """Checkpoint the current state, after checking that it is finite (a diverged state is never saved)."""
-        for net in (self.model, self.ema.model):
+        for net in (*self.learner.networks(), self.ema.model):
             if not all(torch.isfinite(p).all() for p in net.parameters()):
                 raise self._diverged(self.step, self.last_loss, "the weights are not finite after this step")
         save_checkpoint(self.checkpoint, self.state_dict())
         self.has_checkpoint = True
 
-    def _diverged(self, step: int, loss: float, detail: str) -> TrainingDiverged:
-        return TrainingDiverged(step, loss, self.checkpoint if self.has_checkpoint else None, detail)
+    def _diverged(self, step: int, loss: float, detail: str, **advice: str) -> TrainingDiverged:
+        return TrainingDiverged(step, loss, self.checkpoint if self.has_checkpoint else None, detail, **advice)
 
     # ---- training
 
     def train_step(self) -> None:
-        """One optimiser step on the next batch; its loss is kept on the device until :meth:`flush`."""
+        """One learner step on the next batch; its values are kept on the device until :meth:`flush`."""
         idx = self.sampler.next()
         x0 = to_model_space(self.data[idx.to(self.device)])
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.step, self.cfg)
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            loss = self.objective(self.model, x0, self.rng).float().mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
+        values = self.learner.step(x0, self.rng, self.step, self.amp)
         self.ema.update(self.model)
         self.step += 1
-        self.pending.append(loss.detach())
+        self.pending.append(values)
 
     def flush(self) -> None:
-        """Read the pending losses back; raise :class:`TrainingDiverged` at the first non-finite one."""
+        """Read the pending values back; raise :class:`TrainingDiverged` at the first step with a
+        non-finite value or that the learner's health check refuses."""
         if not self.pending:
             return
-        values = torch.stack(self.pending).cpu().tolist()
+        columns = self.learner.columns
+        values = torch.stack([torch.stack([v[c].float() for c in columns]) for v in self.pending]).cpu().tolist()
         first = self.step - len(values) + 1
-        for i, v in enumerate(values):
-            if not math.isfinite(v):
-                raise self._diverged(first + i, v, "the loss is not finite")
-        self.interval.extend(values)
-        self.last_loss = values[-1]
+        for i, row in enumerate(values):
+            named = dict(zip(columns, row))
+            bad = [c for c, v in named.items() if not math.isfinite(v)]
+            if bad:
+                raise self._diverged(first + i, named["loss"], f"{', '.join(bad)} not finite")
+            verdict = self.learner.health(named)
+            if verdict is not None:
+                raise self._diverged(first + i, named["loss"], verdict, advice=(
+                    "Try other learning rates or r1_gamma, or a larger collapse_steps, in this run's method_config."))
+            self.interval.append(named)
+        self.last_loss = values[-1][0]
         self.pending.clear()
 
-    def log_row(self) -> dict[str, float]:
+    def log_row(self, probe: float | None = None) -> dict[str, float]:
         row = {"step": self.step, "images_seen": self.step * self.cfg.batch_size,
-               "loss": float(np.mean(self.interval)), "lr": learning_rate(self.step - 1, self.cfg),
-               "seconds": round(self.seconds, 3)}
+               **{c: float(np.mean([v[c] for v in self.interval])) for c in self.learner.columns},
+               "lr": self.learner.lr(self.step - 1), "seconds": round(self.seconds, 3)}
+        if probe is not None:
+            row[PROBE_COLUMN] = probe
         self.log.append(row)
         self.interval = []
         return row
@@ -238,45 +244,80 @@ def _check_images(images: np.ndarray, method: Method) -> None:
         raise ValueError("train_images is empty; the training split needs at least one image")
 
 
-def _write_loss_csv(path: Path, log: list[dict[str, float]]) -> None:
-    lines = [",".join(LOSS_COLUMNS)] + [",".join(repr(row[c]) for c in LOSS_COLUMNS) for row in log]
+def _write_loss_csv(path: Path, log: list[dict[str, float]], columns: tuple[str, ...]) -> None:
+    """One row per log row; a value a row lacks (a probe between probe steps) is written as nan."""
+    lines = [",".join(columns)] + [",".join(repr(row.get(c, math.nan)) for c in columns) for row in log]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
+def loss_columns(learner_columns: tuple[str, ...], probe: bool) -> tuple[str, ...]:
+    """loss.csv's header: step, images_seen, the learner's values, lr, seconds[, probe_fid]."""
+    return ("step", "images_seen", *learner_columns, "lr", "seconds", *((PROBE_COLUMN,) if probe else ()))
+
+
 def train(method: Method, train_images: np.ndarray, cfg: TrainConfig, seed: int, out_dir: str | Path,
-          resume_dir: str | Path, device: torch.device | str, progress: bool = True) -> TrainResult:
+          resume_dir: str | Path, device: torch.device | str, progress: bool = True, probe: Probe | None = None,
+          probe_every: int = 0) -> TrainResult:
     """Train ``method`` on uint8 images (N, C, H, W) for ``cfg.steps`` steps; resume from ``resume_dir`` if it
     holds a checkpoint of the same run.
 
     Writes ``out_dir/model.pt`` (EMA weights) and ``out_dir/loss.csv`` (one row every ``log_every`` steps and at
-    the end: step, images_seen, mean loss since the previous row, lr, training seconds so far), and keeps
-    ``resume_dir/checkpoint.pt`` (a re-run of a finished run only rewrites the outputs) with
-    ``resume_dir/config.json`` saying which run it belongs to. Sets the global torch seed.
+    the end: step, images_seen, the learner's values averaged since the previous row, lr, training seconds so
+    far and, with a ``probe``, its value on the EMA model every ``probe_every`` steps and at the end, else nan),
+    and keeps ``resume_dir/checkpoint.pt`` (a re-run of a finished run only rewrites the outputs) with
+    ``resume_dir/config.json`` saying which run it belongs to. Sets the global torch seed. Probe time is not
+    training time: ``seconds`` excludes it.
     """
     _check_images(train_images, method)
+    if probe is not None and probe_every < 1:
+        raise ValueError(f"probe_every = {probe_every} is invalid: a probe needs probe_every ≥ 1 (steps)")
     out_dir, resume_dir, device = Path(out_dir), Path(resume_dir), torch.device(device)
-    total, batch = cfg.steps, cfg.batch_size
+    batch = cfg.batch_size
     run = _Run(method, train_images, cfg, seed, device, resume_dir / CHECKPOINT_NAME)
     if not run.resume():
         atomic_write_json(resume_dir / "config.json", run.fingerprint)
     resumed_from = run.step
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    run.model.train()
+    for net in run.learner.networks():
+        net.train()
     started, base_seconds = time.perf_counter(), run.seconds
+    columns = loss_columns(run.learner.columns, probe is not None)
+    try:
+        _train_steps(run, method, seed, probe, probe_every, started, base_seconds, resumed_from, progress)
+    except TrainingDiverged:
+        _write_loss_csv(out_dir / "loss.csv", run.log, columns)  # the curves up to the failure, for the report
+        raise
+    save_model(out_dir / "model.pt", run.ema.model, method, run.step, run.step * batch)
+    _write_loss_csv(out_dir / "loss.csv", run.log, columns)
+    return TrainResult(steps=run.step, images_seen=run.step * batch, seconds=run.seconds,
+                       peak_memory_mb=peak_memory_mb(device), final_loss=run.log[-1]["loss"], device=str(device),
+                       resumed_from_step=resumed_from)
+
+
+def _train_steps(run: _Run, method: Method, seed: int, probe: Probe | None, probe_every: int, started: float,
+                 base_seconds: float, resumed_from: int, progress: bool) -> None:
+    cfg = run.cfg
+    total, batch = cfg.steps, cfg.batch_size
     with tqdm(total=total * batch, initial=run.step * batch, unit="img", unit_scale=True, file=sys.stderr,
               desc=f"train {method.run} seed {seed}", disable=not (progress and sys.stderr.isatty())) as bar:
         while run.step < total:
             run.train_step()
             bar.update(batch)
             done = run.step == total
-            log_due = done or run.step % cfg.log_every == 0
+            probe_due = probe is not None and (done or run.step % probe_every == 0)
+            log_due = done or probe_due or run.step % cfg.log_every == 0
             checkpoint_due = done or run.step % cfg.checkpoint_every == 0
             if log_due or checkpoint_due:
                 run.flush()
                 run.seconds = base_seconds + time.perf_counter() - started
             if log_due:
-                row = run.log_row()
+                probed = None
+                if probe_due:
+                    paused = time.perf_counter()
+                    probed = float(probe(run.ema.model))
+                    started += time.perf_counter() - paused  # the probe is monitoring, not training
+                row = run.log_row(probed)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
             if checkpoint_due:
                 run.save()
@@ -284,8 +325,3 @@ def train(method: Method, train_images: np.ndarray, cfg: TrainConfig, seed: int,
                     rate = (run.step - resumed_from) * batch / max(time.perf_counter() - started, 1e-9)
                     log.info("train %s seed %d: step %d/%d, loss %.4f, %.0f img/s, checkpoint saved", method.name,
                              seed, run.step, total, run.log[-1]["loss"] if run.log else float("nan"), rate)
-    save_model(out_dir / "model.pt", run.ema.model, method.name, run.step, run.step * batch)
-    _write_loss_csv(out_dir / "loss.csv", run.log)
-    return TrainResult(steps=run.step, images_seen=run.step * batch, seconds=run.seconds,
-                       peak_memory_mb=peak_memory_mb(device), final_loss=run.log[-1]["loss"], device=str(device),
-                       resumed_from_step=resumed_from)
