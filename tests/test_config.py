@@ -79,7 +79,7 @@ def test_config_hash_is_content_based(raw):
 
 
 def test_undefined_run_lists_the_defined_ones(raw):
-    with pytest.raises(ConfigError, match=r"methods\[1\] = 'magic'.*defined runs are \['ddgm'"):
+    with pytest.raises(ConfigError, match=r"methods\[1\] = 'magic'.*defined runs are \['ddgan', 'ddgm'"):
         validate_mapping(_set(raw, "methods", ["ddpm", "magic"]))
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from diffsteps.config import SamplerSpec
+from diffsteps.config import FIXED_T_SAMPLER, SamplerSpec
 from diffsteps.methods import DiffusionMethod, Method
 from diffsteps.noise import NoiseProcess, Schedule, make_betas
 from diffsteps.registry import METHODS, method_class
@@ -16,7 +16,13 @@ from diffsteps.rng import BatchRNG, StackedRNG
 SHAPE = (4, 1, 8, 8)
 
 
-RUNS = ["ddpm", "ddgm", "mixture", "vdm"]  # the smoke preset's runs: one per family (checked below)
+RUNS = ["ddpm", "ddgm", "mixture", "vdm", "ddgan"]  # the smoke preset's runs: one per family (checked below)
+T_FIXED = 3  # the step count a fixed-T run is built at here; the others are sampled at this budget
+
+
+def _build(cfg, run):
+    """A run's method as the stages build it: a fixed-T run (DDGAN) at its T, the others without one."""
+    return method_class(cfg, run)(cfg, run, SHAPE[1:], T_FIXED if cfg.method_config[run].fixed_T else None)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +32,7 @@ def schedule():
 
 def _process(cfg, run):
     """The noise process of a run, built from its options exactly as training and sampling build it."""
-    method = method_class(cfg, run)(cfg, run, SHAPE[1:])
+    method = _build(cfg, run)
     return method.process if isinstance(method, DiffusionMethod) else None
 
 
@@ -81,27 +87,36 @@ def test_declared_markov_chain_matches_marginal(run, smoke_cfg):
 
 def test_smoke_runs_cover_every_method_family(smoke_cfg):
     """The contracts run the smoke preset's runs, so those runs must cover the registry."""
-    assert set(RUNS) == set(smoke_cfg.methods)
+    assert set(RUNS) == set(smoke_cfg.methods) | set(smoke_cfg.fixed_T.methods)
     assert {smoke_cfg.method_config[run].family for run in RUNS} == set(METHODS)
 
 
 @pytest.mark.parametrize("run", RUNS)
 def test_method_contract(run, smoke_cfg):
     cfg = dataclasses.replace(smoke_cfg, model=dataclasses.replace(smoke_cfg.model, channels=8))
-    method = method_class(cfg, run)(cfg, run, SHAPE[1:])
+    method = _build(cfg, run)
     assert isinstance(method, Method) and isinstance(method.noise_label(method.options), str)
     skew = method.noise_skewness(np.array([1, 10, 1000]))
     assert skew is None or (skew.shape == (3,) and np.isfinite(skew).all())
+    curve = method.log_snr_curve(method.build_model())
+    assert len(curve["t"]) == len(curve["gamma"]) >= 2 and np.all(np.diff(curve["gamma"]) > 0)  # noise grows with t
     model = method.build_model()
     x0 = torch.rand(SHAPE) * 2 - 1
-    loss = method.objective()(model, x0, BatchRNG(0))
-    assert loss.shape == (SHAPE[0],) and torch.isfinite(loss).all()
-    gen = method.generate(model, 3, SamplerSpec.parse(cfg.sampling.samplers[0]), "uniform", 5, 0, batch_size=2,
-                          device=torch.device("cpu"))
-    assert gen.images.shape == (5, *SHAPE[1:]) and gen.images.dtype == np.uint8 and gen.nfe == 3
+    # one learner step changes the weights and reports every column it declares, finite
+    learner = method.learner(model, dataclasses.replace(cfg.train, warmup_images=0))
+    before = [p.detach().clone() for p in model.parameters()]
+    values = learner.step(x0, BatchRNG(0), 0, amp=False)
+    assert list(values) == list(learner.columns) and learner.columns[0] == "loss"
+    assert all(v.shape == () and torch.isfinite(v) for v in values.values())
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    assert model in learner.networks() and learner.health({c: float(v) for c, v in values.items()}) is None
+    learner.load_state_dict(learner.state_dict())
+    # a fixed-T run samples only its own cell (FIXED_T_SAMPLER at NFE = T); the others any sampler of the study
+    spec = SamplerSpec.parse(FIXED_T_SAMPLER if method.T else cfg.sampling.samplers[0])
+    gen = method.generate(model, T_FIXED, spec, "uniform", 5, 0, batch_size=2, device=torch.device("cpu"))
+    assert gen.images.shape == (5, *SHAPE[1:]) and gen.images.dtype == np.uint8 and gen.nfe == T_FIXED
     # one seed per sample: the set does not depend on the batch size
-    again = method.generate(model, 3, SamplerSpec.parse(cfg.sampling.samplers[0]), "uniform", 5, 0, batch_size=5,
-                            device=torch.device("cpu"))
+    again = method.generate(model, T_FIXED, spec, "uniform", 5, 0, batch_size=5, device=torch.device("cpu"))
     assert np.abs(gen.images.astype(int) - again.images.astype(int)).max() <= 1
     # every bound cell is either computed (finite, per image, with its draws) or says why it is not defined
     for variance in ("betatilde", "beta", None):  # None: the continuous-time bound

@@ -115,6 +115,19 @@ def test_smoke_dag_produces_the_report(smoke):
     assert bound.loc["ancestral-betatilde", "status"] == "ok" and bound.loc["ancestral-beta", "status"] == "not_defined"
     assert (df[(df.family == "ddpm") & (df.sampler == "continuous")].status == "not_defined").all()
     assert md.count("VDM has lower bits/dim than DDPM") >= 2 and (smoke / "reports/figures/log_snr.png").stat().st_size > 1000
+    # DDGAN end to end at each T: one model per T, sampled at NFE = T with its one sampler, evaluated beside the
+    # others, its bound "not defined" (implicit model), its training diagnostics with the FID probe, and the claim
+    gan = df[df.family == "ddgan"]
+    fid = gan[gan.metric == "fid"]
+    T = cfg["fixed_T"]["T"]
+    assert (fid.status == "ok").all() and sorted(set(fid.nfe)) == T and set(fid.sampler) == {"ancestral-betatilde"}
+    assert len(fid) == len(T) * len(cfg["train"]["seeds"]) * len(cfg["sampling"]["seeds"]) * len(set(fid.n))
+    bound = gan[gan.metric == "nll_total"]
+    assert len(bound) == len(T) and (bound.status == "not_defined").all() and bound.reason.str.contains("implicit").all()
+    log = pd.read_csv(smoke / f"results/models/digits/ddgan/T{T[0]}/train0/loss.csv")
+    assert {"d_loss", "r1", "d_accuracy", "probe_fid"} <= set(log.columns) and log.probe_fid.notna().sum() >= 2
+    assert (smoke / "reports/figures/training_diagnostics.png").stat().st_size > 1000
+    assert "DDGAN at T = 4 matches 1000-step DDPM" in md
 
 
 @pytest.mark.slow

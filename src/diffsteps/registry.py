@@ -37,10 +37,10 @@ class Registry(Generic[T]):
 
 
 def _methods():
-    from .methods import DDGM, DDPM, VDM, MixtureDDM
+    from .methods import DDGAN, DDGM, DDPM, VDM, MixtureDDM
 
     reg: Registry = Registry("method family")
-    for cls in (DDPM, DDGM, MixtureDDM, VDM):
+    for cls in (DDPM, DDGM, MixtureDDM, VDM, DDGAN):
         reg.register(cls.name, cls)
     return reg
 

@@ -299,7 +299,8 @@ def run_pattern(cfg: Mapping[str, Any], fixed_T: bool) -> str:
     base = WILDCARD_CONSTRAINTS["method"]
     if fixed_T:
         return f"(?:{names})" if names else "(?!)"  # (?!) matches nothing
-    return f"(?!(?:{names})$){base}" if names else base
+    # Snakemake embeds the pattern in the path's regex, where {method} is always followed by "/"
+    return f"(?!(?:{names})/){base}" if names else base
 
 
 # --------------------------------------------------------------------------------------------

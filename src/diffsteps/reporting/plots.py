@@ -7,50 +7,35 @@ Rules every figure follows:
   there is a single seed);
 - rows whose status is not ok are left out of the curves but counted in the figure's footnote;
 - each PNG is written atomically (saved to a temporary path, then renamed).
+
+Training figures (losses, GAN diagnostics, noise schedules) are in :mod:`.plots_training`.
 """
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from typing import Any, Mapping
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import FormatStrFormatter
 
-matplotlib.use("Agg")  # headless pipeline stage: never ask for a display
-
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter  # noqa: E402
-
-from ..io import atomic_path  # noqa: E402
-from .aggregate import ReportInputError  # noqa: E402
-from .schema import CONTEXT_COLUMNS, CONTINUOUS_SAMPLER, FLOOR_SAMPLER  # noqa: E402
+from ..method_options import FAMILY_OPTIONS
+from .figures import footnote as _footnote
+from .figures import save_figure
+from .plots_training import plot_log_snr, plot_noise_skewness, plot_training_curves, plot_training_diagnostics
+from .schema import CONTEXT_COLUMNS, CONTINUOUS_SAMPLER, FLOOR_SAMPLER
 from .summary import NLL_TERMS, VARIANT_COLUMNS, excluded_note, metric_label, missing, ok_rows, pareto_front, \
-    run_label, seed_summary, slug, text, variant_label  # noqa: E402
+    run_label, seed_summary, slug, text, variant_label
 
-LOSS_COLUMNS = ("step", "images_seen", "loss", "lr", "seconds")
+__all__ = ["fixed_T_family", "plot_all", "plot_log_snr", "plot_nll_vs_nfe", "plot_noise_skewness",
+           "plot_quality_vs_cost", "plot_quality_vs_nfe", "plot_training_curves",
+           "quality_cost_points", "save_figure"]
+
 #: Metrics drawn against NFE, and how their spread is shown (STUDY.md: a band for FID, bars for KID).
 NFE_FIGURES: dict[str, str] = {"fid": "band", "inception_fid": "band", "kid": "bars", "inception_kid": "bars"}
-_DPI = 110
-
-
-def save_figure(fig: plt.Figure, path: Path) -> Path:
-    """Save ``fig`` as PNG atomically and close it."""
-    with atomic_path(path) as tmp:
-        # No "Software" stamp: the bytes should not change with the matplotlib patch version alone.
-        fig.savefig(tmp, format="png", dpi=_DPI, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return path
-
-
-def _footnote(fig: plt.Figure, *lines: str) -> None:
-    # wrapped, so that a long list of runs does not stretch the saved figure sideways
-    body = "\n".join(textwrap.fill(line, 170, subsequent_indent="  ") for line in lines if line)
-    if body:
-        fig.text(0.01, -0.02, body, ha="left", va="top", fontsize=7, color="0.35")
 
 
 def _log_x(ax: plt.Axes, ticks: pd.Series | None = None) -> None:
@@ -93,9 +78,15 @@ def _floor_for(floors: pd.DataFrame, dataset, extractor, weights, n) -> pd.DataF
     return at_n if not at_n.empty else same
 
 
+def fixed_T_family(family: Any) -> bool:
+    """Whether rows of this method family come from fixed-T runs (one model per T, e.g. DDGAN)."""
+    return not missing(family) and family in FAMILY_OPTIONS and FAMILY_OPTIONS[family].fixed_T
+
+
 def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, errors: str = "band") -> dict[str, Path]:
     """``metric`` vs NFE (log x), one figure per context, one panel per (sampler, spacing), one line per
-    run: each noise family's curve sits beside its Gaussian twin on the same sampler and chain.
+    run: each noise family's curve sits beside its Gaussian twin on the same sampler and chain. A
+    fixed-T run (DDGAN: one model per T, its own sampler, NFE = T) is drawn on every panel.
 
     ``errors`` is ``band`` (mean ± sd over seeds as a shaded band) or ``bars`` (error bars). The
     real-data floor is a horizontal line labelled with its N.
@@ -111,7 +102,11 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
             continue  # nothing to draw; the failures are listed in the report's tables
         ok = ok.assign(nfe=ok["nfe"].astype(float), run=[run_label(r) for r in ok.to_dict("records")])
         ok["chain"] = ok["sampler"].astype(str) + " / " + ok["spacing"].astype(str)
-        runs, chains = sorted(ok["run"].unique()), sorted(ok["chain"].unique())
+        # a fixed-T run (DDGAN) has one sampler on its own chain per T: its points go on every panel
+        fixed = ok["family"].map(fixed_T_family).astype(bool)
+        ok.loc[fixed, "run"] = ok.loc[fixed, "run"] + " (one model per T, own sampler)"
+        runs = sorted(ok["run"].unique())
+        chains = sorted(ok.loc[~fixed, "chain"].unique()) or sorted(ok["chain"].unique())
         palette = dict(zip(runs, sns.color_palette(n_colors=len(runs))))
         ncols = min(3, len(chains))
         nrows = -(-len(chains) // ncols)
@@ -120,7 +115,7 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
         floor = _floor_for(floors, dataset, extractor, weights, n)
         floor_ok = ok_rows(floor)
         for ax, chain in zip(axes.flat, chains):
-            panel = ok[ok["chain"] == chain]
+            panel = ok[(ok["chain"] == chain) | fixed]
             sns.lineplot(data=panel, x="nfe", y="value", hue="run", hue_order=[r for r in runs if r in set(panel["run"])],
                          palette=palette, errorbar="sd", err_style=errors, marker="o", ax=ax)
             if not floor_ok.empty:
@@ -278,106 +273,6 @@ def plot_quality_vs_cost(df: pd.DataFrame, out_dir: str | Path, metric: str = "f
     return figures
 
 
-def read_loss_csv(path: str | Path) -> pd.DataFrame:
-    """A training ``loss.csv`` (columns step, images_seen, loss, lr, seconds)."""
-    path = Path(path)
-    if not path.exists():
-        raise ReportInputError(f"{path}: the training loss log does not exist")
-    log = pd.read_csv(path)
-    missing_cols = [c for c in LOSS_COLUMNS if c not in log.columns]
-    if missing_cols:
-        raise ReportInputError(f"{path}: missing columns {missing_cols}; a loss log has columns {list(LOSS_COLUMNS)}")
-    return log
-
-
-def plot_training_curves(loss_csvs: Mapping[str, str | Path], out_path: str | Path) -> Path:
-    """Training loss vs images seen for each ``{label: loss.csv}``: raw points and a running mean."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    palette = sns.color_palette(n_colors=max(1, len(loss_csvs)))
-    positive = True
-    for color, label in zip(palette, sorted(loss_csvs)):
-        log = read_loss_csv(loss_csvs[label])
-        if log.empty:
-            continue
-        positive &= bool((log["loss"] > 0).all())
-        window = max(1, len(log) // 20)  # smooth over ~5% of the run, whatever its length
-        ax.plot(log["images_seen"], log["loss"], color=color, alpha=0.25, lw=0.8)
-        ax.plot(log["images_seen"], log["loss"].rolling(window, center=True, min_periods=1).mean(), color=color, lw=1.6,
-                label=f"{label} (running mean of {window})")
-    if positive and ax.lines:
-        ax.set_yscale("log")  # diffusion losses fall by orders of magnitude early on
-    ax.set_xlabel("images seen")
-    ax.set_ylabel("training loss")
-    ax.set_title("Training loss")
-    if ax.lines:
-        ax.legend(fontsize=7)
-    else:
-        ax.text(0.5, 0.5, "no logged steps", ha="center", va="center", transform=ax.transAxes)
-    return save_figure(fig, Path(out_path))
-
-
-def plot_noise_skewness(curves: Mapping[str, Mapping[str, list[float]]], out_path: str | Path) -> Path:
-    """|skewness| of the standardised noise ε_t over t (log-log) for each run
-    ``{label: {"t": [...], "skewness": [...]}}``; negative skewness is marked in the legend.
-
-    Gamma noise has skewness 2/√k̄_t, from very skewed near t = 1 to nearly Gaussian at t = T (about
-    1e-5 at θ0 = 0.001); the mixture's follows from p and φ_t. Gaussian noise (0 everywhere) has no
-    point on a log axis and is named in the footnote.
-    """
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    palette = sns.color_palette(n_colors=max(1, len(curves)))
-    symmetric = []
-    for color, label in zip(palette, sorted(curves)):
-        t, skew = np.asarray(curves[label]["t"], float), np.asarray(curves[label]["skewness"], float)
-        if not np.any(skew):
-            symmetric.append(label)
-            continue
-        sign = " (negative)" if np.all(skew <= 0) else " (sign changes)" if np.any(skew < 0) else ""
-        ax.plot(t, np.abs(skew), color=color, lw=1.6, label=label + sign)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("t (training time step)")
-    ax.set_ylabel("|skewness| of ε_t (closed form)")
-    ax.set_title("Shape of the training noise over t")
-    if ax.lines:
-        ax.legend(fontsize=7)
-    _footnote(fig, "Gamma: 2/√k̄_t with k̄_t = (1 − ᾱ_t)/(ᾱ_t θ0²); mixture: p·m1³ + (1 − p)·m2³",
-              f"skewness 0 at every t (not drawn on a log axis): {', '.join(symmetric)}" if symmetric else "")
-    return save_figure(fig, Path(out_path))
-
-
-def plot_log_snr(curves: Mapping[str, Mapping[str, list[float]]], out_path: str | Path) -> Path:
-    """Every run's noise schedule on one time axis t ∈ [0, 1] (``{run: {"t", "gamma"[, "init"]}}``):
-    the log-SNR γ(t) = log(σ_t²/α_t²) (left) and SNR(t) = e^{−γ(t)} (right, log scale).
-
-    A discrete schedule is drawn at t = i/T (so DDPM's fixed β schedule and VDM's learned one share
-    the axis); a learned schedule's initial curve is dashed. Runs with identical curves share a line.
-    """
-    groups: dict[tuple, list[str]] = {}
-    for label in sorted(curves):
-        key = tuple(np.round(np.asarray(curves[label]["gamma"], float), 4))
-        groups.setdefault(key, []).append(label)
-    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.0))
-    for color, labels in zip(sns.color_palette(n_colors=max(1, len(groups))), groups.values()):
-        curve, name = curves[labels[0]], ", ".join(labels)
-        t = np.asarray(curve["t"], float)
-        for ax, transform in zip(axes, (lambda g: g, lambda g: np.exp(-g))):
-            ax.plot(t, transform(np.asarray(curve["gamma"], float)), color=color, lw=1.6, label=name)
-            if "init" in curve:
-                ax.plot(t, transform(np.asarray(curve["init"], float)), color=color, lw=1.0, ls="--",
-                        label=f"{name} at initialisation")
-    axes[0].set_ylabel("log-SNR γ(t) = log(σ²/α²)")
-    axes[1].set_ylabel("SNR(t) = α²/σ²")
-    axes[1].set_yscale("log")
-    for ax in axes:
-        ax.set_xlabel("t (discrete schedules at t = i/T)")
-        ax.legend(fontsize=7)
-    fig.suptitle("Noise schedules: fixed (discrete runs) and learned (VDM)")
-    _footnote(fig, "VDM learns the endpoints through the bound; a monotone-network interior is learned from the variance "
-                   "of the diffusion loss (continuous time) or from the bound (discrete T_train)")
-    return save_figure(fig, Path(out_path))
-
-
 def plot_all(df: pd.DataFrame, out_dir: str | Path, loss_csvs: Mapping[str, str | Path] | None = None,
              noise_skewness: Mapping[str, Mapping[str, list[float]]] | None = None,
              log_snr: Mapping[str, Mapping[str, list[float]]] | None = None) -> dict[str, Path]:
@@ -391,6 +286,9 @@ def plot_all(df: pd.DataFrame, out_dir: str | Path, loss_csvs: Mapping[str, str 
     figures.update(plot_quality_vs_cost(df, out_dir, "fid"))
     if loss_csvs:
         figures["Training loss"] = plot_training_curves(loss_csvs, out_dir / "training_loss.png")
+        diagnostics = plot_training_diagnostics(loss_csvs, out_dir / "training_diagnostics.png")
+        if diagnostics is not None:
+            figures["Training diagnostics (adversarial losses, R1, discriminator accuracy, FID probe)"] = diagnostics
     if noise_skewness:
         figures["Noise skewness over t"] = plot_noise_skewness(noise_skewness, out_dir / "noise_skewness.png")
     if log_snr:

@@ -60,7 +60,8 @@ def meta_from_config(cfg: Any, network: str | None = None) -> dict[str, Any]:
     m, s, ev = cfg.model, cfg.sampling, cfg.evaluation
     ref = s.reference
     return {
-        "preset": cfg.preset, "dataset": cfg.data.dataset, "methods": ", ".join(cfg.methods),
+        "preset": cfg.preset, "dataset": cfg.data.dataset, "methods": ", ".join(cfg.methods) + (
+            f"; trained per T ∈ {list(cfg.fixed_T.T)}: {', '.join(cfg.fixed_T.methods)}" if cfg.fixed_T.methods else ""),
         "network": network or (f"UNet, width {m.channels}, levels {list(m.channel_mult)}, "
                                f"{m.num_res_blocks} res block(s) per level, attention at {list(m.attn_resolutions)}"),
         "train_images": cfg.train.images, "train_batch_size": cfg.train.batch_size,

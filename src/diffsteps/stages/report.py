@@ -34,8 +34,8 @@ def run(args) -> int:
     df = collect([*inputs["eval"], *inputs["nll"], *inputs["floor"], *train_records])
     out = args.out_dir
     write_csv(df, out / "results.csv")
-    # results/models/<dataset>/<method>/train<ts>/loss.csv → "<method> train<ts>"
-    loss = {" ".join(Path(p).parts[3:5]): p for p in inputs["train"] if p.endswith(".csv")}
+    # results/models/<dataset>/<method>[/T<T>]/train<ts>/loss.csv → "<method>[ T<T>] train<ts>"
+    loss = {" ".join(Path(p).parts[3:-1]): p for p in inputs["train"] if p.endswith(".csv")}
     shutil.rmtree(out / "figures", ignore_errors=True)  # figures of an earlier configuration must not linger
     # one curve per run (the first training seed's record; the noise does not depend on the seed)
     skewness, log_snr, parameters = {}, {}, {}
