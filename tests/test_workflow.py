@@ -180,6 +180,28 @@ def test_new_budget_runs_only_new_cells(smoke, tmp_path):
 
 
 @pytest.mark.slow
+def test_fixed_T_runs_train_one_model_per_T_and_rerun_alone(smoke, tmp_path):
+    """A new T in fixed_T.T trains one model per (run, training seed) and samples only its cells; editing a
+    fixed-T run's options reruns that run's cells and nothing of the other runs, in both tools."""
+    repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
+    cfg = load_config(repo / "params.yaml")
+    seeds, runs = len(cfg.train.seeds), len(cfg.fixed_T.methods)
+    cells = runs * seeds * len(cfg.sampling.seeds)
+    set_param(repo, "fixed_T.T", [*cfg.fixed_T.T, 3])
+    assert dry_run_jobs(repo) == {"train_fixed_T": runs * seeds, "sample_fixed_T": cells, "evaluate": cells,
+                                  "nll_fixed_T": runs * seeds, "report": 1, "all": 1}
+    changed = dvc_changed_stages(repo)
+    assert "report" in changed and all("-3-" in n or n.endswith("-3") for n in changed if n != "report"), changed
+    set_param(repo, "fixed_T.T", list(cfg.fixed_T.T))
+    set_param(repo, "method_config.ddgan.r1_gamma", 0.05)
+    n_T = len(cfg.fixed_T.T)
+    assert dry_run_jobs(repo) == {"train_fixed_T": runs * seeds * n_T, "sample_fixed_T": cells * n_T,
+                                  "evaluate": cells * n_T, "nll_fixed_T": runs * seeds * n_T, "report": 1, "all": 1}
+    assert {n.split("@")[0] for n in dvc_changed_stages(repo)} == {"train_fixed_T", "sample_fixed_T", "nll_fixed_T",
+                                                                   "report"}
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("module,expected", [
     ("src/diffsteps/reporting/plots.py", {"report", "all"}),
     ("src/diffsteps/noise/gaussian.py", {"train", "sample", "evaluate", "nll", "nll_continuous", "report", "all"}),
@@ -275,13 +297,14 @@ def test_dvc_repro_from_nothing_builds_what_snakemake_built(smoke, tmp_path):
     """`dvc repro` on a fresh repository runs every stage (each through Snakemake) and reproduces the
     Snakemake run's numbers; afterwards both tools agree that nothing is left to do.
 
-    DVC runs its stages one at a time (~7 s each, mostly start-up), so this builds two of the smoke
-    runs, the Gaussian baseline and the continuous-time VDM: every stage kind, with and without a
-    per-family branch (the other families' cells are the same stages with other options)."""
+    DVC runs its stages one at a time (~7 s each, mostly start-up), so this builds three of the smoke
+    runs, the Gaussian baseline, the continuous-time VDM and DDGAN at its first T: every stage kind, with
+    and without a per-family branch (the other families' cells are the same stages with other options)."""
 
     repo = make_repo(tmp_path / "r")
-    runs = ["ddpm", "vdm"]
-    set_param(repo, "methods", runs)
+    runs = ["ddpm", "vdm", "ddgan"]
+    set_param(repo, "methods", runs[:2])
+    set_param(repo, "fixed_T.T", [load_config(repo / "params.yaml").fixed_T.T[0]])
     sh(repo, "dvc", "repro", timeout=1500)
     cfg = to_plain(load_config(repo / "params.yaml"))
     for p in plan.every_output(cfg):

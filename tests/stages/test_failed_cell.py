@@ -44,3 +44,41 @@ def test_diverged_training_flows_to_a_failed_row(tmp_path):
     df = collect([model / "train.json", nll])
     failed = df[df.status == "failed"]
     assert len(failed) >= 1 and failed.reason.str.contains("not finite").all()
+
+
+def test_collapsed_gan_is_a_failed_cell_with_its_curves_and_last_good_checkpoint(tmp_path):
+    """A DDGAN whose generator cannot move (lr_g ≈ 0) loses to its discriminator: once D's accuracy is
+    pinned at 1 for collapse_steps steps the cell stops with that error, keeps its last checkpoint (written
+    before the failing step), writes the curves logged so far, and downstream cells record the failure."""
+    import pandas as pd
+    import torch
+
+    from diffsteps.reporting.plots_training import plot_training_diagnostics
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["train"].update(images=32 * 200, batch_size=32, checkpoint_every=5, log_every=5, warmup_images=0)
+    raw["method_config"]["ddgan"].update(lr_g=1e-12, lr_d=0.01, collapse_steps=8, probe_every=0)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    data, model = tmp_path / "results/data/digits", tmp_path / "results/models/digits/ddgan/T1/train0"
+    cli(tmp_path, "prepare-data", "--out-dir", str(data))
+    cli(tmp_path, "train", "--method", "ddgan", "--T", "1", "--train-seed", "0", "--data-dir", str(data),
+        "--out-dir", str(model), "--no-progress")
+    rec = json.loads((model / "train.json").read_text())
+    assert rec["status"] == "failed" and "discriminator accuracy pinned at 1" in rec["error"], rec["error"]
+    failed_at = int(rec["error"].split("diverged at step ")[1].split(":")[0])
+    log = pd.read_csv(model / "loss.csv")
+    assert {"d_loss", "r1", "d_accuracy"} <= set(log.columns) and 0 < len(log) and log.step.max() < failed_at
+    assert log.d_accuracy.iloc[-1] == 1.0
+    (checkpoint,) = (tmp_path / ".cache/resume").glob("*/checkpoint.pt")
+    assert 0 < torch.load(checkpoint, weights_only=True)["step"] < failed_at
+    assert plot_training_diagnostics({"ddgan T1 train0": model / "loss.csv"}, tmp_path / "d.png").stat().st_size > 0
+    samples = tmp_path / "s"
+    cli(tmp_path, "sample", "--method", "ddgan", "--model-dir", str(model), "--sampler", "ancestral-betatilde",
+        "--spacing", "uniform", "--budget", "1", "--train-seed", "0", "--seed", "0", "--out-dir", str(samples))
+    srec = json.loads((samples / "sample.json").read_text())
+    assert srec["status"] == "failed" and "training failed" in srec["error"]
+
+    from diffsteps.reporting.aggregate import collect
+
+    df = collect([model / "train.json"])
+    assert (df.status == "failed").any() and df[df.status == "failed"].reason.str.contains("pinned").all()
