@@ -65,7 +65,9 @@ def main() -> int:
     import yaml
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu, {os.cpu_count()} cores"
-    methods = yaml.safe_load((work / "params.yaml").read_text())["methods"]
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    fixed = params.get("fixed_T", {"methods": [], "T": []})
+    methods = [*params["methods"], *(f"{m} (T = {', '.join(map(str, fixed['T']))})" for m in fixed["methods"])]
     result = {"preset": args.preset or "params.yaml", "methods": methods, "git_commit": commit.strip(),
               "wall_seconds": round(wall, 1), "returncode": res.returncode,
               "rules": rule_seconds(work), "device": device, "torch": torch.__version__,

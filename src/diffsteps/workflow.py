@@ -11,6 +11,7 @@ reads. ``workflow/rules/*.smk`` take their inputs, outputs and params from here 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import itertools
 import json
 import os
@@ -99,7 +100,7 @@ _DATASET = {"dataset": "data.dataset"}
 _CELL = Variant("", {"method": "methods", "sampler": "sampling.samplers", "spacing": "sampling.spacings",
                      "budget": "sampling.budgets", "ts": "train.seeds", "seed": "sampling.seeds"}, _DATASET)
 #: a fixed-T run (DDGAN) at each T, sampled with its one sampler at NFE = T
-_FIXED_T_CELL = Variant("_fixed_T", {"method": "fixed_T.methods", "budget": "fixed_T.T", "ts": "train.seeds",
+_FIXED_T_CELL = Variant("", {"method": "fixed_T.methods", "budget": "fixed_T.T", "ts": "train.seeds",
                                      "seed": "sampling.seeds"}, _DATASET,
                         {"sampler": FIXED_T_SAMPLER, "spacing": FIXED_T_SPACING})
 _FIXED_T_MODEL = Variant("", {"method": "fixed_T.methods", "budget": "fixed_T.T", "ts": "train.seeds"}, _DATASET)
@@ -161,7 +162,7 @@ STAGES: tuple[Stage, ...] = (
                   "data_meta": f"{DATA}/data.json", "weights": f"{DOMAIN}/extractor.pt",
                   "domain_meta": f"{DOMAIN}/extractor.json"},
           entry="evaluate",
-          params=EVAL_KEYS, variants=(_CELL, _REFERENCE, _FIXED_T_CELL)),
+          params=EVAL_KEYS, variants=(_CELL, _REFERENCE, dataclasses.replace(_FIXED_T_CELL, suffix="_fixed_T"))),
     Stage("nll",
           outputs={"nll": f"{NLL}/nll.json"},
           inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json", "heldout": f"{DATA}/heldout.npz"},

@@ -216,3 +216,21 @@ def test_vdm_bound_is_also_judged_against_ddpms_tighter_beta_bound():
     table = evaluate_claims(to_frame(rows), [beta_claim])
     assert table["verdict"].tolist() == ["contradicted", "supported"]  # NFE 10, then 50
     assert table["note"].str.contains("b = ddpm / ancestral-beta / uniform").all()
+
+
+def test_ddgan_at_T4_is_matched_against_the_1000_step_ddpm_reference():
+    """The claim compares DDGAN's T = 4 cell with DDPM's 1000-step reference (ancestral, σ² = β̃) by the
+    matches rule; DDGAN's other T and DDPM's few-step cells play no part."""
+    (claim,) = [c for c in CLAIMS if c.text.startswith("DDGAN at T = 4 matches")]
+    gan = dict(method="ddgan", family="ddgan", noise="gaussian-vpsde()", sampler="ancestral-betatilde")
+    ref = [_fid("ancestral-betatilde", s, v, nfe=1000) for s, v in ((0, 5.0), (1, 5.2), (2, 4.9))]
+    noise = [_fid("ddim-eta0", s, 50.0, nfe=10) for s in (0, 1, 2)] + [
+        _fid(gan["sampler"], s, 40.0, nfe=1, method="ddgan", family="ddgan", noise=gan["noise"]) for s in (0, 1, 2)]
+    close = [_fid(gan["sampler"], s, v, nfe=4, method="ddgan", family="ddgan", noise=gan["noise"])
+             for s, v in ((0, 5.1), (1, 5.3), (2, 4.8))]
+    far = [_fid(gan["sampler"], s, v, nfe=4, method="ddgan", family="ddgan", noise=gan["noise"])
+           for s, v in ((0, 9.0), (1, 9.1), (2, 9.2))]
+    for rows, expected in ((close, "supported"), (far, "contradicted")):
+        (row,) = evaluate_claims(to_frame(ref + noise + rows), [claim]).to_dict("records")
+        assert row["verdict"] == expected and row["n_a"] == 3 and row["n_b"] == 3, row
+        assert "@ 4 NFE" in row["note"] and "@ 1000 NFE" in row["note"]

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffsteps.reporting import plots
+from diffsteps.reporting import plots, plots_training
 from diffsteps.reporting.aggregate import ReportInputError
 from diffsteps.reporting.plots import plot_all, plot_quality_vs_nfe, plot_training_curves, quality_cost_points
 from diffsteps.reporting.schema import make_row, to_frame
@@ -110,7 +110,7 @@ def test_log_snr_figure_shares_one_line_between_identical_schedules(tmp_path, mo
         captured["scales"] = [ax.get_yscale() for ax in fig.axes]
         return real_save(fig, path)
 
-    monkeypatch.setattr(plots, "save_figure", spy)
+    monkeypatch.setattr(plots_training, "save_figure", spy)
     path = plot_log_snr(curves, tmp_path / "log_snr.png")
     assert _is_png(path)
     assert captured["lines"] == [["ddgm, ddpm", "vdm", "vdm at initialisation"]] * 2
@@ -142,3 +142,23 @@ def test_nll_figure_draws_the_continuous_bound_and_names_undefined_variances(tmp
     assert {"ddpm / σ² = beta / uniform", "ddpm / σ² = betatilde / uniform", "vdm / σ² = betatilde / uniform"} <= set(
         seen["labels"])  # every total on one panel
     assert "for: vdm (σ² = beta)" in seen["text"]
+
+
+def test_fixed_T_runs_are_drawn_on_every_panel(tmp_path, monkeypatch):
+    """A DDGAN run has one sampler on its own chain per T: its points join every sampler's panel (same
+    axes as the diffusion runs), and it adds no panel of its own."""
+    rows = [make_row(dataset="d", method="ddpm", family="ddpm", noise="gaussian", sampler=sampler, spacing="uniform",
+                     nfe=k, seed=s, metric="fid", value=10 / k + s, feature_extractor="x", weights_sha256="w", n=100)
+            for sampler in ("ddim-eta0", "ancestral-beta") for k in (10, 20) for s in (0, 1)]
+    rows += [make_row(dataset="d", method="ddgan", family="ddgan", noise="gaussian-vpsde(nz=8)",
+                      sampler="ancestral-betatilde", spacing="uniform", nfe=k, seed=s, metric="fid", value=3 / k + s,
+                      feature_extractor="x", weights_sha256="w", n=100) for k in (1, 4) for s in (0, 1)]
+    saved = []
+    monkeypatch.setattr("diffsteps.reporting.plots.save_figure", lambda fig, path: saved.append(fig) or path)
+    plot_quality_vs_nfe(to_frame(rows), "fid", tmp_path)
+    (fig,) = saved
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert sorted(ax.get_title() for ax in panels) == ["ancestral-beta / uniform", "ddim-eta0 / uniform"]
+    for ax in panels:
+        labels = ax.get_legend_handles_labels()[1]
+        assert labels == ["ddgan [gaussian-vpsde(nz=8)] (one model per T, own sampler)", "ddpm"]
