@@ -128,16 +128,17 @@ class AdversarialObjective:
                            regularise: bool) -> DiscriminatorLoss:
         t, x_prev, x_t = self.pairs(x0, rng)
         if regularise:
-            x_prev = x_prev.detach().requires_grad_(True)
-        d_real = discriminator(x_prev, x_t, t).float()
+            # the penalty differentiates D's input gradient again: that pass runs in float32 even under autocast
+            x_prev = x_prev.detach().float().requires_grad_(True)
+            with torch.autocast(device_type=x0.device.type, enabled=False):
+                d_real = discriminator(x_prev, x_t.float(), t).float()
+                r1 = 0.5 * self.r1_gamma * self.lazy_reg * r1_penalty(d_real, x_prev)
+        else:
+            d_real = discriminator(x_prev, x_t, t).float()
+            r1 = torch.zeros_like(d_real)
         with torch.no_grad():  # D's step does not train G: no graph through the generator
             fake = self.fake(generator, x_t, t, rng)
         d_fake = discriminator(fake, x_t, t).float()
-        if regularise:
-            with torch.autocast(device_type=x0.device.type, enabled=False):  # a second derivative: float32
-                r1 = 0.5 * self.r1_gamma * self.lazy_reg * r1_penalty(d_real, x_prev)
-        else:
-            r1 = torch.zeros_like(d_real)
         accuracy = ((d_real > 0).float() + (d_fake < 0).float()) / 2
         return DiscriminatorLoss(real=F.softplus(-d_real), fake=F.softplus(d_fake), r1=r1, accuracy=accuracy)
 

@@ -142,7 +142,9 @@ def plot_log_snr(curves: Mapping[str, Mapping[str, list[float]]], out_path: str 
         curve, name = curves[labels[0]], ", ".join(labels)
         t = np.asarray(curve["t"], float)
         for ax, transform in zip(axes, (lambda g: g, lambda g: np.exp(-g))):
-            ax.plot(t, transform(np.asarray(curve["gamma"], float)), color=color, lw=1.6, label=name)
+            # a chain of a few steps (DDGAN at T = 1, 4) is a few points: draw them
+            ax.plot(t, transform(np.asarray(curve["gamma"], float)), color=color, lw=1.6, label=name,
+                    marker="o" if len(t) <= 10 else None, ms=4)
             if "init" in curve:
                 ax.plot(t, transform(np.asarray(curve["init"], float)), color=color, lw=1.0, ls="--",
                         label=f"{name} at initialisation")
