@@ -37,6 +37,8 @@ class Learner(ABC):
 
     #: the per-step values :meth:`step` returns, in loss.csv's order; ``loss`` comes first
     columns: ClassVar[tuple[str, ...]]
+    #: what to change when a run of this learner diverges (printed with the error)
+    advice: ClassVar[str]
 
     def __init__(self, model: nn.Module, cfg: TrainConfig):
         self.model, self.cfg = model, cfg
@@ -78,6 +80,7 @@ class ObjectiveLearner(Learner):
     """Adam on mean(objective(model, x0, rng)) with the warm-up learning rate and gradient clipping."""
 
     columns = ("loss",)
+    advice = "Try a lower train.lr, a longer train.warmup_images or train.grad_clip > 0."
 
     def __init__(self, model: nn.Module, objective: Objective, cfg: TrainConfig):
         super().__init__(model, cfg)
@@ -116,6 +119,8 @@ class AdversarialLearner(Learner):
     """
 
     columns = ("loss", "d_loss", "r1", "d_accuracy")
+    advice = ("Try other lr_g/lr_d, a larger r1_gamma or collapse_steps in this run's method_config, or "
+              "train.grad_clip > 0.")
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, objective: AdversarialObjective,
                  cfg: TrainConfig, *, lr_g: float, lr_d: float, betas: tuple[float, float], collapse_steps: int):

@@ -61,8 +61,7 @@ log = logging.getLogger(__name__)
 class TrainingDiverged(RuntimeError):
     """The loss (or the weights) became non-finite at ``step``; no checkpoint of that state is written."""
 
-    def __init__(self, step: int, loss: float, checkpoint: Path | None, detail: str = "the loss is not finite",
-                 advice: str = "Try a lower train.lr, a longer train.warmup_images or train.grad_clip > 0."):
+    def __init__(self, step: int, loss: float, checkpoint: Path | None, detail: str, advice: str):
         self.step, self.loss, self.checkpoint = step, loss, checkpoint
         kept = (f"last good checkpoint kept at {checkpoint}" if checkpoint is not None
                 else "no checkpoint had been written yet")
@@ -187,8 +186,9 @@ class _Run:
         save_checkpoint(self.checkpoint, self.state_dict())
         self.has_checkpoint = True
 
-    def _diverged(self, step: int, loss: float, detail: str, **advice: str) -> TrainingDiverged:
-        return TrainingDiverged(step, loss, self.checkpoint if self.has_checkpoint else None, detail, **advice)
+    def _diverged(self, step: int, loss: float, detail: str) -> TrainingDiverged:
+        return TrainingDiverged(step, loss, self.checkpoint if self.has_checkpoint else None, detail,
+                                self.learner.advice)
 
     # ---- training
 
@@ -216,8 +216,7 @@ class _Run:
                 raise self._diverged(first + i, named["loss"], f"{', '.join(bad)} not finite")
             verdict = self.learner.health(named)
             if verdict is not None:
-                raise self._diverged(first + i, named["loss"], verdict, advice=(
-                    "Try other learning rates or r1_gamma, or a larger collapse_steps, in this run's method_config."))
+                raise self._diverged(first + i, named["loss"], verdict)
             self.interval.append(named)
         self.last_loss = values[-1][0]
         self.pending.clear()
