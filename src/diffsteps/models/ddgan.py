@@ -98,7 +98,7 @@ class Discriminator(nn.Module):
         self.head = nn.Linear(c, 1)
 
     def forward(self, x_prev: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        emb = self.time_mlp(timestep_embedding(t, self.spec.channels))
+        emb = self.time_mlp(timestep_embedding(t, self.spec.channels).to(x_prev.dtype))  # float64 too (R1 tests)
         h = self.stem(torch.cat([x_prev, x_t], dim=1))
         for block in self.blocks:
             h = block(h, emb)
