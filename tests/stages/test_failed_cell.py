@@ -65,6 +65,8 @@ def test_collapsed_gan_is_a_failed_cell_with_its_curves_and_last_good_checkpoint
         "--out-dir", str(model), "--no-progress")
     rec = json.loads((model / "train.json").read_text())
     assert rec["status"] == "failed" and "discriminator accuracy pinned at 1" in rec["error"], rec["error"]
+    # the record saves the params of the stage that ran: a fixed-T model reads no noise.*, and the probe's batch sizes
+    assert "noise" not in rec["config"] and {"method_config.ddgan", "sampling.batch_size"} <= set(rec["config"])
     failed_at = int(rec["error"].split("diverged at step ")[1].split(":")[0])
     log = pd.read_csv(model / "loss.csv")
     assert {"d_loss", "r1", "d_accuracy"} <= set(log.columns) and 0 < len(log) and log.step.max() < failed_at

@@ -38,6 +38,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def run_stage(cfg: StudyConfig, stage: str, run: str) -> str:
+    """The workflow stage a cell of ``run`` belongs to: ``<stage>_fixed_T`` for a fixed-T run (DDGAN), whose
+    cells read other params (no noise.*), else ``stage``; its params slice is what the record saves."""
+    options = cfg.method_config.get(run)
+    return f"{stage}_fixed_T" if options is not None and options.fixed_T else stage
+
+
 def record(cfg: StudyConfig, stage: str, method: str | None = None, *, status: str = "ok", error: str | None = None,
            device: Any = None, **extra: Any) -> dict[str, Any]:
     """The JSON record written beside every artifact: status, the params slice used (with the run's

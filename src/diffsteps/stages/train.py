@@ -30,7 +30,7 @@ from ..models.unet import count_parameters
 from ..training.checkpoint import load_ema_model
 from ..training.loop import Probe, train
 from ..workflow import params_slice
-from .common import add_common, record, resolve_device, run_cell, setup
+from .common import add_common, record, resolve_device, run_cell, run_stage, setup
 
 #: the probe's sampling seed: the same latents and noise at every probe, so its curve shows training alone
 PROBE_SEED = 0
@@ -56,7 +56,8 @@ def register(sub) -> None:
 
 def resume_dir(cfg, method: str, seed: int, data_sha256: str, T: int | None = None) -> Path:
     """Keyed by the resolved params slice, the cell (with T for a fixed-T run) and the training data's content hash."""
-    key = {"params": params_slice(to_plain(cfg), "train", method), "method": method, "seed": seed, "data": data_sha256}
+    stage = "train" if T is None else "train_fixed_T"
+    key = {"params": params_slice(to_plain(cfg), stage, method), "method": method, "seed": seed, "data": data_sha256}
     if T is not None:
         key["T"] = T
     return RESUME_ROOT / config_hash(key)
@@ -101,6 +102,7 @@ def noise_skewness(method, T: int) -> dict[str, list[float]] | None:
 
 def run(args) -> int:
     cfg = setup(args)
+    stage = run_stage(cfg, "train", args.method)  # whose params slice the record saves
     images, _ = load_split(args.data_dir / "train.npz")
     method = method_class(cfg, args.method)(cfg, args.method, images.shape[1:], args.T)
     device = resolve_device(cfg.train.device)
@@ -128,7 +130,7 @@ def run(args) -> int:
         model = load_ema_model(method, out / "model.pt", device)
         result = {**to_plain(dataclasses.asdict(res)), "parameters": count_parameters(model),
                   "log_snr": method.log_snr_curve(model), "probe": no_probe or "domain FID"}
-        atomic_write_json(out / "train.json", record(cfg, "train", args.method, device=device, cell=cell, rows=rows,
+        atomic_write_json(out / "train.json", record(cfg, stage, args.method, device=device, cell=cell, rows=rows,
                                                 result=result))
 
     def failed(message: str) -> None:
@@ -136,7 +138,7 @@ def run(args) -> int:
         atomic_torch_save(out / "model.pt", {"status": "failed", "error": message})
         if not (out / "loss.csv").exists():  # the header alone: no log row was written
             atomic_write_text(out / "loss.csv", "step,images_seen,loss,lr,seconds\n")
-        atomic_write_json(out / "train.json", record(cfg, "train", args.method, status="failed", error=message,
+        atomic_write_json(out / "train.json", record(cfg, stage, args.method, status="failed", error=message,
                                                      device=device, cell=cell))
 
     return run_cell(work, failed)
