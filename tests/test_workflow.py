@@ -3,6 +3,7 @@ checks with dry runs and single-stage reproductions (so the suite stays fast on 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,9 @@ import yaml
 
 from diffsteps import workflow as plan
 from diffsteps.config import load_config, to_plain
+from diffsteps.metrics.fidelity import METRICS
+from diffsteps.metrics.inception_weights import NO_LOGITS
+from diffsteps.reporting.summary import QUALITY_METRICS
 
 from .conftest import ROOT
 
@@ -63,8 +67,6 @@ def dry_run_jobs(repo: Path, *targets: str) -> dict[str, int]:
 
 def dvc_changed_stages(repo: Path) -> list[str]:
     """Full names of the stages that `dvc status` reports as changed (e.g. sample@ddpm-ddim-eta0-...)."""
-    import json
-
     return [name.split(":")[-1] for name in json.loads(sh(repo, "dvc", "status", "--json").stdout or "{}")]
 
 
@@ -100,7 +102,7 @@ def test_smoke_dag_produces_the_report(smoke):
     for p in plan.every_output(cfg):
         assert (smoke / p).exists(), p
     md = (smoke / "reports/report.md").read_text()
-    assert "real-data" in md and "not computed: no Inception weights" in md
+    assert "real-data" in md
     html = (smoke / "reports/report.html").read_text()
     assert "data:image/png;base64" in html and not re.search(r"src=\"https?://", html)
     csv = (smoke / "reports/results.csv").read_text().splitlines()
@@ -128,6 +130,22 @@ def test_smoke_dag_produces_the_report(smoke):
     assert {"d_loss", "r1", "d_accuracy", "probe_fid"} <= set(log.columns) and log.probe_fid.notna().sum() >= 2
     assert (smoke / "reports/figures/training_diagnostics.png").stat().st_size > 1000
     assert "DDGAN at T = 4 matches 1000-step DDPM" in md
+    # standard Inception FID offline: the headline table, the floor and the cells at evaluation.inception.n, every
+    # quality row labelled with its extractor and the weights' sha256, the Inception Score refused, the pairs grid
+    inc = cfg["evaluation"]["inception"]
+    weights_sha = json.loads((smoke / "results/resources/inception/inception.json").read_text())["result"]["sha256"]
+    rows = df[df.metric.str.startswith("inception_") & (df.metric != "inception_is")]
+    assert set(rows.status) == {"ok"} and set(rows.n) == {inc["n"]} and set(rows.n_ref) == {inc["n_ref"]}
+    assert set(rows.weights_sha256) == {weights_sha} and rows.feature_extractor.str.startswith("Inception-v3").all()
+    assert set(rows[rows.sampler == "real-data"].metric) == {f"inception_{m}" for m in METRICS}
+    assert set(rows[rows.sampler != "real-data"].nfe) == set(inc["nfe"])  # only the cells evaluation.inception selects
+    score = df[df.metric == "inception_is"]
+    assert len(score) and (score.status == "not_available").all() and (score.reason == NO_LOGITS).all()
+    quality = df[df.metric.isin(QUALITY_METRICS) & (df.status == "ok")]
+    assert quality.feature_extractor.notna().all() and quality.weights_sha256.str.fullmatch("[0-9a-f]{64}").all()
+    head = md.split("## Sample quality", 1)[1]
+    assert head.index("HEADLINE") < head.index("Inception FID@8") < head.index("domain classifier")
+    assert (smoke / "reports/figures/closest_pairs_inception-features.png").stat().st_size > 1000
 
 
 @pytest.mark.slow

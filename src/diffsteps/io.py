@@ -74,10 +74,13 @@ def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> None:
 
 
 def atomic_torch_save(path: str | Path, obj: Any) -> None:
+    """torch.save through memory: the archive's inner folder is then always "archive", not the name of the
+    temporary file, so the same object gives the same bytes (and content hash) every time."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def read_json(path: str | Path) -> Any:

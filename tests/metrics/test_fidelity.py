@@ -12,19 +12,21 @@ import torch
 import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from sklearn.datasets import load_digits
 
-from diffsteps.config import DomainConfig, EvaluationConfig, NLLConfig
+from diffsteps.config import DomainConfig, EvaluationConfig, InceptionConfig, MemorisationConfig, NLLConfig
 from diffsteps.io import sha256_array, sha256_file
 from diffsteps.metrics import features as features_module
 from diffsteps.metrics.classifier import EXTRACTOR_NAME, MetricInputError, train_domain_classifier
 from diffsteps.metrics.features import (INCEPTION_EXTRACTOR, INCEPTION_LABEL, extract_features, feature_statistics,
                                         frechet_distance, kernel_distance, precision_recall)
-from diffsteps.metrics.fidelity import (METRICS, NO_INCEPTION, ROW_KEYS, StaleReferenceStats, floor_rows,
-                                        inception_available, inception_rows, load_reference_stats,
-                                        not_available_rows, reference_stats, score)
+from diffsteps.metrics.fidelity import (IS_METRIC, METRICS, NO_INCEPTION, ROW_KEYS, StaleReferenceStats, floor_rows,
+                                        inception_score_row, load_reference_stats, not_available_rows,
+                                        not_computed_rows, reference_stats, score)
+from diffsteps.metrics.inception_weights import NO_LOGITS, inception_network
 
 DOMAIN = DomainConfig(channels=16, epochs=5, batch_size=64, lr=0.003, seed=0, min_accuracy=0.8)
 EVAL = EvaluationConfig(batch_size=128, kid_subset_size=100, kid_subsets=10, prc_neighborhood=3,
-                        inception_weights=None, domain=DOMAIN,
+                        inception=InceptionConfig(None, None, None, None, None),
+                        memorisation=MemorisationConfig(quantile=0.5, pairs=4), domain=DOMAIN,
                         nll=NLLConfig(budgets=(4,), variances=("beta",), n_images=16, batch_size=16, seed=0, draws=1))
 
 
@@ -40,8 +42,8 @@ def digits(tmp_path_factory):
     train_domain_classifier(images[train], d.target[train], images[held], d.target[held], DOMAIN, weights,
                             dataset="digits")
     split_sha = sha256_array(images[train], d.target[train])
-    ref = reference_stats(images[train], split_sha, EXTRACTOR_NAME, weights, None, root / "train.npz", seed=0,
-                          batch_size=256)
+    ref = reference_stats(images[train], split_sha, images[held], "held", EXTRACTOR_NAME, weights, root / "train.npz",
+                          n=None, n_heldout=None, seed=0, batch_size=256)
     return {"train": images[train], "heldout": images[held], "weights": weights, "split_sha": split_sha,
             "ref": ref, "ref_path": root / "train.npz"}
 
@@ -143,19 +145,19 @@ def test_reference_stats_round_trip_and_refuse_stale_keys(digits, tmp_path):
     with pytest.raises(StaleReferenceStats, match="n is 1437 but 500 is expected"):
         load_reference_stats(path, digits["split_sha"], weights_sha, EXTRACTOR_NAME, expect_n=500)
     # a seeded subset: reproducible, and n above the split size is refused
-    a = reference_stats(digits["train"], "s", EXTRACTOR_NAME, digits["weights"], 100, tmp_path / "a.npz", seed=1,
-                        batch_size=64)
-    b = reference_stats(digits["train"], "s", EXTRACTOR_NAME, digits["weights"], 100, tmp_path / "b.npz", seed=1,
-                        batch_size=64)
+    a, b = (reference_stats(digits["train"], "s", digits["heldout"], "h", EXTRACTOR_NAME, digits["weights"],
+                            tmp_path / f"{name}.npz", n=100, n_heldout=50, seed=1, batch_size=64) for name in "ab")
     np.testing.assert_array_equal(a.features, b.features)
-    assert a.n == 100 and a.meta["n_split"] == len(digits["train"])
+    np.testing.assert_array_equal(a.heldout_distance, b.heldout_distance)
+    assert a.n == 100 and a.meta["n_split"] == len(digits["train"]) and len(a.heldout_features) == 50
+    assert a.meta["n_heldout"] == 50 and a.meta["heldout_sha256"] == "h"
     with pytest.raises(MetricInputError, match=r"n = 5000 is invalid: must lie in \[2, 1437\]"):
-        reference_stats(digits["train"], "s", EXTRACTOR_NAME, digits["weights"], 5000, tmp_path / "c.npz", seed=1,
-                        batch_size=64)
+        reference_stats(digits["train"], "s", digits["heldout"], "h", EXTRACTOR_NAME, digits["weights"],
+                        tmp_path / "c.npz", n=5000, n_heldout=None, seed=1, batch_size=64)
 
 
 def test_heldout_digits_score_close_to_train_statistics(digits):
-    rows = floor_rows(digits["heldout"], digits["ref"], EXTRACTOR_NAME, digits["weights"], EVAL, "cpu", seed=0)
+    rows = floor_rows(digits["ref"], EVAL, "cpu", seed=0)
     assert [r["metric"] for r in rows] == list(METRICS)
     assert all(tuple(r) == ROW_KEYS for r in rows)
     by = {r["metric"]: r for r in rows}
@@ -167,7 +169,7 @@ def test_heldout_digits_score_close_to_train_statistics(digits):
     assert by["precision"]["value"] > 0.8 and by["recall"]["value"] > 0.8
     # noise scored the same way is far worse: the floor is small on this scale
     noise = np.random.default_rng(0).integers(0, 256, digits["heldout"].shape, dtype=np.uint8)
-    noisy = {r["metric"]: r for r in score(noise, digits["ref"], EXTRACTOR_NAME, digits["weights"], EVAL, "cpu", 0)}
+    noisy = {r["metric"]: r for r in score(noise, digits["ref"], EXTRACTOR_NAME, digits["weights"], EVAL, "cpu", 0).rows}
     assert by["fid"]["value"] < 0.05 * noisy["fid"]["value"]
     assert by["kid"]["value"] < 0.05 * noisy["kid"]["value"]
     assert noisy["precision"]["value"] < 0.1
@@ -175,7 +177,7 @@ def test_heldout_digits_score_close_to_train_statistics(digits):
 
 def test_score_at_a_smaller_n_and_refuses_foreign_weights(digits, tmp_path):
     rows = score(digits["heldout"], digits["ref"], EXTRACTOR_NAME, digits["weights"],
-                 dataclasses.replace(EVAL, kid_subset_size=500), "cpu", seed=3, n=64)
+                 dataclasses.replace(EVAL, kid_subset_size=500), "cpu", seed=3, n=64).rows
     assert {r["n"] for r in rows} == {64}
     other = tmp_path / "other.pt"
     train_domain_classifier(digits["train"][:200], np.arange(200) % 10, digits["heldout"][:50], np.arange(50) % 10,
@@ -186,12 +188,8 @@ def test_score_at_a_smaller_n_and_refuses_foreign_weights(digits, tmp_path):
         score(digits["heldout"], digits["ref"], EXTRACTOR_NAME, tmp_path / "absent.pt", EVAL, "cpu", seed=0)
 
 
-def test_inception_without_weights_is_not_computed_and_offline(no_network, monkeypatch, digits, tmp_path):
-    monkeypatch.setattr(features_module, "create_feature_extractor", no_network)
-    assert inception_available(None) == (False, NO_INCEPTION)
-    ok, reason = inception_available(tmp_path / "absent.pth")
-    assert not ok and reason.startswith(NO_INCEPTION) and "absent.pth" in reason
-    rows = inception_rows(digits["heldout"], tmp_path / "never-read.npz", "sha", EVAL, "cpu", seed=0)
+def test_inception_without_weights_is_not_computed_and_offline(no_network, digits):
+    rows = not_computed_rows(n=360)
     assert [r["metric"] for r in rows] == list(METRICS)
     assert all(tuple(r) == ROW_KEYS and r["status"] == "not_computed" and r["reason"] == NO_INCEPTION
                and r["value"] is None and r["feature_extractor"] == INCEPTION_LABEL and r["n"] == 360 for r in rows)
@@ -201,13 +199,10 @@ def test_inception_without_weights_is_not_computed_and_offline(no_network, monke
 
 @pytest.fixture(scope="module")
 def random_inception(tmp_path_factory):
-    """A randomly initialised Inception state dict in torch-fidelity's format (real weights are not offline)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tf_inception, "load_state_dict_from_url", lambda *a, **k: {})
-        mp.setattr(tf_inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            net = tf_inception.FeatureExtractorInceptionV3(INCEPTION_EXTRACTOR, ["2048"])
+    """A randomly initialised Inception state dict in torch-fidelity's format, with a real (random) classifier."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = inception_network()
     path = tmp_path_factory.mktemp("inception") / "inception.pth"
     torch.save(net.state_dict(), path)
     return path
@@ -219,21 +214,36 @@ def test_inception_features_from_local_weights_replicate_grey(no_network, random
     assert feats.shape == (3, 2048) and feats.dtype == np.float32
     np.testing.assert_array_equal(feats, extract_features(np.repeat(grey, 3, axis=1), INCEPTION_EXTRACTOR,
                                                           random_inception, 3, "cpu"))
-    assert inception_available(random_inception) == (True, "")
 
 
 @pytest.mark.slow  # the 2048-d Fréchet distance is an eigendecomposition: seconds, whatever the number of images
 def test_inception_rows_with_local_weights(no_network, random_inception, digits, tmp_path):
     # as few images as the metrics allow: each costs a 299×299 Inception pass on the CPU
-    cfg = dataclasses.replace(EVAL, inception_weights=str(random_inception), kid_subset_size=2, prc_neighborhood=1)
-    reference_stats(digits["train"][:3], "split", INCEPTION_EXTRACTOR, random_inception, None, tmp_path / "inc.npz",
-                    seed=0, batch_size=8)
-    rows = inception_rows(digits["heldout"][:2], tmp_path / "inc.npz", "split", cfg, "cpu", seed=0)
+    cfg = dataclasses.replace(EVAL, kid_subset_size=2, prc_neighborhood=1)
+    ref = reference_stats(digits["train"][:3], "split", digits["heldout"][:2], "held", INCEPTION_EXTRACTOR,
+                          random_inception, tmp_path / "inc.npz", n=None, n_heldout=None, seed=0, batch_size=8)
+    rows = score(digits["heldout"][:2], ref, INCEPTION_EXTRACTOR, random_inception, cfg, "cpu", seed=0).rows
     assert [r["metric"] for r in rows] == list(METRICS)
     assert all(r["status"] == "ok" and r["feature_extractor"] == INCEPTION_LABEL and r["n"] == 2 and r["n_ref"] == 3
                and r["weights_sha256"] == sha256_file(random_inception) for r in rows)
+    # the floor is the same two held-out images: the generated set scores exactly like it
+    assert [r["value"] for r in floor_rows(ref, cfg, "cpu", seed=0)] == [r["value"] for r in rows]
     with pytest.raises(StaleReferenceStats, match="split_sha256"):
-        inception_rows(digits["heldout"][:2], tmp_path / "inc.npz", "another split", cfg, "cpu", seed=0)
+        load_reference_stats(tmp_path / "inc.npz", "another split", sha256_file(random_inception))
+
+
+def test_inception_score_is_refused_without_logits_and_computed_with_them(no_network, random_inception, digits,
+                                                                         tmp_path):
+    images = digits["heldout"][:2]
+    state = torch.load(random_inception, weights_only=True)
+    state["fc.weight"] = torch.full_like(state["fc.weight"], float("nan"))  # the converted weights' placeholder
+    torch.save(state, tmp_path / "no_logits.pth")
+    refused = inception_score_row(images, tmp_path / "no_logits.pth", EVAL, "cpu", seed=0)
+    assert refused["status"] == "not_available" and refused["reason"] == NO_LOGITS == \
+        "not available: these weights have no logits"
+    assert refused["value"] is None and refused["metric"] == IS_METRIC
+    computed = inception_score_row(images, random_inception, EVAL, "cpu", seed=0)
+    assert computed["status"] == "ok" and 1.0 <= computed["value"] <= 1008  # IS lies in [1, number of classes]
 
 
 def test_not_available_rows_carry_the_reason():
@@ -242,3 +252,16 @@ def test_not_available_rows_carry_the_reason():
     assert all(r["status"] == "not_available" and r["value"] is None and r["std"] is None and r["n"] == 10
                and r["reason"] == "not available: the data set has no labels"
                and r["feature_extractor"] == "domain classifier (trained on folder)" for r in rows)
+
+
+def test_memorisation_row_flags_copied_digits_and_not_the_heldout_split(digits):
+    """Real features (the domain classifier): copies of training digits are 'memorised', held-out ones are not."""
+    by = {r["metric"]: r for r in floor_rows(digits["ref"], EVAL, "cpu", seed=0)}
+    floor = by["memorisation"]
+    assert floor["status"] == "ok" and abs(floor["value"] - 0.5) < 0.02  # the held-out level is the quantile
+    copies = score(digits["train"][:360], digits["ref"], EXTRACTOR_NAME, digits["weights"], EVAL, "cpu", seed=0)
+    copied = {r["metric"]: r for r in copies.rows}["memorisation"]
+    assert copied["value"] == 1.0 and copied["n"] == 360
+    assert np.all(copies.nearest.distance == 0.0)
+    # each copy's nearest training image is itself: the pairs index the training split, not the subset
+    np.testing.assert_array_equal(copies.nearest.split_index, np.arange(360))

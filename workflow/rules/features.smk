@@ -18,6 +18,19 @@ rule train_domain:
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 
+rule inception_weights:
+    input:
+        **stage_inputs("inception_weights"),
+    output:
+        **stage_outputs("inception_weights"),
+    params:
+        values=stage_params("inception_weights"),
+    log:
+        f"{LOGS}/inception_weights.log",
+    shell:
+        "{PY} inception-weights --params params.yaml --out {output.weights} --meta {output.meta} > {log} 2>&1"
+
+
 rule reference_stats:
     input:
         **stage_inputs("reference_stats"),
@@ -32,6 +45,25 @@ rule reference_stats:
     resources:
         gpu=1,
     shell:
-        "{PY} reference-stats --params params.yaml --threads {threads} --data-dir results/data/{wildcards.dataset}"
-        " --weights {input.weights} --data-meta {input.data_meta} --domain-meta {input.domain_meta}"
-        " --out {output.stats} --inception-out {output.inception} > {log} 2>&1"
+        "{PY} reference-stats --params params.yaml --threads {threads} --extractor domain-classifier"
+        " --data-dir results/data/{wildcards.dataset} --data-meta {input.data_meta} --weights {input.weights}"
+        " --weights-meta {input.weights_meta} --out {output.stats} --meta {output.meta} > {log} 2>&1"
+
+
+rule reference_stats_inception:
+    input:
+        **stage_inputs("reference_stats_inception"),
+    output:
+        **stage_outputs("reference_stats_inception"),
+    params:
+        values=stage_params("reference_stats_inception"),
+    log:
+        f"{LOGS}/reference_stats_inception/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/reference_stats_inception/{{dataset}}.tsv"
+    resources:
+        gpu=1,
+    shell:
+        "{PY} reference-stats --params params.yaml --threads {threads} --extractor inception-v3-compat"
+        " --data-dir results/data/{wildcards.dataset} --data-meta {input.data_meta} --weights {input.weights}"
+        " --weights-meta {input.weights_meta} --out {output.stats} --meta {output.meta} > {log} 2>&1"

@@ -73,12 +73,20 @@ def extractor_label(extractor: str, weights_path: str | Path | None) -> str:
     return domain_label(load_domain_classifier(path)[1]["dataset"])
 
 
-def extract_features(images: np.ndarray, extractor: str, weights_path: str | Path | None, batch_size: int,
-                     device: str | torch.device = "cpu") -> np.ndarray:
-    """uint8 (N, C, H, W) → float32 features (N, D) through torch-fidelity's extractor and batching.
+def feature_layer(extractor: str) -> str:
+    """The extractor's default layer for 'fid', which is also its default for 'kid' and 'prc': one feature
+    space for every metric."""
+    if extractor not in FEATURE_EXTRACTORS_REGISTRY:
+        raise MetricInputError(f"feature extractor {extractor!r} is not supported; use one of {list(EXTRACTORS)}")
+    return FEATURE_EXTRACTORS_REGISTRY[extractor].get_default_feature_layer_for_metric("fid")
 
-    D = 2048 (Inception pool3) or 4·channels (domain classifier). The layer is the extractor's default
-    for 'fid', which is also its default for 'kid' and 'prc', so all metrics share the features.
+
+def extract_layers(images: np.ndarray, extractor: str, weights_path: str | Path | None, layers: tuple[str, ...],
+                   batch_size: int, device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
+    """uint8 (N, C, H, W) → {layer: float32 (N, D_layer)} through torch-fidelity's extractor and batching,
+    in float32 inside the network (the only precision used for reported numbers).
+
+    The FID layer has D = 2048 (Inception pool3) or 4·channels (domain classifier).
     """
     check_images(images)
     path = resolve_weights(extractor, weights_path)
@@ -87,14 +95,20 @@ def extract_features(images: np.ndarray, extractor: str, weights_path: str | Pat
     if extractor == INCEPTION_EXTRACTOR and images.shape[1] == 1:
         images = np.repeat(images, 3, axis=1)  # Inception is an RGB network: grey → (g, g, g)
     cuda = torch.device(device).type == "cuda"
-    layer = FEATURE_EXTRACTORS_REGISTRY[extractor].get_default_feature_layer_for_metric("fid")
-    net = create_feature_extractor(extractor, [layer], cuda=cuda, feature_extractor_weights_path=str(path),
+    net = create_feature_extractor(extractor, list(layers), cuda=cuda, feature_extractor_weights_path=str(path),
                                    feature_extractor_internal_dtype="float32", verbose=False)
     # save_cpu_ram=True means no DataLoader workers: the array is already in memory, and worker
     # processes would only add start-up time on a 2-core machine
     feats = get_featuresdict_from_dataset(_UInt8Images(images), net, batch_size, cuda, save_cpu_ram=True,
-                                          verbose=False)[layer]
-    return feats.to(torch.float32).numpy()
+                                          verbose=False)
+    return {layer: feats[layer].to(torch.float32).numpy() for layer in layers}
+
+
+def extract_features(images: np.ndarray, extractor: str, weights_path: str | Path | None, batch_size: int,
+                     device: str | torch.device = "cpu") -> np.ndarray:
+    """The FID layer of :func:`extract_layers`: uint8 (N, C, H, W) → float32 (N, D)."""
+    layer = feature_layer(extractor)
+    return extract_layers(images, extractor, weights_path, (layer,), batch_size, device)[layer]
 
 
 def _as_tensor(features: np.ndarray, name: str) -> torch.Tensor:

@@ -137,7 +137,7 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
         for ax in list(axes.flat)[len(chains):]:
             ax.set_visible(False)
         for ax in axes.flat:  # every panel has its own y range, so every panel says what it shows
-            ax.set_ylabel(f"{metric_label(metric)}@{text(n, '?')} ({text(extractor, 'unknown features')})", fontsize=8)
+            ax.set_ylabel(f"{metric_label(metric, n)} ({text(extractor, 'unknown features')})", fontsize=8)
         fig.suptitle(f"{text(dataset)}: {metric_label(metric)} vs NFE, per sampler and chain")
         spread = "shaded band" if errors == "band" else "error bars"
         _footnote(fig, f"{spread}: mean ± sd over seeds; weights sha256 {text(weights)[:12]}",
@@ -263,7 +263,7 @@ def plot_quality_vs_cost(df: pd.DataFrame, out_dir: str | Path, metric: str = "f
         ax.step(front["cost"], front["quality"], where="post", color="k", lw=1, label="Pareto front")
         _log_x(ax)
         ax.set_xlabel("sampling seconds per image (mean over seeds)")
-        ax.set_ylabel(f"{metric_label(metric)}@{text(n, '?')} ({text(extractor, 'unknown features')})")
+        ax.set_ylabel(f"{metric_label(metric, n)} ({text(extractor, 'unknown features')})")
         ax.set_title(f"{text(dataset)}: quality vs sampling cost")
         ax.legend(fontsize=7)
         _footnote(fig, "labels: NFE; points are means over seeds; devices as recorded in the cost table")

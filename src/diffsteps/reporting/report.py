@@ -18,7 +18,7 @@ from .claims import Claim, evaluate_claims
 from .render import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
 from .schema import COLUMNS, SchemaError
 from .summary import NLL_TERMS, QUALITY_METRICS, missing, text
-from .tables import claims_tables, cost_tables, domain_table, failed_table, headline_tables, nll_table, \
+from .tables import SEEDS_NOTE, claims_tables, cost_tables, domain_table, failed_table, headline_tables, nll_table, \
     provenance_table, status_text
 
 #: meta key → label in the configuration table. The first group is required.
@@ -69,9 +69,17 @@ def meta_from_config(cfg: Any, network: str | None = None) -> dict[str, Any]:
         "budgets": list(s.budgets), "samplers": ", ".join(s.samplers), "spacings": ", ".join(s.spacings),
         "reference": f"{ref.sampler}, {ref.spacing}, {ref.budget} NFE, for {', '.join(ref.methods)}",
         "nll_images": ev.nll.n_images, "kid_subset_size": ev.kid_subset_size,
-        "inception_weights": ev.inception_weights or "none (Inception FID not computed)",
+        "inception_weights": _inception_setting(ev.inception),
         "min_accuracy": ev.domain.min_accuracy,
     }
+
+
+def _inception_setting(inc: Any) -> str:
+    if inc.weights is None:
+        return "none (Inception metrics not computed)"
+    cells = ", ".join(f"{k} {list(v)}" for k, v in (("samplers", inc.samplers), ("NFE", inc.nfe)) if v is not None)
+    return (f"{inc.weights} (torch-fidelity inception-v3-compat, float32, offline); N = {inc.n or 'all'} per set, "
+            f"{inc.n_ref or 'all'} training images; cells scored: {cells or 'all'}")
 
 
 def _check_meta(meta: Mapping[str, Any]) -> None:
@@ -104,15 +112,20 @@ def honesty_notes(df: pd.DataFrame, unreliable: Sequence[str], min_accuracy: flo
     for extractor, n in sorted({(text(e), text(n)) for e, n in zip(domain["feature_extractor"], domain["n"])}):
         notes.append(f"FID/KID on '{extractor}' features at N={n} is a study-internal measure: it is NOT comparable "
                      "to published CIFAR-10 Inception FID (50k samples); compare only within one extractor and N.")
-    inception = quality[quality["metric"].str.startswith("inception_")]
+    inception = quality[quality["metric"].str.startswith("inception_") & (quality["metric"] != "inception_is")]
     if inception.empty:
         notes.append("Inception FID: not computed (no Inception rows in this run).")
     else:
         if inception["status"].eq("ok").any():
-            notes.append("Inception FID is computed with torch-fidelity on the weights named in the tables; at small "
-                         "N it is biased upwards and still not comparable to 50k-sample published numbers.")
+            notes.append("Inception FID is the standard one (torch-fidelity's inception-v3-compat in float32, with the "
+                         "weights whose sha256 the tables name); at small N it is biased upwards and still not "
+                         "comparable to 50k-sample published numbers. Compare cells only at equal N.")
         if not inception["status"].eq("ok").all():
             notes.append(f"Inception FID: {status_text(inception[inception['status'] != 'ok'])}.")
+    score = quality[quality["metric"] == "inception_is"]
+    if not score.empty and not score["status"].eq("ok").any():
+        notes.append(f"Inception Score: {status_text(score)} (the converted FID weights end at pool3: there is no "
+                     "ImageNet classifier to score with, so it is refused rather than computed).")
     if df["metric"].isin(NLL_TERMS).any():
         notes.append(NLL_NOTE)
     for name in unreliable:
@@ -156,7 +169,8 @@ def report_blocks(df: pd.DataFrame, figures: Mapping[str, Path] | Sequence[Path]
         Heading(f"diffsteps report — preset '{meta['preset']}' on {meta['dataset']}", 1),
         Paragraph(STUDY_INTRO), _config_table(meta),
         Heading("Read this first"), Bullets(tuple(honesty_notes(df, unreliable, min_accuracy))),
-        Heading("Sample quality"), *(headline_tables(df) or [Paragraph("No quality rows in this run.")]),
+        Heading("Sample quality"), Paragraph(SEEDS_NOTE),
+        *(headline_tables(df) or [Paragraph("No quality rows in this run.")]),
         Heading("Likelihood bound (bits/dim)"), Paragraph(NLL_NOTE), nll_table(df),
         Heading("Cost"), *cost_tables(df),
         Heading("Domain feature extractor"), domain,

@@ -21,6 +21,8 @@ METRIC_LABELS: dict[str, str] = {
     "fid": "FID", "kid": "KID", "precision": "precision", "recall": "recall",
     "inception_fid": "Inception FID", "inception_kid": "Inception KID",
     "inception_precision": "Inception precision", "inception_recall": "Inception recall",
+    "memorisation": "memorised share", "inception_memorisation": "Inception memorised share",
+    "inception_is": "Inception Score",
     "nll_total": "NLL total (bits/dim)", "nll_prior": "NLL prior (bits/dim)", "nll_recon": "NLL recon (bits/dim)",
     "nll_diffusion": "NLL diffusion (bits/dim)", "sampling_seconds_per_image": "sampling s/image",
     "sampling_peak_memory_mb": "sampling peak memory (MB)", "training_seconds": "training s",
@@ -28,16 +30,27 @@ METRIC_LABELS: dict[str, str] = {
     "domain_accuracy": "domain classifier held-out accuracy",
 }
 #: The quality metrics of the headline table, in column order.
-QUALITY_METRICS: tuple[str, ...] = ("fid", "kid", "precision", "recall", "inception_fid", "inception_kid",
-                                     "inception_precision", "inception_recall")
+QUALITY_METRICS: tuple[str, ...] = ("fid", "kid", "precision", "recall", "memorisation", "inception_fid",
+                                     "inception_kid", "inception_precision", "inception_recall",
+                                     "inception_memorisation", "inception_is")
+#: Metrics biased in N: their label carries N ("FID@5k"), and they are compared only at equal N.
+N_BIASED: tuple[str, ...] = ("fid", "kid", "inception_fid", "inception_kid")
 #: The terms of the NLL bound, in table order (the total last).
 NLL_TERMS: tuple[str, ...] = ("nll_prior", "nll_recon", "nll_diffusion", "nll_total")
 #: The columns that name one curve of a figure / one row of a table (a "variant" of a method).
 VARIANT_COLUMNS: tuple[str, ...] = ("method", "sampler", "spacing", "noise")
 
 
-def metric_label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric)
+def metric_label(metric: str, n: Any = None) -> str:
+    """The display name; with ``n``, metrics biased in N carry it: ``Inception FID@5k``."""
+    label = METRIC_LABELS.get(metric, metric)
+    return f"{label}@{n_label(n)}" if metric in N_BIASED and not missing(n) else label
+
+
+def n_label(n: Any) -> str:
+    """5000 → ``5k``, 360 → ``360``."""
+    n = int(n)
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
 
 
 def missing(value: Any) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .claims import LABELS, VERDICT_COLUMNS, format_interval, overall_verdict
@@ -43,7 +44,15 @@ def estimate_cell(rows: pd.DataFrame) -> str:
     if ok.empty:
         return status_text(rows)
     values = ok["value"].astype(float)
-    cell = format_estimate(values.mean(), values.std(ddof=1), len(values), ok["std"].mean())
+    models = ok.assign(value=values).groupby("train_seed", dropna=False)["value"]
+    if models.ngroups > 1:
+        # two sources of spread, kept apart: sampling seeds (pooled sd within each model) and training seeds
+        # (sd of the per-model means)
+        within = float(np.sqrt(models.var(ddof=1).dropna().mean()))
+        cell = format_estimate(values.mean(), within, len(values) if not np.isnan(within) else 1, ok["std"].mean())
+        cell += f" (training seeds: sd {models.mean().std(ddof=1):.2g} over {models.ngroups})"
+    else:
+        cell = format_estimate(values.mean(), values.std(ddof=1), len(values), ok["std"].mean())
     counts = excluded_counts(rows)
     if counts:
         cell += " [" + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()) + "]"
@@ -51,7 +60,7 @@ def estimate_cell(rows: pd.DataFrame) -> str:
 
 
 def pivot_table(rows: pd.DataFrame, index: Sequence[tuple[str, str]], metrics: Sequence[str], caption: str,
-                extras: Mapping[str, Callable[[pd.DataFrame], str]] | None = None) -> Table:
+                extras: Mapping[str, Callable[[pd.DataFrame], str]] | None = None, n: Any = None) -> Table:
     """One table row per value of the ``index`` columns, one column per metric (plus ``extras``).
 
     The floor row (sampler ``real-data``) comes first. A metric with no row in a table row shows the
@@ -72,12 +81,12 @@ def pivot_table(rows: pd.DataFrame, index: Sequence[tuple[str, str]], metrics: S
             if cell in shown and not sub.empty and ok_rows(sub).empty:
                 cell = status_text(sub, reasons=False)  # one reason per table row; later cells name the status
             shown.add(cell)
-            record[metric_label(metric)] = cell
+            record[metric_label(metric, n)] = cell
         record["seeds"] = str(len(ok_rows(group).drop_duplicates(list(SEED_COLUMNS))))
         for header, fn in (extras or {}).items():
             record[header] = fn(group)
         records.append(record)
-    columns = [h for _, h in index] + [metric_label(m) for m in metrics] + ["seeds"] + list(extras or {})
+    columns = [h for _, h in index] + [metric_label(m, n) for m in metrics] + ["seeds"] + list(extras or {})
     return Table.from_records(records, columns, caption)
 
 
@@ -86,16 +95,29 @@ def _context_caption(key: tuple, what: str) -> str:
     return (f"{text(dataset)} — {extractor_label(extractor, n)} (weights sha256 {text(weights)[:12]}): {what}")
 
 
+SEEDS_NOTE = ("One table per feature extractor, weights and N; the standard Inception table, where computed, is the "
+              "headline. Each cell is the mean ± sd over sampling seeds (a single seed shows its value ± the row's "
+              "own std: KID's over subsets, the memorised share's binomial standard error); several training seeds "
+              "add the sd of the per-model means, labelled. 'Memorised share': the share of samples nearer their "
+              "nearest training image (in the same features) than the held-out split's typical nearest-training "
+              "distance; the real-data row shows the level of fresh data, copying pushes it towards 1. FID and KID "
+              "carry their N (FID@N): they are compared only at equal N, against the real-data row at that N.")
+
+
 def headline_tables(df: pd.DataFrame) -> list[Table]:
-    """One quality table per (dataset, feature extractor, weights, N); the floor row first."""
+    """One quality table per (dataset, feature extractor, weights, N), the floor row first in each.
+
+    Standard Inception tables come first: they are the headline wherever they were computed.
+    """
     rows = df[df["metric"].isin(QUALITY_METRICS)]
+    groups = [(key, g) for key, g in rows.groupby(list(CONTEXT_COLUMNS), dropna=False, sort=True)
+              if set(g["status"]) != {"not_computed"}]  # e.g. no Inception weights: said once in the report's notes
+    groups.sort(key=lambda kg: not kg[1]["metric"].str.startswith("inception_").any())
     tables = []
-    for key, group in rows.groupby(list(CONTEXT_COLUMNS), dropna=False, sort=True):
-        if set(group["status"]) == {"not_computed"}:
-            continue  # e.g. no Inception weights: said once in the report's notes, a table of it adds nothing
+    for i, (key, group) in enumerate(groups):
         metrics = [m for m in QUALITY_METRICS if m in set(group["metric"])]
-        tables.append(pivot_table(group, CELL_INDEX, metrics, _context_caption(
-            key, "mean ± sd over seeds (a single seed shows its value, ± KID's own std where present)")))
+        what = ("HEADLINE — " if i == 0 else "") + "mean ± sd over sampling seeds; real data first"
+        tables.append(pivot_table(group, CELL_INDEX, metrics, _context_caption(key, what), n=key[-1]))
     return tables
 
 

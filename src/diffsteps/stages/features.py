@@ -1,5 +1,6 @@
-"""``train-domain`` (the domain feature extractor) and ``reference-stats`` (training-split statistics,
-computed once per (split, extractor, weights, N) and keyed by their content hashes)."""
+"""``inception-weights`` (the Inception weights as a content-hashed pipeline resource), ``train-domain``
+(the domain feature extractor) and ``reference-stats`` (training-split statistics plus the floor's
+held-out features, computed once per (split, extractor, weights, N) and keyed by their content hashes)."""
 
 from __future__ import annotations
 
@@ -10,28 +11,43 @@ import numpy as np
 from ..data.datasets import load_split
 from ..io import atomic_save_npz, atomic_torch_save, atomic_write_json, read_json
 from ..metrics.classifier import train_domain_classifier
-from ..metrics.fidelity import INCEPTION_EXTRACTOR, inception_available, reference_stats
-from ..metrics.features import DOMAIN_EXTRACTOR
+from ..metrics.features import EXTRACTORS, INCEPTION_EXTRACTOR
+from ..metrics.fidelity import reference_stats
+from ..metrics.inception_weights import build_resource
 from .common import add_common, record, resolve_device, setup
 
 NO_LABELS = "not available: the data set has no labels, so no domain classifier can be trained"
 
 
 def register(sub) -> None:
+    p = sub.add_parser("inception-weights", help="build the Inception weights named by evaluation.inception.weights")
+    add_common(p)
+    p.add_argument("--out", required=True, type=Path, help="the weights file (torch-fidelity inception-v3-compat)")
+    p.add_argument("--meta", required=True, type=Path, help="its record: status, source, sha256, has_logits")
+    p.set_defaults(func=run_inception_weights)
     p = sub.add_parser("train-domain", help="train the domain classifier used as a torch-fidelity feature extractor")
     add_common(p)
     p.add_argument("--data-dir", required=True, type=Path)
     p.add_argument("--out-dir", required=True, type=Path)
     p.set_defaults(func=run_domain)
-    p = sub.add_parser("reference-stats", help="feature statistics of the training split")
+    p = sub.add_parser("reference-stats", help="one extractor's statistics of the training split and the floor's features")
     add_common(p)
+    p.add_argument("--extractor", required=True, choices=EXTRACTORS)
     p.add_argument("--data-dir", required=True, type=Path)
-    p.add_argument("--weights", required=True, type=Path, help="the domain extractor checkpoint")
-    p.add_argument("--data-meta", required=True, type=Path, help="data.json of the training split")
-    p.add_argument("--domain-meta", required=True, type=Path, help="extractor.json of the domain classifier")
-    p.add_argument("--out", required=True, type=Path, help="domain-feature statistics (npz)")
-    p.add_argument("--inception-out", required=True, type=Path, help="Inception statistics, or a not-computed marker")
+    p.add_argument("--data-meta", required=True, type=Path, help="data.json of the splits")
+    p.add_argument("--weights", required=True, type=Path, help="the extractor's weights")
+    p.add_argument("--weights-meta", required=True, type=Path, help="the record of the stage that wrote the weights")
+    p.add_argument("--out", required=True, type=Path, help="the statistics (npz), or a marker saying why there are none")
+    p.add_argument("--meta", required=True, type=Path, help="their record")
     p.set_defaults(func=run_stats)
+
+
+def run_inception_weights(args) -> int:
+    cfg = setup(args)
+    result = build_resource(cfg.evaluation.inception.weights, args.out)
+    atomic_write_json(args.meta, record(cfg, "inception_weights", status=result["status"], error=result["reason"],
+                                        result=result))
+    return 0
 
 
 def run_domain(args) -> int:
@@ -51,27 +67,23 @@ def run_domain(args) -> int:
 
 
 def run_stats(args) -> int:
+    """Statistics of one extractor. The domain features use both whole splits; Inception uses
+    evaluation.inception.n_ref training and evaluation.inception.n held-out images (its floor's N)."""
     cfg = setup(args)
     device = resolve_device(cfg.train.device)
-    images, _ = load_split(args.data_dir / "train.npz")
-    split_sha = read_json(args.data_meta)["sha256"]["train"]
-    domain = read_json(args.domain_meta)
-    out = args.out
-    metas = {}
-    if domain["status"] == "ok":
-        ref = reference_stats(images, split_sha, DOMAIN_EXTRACTOR, args.weights, None, out, seed=0,
-                              batch_size=cfg.evaluation.batch_size, device=device)
-        metas["domain"] = ref.meta
-    else:
-        atomic_save_npz(out, status=np.array(domain["status"]))
-    ok, reason = inception_available(cfg.evaluation.inception_weights)
-    inception_path = args.inception_out
-    if ok:
-        metas["inception"] = reference_stats(images, split_sha, INCEPTION_EXTRACTOR, cfg.evaluation.inception_weights,
-                                             None, inception_path, seed=0, batch_size=cfg.evaluation.batch_size,
-                                             device=device).meta
-    else:
-        atomic_save_npz(inception_path, status=np.array("not_computed"))
-        metas["inception"] = {"status": "not_computed", "reason": reason}
-    atomic_write_json(out.with_name("stats.json"), record(cfg, "reference_stats", device=device, stats=metas))
+    ev = cfg.evaluation
+    weights = read_json(args.weights_meta)
+    if weights["status"] != "ok":
+        atomic_save_npz(args.out, status=np.array(weights["status"]))
+        atomic_write_json(args.meta, record(cfg, "reference_stats", status=weights["status"], error=weights["error"],
+                                            extractor=args.extractor))
+        return 0
+    train, _ = load_split(args.data_dir / "train.npz")
+    heldout, _ = load_split(args.data_dir / "heldout.npz")
+    sha = read_json(args.data_meta)["sha256"]
+    n, n_heldout = (ev.inception.n_ref, ev.inception.n) if args.extractor == INCEPTION_EXTRACTOR else (None, None)
+    ref = reference_stats(train, sha["train"], heldout, sha["heldout"], args.extractor, args.weights, args.out,
+                          n=n, n_heldout=n_heldout, seed=0, batch_size=ev.batch_size, device=device)
+    atomic_write_json(args.meta, record(cfg, "reference_stats", device=device, extractor=args.extractor,
+                                        result=ref.meta))
     return 0

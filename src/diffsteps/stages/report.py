@@ -14,6 +14,7 @@ from ..io import read_json
 from ..models.unet import UNet, UNetSpec, count_parameters
 from ..reporting.aggregate import collect, write_csv
 from ..reporting.plots import plot_all
+from ..reporting.plots_memorisation import plot_closest_pairs
 from ..reporting.report import build_report, meta_from_config
 from ..reporting.summary import run_label
 from ..workflow import report_inputs
@@ -49,6 +50,7 @@ def run(args) -> int:
         if result.get("parameters"):
             parameters.setdefault(cell["method"], result["parameters"])
     figures = plot_all(df, out / "figures", loss, skewness, log_snr)
+    figures.update(plot_closest_pairs(df, inputs["pairs"], out / "figures"))
     grids = [Path(p) for p in inputs["samples"] if p.endswith("grid.png")]
     C, H, _ = read_json(train_records[0])["cell"]["image_shape"]  # the plan always holds ≥ 1 training cell
     model = UNet(UNetSpec.from_config(cfg.model, image_size=H, in_channels=C))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..config import available_presets, load_config, preset_path
 from ..io import atomic_write_text
+from ..metrics.inception_source import check_weights_spec
 from ..workflow import dvc_yaml_text
 
 
@@ -35,6 +36,7 @@ def run_preset(args) -> int:
 
 def run_validate(args) -> int:
     cfg = load_config(args.params)
+    check_weights_spec(cfg.evaluation.inception.weights)  # the Inception weights must be obtainable here
     print(f"{args.params}: valid (preset {cfg.preset!r}, dataset {cfg.data.dataset!r}, methods {list(cfg.methods)})")
     return 0
 
