@@ -132,6 +132,10 @@ def test_run_options_are_typed():
 @pytest.mark.parametrize("dotted,value,expected", [
     ("evaluation.nll.n_images", 100000, "data.n_heldout"),
     ("evaluation.prc_neighborhood", 5000, "smaller of sampling.n_samples and data.n_heldout"),
+    ("evaluation.inception.n", 5000, r"evaluation.inception.n = 5000 is invalid: .* ≤ 360"),
+    ("evaluation.inception.n_ref", 3, r"evaluation.inception.n_ref = 3 is invalid: must be > evaluation.prc_neighborhood"),
+    ("evaluation.inception.samplers", ["ddim-eta0.5"], r"evaluation.inception.samplers\[0\] = 'ddim-eta0.5' .* one of"),
+    ("evaluation.memorisation.quantile", 1.0, "evaluation.memorisation.quantile"),
 ])
 def test_cross_field_rules(raw, dotted, value, expected):
     with pytest.raises(ConfigError, match=expected):

@@ -265,3 +265,19 @@ def test_memorisation_row_flags_copied_digits_and_not_the_heldout_split(digits):
     assert np.all(copies.nearest.distance == 0.0)
     # each copy's nearest training image is itself: the pairs index the training split, not the subset
     np.testing.assert_array_equal(copies.nearest.split_index, np.arange(360))
+
+
+def test_features_are_extracted_in_ieee_float32(digits, monkeypatch):
+    """cuDNN defaults to TF32 convolutions on recent GPUs; extraction switches it off and restores it after."""
+    seen = []
+    original = features_module.get_featuresdict_from_dataset
+
+    def spy(*args, **kwargs):
+        seen.append((torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(features_module, "get_featuresdict_from_dataset", spy)
+    before = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
+    extract_features(digits["heldout"][:4], EXTRACTOR_NAME, digits["weights"], 4, "cpu")
+    assert seen == [("ieee", "ieee")]
+    assert (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == before

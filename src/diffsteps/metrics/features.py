@@ -19,7 +19,9 @@ features, not inputs):
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -73,6 +75,27 @@ def extractor_label(extractor: str, weights_path: str | Path | None) -> str:
     return domain_label(load_domain_classifier(path)[1]["dataset"])
 
 
+@contextlib.contextmanager
+def ieee_float32() -> Iterator[None]:
+    """IEEE float32 convolutions and matmuls for the duration: cuDNN's default on Ampere and later GPUs is TF32
+    (10-bit mantissa), which moves features; reported numbers are computed without it. No effect on CPU."""
+    cudnn, cuda = torch.backends.cudnn, torch.backends.cuda
+    if hasattr(cudnn, "conv") and hasattr(cudnn.conv, "fp32_precision"):  # torch ≥ 2.9
+        saved = (cudnn.conv.fp32_precision, cuda.matmul.fp32_precision)
+        cudnn.conv.fp32_precision = cuda.matmul.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            cudnn.conv.fp32_precision, cuda.matmul.fp32_precision = saved
+    else:
+        saved = (cudnn.allow_tf32, cuda.matmul.allow_tf32)
+        cudnn.allow_tf32 = cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            cudnn.allow_tf32, cuda.matmul.allow_tf32 = saved
+
+
 def feature_layer(extractor: str) -> str:
     """The extractor's default layer for 'fid', which is also its default for 'kid' and 'prc': one feature
     space for every metric."""
@@ -84,7 +107,7 @@ def feature_layer(extractor: str) -> str:
 def extract_layers(images: np.ndarray, extractor: str, weights_path: str | Path | None, layers: tuple[str, ...],
                    batch_size: int, device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
     """uint8 (N, C, H, W) → {layer: float32 (N, D_layer)} through torch-fidelity's extractor and batching,
-    in float32 inside the network (the only precision used for reported numbers).
+    in IEEE float32 inside the network (no TF32, no autocast: the only precision used for reported numbers).
 
     The FID layer has D = 2048 (Inception pool3) or 4·channels (domain classifier).
     """
@@ -99,8 +122,9 @@ def extract_layers(images: np.ndarray, extractor: str, weights_path: str | Path 
                                    feature_extractor_internal_dtype="float32", verbose=False)
     # save_cpu_ram=True means no DataLoader workers: the array is already in memory, and worker
     # processes would only add start-up time on a 2-core machine
-    feats = get_featuresdict_from_dataset(_UInt8Images(images), net, batch_size, cuda, save_cpu_ram=True,
-                                          verbose=False)
+    with ieee_float32():
+        feats = get_featuresdict_from_dataset(_UInt8Images(images), net, batch_size, cuda, save_cpu_ram=True,
+                                              verbose=False)
     return {layer: feats[layer].to(torch.float32).numpy() for layer in layers}
 
 

