@@ -4,7 +4,7 @@ Each (setting, T) trains the ``ddgan`` run of params.yaml with the options overr
 from nothing, for the full training budget, one thread per run (two runs side by side on 2 cores),
 and records the probe (domain FID of ``probe_n`` samples of the EMA generator against the training
 statistics) every ``probe_every`` steps. Needs the data, domain extractor and reference statistics:
-``snakemake --cores all results/refstats/<dataset>/stats.json`` first.
+``snakemake --cores all results/refstats/<dataset>/domain.json`` first.
 
     python benchmarks/ddgan_rates.py --T 1 4 --setting '{"lr_g": 2e-4, "lr_d": 2e-4}' ...
 

@@ -1,7 +1,10 @@
 import os
+import socket
 from pathlib import Path
 
 import pytest
+import torch
+import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "src/diffsteps/presets/smoke.yaml"
@@ -25,3 +28,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any socket or weight download fails the test loudly."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(tf_inception, "load_state_dict_from_url", refuse)
+    return refuse

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
-import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from sklearn.datasets import load_digits
 
 from diffsteps.config import DomainConfig, EvaluationConfig, InceptionConfig, MemorisationConfig, NLLConfig
@@ -46,19 +44,6 @@ def digits(tmp_path_factory):
                           n=None, n_heldout=None, seed=0, batch_size=256)
     return {"train": images[train], "heldout": images[held], "weights": weights, "split_sha": split_sha,
             "ref": ref, "ref_path": root / "train.npz"}
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any socket or weight download fails the test loudly."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket, "socket", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(tf_inception, "load_state_dict_from_url", refuse)
-    return refuse
 
 
 def gaussian(n: int, mean: np.ndarray, cov: np.ndarray, seed: int) -> np.ndarray:

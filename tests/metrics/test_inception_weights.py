@@ -44,7 +44,7 @@ def converted(tmp_path_factory):
 
 
 @needs_wheel
-def test_converted_features_match_the_torchscript_network(converted):
+def test_converted_features_match_the_torchscript_network(no_network, converted):
     """torch-fidelity's forward pass (TF-compatible resize, (x − 128)/128) on the converted weights gives the
     TorchScript network's 2048-d pool3 features, on random images of several sizes, to ~1e-6."""
     path, _ = converted
@@ -76,7 +76,7 @@ def test_resource_record_and_a_deterministic_file(converted, tmp_path):
 
 
 @needs_wheel
-def test_inception_score_is_refused_with_the_converted_weights(converted):
+def test_inception_score_is_refused_with_the_converted_weights(no_network, converted):
     path, _ = converted
     images = np.zeros((2, 3, 8, 8), dtype=np.uint8)
     row = inception_score_row(images, path, EVAL, "cpu", seed=0)

@@ -66,3 +66,12 @@ def test_closest_pairs_grid_draws_each_runs_most_memorised_cell(tmp_path):
     assert list(figures) == ["Memorisation: closest (sample, training image) pairs in domain features"]
     assert next(iter(figures.values())).stat().st_size > 2000
     assert plot_closest_pairs(df, [], tmp_path / "none") == {}  # no pairs files: no figure
+
+
+def test_an_unreliable_domain_extractor_marks_its_tables():
+    accuracy = dict(dataset="digits", sampler="real-data", seed=0, metric="domain_accuracy", value=0.5, status="ok",
+                    reason="unreliable: held-out accuracy 0.500 < evaluation.domain.min_accuracy 0.9", **DOMAIN)
+    df = to_frame(_rows(DOMAIN, "", {("ddpm", 0, 0): 5.0}) + [accuracy])
+    assert headline_tables(df)[0].caption.startswith("digits — domain classifier, N=360 (weights sha256 dddd")
+    assert "UNRELIABLE features" in headline_tables(df)[0].caption
+    assert "UNRELIABLE" not in headline_tables(to_frame(_rows(DOMAIN, "", {("ddpm", 0, 0): 5.0})))[0].caption

@@ -145,7 +145,9 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
             ax.set_ylabel(f"{metric_label(metric, n)} ({text(extractor, 'unknown features')})", fontsize=8)
         fig.suptitle(f"{text(dataset)}: {metric_label(metric)} vs NFE, per sampler and chain")
         spread = "shaded band" if errors == "band" else "error bars"
-        _footnote(fig, f"{spread}: mean ± sd over seeds; weights sha256 {text(weights)[:12]}",
+        seeds = (f"{ok['seed'].nunique()} sampling seed(s) × {ok['train_seed'].nunique()} training seed(s), pooled "
+                 "(the tables keep the two apart)")
+        _footnote(fig, f"{spread}: mean ± sd over {seeds}; weights sha256 {text(weights)[:12]}",
                   excluded_note(pd.concat([group, floor])))
         caption, stem = _context_names(dataset, extractor, weights, n)
         figures[f"{metric_label(metric)} vs NFE — {caption}"] = \

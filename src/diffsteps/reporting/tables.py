@@ -113,10 +113,14 @@ def headline_tables(df: pd.DataFrame) -> list[Table]:
     groups = [(key, g) for key, g in rows.groupby(list(CONTEXT_COLUMNS), dropna=False, sort=True)
               if set(g["status"]) != {"not_computed"}]  # e.g. no Inception weights: said once in the report's notes
     groups.sort(key=lambda kg: not kg[1]["metric"].str.startswith("inception_").any())
+    accuracy = df[(df["metric"] == "domain_accuracy") & df["reason"].fillna("").str.startswith("unreliable")]
+    unreliable = set(zip(accuracy["feature_extractor"], accuracy["weights_sha256"]))
     tables = []
     for i, (key, group) in enumerate(groups):
         metrics = [m for m in QUALITY_METRICS if m in set(group["metric"])]
         what = ("HEADLINE — " if i == 0 else "") + "mean ± sd over sampling seeds; real data first"
+        if (key[1], key[2]) in unreliable:
+            what = "UNRELIABLE features (the classifier's held-out accuracy is below the minimum) — " + what
         tables.append(pivot_table(group, CELL_INDEX, metrics, _context_caption(key, what), n=key[-1]))
     return tables
 

@@ -72,10 +72,12 @@ def run_stats(args) -> int:
     cfg = setup(args)
     device = resolve_device(cfg.train.device)
     ev = cfg.evaluation
+    # each extractor's statistics are their own stage, with their own params slice in the record
+    stage = "reference_stats_inception" if args.extractor == INCEPTION_EXTRACTOR else "reference_stats"
     weights = read_json(args.weights_meta)
     if weights["status"] != "ok":
         atomic_save_npz(args.out, status=np.array(weights["status"]))
-        atomic_write_json(args.meta, record(cfg, "reference_stats", status=weights["status"], error=weights["error"],
+        atomic_write_json(args.meta, record(cfg, stage, status=weights["status"], error=weights["error"],
                                             extractor=args.extractor))
         return 0
     train, _ = load_split(args.data_dir / "train.npz")
@@ -84,6 +86,5 @@ def run_stats(args) -> int:
     n, n_heldout = (ev.inception.n_ref, ev.inception.n) if args.extractor == INCEPTION_EXTRACTOR else (None, None)
     ref = reference_stats(train, sha["train"], heldout, sha["heldout"], args.extractor, args.weights, args.out,
                           n=n, n_heldout=n_heldout, seed=0, batch_size=ev.batch_size, device=device)
-    atomic_write_json(args.meta, record(cfg, "reference_stats", device=device, extractor=args.extractor,
-                                        result=ref.meta))
+    atomic_write_json(args.meta, record(cfg, stage, device=device, extractor=args.extractor, result=ref.meta))
     return 0
