@@ -341,8 +341,8 @@ def test_short_gan_training_on_digits_improves_domain_fid(smoke_cfg, tmp_path):
                                    dataset="digits")
     assert info["accuracy_ok"], info
     split_sha = record["sha256"]["train"]
-    reference_stats(x_train, split_sha, DOMAIN_EXTRACTOR, weights, None, tmp_path / "stats.npz", 0,
-                    batch_size=smoke_cfg.evaluation.batch_size)
+    reference_stats(x_train, split_sha, x_held, record["sha256"]["heldout"], DOMAIN_EXTRACTOR, weights,
+                    tmp_path / "stats.npz", n=None, n_heldout=None, seed=0, batch_size=smoke_cfg.evaluation.batch_size)
 
     cfg = with_options(smoke_cfg, lr_g=5e-4, lr_d=5e-4, probe_n=256)
     method = DDGAN(cfg, "ddgan", x_train.shape[1:], 1)
