@@ -19,6 +19,7 @@ import yaml
 
 from diffsteps import workflow as plan
 from diffsteps.config import load_config, to_plain
+from diffsteps.io import sha256_file
 from diffsteps.metrics.fidelity import METRICS
 from diffsteps.metrics.inception_weights import NO_LOGITS
 from diffsteps.reporting.summary import QUALITY_METRICS
@@ -235,6 +236,22 @@ def test_module_edit_reruns_exactly_its_dependants(smoke, tmp_path, module, expe
     assert {c.replace("_reference", "").replace("evaluate_fixed_T", "evaluate") for c in dvc_changed(repo)} <= {
         *direct, "evaluate", "report"}
     assert direct <= {c.replace("_reference", "") for c in dvc_changed(repo)}
+
+
+@pytest.mark.slow
+def test_a_users_weights_file_is_an_input_of_the_resource(smoke, tmp_path):
+    """evaluation.inception.weights = a path: the file is copied and hashed, and editing it in place rebuilds it."""
+    repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
+    target = "results/resources/inception/inception.pth"
+    shutil.copy2(repo / target, repo / "mine.pth")
+    set_param(repo, "evaluation.inception.weights", "mine.pth")
+    sh(repo, "snakemake", "--cores", "1", target)
+    record = json.loads((repo / "results/resources/inception/inception.json").read_text())["result"]
+    assert record["source"].startswith("mine.pth (sha256 ") and record["sha256"] == sha256_file(repo / "mine.pth")
+    assert dry_run_jobs(repo, target) == {}
+    time.sleep(1.1)  # a visibly newer mtime
+    (repo / "mine.pth").touch()
+    assert dry_run_jobs(repo, target) == {"inception_weights": 1}
 
 
 @pytest.mark.slow

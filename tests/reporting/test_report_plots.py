@@ -162,3 +162,28 @@ def test_fixed_T_runs_are_drawn_on_every_panel(tmp_path, monkeypatch):
     for ax in panels:
         labels = ax.get_legend_handles_labels()[1]
         assert labels == ["ddgan [gaussian-vpsde(nz=8)] (one model per T, own sampler)", "ddpm"]
+
+
+def test_the_headline_metric_has_its_own_cost_front_with_its_floor(tmp_path, monkeypatch):
+    """Inception FID gets its own quality-vs-cost figure (first), beside the domain one, each with its own floor."""
+    contexts = {"fid": ("domain", "d" * 64, 360, 2.0), "inception_fid": ("inception", "e" * 64, 100, 30.0)}
+    cell = dict(dataset="d", method="ddpm", family="ddpm", noise="gaussian", sampler="ddim-eta0", spacing="uniform")
+    rows = []
+    for metric, (extractor, weights, n, floor) in contexts.items():
+        rows.append(make_row(dataset="d", sampler="real-data", seed=0, metric=metric, value=floor,
+                             feature_extractor=extractor, weights_sha256=weights, n=n))
+        rows += [make_row(**cell, nfe=k, seed=s, metric=metric, value=floor + 10 / k + s, feature_extractor=extractor,
+                          weights_sha256=weights, n=n) for k in (10, 20) for s in (0, 1)]
+    rows += [make_row(**cell, nfe=k, seed=s, metric="sampling_seconds_per_image", value=0.001 * k)
+             for k in (10, 20) for s in (0, 1)]
+    saved = {}
+    monkeypatch.setattr("diffsteps.reporting.plots.save_figure", lambda fig, path: saved.setdefault(path.name, fig)
+                        and path)
+    figures = plot_all(to_frame(rows), tmp_path)
+    cost = [p.name.split("_d-")[0] for p in figures.values() if "_vs_cost_" in p.name]
+    assert cost == ["inception_fid_vs_cost", "fid_vs_cost"]
+    for name, fig in saved.items():
+        if "_vs_cost_" in name:
+            n = 100 if name.startswith("inception") else 360
+            assert f"real-data floor (held-out, N={n})" in fig.axes[0].get_legend_handles_labels()[1]
+            assert fig.axes[0].get_ylabel().startswith("Inception FID@100" if n == 100 else "FID@360")

