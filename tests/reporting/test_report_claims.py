@@ -234,3 +234,25 @@ def test_ddgan_at_T4_is_matched_against_the_1000_step_ddpm_reference():
         (row,) = evaluate_claims(to_frame(ref + noise + rows), [claim]).to_dict("records")
         assert row["verdict"] == expected and row["n_a"] == 3 and row["n_b"] == 3, row
         assert "@ 4 NFE" in row["note"] and "@ 1000 NFE" in row["note"]
+
+
+def _inception(row: dict, value: float) -> dict:
+    return {**row, "metric": "inception_fid", "value": value, "feature_extractor": "Inception-v3", "n": 5}
+
+
+def test_a_fid_claim_is_also_judged_on_inception_fid_where_both_sides_were_scored():
+    """Each feature space is its own comparison; Inception rows on one side only (a scored subset of cells, or
+    the not-computed rows of a run without weights) add nothing to judge."""
+    domain = [_fid("a", s, 1.0 + s, nfe=k) for s in (0, 1) for k in (10, 20)]
+    domain += [_fid("b", s, 5.0 + s, nfe=k) for s in (0, 1) for k in (10, 20)]
+    # Inception scored both sides at NFE 10 (a worse there: the spaces disagree) and side a only at NFE 20
+    inception = [_inception(r, 9.0 + r["seed"]) for r in domain if r["sampler"] == "a"]
+    inception += [_inception(r, 2.0 + r["seed"]) for r in domain if r["sampler"] == "b" and r["nfe"] == 10]
+    inception += [{**_inception(r, None), "status": "not_computed", "reason": "not computed: no weights",
+                   "n": 9} for r in domain]  # another N with no values on either side
+    table = evaluate_claims(to_frame(domain + inception), [CLAIM])
+    assert [(c.split(";")[1].strip(), v) for c, v in zip(table["context"], table["verdict"])] == [
+        ("Inception-v3, N=5", "contradicted"), ("x, N=10", "supported"), ("x, N=10", "supported")]
+    assert table["context"].iloc[0].endswith("nfe=10")
+    only_domain = evaluate_claims(to_frame(domain), [CLAIM])
+    assert only_domain["verdict"].tolist() == ["supported", "supported"]

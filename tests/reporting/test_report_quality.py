@@ -38,6 +38,12 @@ def test_inception_table_is_the_headline_with_n_in_its_labels():
     assert metric_label("fid", 5000) == "FID@5k" and metric_label("precision", 5000) == "precision"
 
 
+def test_a_table_names_the_size_of_its_training_statistics():
+    df = to_frame([{**r, "n_ref": 300} for r in _rows(INCEPTION, "inception_", {("ddpm", 0, 0): 50.0})])
+    assert headline_tables(df)[0].caption.startswith("digits — Inception-v3 pool3, N=100 against 300 training images "
+                                                     "(weights sha256 eeee")
+
+
 def test_training_seeds_are_a_separate_labelled_spread():
     cell = dict(dataset="digits", method="ddpm", sampler="ddim-eta0", metric="fid", status="ok", std=None)
     one_model = pd.DataFrame([dict(cell, train_seed=0, seed=s, value=v) for s, v in ((0, 10.0), (1, 12.0))])

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from .schema import CONTEXT_COLUMNS, SEED_COLUMNS
-from .summary import excluded_note, extractor_label, missing, sort_key, text, variant_label
+from .summary import excluded_note, extractor_label, in_every_feature_space, missing, sort_key, text, variant_label
 
 RELATIONS = ("less", "greater", "matches")
 CONFIDENCE = 0.95
@@ -315,6 +315,29 @@ def _key_label(columns: Sequence[str], key: tuple) -> str:
     return ", ".join(f"{c}={text(v)}" for c, v in zip(columns, key))
 
 
+def _judged_spaces(a: pd.DataFrame, b: pd.DataFrame, claim: Claim) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both sides' rows of the claim's own metric, plus those of the other feature spaces in the comparisons
+    (context and ``match_on`` value) where both sides have ok rows: a space that scored a subset of the cells
+    (Inception on CPU), or none of them (no weights), has nothing to say about the rest."""
+    keys = [*CONTEXT_COLUMNS, *claim.match_on]
+
+    def ok_keys(side: pd.DataFrame) -> set[tuple]:
+        return set(_keys(side[(side["metric"] != claim.metric) & (side["status"] == "ok")], keys))
+
+    shared = ok_keys(a) & ok_keys(b)
+
+    def kept(side: pd.DataFrame) -> pd.DataFrame:
+        other = np.array([k in shared for k in _keys(side, keys)], dtype=bool)
+        return side[(side["metric"] == claim.metric).to_numpy() | other]
+
+    return kept(a), kept(b)
+
+
+def _keys(df: pd.DataFrame, keys: list[str]) -> list[tuple]:
+    """Each row's values of ``keys`` as a plain tuple, missing values as None (the keys of :func:`_groups`)."""
+    return [tuple(None if missing(v) else v for v in row) for row in df[keys].itertuples(index=False)]
+
+
 def _groups(df: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
     """Groups keyed by plain tuples in which every missing value is None (NaN keys never compare equal)."""
     return {tuple(None if missing(v) else v for v in key): group
@@ -322,9 +345,11 @@ def _groups(df: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
 
 
 def evaluate_claim(df: pd.DataFrame, claim: Claim) -> list[dict[str, Any]]:
-    """Verdict rows of one claim: one per (context, match_on value) found on either side."""
-    rows = df[df["metric"] == claim.metric]
-    a_all, b_all = rows[claim.a(rows)], rows[claim.b(rows)]
+    """Verdict rows of one claim: one per (context, match_on value) found on either side. A quality claim
+    is judged in every feature space that scored both sides (Inception FID as well as domain FID), each
+    context on its own."""
+    rows = df[df["metric"].isin(in_every_feature_space(claim.metric))]
+    a_all, b_all = _judged_spaces(rows[claim.a(rows)], rows[claim.b(rows)], claim)
     if a_all.empty or b_all.empty:
         name, selector = ("a", claim.a) if a_all.empty else ("b", claim.b)
         return [{"claim": claim.text, "source": claim.source, "run": "", "context": "—",

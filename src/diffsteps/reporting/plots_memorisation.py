@@ -17,10 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .figures import footnote, save_figure
-from .summary import ok_rows, slug, text
+from .summary import FEATURE_SPACES, ok_rows, slug, text
 
-#: metric-name prefix → the name of its feature space in captions
-PREFIXES = {"": "domain features", "inception_": "Inception features"}
 
 
 def _image(ax: plt.Axes, img: np.ndarray) -> None:
@@ -57,7 +55,7 @@ def plot_closest_pairs(df: pd.DataFrame, pairs_files: Iterable[str | Path], out_
             cell = json.loads(str(z["cell"]))
         by_cell[(cell["method"], cell["sampler"], cell["spacing"], cell["nfe"], cell["train_seed"], cell["seed"])] = path
     figures: dict[str, Path] = {}
-    for prefix, space in PREFIXES.items():
+    for prefix, space in FEATURE_SPACES.items():
         chosen = []
         for _, row in most_memorised(df, prefix).iterrows():
             key = (row["method"], row["sampler"], row["spacing"], int(row["nfe"]), int(row["train_seed"]),
@@ -87,7 +85,8 @@ def plot_closest_pairs(df: pd.DataFrame, pairs_files: Iterable[str | Path], out_
                 f"memorised {row['value']:.1%}\n\nsample", rotation=0, ha="right", va="center", fontsize=7)
             axes[2 * i + 1, 0].set_ylabel("nearest\ntraining\nimage", rotation=0, ha="right", va="center", fontsize=7)
         tau = float(chosen[0][1]["tau"])
-        footnote(fig, f"Distances in {space} ({text(chosen[0][0]['feature_extractor'])}); * marks a pair nearer "
+        footnote(fig, f"Distances in {space} ({text(chosen[0][0]['feature_extractor'])}), to the nearest of the "
+                 f"{text(chosen[0][0]['n_ref'], '?')} training images behind the statistics; * marks a pair nearer "
                  f"than τ = {tau:.3g}, the held-out split's typical nearest-training distance "
                  "(evaluation.memorisation.quantile). Per run, the scored cell with the highest memorisation share.")
         caption = f"Memorisation: closest (sample, training image) pairs in {space}"

@@ -90,9 +90,13 @@ def pivot_table(rows: pd.DataFrame, index: Sequence[tuple[str, str]], metrics: S
     return Table.from_records(records, columns, caption)
 
 
-def _context_caption(key: tuple, what: str) -> str:
+def _context_caption(key: tuple, n_ref: pd.Series, what: str) -> str:
+    """The context a quality table belongs to, with the size of the training statistics behind its distances
+    (FID depends on it as well as on N; nearest neighbours are searched among those images)."""
     dataset, extractor, weights, n = key
-    return (f"{text(dataset)} — {extractor_label(extractor, n)} (weights sha256 {text(weights)[:12]}): {what}")
+    refs = sorted({int(v) for v in n_ref if not missing(v)})
+    against = f" against {', '.join(map(str, refs))} training images" if refs else ""
+    return f"{text(dataset)} — {extractor_label(extractor, n)}{against} (weights sha256 {text(weights)[:12]}): {what}"
 
 
 SEEDS_NOTE = ("One table per feature extractor, weights and N; the standard Inception table, where computed, is the "
@@ -121,7 +125,8 @@ def headline_tables(df: pd.DataFrame) -> list[Table]:
         what = ("HEADLINE — " if i == 0 else "") + "mean ± sd over sampling seeds; real data first"
         if (key[1], key[2]) in unreliable:
             what = "UNRELIABLE features (the classifier's held-out accuracy is below the minimum) — " + what
-        tables.append(pivot_table(group, CELL_INDEX, metrics, _context_caption(key, what), n=key[-1]))
+        tables.append(pivot_table(group, CELL_INDEX, metrics, _context_caption(key, group["n_ref"], what),
+                                  n=key[-1]))
     return tables
 
 
