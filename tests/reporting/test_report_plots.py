@@ -187,3 +187,22 @@ def test_the_headline_metric_has_its_own_cost_front_with_its_floor(tmp_path, mon
             n = 100 if name.startswith("inception") else 360
             assert f"real-data floor (held-out, N={n})" in fig.axes[0].get_legend_handles_labels()[1]
             assert fig.axes[0].get_ylabel().startswith("Inception FID@100" if n == 100 else "FID@360")
+
+
+def test_a_run_at_one_nfe_shows_its_spread_as_an_error_bar(tmp_path, monkeypatch):
+    """A band around a single point has no width: a run with one NFE in a panel gets ± sd bars instead."""
+    from matplotlib.container import ErrorbarContainer
+
+    rows = [make_row(dataset="d", method="ddpm", family="ddpm", noise="gaussian", sampler="ddim-eta0", spacing="uniform",
+                     nfe=k, seed=s, metric="fid", value=10 / k + s, feature_extractor="x", weights_sha256="w", n=100)
+            for k in (10, 20) for s in (0, 1)]
+    rows += [make_row(dataset="d", method="ddgan", family="ddgan", noise="gaussian-vpsde()", sampler="ancestral-betatilde",
+                      spacing="uniform", nfe=4, seed=s, metric="fid", value=v, feature_extractor="x", weights_sha256="w",
+                      n=100) for s, v in ((0, 1.0), (1, 3.0))]
+    saved = []
+    monkeypatch.setattr("diffsteps.reporting.plots.save_figure", lambda fig, path: saved.append(fig) or path)
+    plot_quality_vs_nfe(to_frame(rows), "fid", tmp_path)
+    (ax,) = [ax for ax in saved[0].axes if ax.get_visible() and ax.get_title()]
+    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]  # ddgan's; ddpm's two NFE get a band
+    (segment,) = bars.lines[2][0].get_segments()
+    np.testing.assert_allclose(segment, [[4, 2 - np.sqrt(2)], [4, 2 + np.sqrt(2)]])

@@ -131,6 +131,8 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
             panel = ok[(ok["chain"] == chain) | fixed]
             sns.lineplot(data=panel, x="nfe", y="value", hue="run", hue_order=[r for r in runs if r in set(panel["run"])],
                          palette=palette, errorbar="sd", err_style=errors, marker="o", ax=ax)
+            if errors == "band":
+                _isolated_point_bars(ax, panel, palette)
             _floor_line(ax, floor_ok)
             _log_x(ax, panel["nfe"])
             ax.set_xlabel("NFE (network evaluations)")
@@ -150,7 +152,7 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
         for ax in axes.flat:  # every panel has its own y range, so every panel says what it shows
             ax.set_ylabel(_quality_axis(metric, n, extractor), fontsize=8)
         fig.suptitle(f"{text(dataset)}: {metric_label(metric)} vs NFE, per sampler and chain")
-        spread = "shaded band" if errors == "band" else "error bars"
+        spread = "shaded band (error bars for a run at one NFE)" if errors == "band" else "error bars"
         seeds = (f"{ok['seed'].nunique()} sampling seed(s) × {ok['train_seed'].nunique()} training seed(s), pooled "
                  "(the tables keep the two apart)")
         _footnote(fig, f"{spread}: mean ± sd over {seeds}; weights sha256 {text(weights)[:12]}",
@@ -159,6 +161,15 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
         figures[f"{metric_label(metric)} vs NFE — {caption}"] = \
             save_figure(fig, Path(out_dir) / f"{metric}_vs_nfe_{stem}.png")
     return figures
+
+
+def _isolated_point_bars(ax: plt.Axes, panel: pd.DataFrame, palette: Mapping[str, Any]) -> None:
+    """Error bars (± sd over seeds) for the runs with one NFE in a panel: a band around a single point has no
+    width, so its spread would not show."""
+    for run, points in panel.groupby("run"):
+        if points["nfe"].nunique() == 1 and len(points) > 1:
+            ax.errorbar(points["nfe"].iloc[0], points["value"].mean(), yerr=points["value"].std(ddof=1),
+                        color=palette[run], capsize=3, fmt="none")
 
 
 def _errorbar_series(summary: pd.DataFrame) -> np.ndarray:
