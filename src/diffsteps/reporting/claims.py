@@ -333,15 +333,19 @@ def _judged_spaces(a: pd.DataFrame, b: pd.DataFrame, claim: Claim) -> tuple[pd.D
     return kept(a), kept(b)
 
 
+def _plain(key: Sequence[Any]) -> tuple:
+    """A key as a plain tuple in which every missing value is None (NaN keys never compare equal)."""
+    return tuple(None if missing(v) else v for v in key)
+
+
 def _keys(df: pd.DataFrame, keys: list[str]) -> list[tuple]:
-    """Each row's values of ``keys`` as a plain tuple, missing values as None (the keys of :func:`_groups`)."""
-    return [tuple(None if missing(v) else v for v in row) for row in df[keys].itertuples(index=False)]
+    """Each row's values of ``keys``, as :func:`_groups` keys them."""
+    return [_plain(row) for row in df[keys].itertuples(index=False)]
 
 
 def _groups(df: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
-    """Groups keyed by plain tuples in which every missing value is None (NaN keys never compare equal)."""
-    return {tuple(None if missing(v) else v for v in key): group
-            for key, group in df.groupby(keys, dropna=False, sort=False)}
+    """Groups keyed by :func:`_plain` tuples."""
+    return {_plain(key): group for key, group in df.groupby(keys, dropna=False, sort=False)}
 
 
 def evaluate_claim(df: pd.DataFrame, claim: Claim) -> list[dict[str, Any]]:

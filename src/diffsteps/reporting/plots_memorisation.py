@@ -20,7 +20,6 @@ from .figures import footnote, save_figure
 from .summary import FEATURE_SPACES, ok_rows, slug, text
 
 
-
 def _image(ax: plt.Axes, img: np.ndarray) -> None:
     """uint8 (C, H, W) → the axis, grey or RGB, without ticks."""
     ax.imshow(img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0)), cmap="gray", vmin=0, vmax=255)
