@@ -38,6 +38,16 @@ def test_inception_table_is_the_headline_with_n_in_its_labels():
     assert metric_label("fid", 5000) == "FID@5k" and metric_label("precision", 5000) == "precision"
 
 
+def test_the_report_knows_every_metric_a_feature_space_scores():
+    from diffsteps.metrics.fidelity import METRICS
+    from diffsteps.reporting.summary import SPACE_METRICS, in_every_feature_space
+
+    assert SPACE_METRICS == METRICS
+    assert in_every_feature_space("fid") == ("fid", "inception_fid")
+    assert in_every_feature_space("inception_fid") == ("inception_fid",) and in_every_feature_space("nll_total") == (
+        "nll_total",)
+
+
 def test_a_table_names_the_size_of_its_training_statistics():
     df = to_frame([{**r, "n_ref": 300} for r in _rows(INCEPTION, "inception_", {("ddpm", 0, 0): 50.0})])
     assert headline_tables(df)[0].caption.startswith("digits — Inception-v3 pool3, N=100 against 300 training images "

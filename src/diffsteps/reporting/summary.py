@@ -29,13 +29,13 @@ METRIC_LABELS: dict[str, str] = {
     "training_peak_memory_mb": "training peak memory (MB)", "train_loss_final": "final training loss",
     "domain_accuracy": "domain classifier held-out accuracy",
 }
-#: The quality metrics of the headline table, in column order.
-QUALITY_METRICS: tuple[str, ...] = ("fid", "kid", "precision", "recall", "memorisation", "inception_fid",
-                                     "inception_kid", "inception_precision", "inception_recall",
-                                     "inception_memorisation", "inception_is")
 #: metric-name prefix of each feature space → its name in captions: the same quality metric exists in each
 #: (``fid`` on domain features, ``inception_fid`` on Inception's), told apart by the rows' extractor label
 FEATURE_SPACES: dict[str, str] = {"": "domain features", "inception_": "Inception features"}
+#: The metrics every feature space scores (``metrics.fidelity.METRICS``), without a prefix.
+SPACE_METRICS: tuple[str, ...] = ("fid", "kid", "precision", "recall", "memorisation")
+#: The quality metrics of the headline table, in column order (the Inception Score needs a classifier).
+QUALITY_METRICS: tuple[str, ...] = (*(p + m for p in FEATURE_SPACES for m in SPACE_METRICS), "inception_is")
 #: Metrics biased in N: their label carries N ("FID@5k"), and they are compared only at equal N.
 N_BIASED: tuple[str, ...] = ("fid", "kid", "inception_fid", "inception_kid")
 #: The terms of the NLL bound, in table order (the total last).
@@ -47,9 +47,7 @@ VARIANT_COLUMNS: tuple[str, ...] = ("method", "sampler", "spacing", "noise")
 def in_every_feature_space(metric: str) -> tuple[str, ...]:
     """``fid`` → (``fid``, ``inception_fid``): a quality metric named in one feature space, in all of them;
     any other metric (``nll_total``) alone."""
-    if metric not in QUALITY_METRICS or any(metric.startswith(p) for p in FEATURE_SPACES if p):
-        return (metric,)
-    return tuple(f"{prefix}{metric}" for prefix in FEATURE_SPACES)
+    return tuple(prefix + metric for prefix in FEATURE_SPACES) if metric in SPACE_METRICS else (metric,)
 
 
 def metric_label(metric: str, n: Any = None) -> str:
