@@ -28,7 +28,7 @@ OUT = ROOT / "benchmarks" / "results"
 def one(setting: dict, T: int) -> dict:
     import torch
 
-    from diffsteps.config import load_config
+    from diffsteps.params import load_config
     from diffsteps.data.datasets import load_split
     from diffsteps.io import read_json
     from diffsteps.methods import DDGAN

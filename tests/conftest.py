@@ -14,7 +14,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 @pytest.fixture(scope="session")
 def smoke_cfg():
-    from diffsteps.config import load_config
+    from diffsteps.params import load_config
 
     return load_config(SMOKE)
 

@@ -4,8 +4,8 @@ import re
 import pytest
 import yaml
 
-from diffsteps.config import ConfigError, SamplerSpec, available_presets, config_hash, load_config, preset_path, \
-    validate_mapping
+from diffsteps.config import ConfigError, SamplerSpec, config_hash
+from diffsteps.params import available_presets, load_config, preset_path, validate_mapping
 
 from .conftest import ROOT
 
@@ -90,7 +90,7 @@ def test_unknown_family_lists_the_registered_ones(raw):
     with pytest.raises(ConfigError, match=r"method_config.magic.family = 'magic'.*must be one of \['ddpm'"):
         validate_mapping(raw)
     # the schema's families, the options types and the method registry name the same families
-    from diffsteps.config import load_schema
+    from diffsteps.params import load_schema
     from diffsteps.method_options import FAMILY_OPTIONS
     schema_families = load_schema()["properties"]["method_config"]["additionalProperties"]["properties"]["family"]
     assert sorted(schema_families["enum"]) == sorted(FAMILY_OPTIONS) == sorted(METHODS)

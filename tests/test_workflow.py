@@ -17,8 +17,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from diffsteps import cells
 from diffsteps import workflow as plan
-from diffsteps.config import load_config, to_plain
+from diffsteps.config import to_plain
+from diffsteps.params import load_config
 from diffsteps.io import sha256_file
 from diffsteps.metrics.fidelity import METRICS
 from diffsteps.metrics.inception_weights import NO_LOGITS
@@ -29,11 +31,14 @@ from .conftest import ROOT
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
 ENV.pop("DIFFSTEPS_UNDER_DVC", None)
-COPY = ("Snakefile", "workflow", "dvc.yaml", "src", "pyproject.toml", ".dvc/config", ".dvcignore")
+#: a user who has not activated the venv: its bin/ is not on PATH (the README's `make study` runs .venv/bin/snakemake)
+BARE_ENV = {**ENV, "PATH": os.pathsep.join(p for p in ENV["PATH"].split(os.pathsep) if p and Path(p) != BIN)}
+COPY = ("Snakefile", "workflow", "dvc.yaml", "src", "pyproject.toml", ".dvc/config", ".dvcignore", "Makefile")
 
 
-def sh(repo: Path, *cmd: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    res = subprocess.run(list(cmd), cwd=repo, env=ENV, capture_output=True, text=True, timeout=timeout)
+def sh(repo: Path, *cmd: str, check: bool = True, timeout: int = 900, env: dict | None = None
+       ) -> subprocess.CompletedProcess:
+    res = subprocess.run(list(cmd), cwd=repo, env=env or ENV, capture_output=True, text=True, timeout=timeout)
     if check and res.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     return res
@@ -89,10 +94,13 @@ def set_param(repo: Path, dotted: str, value) -> None:
 
 @pytest.fixture(scope="session")
 def smoke(tmp_path_factory):
-    """One run of the whole smoke DAG through Snakemake, shared by the tests below."""
+    """One run of the whole smoke DAG, shared by the tests below, through the README's own command: `make study`
+    with this interpreter's venv (its setup counted as done: ``-o``) and that venv's bin/ not on PATH."""
     repo = make_repo(tmp_path_factory.mktemp("study") / "repo")
+    assert shutil.which("snakemake", path=BARE_ENV["PATH"]) is None and shutil.which("dvc", path=BARE_ENV["PATH"]) is None
     start = time.perf_counter()
-    sh(repo, "snakemake", "--cores", "2")
+    res = sh(repo, "make", "-o", f"{BIN}/snakemake", "study", f"VENV={BIN.parent}", env=BARE_ENV)
+    assert f"{BIN}/snakemake --cores all" in res.stdout, res.stdout  # exactly the Makefile's command line
     repo.joinpath(".smoke_seconds").write_text(f"{time.perf_counter() - start:.1f}")
     return repo
 
@@ -100,7 +108,7 @@ def smoke(tmp_path_factory):
 @pytest.mark.slow
 def test_smoke_dag_produces_the_report(smoke):
     cfg = to_plain(load_config(smoke / "params.yaml"))
-    for p in plan.every_output(cfg):
+    for p in cells.every_output(cfg):
         assert (smoke / p).exists(), p
     md = (smoke / "reports/report.md").read_text()
     assert "real-data" in md
@@ -150,9 +158,28 @@ def test_smoke_dag_produces_the_report(smoke):
 
 
 @pytest.mark.slow
-def test_after_snakemake_dvc_is_up_to_date_and_agrees(smoke):
+def test_after_make_study_dvc_is_up_to_date_and_agrees(smoke):
+    """`make study` without the venv on PATH still records every stage in dvc.lock: DVC then has nothing to run."""
+    assert (smoke / "dvc.lock").is_file()
     assert dvc_changed(smoke) == set()
+    dry = sh(smoke, sys.executable, "-m", "dvc", "repro", "--dry", env=BARE_ENV).stdout
+    assert "Running stage" not in dry and "up to date" in dry, dry
     assert dry_run_jobs(smoke) == {}
+
+
+def test_dvc_sync_without_dvc_fails_saying_what_to_run(tmp_path, monkeypatch):
+    """No DVC for the interpreter that runs Snakemake: the sync raises (Snakemake's onsuccess then exits 1)
+    with the command that records the lock, instead of skipping silently."""
+    import importlib.util
+
+    (tmp_path / ".dvc").mkdir()
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dvc" else find_spec(name, *a))
+    monkeypatch.delenv("DIFFSTEPS_UNDER_DVC", raising=False)
+    with pytest.raises(plan.DVCSyncError, match=r"dvc.lock not updated: DVC is not installed .* -m dvc commit --force"):
+        plan.dvc_sync({"results/x"}, tmp_path)
+    monkeypatch.setenv("DIFFSTEPS_UNDER_DVC", "1")  # DVC runs Snakemake: DVC records the stage itself
+    assert plan.dvc_sync({"results/x"}, tmp_path) == []
 
 
 @pytest.mark.slow
@@ -259,7 +286,7 @@ def test_dvc_run_cache_restore_and_snakemake_agree(smoke, tmp_path):
     """Change an evaluation key, let DVC reproduce one stage (it runs Snakemake), revert: DVC
     restores from its run-cache without running anything, and Snakemake then has nothing to do."""
     repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
-    floor = plan.all_outputs(to_plain(load_config(repo / "params.yaml")), "floor")[0]
+    floor = cells.all_outputs(to_plain(load_config(repo / "params.yaml")), "floor")[0]
     before = (repo / floor).read_text()
     set_param(repo, "evaluation.kid_subsets", 7)
     out = sh(repo, "dvc", "repro", "--single-item", "floor").stdout
@@ -301,7 +328,7 @@ def test_dvc_and_snakemake_define_the_same_dag(tmp_path, preset):
         for s in stages:
             first = os.path.relpath(s.outs[0].fs_path, repo)
             assert s.cmd.endswith(f"snakemake --cores all {first}"), s.cmd
-    assert dvc_outs == set(plan.every_output(cfg))
+    assert dvc_outs == set(cells.every_output(cfg))
     start = time.perf_counter()
     summary = sh(repo, "snakemake", "--summary", "--cores", "1").stdout.splitlines()[1:]
     assert time.perf_counter() - start < 60, "snakemake must list the DAG in seconds"
@@ -346,10 +373,10 @@ def test_dvc_repro_from_nothing_builds_what_snakemake_built(smoke, tmp_path):
     set_param(repo, "fixed_T.T", [first_T])
     sh(repo, "dvc", "repro", timeout=1500)
     cfg = to_plain(load_config(repo / "params.yaml"))
-    for p in plan.every_output(cfg):
+    for p in cells.every_output(cfg):
         assert (repo / p).exists(), p
     assert dvc_changed(repo) == set() and dry_run_jobs(repo) == {}
-    cell = next(p for p in plan.all_outputs(cfg, "sample") if p.endswith("samples.npz"))
+    cell = next(p for p in cells.all_outputs(cfg, "sample") if p.endswith("samples.npz"))
     assert np.array_equal(np.load(repo / cell)["images"], np.load(smoke / cell)["images"])
     keys = ["method", "sampler", "spacing", "nfe", "train_seed", "seed", "metric", "n"]
     quality = ["fid", "kid", "precision", "recall", "nll_total"]

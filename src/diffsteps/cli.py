@@ -14,9 +14,9 @@ import sys
 
 #: command → stage module (in diffsteps.stages) that registers it
 COMMANDS = {
-    "prepare-data": "data", "download-data": "data", "train-domain": "features", "reference-stats": "features",
-    "train": "train", "sample": "sample", "evaluate": "evaluate", "floor": "evaluate", "nll": "nll",
-    "report": "report", "preset": "study", "validate": "study", "dvc-yaml": "study",
+    "prepare-data": "data", "download-data": "data", "train-domain": "domain", "inception-weights": "inception",
+    "reference-stats": "refstats", "train": "train", "sample": "sample", "evaluate": "evaluate", "floor": "evaluate",
+    "nll": "nll", "report": "report", "preset": "study", "validate": "study", "dvc-yaml": "study",
 }
 
 

@@ -1,13 +1,8 @@
-"""Typed, validated study configuration.
+"""The typed study configuration: a tree of frozen dataclasses, one per section of ``params.yaml``.
 
-``params.yaml`` is the single source of every value. It is validated once, in two layers:
-
-1. the JSON schema ``schemas/params.schema.yaml`` (types, ranges, enumerations, no unknown keys);
-2. cross-field rules that a schema cannot state (a step budget larger than ``noise.T``, a KID
-   subset larger than the sample count, ...).
-
-Both layers raise :class:`ConfigError`, whose message names the key, the value and what is allowed.
-The result is a tree of frozen dataclasses; nothing downstream reads the raw mapping.
+:mod:`diffsteps.params` reads and validates the file and builds these; nothing downstream reads the raw
+mapping. Every validation error is a :class:`ConfigError`, whose message names the key, the value and
+what is allowed.
 """
 
 from __future__ import annotations
@@ -17,16 +12,9 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-import yaml
-
-from .method_options import MethodOptions, parse_method_options
-
-SCHEMA_PATH = Path(__file__).with_name("schemas") / "params.schema.yaml"
-PRESET_DIR = Path(__file__).with_name("presets")
+from .method_options import MethodOptions
 
 #: Sampler identifiers are a tiny grammar so that they can be matrix values in dvc.yaml and
 #: directory names at once: ``ddim-eta<η>`` or ``ancestral-<beta|betatilde>``.
@@ -225,10 +213,6 @@ class StudyConfig:
     evaluation: EvaluationConfig
 
 
-# --------------------------------------------------------------------------------------------
-# loading
-
-
 def to_plain(obj: Any) -> Any:
     """Dataclasses and tuples to plain dicts and lists (JSON- and YAML-ready)."""
     if dataclasses.is_dataclass(obj):
@@ -240,114 +224,18 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
-def _build(cls: type, raw: Mapping[str, Any]) -> Any:
-    """Build a (nested) frozen dataclass from a mapping already checked by the schema."""
-    kwargs = {}
-    hints = {f.name: f for f in dataclasses.fields(cls)}
-    for name, field in hints.items():
-        if name not in raw:
-            continue  # optional field with a default; the schema enforces required ones
-        value = raw[name]
-        sub = _NESTED.get((cls.__name__, name))
-        if name == "method_config":
-            value = MappingProxyType(parse_method_options(value))  # read-only, like the rest of the config
-        elif sub is not None and value is not None:
-            value = _build(sub, value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)
+def lookup(cfg: Mapping[str, Any], dotted: str) -> Any:
+    """The value at a dotted key (``train.images``, ``method_config.ddpm``) of a plain config mapping."""
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
 
 
-_NESTED: dict[tuple[str, str], type] = {
-    ("StudyConfig", "fixed_T"): FixedTConfig,
-    ("StudyConfig", "data"): DataConfig,
-    ("StudyConfig", "model"): ModelConfig,
-    ("StudyConfig", "noise"): NoiseConfig,
-    ("StudyConfig", "train"): TrainConfig,
-    ("StudyConfig", "sampling"): SamplingConfig,
-    ("StudyConfig", "evaluation"): EvaluationConfig,
-    ("SamplingConfig", "reference"): ReferenceConfig,
-    ("EvaluationConfig", "inception"): InceptionConfig,
-    ("EvaluationConfig", "memorisation"): MemorisationConfig,
-    ("EvaluationConfig", "domain"): DomainConfig,
-    ("EvaluationConfig", "nll"): NLLConfig,
-}
-
-
-def load_schema() -> dict[str, Any]:
-    with open(SCHEMA_PATH) as fh:
-        return yaml.safe_load(fh)
-
-
-def _schema_error(err: Any, source: str) -> ConfigError:
-    """Turn a jsonschema error into a ConfigError that names the key, the value and what is allowed."""
-    key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-    validator, expected = err.validator, err.validator_value
-    if validator == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed))
-        where = key if key != "<top level>" else "top level"
-        return ConfigError(f"{where}.{extra[0]}" if where != "top level" else extra[0], err.instance[extra[0]],
-                           f"unknown key; allowed keys here are {allowed}", source)
-    if validator == "enum":
-        return ConfigError(key, err.instance, f"must be one of {expected}", source)
-    if validator == "required":
-        absent = [k for k in expected if k not in err.instance]
-        where = f"{key}." if key != "<top level>" else ""
-        return ConfigError(where + absent[0], None, "a required key is missing", source)
-    if validator == "oneOf":  # the alternatives are spelled in the schema's description
-        return ConfigError(key, err.instance, f"must be {err.schema.get('description', 'one of the allowed forms')}",
-                           source)
-    if validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        op = {"minimum": "≥", "exclusiveMinimum": ">", "maximum": "≤", "exclusiveMaximum": "<"}[validator]
-        return ConfigError(key, err.instance, f"must be {op} {expected}", source)
-    if validator == "type":
-        return ConfigError(key, err.instance, f"must be of type {expected}", source)
-    if validator == "pattern":
-        return ConfigError(key, err.instance, f"must match {expected} ({err.schema.get('description', '')})", source)
-    return ConfigError(key, err.instance, err.message, source)
-
-
-def validate_mapping(raw: Mapping[str, Any], source: str = "params.yaml") -> StudyConfig:
-    """Validate a raw params mapping (schema, then cross-field rules) and return the typed config."""
-    import jsonschema
-
-    if not isinstance(raw, Mapping):
-        raise ConfigError("<top level>", raw, "params.yaml must be a mapping of sections", source)
-    validator = jsonschema.Draft202012Validator(load_schema())
-    errors = sorted(validator.iter_errors(raw), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
-    if errors:
-        raise _schema_error(errors[0], source)
-    cfg = _build(StudyConfig, raw)
-    from .config_rules import check_cross_fields  # the rules read these classes: imported once they exist
-
-    check_cross_fields(cfg, source)
-    return cfg
-
-
-def load_config(path: str | Path = "params.yaml") -> StudyConfig:
-    """Read and validate ``params.yaml``; raise :class:`ConfigError` naming the key on bad input."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError("<file>", str(path), "the params file does not exist", source=str(path))
-    with open(path) as fh:
-        try:
-            raw = yaml.safe_load(fh)
-        except yaml.YAMLError as exc:
-            raise ConfigError("<file>", str(path), f"not valid YAML: {exc}", source=str(path)) from exc
-    return validate_mapping(raw, source=str(path))
-
-
-def available_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-
-
-def preset_path(name: str) -> Path:
-    path = PRESET_DIR / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError("preset", name, f"unknown preset; available presets are {available_presets()}")
-    return path
+def config_slice(cfg: "StudyConfig", keys: Sequence[str] | None) -> dict[str, Any]:
+    """The values of ``keys`` (dotted) as plain data, keyed by dotted name; every section when ``keys`` is None."""
+    plain = to_plain(cfg)
+    return {key: lookup(plain, key) for key in (plain if keys is None else keys)}
 
 
 def canonical_json(obj: Any) -> str:

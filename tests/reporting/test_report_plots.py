@@ -5,7 +5,8 @@ import pytest
 from diffsteps.reporting import plots, plots_training
 from diffsteps.reporting.aggregate import ReportInputError
 from diffsteps.reporting.plots import plot_all, plot_quality_vs_nfe, plot_training_curves, quality_cost_points
-from diffsteps.reporting.schema import make_row, to_frame
+from diffsteps.reporting.schema import to_frame
+from diffsteps.rows import make_row
 from diffsteps.reporting.summary import pareto_front
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

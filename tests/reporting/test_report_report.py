@@ -72,7 +72,7 @@ def test_missing_figure_is_an_error(results, tmp_path):
 
 
 def test_report_from_a_real_preset_on_an_empty_table_completes(tmp_path):
-    from diffsteps.config import load_config, preset_path
+    from diffsteps.params import load_config, preset_path
     from diffsteps.reporting.report import meta_from_config
     from diffsteps.reporting.schema import empty_frame
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from diffsteps.methods import DDGAN
-from diffsteps.training.learners import AdversarialLearner
+from diffsteps.learners import AdversarialLearner
 from diffsteps.training.loop import TrainingDiverged, train
 
 CPU = torch.device("cpu")

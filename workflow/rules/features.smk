@@ -5,6 +5,7 @@ rule train_domain:
         **stage_outputs("train_domain"),
     params:
         values=stage_params("train_domain"),
+        reads=stage_keys("train_domain"),
         out_dir=out_dir,
     log:
         f"{LOGS}/train_domain/{{dataset}}.log",
@@ -14,7 +15,7 @@ rule train_domain:
     resources:
         gpu=1,
     shell:
-        "{PY} train-domain --params params.yaml --threads {threads} --data-dir results/data/{wildcards.dataset}"
+        "{PY} train-domain " + CELL + " --threads {threads} --data-dir results/data/{wildcards.dataset}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -27,10 +28,11 @@ rule inception_weights:
         **stage_outputs("inception_weights"),
     params:
         values=stage_params("inception_weights"),
+        reads=stage_keys("inception_weights"),
     log:
         f"{LOGS}/inception_weights.log",
     shell:
-        "{PY} inception-weights --params params.yaml --out {output.weights} --meta {output.meta} > {log} 2>&1"
+        "{PY} inception-weights " + CELL + " --out {output.weights} --meta {output.meta} > {log} 2>&1"
 
 
 rule reference_stats:
@@ -40,6 +42,7 @@ rule reference_stats:
         **stage_outputs("reference_stats"),
     params:
         values=stage_params("reference_stats"),
+        reads=stage_keys("reference_stats"),
     log:
         f"{LOGS}/reference_stats/{{dataset}}.log",
     benchmark:
@@ -47,7 +50,7 @@ rule reference_stats:
     resources:
         gpu=1,
     shell:
-        "{PY} reference-stats --params params.yaml --threads {threads} --extractor domain-classifier"
+        "{PY} reference-stats " + CELL + " --threads {threads} --extractor domain-classifier"
         " --data-dir results/data/{wildcards.dataset} --data-meta {input.data_meta} --weights {input.weights}"
         " --weights-meta {input.weights_meta} --out {output.stats} --meta {output.meta} > {log} 2>&1"
 
@@ -59,6 +62,7 @@ rule reference_stats_inception:
         **stage_outputs("reference_stats_inception"),
     params:
         values=stage_params("reference_stats_inception"),
+        reads=stage_keys("reference_stats_inception"),
     log:
         f"{LOGS}/reference_stats_inception/{{dataset}}.log",
     benchmark:
@@ -66,6 +70,6 @@ rule reference_stats_inception:
     resources:
         gpu=1,
     shell:
-        "{PY} reference-stats --params params.yaml --threads {threads} --extractor inception-v3-compat"
+        "{PY} reference-stats " + CELL + " --threads {threads} --extractor inception-v3-compat"
         " --data-dir results/data/{wildcards.dataset} --data-meta {input.data_meta} --weights {input.weights}"
         " --weights-meta {input.weights_meta} --out {output.stats} --meta {output.meta} > {log} 2>&1"

@@ -8,10 +8,11 @@ rule report:
         html="reports/report.html",
     params:
         values=stage_params("report"),
+        reads=stage_keys("report"),
     log:
         f"{LOGS}/report.log",
     shell:
-        "{PY} report --params params.yaml --out-dir reports > {log} 2>&1"
+        "{PY} report " + CELL + " --out-dir reports > {log} 2>&1"
 
 
 onsuccess:

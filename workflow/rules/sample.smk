@@ -7,6 +7,7 @@ rule sample:
         **stage_outputs("sample"),
     params:
         values=stage_params("sample"),
+        reads=stage_keys("sample"),
         out_dir=out_dir,
     log:
         f"{LOGS}/sample/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.log",
@@ -16,7 +17,7 @@ rule sample:
     resources:
         gpu=1,
     shell:
-        "{PY} sample --params params.yaml --threads {threads} --method {wildcards.method}"
+        "{PY} sample " + CELL + " --threads {threads} --method {wildcards.method}"
         " --model-dir results/models/{wildcards.dataset}/{wildcards.method}/train{wildcards.ts}"
         " --sampler {wildcards.sampler} --spacing {wildcards.spacing} --budget {wildcards.budget}"
         " --train-seed {wildcards.ts} --seed {wildcards.seed} --out-dir {params.out_dir} > {log} 2>&1"
@@ -31,6 +32,7 @@ rule sample_fixed_T:
         **stage_outputs("sample_fixed_T"),
     params:
         values=stage_params("sample_fixed_T"),
+        reads=stage_keys("sample_fixed_T"),
         out_dir=out_dir,
     log:
         f"{LOGS}/sample/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.log",
@@ -40,7 +42,7 @@ rule sample_fixed_T:
     resources:
         gpu=1,
     shell:
-        "{PY} sample --params params.yaml --threads {threads} --method {wildcards.method}"
+        "{PY} sample " + CELL + " --threads {threads} --method {wildcards.method}"
         " --model-dir results/models/{wildcards.dataset}/{wildcards.method}/T{wildcards.budget}/train{wildcards.ts}"
         " --sampler {wildcards.sampler} --spacing {wildcards.spacing} --budget {wildcards.budget}"
         " --train-seed {wildcards.ts} --seed {wildcards.seed} --out-dir {params.out_dir} > {log} 2>&1"

@@ -7,6 +7,7 @@ rule train:
         **stage_outputs("train"),
     params:
         values=stage_params("train"),
+        reads=stage_keys("train"),
         out_dir=out_dir,
     log:
         f"{LOGS}/train/{{dataset}}/{{method}}/train{{ts}}.log",
@@ -16,7 +17,7 @@ rule train:
     resources:
         gpu=1,
     shell:
-        "{PY} train --params params.yaml --threads {threads} --method {wildcards.method}"
+        "{PY} train " + CELL + " --threads {threads} --method {wildcards.method}"
         " --train-seed {wildcards.ts} --data-dir results/data/{wildcards.dataset} --out-dir {params.out_dir}"
         " --no-progress > {log} 2>&1"
 
@@ -30,6 +31,7 @@ rule train_fixed_T:
         **stage_outputs("train_fixed_T"),
     params:
         values=stage_params("train_fixed_T"),
+        reads=stage_keys("train_fixed_T"),
         out_dir=out_dir,
     log:
         f"{LOGS}/train/{{dataset}}/{{method}}/T{{budget}}/train{{ts}}.log",
@@ -39,7 +41,7 @@ rule train_fixed_T:
     resources:
         gpu=1,
     shell:
-        "{PY} train --params params.yaml --threads {threads} --method {wildcards.method} --T {wildcards.budget}"
+        "{PY} train " + CELL + " --threads {threads} --method {wildcards.method} --T {wildcards.budget}"
         " --train-seed {wildcards.ts} --data-dir results/data/{wildcards.dataset} --out-dir {params.out_dir}"
         " --stats {input.stats} --weights {input.weights} --domain-meta {input.domain_meta}"
         " --no-progress > {log} 2>&1"

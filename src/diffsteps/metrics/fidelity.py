@@ -5,7 +5,7 @@ the npz stores the split's sha256, the extractor, the weights' sha256 and N (and
 features of the floor), and :func:`load_reference_stats` refuses a file whose keys do not match, so stale
 statistics are never used.
 
-Every metric comes back as one row (see :data:`ROW_KEYS`; the names follow ``reporting/schema.py``)::
+Every metric comes back as one row (see :data:`ROW_KEYS`; the names follow ``rows.py``)::
 
     {"metric": "fid" | "kid" | "precision" | "recall" | "memorisation", "value": float | None,
      "std": float | None, "n": images scored, "n_ref": reference images, "feature_extractor": label,

@@ -2,7 +2,7 @@
 
 A record is a JSON object ``{"rows": [...], "status": "ok"|"failed", "error": str|None,
 "provenance": {...}, "cell": {...}, ...stage-specific keys}``. Its rows follow
-:mod:`diffsteps.reporting.schema`. A failed stage that could not produce its rows still appears in
+:mod:`diffsteps.rows`. A failed stage that could not produce its rows still appears in
 the table: as one ``failed`` row carrying the record's error and the cell identity it names (the
 cell's keys that are schema columns), so that the report lists it instead of silently missing it.
 """
@@ -17,8 +17,9 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from ..io import atomic_write_text
-from .schema import COLUMN_SPEC, COLUMNS, CONTEXT_COLUMNS, IDENTITY_COLUMNS, PROVENANCE_COLUMNS, SchemaError, \
-    make_row, to_frame, versions_string
+from ..rows import COLUMN_SPEC, COLUMNS, CONTEXT_COLUMNS, IDENTITY_COLUMNS, PROVENANCE_COLUMNS, SchemaError, \
+    make_row, versions_string
+from .schema import to_frame
 
 #: Deterministic row order: what was measured first, then in which context, then where it came from.
 SORT_COLUMNS: tuple[str, ...] = IDENTITY_COLUMNS + tuple(c for c in CONTEXT_COLUMNS if c not in IDENTITY_COLUMNS) \

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .schema import CONTEXT_COLUMNS, SEED_COLUMNS
+from ..rows import CONTEXT_COLUMNS, SEED_COLUMNS
 from .summary import excluded_note, extractor_label, in_every_feature_space, missing, sort_key, text, variant_label
 
 RELATIONS = ("less", "greater", "matches")

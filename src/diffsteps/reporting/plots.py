@@ -26,7 +26,7 @@ from ..method_options import FAMILY_OPTIONS
 from .figures import footnote as _footnote
 from .figures import save_figure
 from .plots_training import plot_log_snr, plot_noise_skewness, plot_training_curves, plot_training_diagnostics
-from .schema import CONTEXT_COLUMNS, CONTINUOUS_SAMPLER, FLOOR_SAMPLER
+from ..rows import CONTEXT_COLUMNS, CONTINUOUS_SAMPLER, FLOOR_SAMPLER
 from .summary import NLL_TERMS, VARIANT_COLUMNS, excluded_note, metric_label, missing, ok_rows, pareto_front, \
     run_label, seed_summary, slug, text, variant_label
 

@@ -16,7 +16,7 @@ from ..io import atomic_write_text
 from .anchors import anchor_blocks
 from .claims import Claim, evaluate_claims
 from .render import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
-from .schema import COLUMNS, SchemaError
+from ..rows import COLUMNS, SchemaError
 from .summary import NLL_TERMS, QUALITY_METRICS, missing, text
 from .tables import SEEDS_NOTE, claims_tables, cost_tables, domain_table, failed_table, headline_tables, nll_table, \
     provenance_table, status_text

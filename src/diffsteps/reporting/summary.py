@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .schema import FLOOR_SAMPLER
+from ..rows import FLOOR_SAMPLER
 
 #: Display names of metrics (axis labels, table headers).
 METRIC_LABELS: dict[str, str] = {

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .claims import LABELS, VERDICT_COLUMNS, format_interval, overall_verdict
 from .render import Table
-from .schema import CONTEXT_COLUMNS, FLOOR_SAMPLER, SEED_COLUMNS
+from ..rows import CONTEXT_COLUMNS, FLOOR_SAMPLER, SEED_COLUMNS
 from .summary import NLL_TERMS, QUALITY_METRICS, excluded_counts, extractor_label, format_estimate, metric_label, \
     missing, ok_rows, sort_key, text
 

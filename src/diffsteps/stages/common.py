@@ -10,9 +10,9 @@ from typing import Any, Callable
 
 import torch
 
-from ..config import StudyConfig, load_config, to_plain
+from ..config import StudyConfig, config_slice
 from ..io import provenance
-from ..workflow import params_slice
+from ..params import load_config
 
 log = logging.getLogger("diffsteps")
 
@@ -20,6 +20,11 @@ log = logging.getLogger("diffsteps")
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="the study parameters (default: params.yaml)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    # what the workflow passes (the stage table is the workflow's, never imported by a stage): the record saves
+    # these values, so it says exactly which parameters produced the artifact
+    parser.add_argument("--stage", default=None, help="the workflow stage this cell belongs to (default: the command)")
+    parser.add_argument("--keys", nargs="+", default=None, metavar="KEY",
+                        help="the dotted params.yaml keys this cell reads (default: every section)")
 
 
 def setup(args: argparse.Namespace) -> StudyConfig:
@@ -38,18 +43,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_stage(cfg: StudyConfig, stage: str, run: str) -> str:
-    """The workflow stage a cell of ``run`` belongs to: ``<stage>_fixed_T`` for a fixed-T run (DDGAN), whose
-    cells read other params (no noise.*), else ``stage``; its params slice is what the record saves."""
-    options = cfg.method_config.get(run)
-    return f"{stage}_fixed_T" if options is not None and options.fixed_T else stage
+def cell_config(cfg: StudyConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """The params this cell read: the values of ``--keys`` (the workflow stage's slice, with the run's own
+    ``method_config.<run>`` for a run's cells), keyed by dotted name; every section without ``--keys``."""
+    return config_slice(cfg, args.keys)
 
 
-def record(cfg: StudyConfig, stage: str, method: str | None = None, *, status: str = "ok", error: str | None = None,
+def record(cfg: StudyConfig, args: argparse.Namespace, *, status: str = "ok", error: str | None = None,
            device: Any = None, **extra: Any) -> dict[str, Any]:
-    """The JSON record written beside every artifact: status, the params slice used (with the run's
-    own options when the stage belongs to a run), provenance."""
-    return {"stage": stage, "status": status, "error": error, "config": params_slice(to_plain(cfg), stage, method),
+    """The JSON record written beside every artifact: its stage, status, the params slice used
+    (:func:`cell_config`), provenance."""
+    return {"stage": args.stage or args.command, "status": status, "error": error, "config": cell_config(cfg, args),
             "provenance": provenance(device), **extra}
 
 

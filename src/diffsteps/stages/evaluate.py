@@ -21,7 +21,7 @@ from ..io import atomic_save_npz, atomic_write_json, read_json, sha256_file
 from ..metrics.features import DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR
 from ..metrics.fidelity import (RefStats, closest_pairs, floor_rows, inception_score_row, load_reference_stats,
                                 not_available_rows, not_computed_rows, score)
-from ..reporting.schema import FLOOR_SAMPLER, make_row
+from ..rows import FLOOR_SAMPLER, make_row
 from .common import add_common, record, resolve_device, run_cell, setup
 
 CELL_KEYS = ("method", "family", "sampler", "spacing", "variance", "eta", "noise", "nfe", "train_seed", "seed")
@@ -141,12 +141,12 @@ def run_evaluate(args) -> int:
         rows += [make_row(**ident, metric=m, value=res[k], n=res["n"], status="ok") for m, k in (
             ("sampling_seconds_per_image", "seconds_per_image"), ("sampling_peak_memory_mb", "peak_memory_mb"))]
         atomic_save_npz(args.pairs, cell=np.array(json.dumps(ident, sort_keys=True)), **pairs)
-        atomic_write_json(args.out, record(cfg, "evaluate", device=device, cell=ident, rows=rows,
+        atomic_write_json(args.out, record(cfg, args, device=device, cell=ident, rows=rows,
                                       sample_device=meta["provenance"]["device"]))
 
     def failed(message: str) -> None:
         atomic_save_npz(args.pairs, cell=np.array(json.dumps(ident, sort_keys=True)))  # no pairs: the cell failed
-        atomic_write_json(args.out, record(cfg, "evaluate", status="failed", error=message, device=device, cell=ident,
+        atomic_write_json(args.out, record(cfg, args, status="failed", error=message, device=device, cell=ident,
                                       rows=[make_row(**ident, metric="fid", status="failed", reason=message)]))
 
     return run_cell(work, failed)
@@ -178,5 +178,5 @@ def run_floor(args) -> int:
                              reason=None if res["accuracy_ok"] else
                              f"unreliable: held-out accuracy {res['heldout_accuracy']:.3f} < "
                              f"evaluation.domain.min_accuracy {res['min_accuracy']}"))
-    atomic_write_json(args.out, record(cfg, "floor", device=device, cell=ident, rows=rows))
+    atomic_write_json(args.out, record(cfg, args, device=device, cell=ident, rows=rows))
     return 0

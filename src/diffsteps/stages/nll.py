@@ -14,8 +14,8 @@ from ..data.datasets import load_split
 from ..noise.schedule import SPACINGS
 from ..io import atomic_write_json
 from ..registry import method_class, run_identity
-from ..reporting.schema import CONTINUOUS_SAMPLER, make_row
-from .common import add_common, record, resolve_device, run_cell, run_stage, setup
+from ..rows import CONTINUOUS_SAMPLER, make_row
+from .common import add_common, record, resolve_device, run_cell, setup
 from .sample import load_trained
 
 TERMS = ("total", "prior", "recon", "diffusion")
@@ -48,7 +48,6 @@ def _check_args(args) -> None:
 def run(args) -> int:
     _check_args(args)
     cfg = setup(args)
-    stage = run_stage(cfg, "nll", args.method)  # whose params slice the record saves
     method_cls = method_class(cfg, args.method)
     device = resolve_device(cfg.train.device)
     sampler = CONTINUOUS_SAMPLER if args.continuous else f"ancestral-{args.variance}"
@@ -63,7 +62,7 @@ def run(args) -> int:
 
     reason = method_cls.nll_reason(args.variance)
     if reason is not None:
-        atomic_write_json(args.out, record(cfg, stage, args.method, status="ok", cell=ident,
+        atomic_write_json(args.out, record(cfg, args, status="ok", cell=ident,
                                            rows=rows_with("not_defined", reason)))
         return 0
 
@@ -80,10 +79,10 @@ def run(args) -> int:
             rows.append(make_row(**ident, metric=f"nll_{t}", value=float(v.mean()),
                                  std=float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None,
                                  n=len(v), draws=terms.draws, status="ok"))
-        atomic_write_json(args.out, record(cfg, stage, args.method, device=device, cell=ident, rows=rows))
+        atomic_write_json(args.out, record(cfg, args, device=device, cell=ident, rows=rows))
 
     def failed(message: str) -> None:
-        atomic_write_json(args.out, record(cfg, stage, args.method, status="failed", error=message, device=device,
+        atomic_write_json(args.out, record(cfg, args, status="failed", error=message, device=device,
                                            cell=ident, rows=rows_with("failed", message)))
 
     return run_cell(work, failed)

@@ -1,6 +1,6 @@
 """``report``: the tidy CSV, the figures and the Markdown + HTML report of the current study.
 
-It reads exactly the cells of the current params (the plan in :mod:`diffsteps.workflow`), never a
+It reads exactly the cells of the current params (:mod:`diffsteps.cells`), never a
 glob of ``results/``, so leftovers of earlier configurations cannot leak into the report.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ..cells import report_inputs
 from ..config import to_plain
 from ..io import read_json
 from ..models.unet import UNet, UNetSpec, count_parameters
@@ -17,7 +18,6 @@ from ..reporting.plots import plot_all
 from ..reporting.plots_memorisation import plot_closest_pairs
 from ..reporting.report import build_report, meta_from_config
 from ..reporting.summary import run_label
-from ..workflow import report_inputs
 from .common import add_common, setup
 
 

@@ -15,7 +15,7 @@ from ..io import atomic_save_grid, atomic_save_npz, atomic_write_json, read_json
 from ..registry import method_class, run_identity
 from ..training.checkpoint import load_ema_model
 from ..training.loop import peak_memory_mb
-from .common import add_common, record, resolve_device, run_cell, run_stage, setup
+from .common import add_common, record, resolve_device, run_cell, setup
 
 
 class UpstreamFailed(RuntimeError):
@@ -49,7 +49,6 @@ def register(sub) -> None:
 
 def run(args) -> int:
     cfg = setup(args)
-    stage = run_stage(cfg, "sample", args.method)  # whose params slice the record saves
     spec = SamplerSpec.parse(args.sampler, "--sampler", source="command line")
     options = cfg.method_config.get(args.method)  # an unknown run is refused by run_identity below
     if options is not None and options.fixed_T:
@@ -75,14 +74,14 @@ def run(args) -> int:
         atomic_save_npz(out / "samples.npz", images=gen.images)
         atomic_save_grid(out / "grid.png", gen.images[:64])
         atomic_write_json(out / "sample.json", record(
-            cfg, stage, args.method, device=device, cell={**cell, "nfe": gen.nfe},
+            cfg, args, device=device, cell={**cell, "nfe": gen.nfe},
             result={"n": len(gen.images), "nfe": gen.nfe, "seconds": wall,
                     "seconds_per_image": gen.seconds / len(gen.images), "peak_memory_mb": peak_memory_mb(device)}))
 
     def failed(message: str) -> None:
         atomic_save_npz(out / "samples.npz", images=np.zeros((0, 1, 1, 1), np.uint8))
         atomic_save_grid(out / "grid.png", None, caption=f"FAILED: {message}")
-        atomic_write_json(out / "sample.json", record(cfg, stage, args.method, status="failed", error=message,
+        atomic_write_json(out / "sample.json", record(cfg, args, status="failed", error=message,
                                                       device=device, cell=cell))
 
     return run_cell(work, failed)

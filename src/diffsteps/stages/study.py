@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import available_presets, load_config, preset_path
+from ..params import available_presets, load_config, preset_path
 from ..io import atomic_write_text
 from ..metrics.inception_source import check_weights_spec
 from ..workflow import dvc_yaml_text

@@ -25,12 +25,11 @@ from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, read_j
 from ..metrics.features import DOMAIN_EXTRACTOR, extract_features, feature_statistics, frechet_distance
 from ..metrics.fidelity import load_reference_stats
 from ..registry import method_class, run_identity
-from ..reporting.schema import make_row
+from ..rows import make_row
 from ..models.unet import count_parameters
 from ..training.checkpoint import load_ema_model
 from ..training.loop import Probe, train
-from ..workflow import params_slice
-from .common import add_common, record, resolve_device, run_cell, run_stage, setup
+from .common import add_common, cell_config, record, resolve_device, run_cell, setup
 
 #: the probe's sampling seed: the same latents and noise at every probe, so its curve shows training alone
 PROBE_SEED = 0
@@ -54,10 +53,10 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def resume_dir(cfg, method: str, seed: int, data_sha256: str, T: int | None = None) -> Path:
-    """Keyed by the resolved params slice, the cell (with T for a fixed-T run) and the training data's content hash."""
-    stage = "train" if T is None else "train_fixed_T"
-    key = {"params": params_slice(to_plain(cfg), stage, method), "method": method, "seed": seed, "data": data_sha256}
+def resume_dir(params: dict, method: str, seed: int, data_sha256: str, T: int | None = None) -> Path:
+    """Keyed by the params slice the cell reads (:func:`~.common.cell_config`), the cell (with T for a fixed-T
+    run) and the training data's content hash."""
+    key = {"params": params, "method": method, "seed": seed, "data": data_sha256}
     if T is not None:
         key["T"] = T
     return RESUME_ROOT / config_hash(key)
@@ -102,7 +101,6 @@ def noise_skewness(method, T: int) -> dict[str, list[float]] | None:
 
 def run(args) -> int:
     cfg = setup(args)
-    stage = run_stage(cfg, "train", args.method)  # whose params slice the record saves
     images, _ = load_split(args.data_dir / "train.npz")
     method = method_class(cfg, args.method)(cfg, args.method, images.shape[1:], args.T)
     device = resolve_device(cfg.train.device)
@@ -120,7 +118,7 @@ def run(args) -> int:
         data_sha = read_json(args.data_dir / "data.json")["sha256"]["train"]
         probe = None if no_probe else domain_fid_probe(method, cfg, args.stats, args.weights, data_sha, device)
         res = train(method, images, cfg.train, args.train_seed, out,
-                    resume_dir(cfg, args.method, args.train_seed, data_sha, args.T), device,
+                    resume_dir(cell_config(cfg, args), args.method, args.train_seed, data_sha, args.T), device,
                     progress=not args.no_progress, probe=probe,
                     probe_every=method.options.probe_every if probe else 0)
         rows = [make_row(**ident, n=res.images_seen, metric=m, value=v) for m, v in (
@@ -130,7 +128,7 @@ def run(args) -> int:
         model = load_ema_model(method, out / "model.pt", device)
         result = {**to_plain(dataclasses.asdict(res)), "parameters": count_parameters(model),
                   "log_snr": method.log_snr_curve(model), "probe": no_probe or "domain FID"}
-        atomic_write_json(out / "train.json", record(cfg, stage, args.method, device=device, cell=cell, rows=rows,
+        atomic_write_json(out / "train.json", record(cfg, args, device=device, cell=cell, rows=rows,
                                                 result=result))
 
     def failed(message: str) -> None:
@@ -138,7 +136,7 @@ def run(args) -> int:
         atomic_torch_save(out / "model.pt", {"status": "failed", "error": message})
         if not (out / "loss.csv").exists():  # the header alone: no log row was written
             atomic_write_text(out / "loss.csv", "step,images_seen,loss,lr,seconds\n")
-        atomic_write_json(out / "train.json", record(cfg, stage, args.method, status="failed", error=message,
+        atomic_write_json(out / "train.json", record(cfg, args, status="failed", error=message,
                                                      device=device, cell=cell))
 
     return run_cell(work, failed)

@@ -1,6 +1,6 @@
 """The one training loop every method uses.
 
-A method supplies ``build_model()`` and a :class:`~.learners.Learner` (its optimisers and update);
+A method supplies ``build_model()`` and a :class:`~diffsteps.learners.Learner` (its optimisers and update);
 the loop runs ``cfg.steps`` = ⌈images / batch_size⌉ steps on uint8 images (N, C, H, W) mapped to
 x0 = images / 127.5 − 1, with
 
@@ -42,7 +42,7 @@ from ..methods import Method, to_model_space
 from ..rng import BatchRNG, sample_seed
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, load_ema_model, model_spec, save_checkpoint, save_model
 from .ema import EMA
-from .learners import learning_rate
+from ..learners import learning_rate
 
 __all__ = ["EpochSampler", "TrainResult", "TrainingDiverged", "learning_rate", "load_ema_model", "train"]
 

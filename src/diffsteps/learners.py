@@ -1,4 +1,4 @@
-"""Learners: how one batch becomes a parameter update. The training loop (:mod:`.loop`) owns the data
+"""Learners: how one batch becomes a parameter update. The training loop (:mod:`diffsteps.training.loop`) owns the data
 order, the learning-rate warm-up, the EMA, logging, health checks and checkpoints; a learner owns the
 optimisers (and any network besides the sampled one, such as DDGAN's discriminator) and reports the
 named per-step values the loop logs.
@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..config import TrainConfig
-from ..objectives import AdversarialObjective, Objective
-from ..rng import RNG
+from .config import TrainConfig
+from .objectives import AdversarialObjective, Objective
+from .rng import RNG
 
 
 def warmup_factor(k: int, cfg: TrainConfig) -> float:
