@@ -1,7 +1,7 @@
 """Feature-extraction throughput: images/second of the Inception and domain extractors, on CPU and (where
 there is one) on the GPU, with the feature error of any speed-up.
 
-The reported path is the pipeline's own (``diffsteps.metrics.features.extract_features``: torch-fidelity's
+The reported path is the pipeline's own (``diffsteps.features.extract.extract_features``: torch-fidelity's
 ``inception-v3-compat`` with its TF-compatible resize to 299², IEEE float32). On a GPU the script also times
 TF32 and bf16 autocast on the same images and reports how far they move the features (relative L2 error) and
 the FID between two halves of the data (relative change): the pipeline keeps float32 unless FID moves < 0.1%.
@@ -71,11 +71,11 @@ def variant_features(images: np.ndarray, weights: Path, mode: str, batch_size: i
 def main() -> None:
     from diffsteps.config import DomainConfig
     from diffsteps.io import atomic_write_json, device_name
-    from diffsteps.metrics.classifier import train_domain_classifier
-    from diffsteps.metrics.features import (DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR, extract_features,
+    from diffsteps.features.classifier import train_domain_classifier
+    from diffsteps.features.extract import (DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR, extract_features,
                                             feature_statistics, frechet_distance)
-    from diffsteps.metrics.inception_source import CONVERTED
-    from diffsteps.metrics.inception_weights import build_resource
+    from diffsteps.features.inception_source import CONVERTED
+    from diffsteps.features.inception_weights import build_resource
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cpu-images", type=int, default=64)

@@ -8,6 +8,7 @@ import torch
 from scipy import stats
 
 from diffsteps.config import FIXED_T_SAMPLER, SamplerSpec
+from diffsteps.samplers import sampler_for
 from diffsteps.methods import DiffusionMethod, Method
 from diffsteps.noise import NoiseProcess, Schedule, make_betas
 from diffsteps.registry import METHODS, method_class
@@ -112,7 +113,7 @@ def test_method_contract(run, smoke_cfg):
     assert model in learner.networks() and learner.health({c: float(v) for c, v in values.items()}) is None
     learner.load_state_dict(learner.state_dict())
     # a fixed-T run samples only its own cell (FIXED_T_SAMPLER at NFE = T); the others any sampler of the study
-    spec = SamplerSpec.parse(FIXED_T_SAMPLER if method.T else cfg.sampling.samplers[0])
+    spec = sampler_for(SamplerSpec.parse(FIXED_T_SAMPLER if method.T else cfg.sampling.samplers[0]))
     gen = method.generate(model, T_FIXED, spec, "uniform", 5, 0, batch_size=2, device=torch.device("cpu"))
     assert gen.images.shape == (5, *SHAPE[1:]) and gen.images.dtype == np.uint8 and gen.nfe == T_FIXED
     # one seed per sample: the set does not depend on the batch size

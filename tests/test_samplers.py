@@ -9,7 +9,8 @@ from diffsteps.noise import GaussianNoise, Schedule, make_betas
 from diffsteps.noise.gamma import GammaNoise
 from diffsteps.noise.mixture import MixtureNoise
 from diffsteps.rng import BatchRNG, StackedRNG
-from diffsteps.samplers import ddim_sigma, predict_x0, sample
+from diffsteps.noise.reverse import predict_x0
+from diffsteps.samplers import ddim_sigma, sample
 
 
 @pytest.fixture(scope="module")

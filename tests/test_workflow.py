@@ -23,7 +23,7 @@ from diffsteps.config import to_plain
 from diffsteps.params import load_config
 from diffsteps.io import sha256_file
 from diffsteps.metrics.fidelity import METRICS
-from diffsteps.metrics.inception_weights import NO_LOGITS
+from diffsteps.features.inception_weights import NO_LOGITS
 from diffsteps.reporting.summary import QUALITY_METRICS
 
 from .conftest import ROOT
@@ -247,22 +247,55 @@ def test_fixed_T_runs_train_one_model_per_T_and_rerun_alone(smoke, tmp_path):
                                                                    "report"}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("module,expected", [
-    ("src/diffsteps/reporting/plots.py", {"report", "all"}),
+#: edits checked against the rerun table, with what the issue asks of each (the table's own rows are the rest)
+RERUN_EDITS = {
+    "src/diffsteps/metrics/fidelity.py": lambda jobs: not jobs & {"train", "train_fixed_T", "sample", "sample_fixed_T",
+                                                                  "nll", "nll_continuous", "nll_fixed_T"},
+    "src/diffsteps/reporting/claims.py": lambda jobs: jobs == {"report"},
+    "src/diffsteps/samplers.py": lambda jobs: "sample" in jobs and not jobs & {"train", "train_fixed_T"},
+    "src/diffsteps/objectives.py": lambda jobs: {"train", "train_fixed_T", "sample", "evaluate", "report"} <= jobs,
     # DDGAN's chain is Gaussian noise too: its per-T stages depend on gaussian.py as well
-    ("src/diffsteps/noise/gaussian.py", {"train", "sample", "evaluate", "nll", "nll_continuous", "train_fixed_T",
-                                         "sample_fixed_T", "nll_fixed_T", "report", "all"}),
-])
-def test_module_edit_reruns_exactly_its_dependants(smoke, tmp_path, module, expected):
+    "src/diffsteps/noise/gaussian.py": lambda jobs: {"train", "train_fixed_T"} <= jobs,
+    "src/diffsteps/workflow.py": lambda jobs: jobs == set(),  # the stage table: no stage imports it
+}
+
+
+def _stage_of(dvc_group: str) -> str:
+    """The stage-table row of a DVC stage group (sample_reference, evaluate_fixed_T: variants of a row)."""
+    if dvc_group in plan.STAGE:
+        return dvc_group
+    return next(s.name for s in plan.STAGES for v in s.variants if v.suffix and s.name + v.suffix == dvc_group)
+
+
+@pytest.mark.slow
+def test_module_edits_rerun_what_the_rerun_table_says(smoke, tmp_path):
+    """A comment appended to a module: Snakemake reruns exactly the table's stages (the module's own and what is
+    downstream of them), and DVC calls changed exactly the stages whose code it is; then the edit is undone."""
+    from diffsteps.reruns import reruns
+
     repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
-    with open(repo / module, "a") as fh:
-        fh.write("\n# an edit\n")
-    assert set(dry_run_jobs(repo)) == expected
-    direct = {s.name for s in plan.STAGES if any(module.startswith(m) for m in s.modules)}
-    assert {c.replace("_reference", "").replace("evaluate_fixed_T", "evaluate") for c in dvc_changed(repo)} <= {
-        *direct, "evaluate", "report"}
-    assert direct <= {c.replace("_reference", "") for c in dvc_changed(repo)}
+    wrong = []
+    for module, wanted in RERUN_EDITS.items():
+        path = repo / module
+        text, stat = path.read_text(), path.stat()
+        path.write_text(text + "\n# an edit\n")
+        jobs = set(dry_run_jobs(repo)) - {"all"}
+        changed = {_stage_of(g) for g in dvc_changed(repo)}
+        path.write_text(text)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        own = {s.name for s in plan.STAGES if module in s.modules}
+        if jobs != set(reruns(module)) or changed != own or not wanted(jobs):
+            wrong.append(f"{module}: snakemake {sorted(jobs)}, table {reruns(module)}; dvc {sorted(changed)}, "
+                         f"own {sorted(own)}")
+    assert not wrong, "\n".join(wrong)
+    assert dry_run_jobs(repo) == {} and dvc_changed(repo) == set()  # every edit undone
+
+
+def test_rerun_table_in_the_architecture_notes_is_current():
+    from diffsteps.reruns import with_rerun_table
+
+    text = (ROOT / "docs/ARCHITECTURE.md").read_text()
+    assert with_rerun_table(text) == text, "run: python -m diffsteps dvc-yaml"
 
 
 @pytest.mark.slow

@@ -1,16 +1,23 @@
 """Which package files a stage runs: the transitive closure of its entry module's imports. A stage
-depends on exactly these files (module granularity), so editing report code never retrains."""
+depends on exactly these files (module granularity), so editing report code never retrains.
+
+The import graph is read from the source (every ``import`` and ``from ... import`` anywhere in a module,
+function bodies too), so a lazy import is a dependency like any other. The same graph shows that the
+package has no import cycles (:func:`cycles`), between modules or between rooms (subpackages and
+top-level modules)."""
 
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from pathlib import Path
 
 PKG = "src/diffsteps"
+ROOT = Path(__file__).resolve().parents[1]  # the folder that holds the package (src/)
 
 
 def _imports(path: Path, module: str) -> set[str]:
-    """Modules of this package that ``module`` imports anywhere in its body (function-level too)."""
+    """Names of this package that ``module`` imports anywhere in its body (modules, or names inside them)."""
     package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -27,23 +34,86 @@ def _imports(path: Path, module: str) -> set[str]:
     return found
 
 
-def module_closure(module: str, root: Path | None = None) -> list[str]:
+@lru_cache(maxsize=None)
+def package_modules(root: Path = ROOT) -> dict[str, Path]:
+    """Every module of the package by dotted name (a package by its own name, for its ``__init__.py``)."""
+    out = {}
+    for path in sorted((root / "diffsteps").rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+@lru_cache(maxsize=None)
+def import_graph(root: Path = ROOT) -> dict[str, frozenset[str]]:
+    """module → the package modules it imports (a name imported from a module resolves to that module)."""
+    modules = package_modules(root)
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for target in _imports(path, name):
+            while target not in modules and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target in modules and target != name:
+                deps.add(target)
+        graph[name] = frozenset(deps)
+    return graph
+
+
+def _parents(name: str) -> list[str]:
+    """The packages above a module (each ``__init__.py`` runs on the way in)."""
+    return [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
+
+
+def module_closure(module: str, root: Path = ROOT) -> list[str]:
     """Files (repo-relative) of ``module`` and of every package module it imports, transitively,
     with the ``__init__.py`` of each package on the way. This is the code a stage depends on."""
-    root = root or Path(__file__).resolve().parents[1]
-    seen: dict[str, Path] = {}
+    graph, modules = import_graph(root), package_modules(root)
+    seen: set[str] = set()
     todo = [module]
     while todo:
         name = todo.pop()
-        if name in seen:
+        if name in seen or name not in modules:
             continue
-        rel = Path(*name.split("."))
-        path = root / rel.with_suffix(".py")
-        if not path.exists():
-            path = root / rel / "__init__.py"
-        if not path.exists():
-            continue  # a name imported from a module, not a module itself
-        seen[name] = path
-        parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
-        todo.extend([*parents, *_imports(path, name)])
-    return sorted(f"{PKG}/{p.relative_to(root / 'diffsteps').as_posix()}" for p in seen.values())
+        seen.add(name)
+        todo.extend([*_parents(name), *graph[name]])
+    return sorted(f"{PKG}/{modules[m].relative_to(root / 'diffsteps').as_posix()}" for m in seen)
+
+
+def room(module: str) -> str:
+    """The room of a module: its subpackage (``diffsteps.noise``), or itself for a top-level module."""
+    return ".".join(module.split(".")[:2])
+
+
+def cycles(graph: dict[str, frozenset[str]]) -> list[list[str]]:
+    """The import cycles of a graph, each as the path that closes it (empty when the graph is acyclic)."""
+    found, state = [], {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                found.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, path)
+        path.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    return found
+
+
+def room_graph(graph: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """The rooms' import graph: room A → room B when a module of A imports one of B (the root package,
+    whose ``__init__.py`` every module passes through, is left out)."""
+    out: dict[str, set[str]] = {}
+    for name, deps in graph.items():
+        if name == "diffsteps":
+            continue
+        out.setdefault(room(name), set()).update(room(d) for d in deps if d != "diffsteps" and room(d) != room(name))
+    return {k: frozenset(v) for k, v in out.items()}

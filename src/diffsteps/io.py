@@ -129,6 +129,20 @@ def device_name(device: Any = None) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def peak_memory_mb(device: Any) -> float:
+    """Peak CUDA memory allocated by tensors on ``device`` (a torch.device), else the process's peak resident set
+    size, in MiB."""
+    import resource
+    import sys
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
 def provenance(device: Any = None) -> dict[str, str]:
     """What produced a result: code version, package versions and device."""
     import importlib.metadata as md

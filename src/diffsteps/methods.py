@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import FIXED_T_SAMPLER, SamplerSpec, StudyConfig, TrainConfig
+from .config import FIXED_T_SAMPLER, StudyConfig, TrainConfig
 from .method_options import MethodOptions
-from .metrics.nll import NLLTerms, ancestral_vlb, vdm_bound
+from .likelihood import NLLTerms, ancestral_vlb, vdm_bound
 from .models.ddgan import DDGANGenerator, Discriminator, DiscriminatorSpec
 from .models.unet import UNet, UNetSpec
 from .models.vdm import VDMNetwork
@@ -27,8 +27,8 @@ from .noise.logsnr import ContinuousGaussian, build_schedule
 from .noise.mixture import MixtureNoise
 from .noise.schedule import Chain, Schedule, vp_sde_betas
 from .objectives import AdversarialObjective, EpsilonObjective, Objective, VDMObjective
+from .noise.reverse import NoiseSource, Sampler
 from .rng import RNG, StackedRNG
-from .samplers import NoiseSource, sample
 from .learners import AdversarialLearner, Learner, ObjectiveLearner
 
 
@@ -62,10 +62,10 @@ class LatentDenoiser:
         return self.net(x, t, self.rng.randn((x.shape[0], self.latent_dim), device=x.device))
 
 
-def generate_on_chain(cfg: StudyConfig, model: nn.Module, process: NoiseSource, chain: Chain, spec: SamplerSpec,
+def generate_on_chain(cfg: StudyConfig, model: nn.Module, process: NoiseSource, chain: Chain, sampler: Sampler,
                       image_shape: tuple[int, ...], n: int, seed: int, *, batch_size: int, device: torch.device,
                       scale: float = 1.0, latent_dim: int = 0) -> GeneratedSet:
-    """n samples of ``spec`` over ``chain`` in batches; sample j uses the stream (seed, j). The final
+    """n samples of ``sampler`` over ``chain`` in batches; sample j uses the stream (seed, j). The final
     state is divided by ``scale`` (α_0 of a continuous chain, whose last step lands on z_0 = α_0 x̂)
     and rounded to the 256 levels (the decoder's mode). With ``latent_dim`` > 0 the model is a
     generator G(x_t, t, z) predicting x̂_0 (:class:`LatentDenoiser`), else an ε-predictor."""
@@ -75,8 +75,8 @@ def generate_on_chain(cfg: StudyConfig, model: nn.Module, process: NoiseSource, 
         idx = range(start, min(n, start + batch_size))
         rng = StackedRNG(seed, idx)
         denoiser = LatentDenoiser(model, latent_dim, rng) if latent_dim else model
-        res = sample(denoiser, process, chain, spec, (len(idx), *image_shape), rng, clip_x0=cfg.sampling.clip_x0,
-                     device=device, prediction="x0" if latent_dim else "eps")
+        res = sampler(denoiser, process, chain, (len(idx), *image_shape), rng, clip_x0=cfg.sampling.clip_x0,
+                      device=device, prediction="x0" if latent_dim else "eps")
         out.append(to_uint8(res.x0 / scale))
         seconds += res.seconds
         nfe = res.nfe
@@ -140,11 +140,12 @@ class Method(ABC):
         """How a batch updates ``model`` (a network of :meth:`build_model`): its optimisers and losses."""
 
     @abstractmethod
-    def generate(self, model: nn.Module, budget: int, sampler: SamplerSpec, spacing: str, n: int, seed: int, *,
+    def generate(self, model: nn.Module, budget: int, sampler: Sampler, spacing: str, n: int, seed: int, *,
                  batch_size: int, device: torch.device) -> GeneratedSet:
-        """n samples at a step budget (NFE); sample j uses the stream (seed, j), so every budget starts
-        from the same noise and the result does not depend on ``batch_size``. A fixed-T method samples
-        only at its own T, with its own sampler (``config.FIXED_T_SAMPLER``) and chain."""
+        """n samples of ``sampler`` (a function of :mod:`diffsteps.samplers`, passed in: a method runs any
+        sampler without importing them) at a step budget (NFE); sample j uses the stream (seed, j), so every
+        budget starts from the same noise and the result does not depend on ``batch_size``. A fixed-T method
+        samples only at its own T, with its own sampler (``config.FIXED_T_SAMPLER``) and chain."""
 
     @classmethod
     def nll_reason(cls, variance: str | None) -> str | None:

@@ -10,11 +10,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .metrics.nll import LogSNRDenoiser, bits_per_dim, vdm_bound
+from .likelihood import LogSNRDenoiser, bits_per_dim, vdm_bound
 from .noise.base import NoiseProcess, expand_like
 from .noise.logsnr import VarianceGradient
 from .rng import RNG
-from .samplers import ancestral_step
+from .noise.reverse import ancestral_step
 
 
 class Objective(Protocol):
@@ -41,7 +41,7 @@ class EpsilonObjective:
 
 class VDMObjective:
     """VDM's −VLB in bits/dim per sample: prior KL + exact 256-bin decoder + diffusion loss
-    (:func:`~.metrics.nll.vdm_bound`), continuous-time (``T_train`` None) or the discrete-T bound.
+    (:func:`~.likelihood.vdm_bound`), continuous-time (``T_train`` None) or the discrete-T bound.
 
     Times are low-discrepancy across the batch, t_b = (u + b/B) mod 1 with one u ~ U(0, 1) per batch
     (VDM appendix), which lowers the variance of the batch mean at no cost. In continuous time the

@@ -12,14 +12,14 @@ from sklearn.datasets import load_digits
 
 from diffsteps.config import DomainConfig, EvaluationConfig, InceptionConfig, MemorisationConfig, NLLConfig
 from diffsteps.io import sha256_array, sha256_file
-from diffsteps.metrics import features as features_module
-from diffsteps.metrics.classifier import EXTRACTOR_NAME, MetricInputError, train_domain_classifier
-from diffsteps.metrics.features import (INCEPTION_EXTRACTOR, INCEPTION_LABEL, extract_features, feature_statistics,
+from diffsteps.features import extract as features_module
+from diffsteps.features.classifier import EXTRACTOR_NAME, MetricInputError, train_domain_classifier
+from diffsteps.features.extract import (INCEPTION_EXTRACTOR, INCEPTION_LABEL, extract_features, feature_statistics,
                                         frechet_distance, kernel_distance, precision_recall)
-from diffsteps.metrics.fidelity import (IS_METRIC, METRICS, NO_INCEPTION, ROW_KEYS, StaleReferenceStats, floor_rows,
-                                        inception_score_row, load_reference_stats, not_available_rows,
-                                        not_computed_rows, reference_stats, score)
-from diffsteps.metrics.inception_weights import NO_LOGITS, inception_network
+from diffsteps.features.refstats import StaleReferenceStats, load_reference_stats, reference_stats
+from diffsteps.metrics.fidelity import (IS_METRIC, METRICS, NO_INCEPTION, ROW_KEYS, floor_rows, inception_score_row,
+                                        not_available_rows, not_computed_rows, score)
+from diffsteps.features.inception_weights import NO_LOGITS, inception_network
 
 DOMAIN = DomainConfig(channels=16, epochs=5, batch_size=64, lr=0.003, seed=0, min_accuracy=0.8)
 EVAL = EvaluationConfig(batch_size=128, kid_subset_size=100, kid_subsets=10, prc_neighborhood=3,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from diffsteps.metrics.classifier import MetricInputError
-from diffsteps.metrics.fidelity import (Nearest, closest_pairs, memorisation_share, memorisation_threshold,
-                                        nearest_neighbours)
+from diffsteps.features.classifier import MetricInputError
+from diffsteps.features.refstats import memorisation_threshold, nearest_neighbours
+from diffsteps.metrics.fidelity import Nearest, closest_pairs, memorisation_share
 
 
 def features(n: int, seed: int, d: int = 16) -> np.ndarray:

@@ -14,15 +14,15 @@ import torch
 from scipy import integrate
 from torch import nn
 
-import diffsteps.metrics.nll as nll
-from diffsteps.metrics.nll import bits_per_dim, vdm_bound
+import diffsteps.likelihood as nll
+from diffsteps.likelihood import bits_per_dim, vdm_bound
 from diffsteps.models.unet import UNetSpec
 from diffsteps.models.vdm import VDMNetwork
 from diffsteps.noise.logsnr import (GAMMA_MAX, GAMMA_MIN, SCHEDULES, ContinuousGaussian, FixedLinear, LearnedLinear,
                                     MonotoneNet, VarianceGradient, alpha_sigma, build_schedule, grid_times)
 from diffsteps.objectives import VDMObjective
 from diffsteps.rng import BatchRNG
-from diffsteps.samplers import ancestral_step, predict_x0
+from diffsteps.noise.reverse import ancestral_step, predict_x0
 
 from ..vdm_helpers import GaussianDenoiser
 

@@ -9,7 +9,7 @@ import torch
 from diffsteps.noise import GaussianNoise, Schedule, vp_sde_betas
 from diffsteps.noise.schedule import VP_T_EPS
 from diffsteps.rng import BatchRNG
-from diffsteps.samplers import ancestral_step
+from diffsteps.noise.reverse import ancestral_step
 
 B_MIN, B_MAX = 0.1, 20.0
 

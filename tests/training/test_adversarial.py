@@ -326,9 +326,9 @@ def test_short_gan_training_on_digits_improves_domain_fid(smoke_cfg, tmp_path):
     """A pure GAN (T = 1) trained for 300 steps of 32 digits: the domain FID of 256 samples of its EMA
     generator is under half that of the untrained generator (same sampling seeds); ~30 s on one thread."""
     from diffsteps.data.datasets import load_split, prepare
-    from diffsteps.metrics.classifier import train_domain_classifier
-    from diffsteps.metrics.features import DOMAIN_EXTRACTOR
-    from diffsteps.metrics.fidelity import reference_stats
+    from diffsteps.features.classifier import train_domain_classifier
+    from diffsteps.features.extract import DOMAIN_EXTRACTOR
+    from diffsteps.features.refstats import reference_stats
     from diffsteps.stages.train import domain_fid_probe
     from diffsteps.training.checkpoint import load_ema_model
 

@@ -10,7 +10,7 @@ from snakemake.utils import min_version
 from diffsteps import cells
 from diffsteps import workflow as plan
 from diffsteps.params import validate_mapping
-from diffsteps.metrics.inception_source import check_weights_spec, user_weights
+from diffsteps.features.inception_source import check_weights_spec, user_weights
 
 min_version("8.0")
 

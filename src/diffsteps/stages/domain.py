@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..data.datasets import load_split
 from ..io import atomic_torch_save, atomic_write_json
-from ..metrics.classifier import train_domain_classifier
+from ..features.classifier import train_domain_classifier
 from .common import add_common, record, resolve_device, setup
 
 NO_LABELS = "not available: the data set has no labels, so no domain classifier can be trained"

@@ -18,9 +18,10 @@ import numpy as np
 
 from ..data.datasets import load_split
 from ..io import atomic_save_npz, atomic_write_json, read_json, sha256_file
-from ..metrics.features import DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR
-from ..metrics.fidelity import (RefStats, closest_pairs, floor_rows, inception_score_row, load_reference_stats,
-                                not_available_rows, not_computed_rows, score)
+from ..features.extract import DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR
+from ..features.refstats import RefStats, load_reference_stats
+from ..metrics.fidelity import (closest_pairs, floor_rows, inception_score_row, not_available_rows, not_computed_rows,
+                                score)
 from ..rows import FLOOR_SAMPLER, make_row
 from .common import add_common, record, resolve_device, run_cell, setup
 

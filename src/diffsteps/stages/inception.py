@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io import atomic_write_json
-from ..metrics.inception_weights import build_resource
+from ..features.inception_weights import build_resource
 from .common import add_common, record, setup
 
 

@@ -15,8 +15,8 @@ from ..noise.schedule import SPACINGS
 from ..io import atomic_write_json
 from ..registry import method_class, run_identity
 from ..rows import CONTINUOUS_SAMPLER, make_row
+from ..training.checkpoint import load_trained
 from .common import add_common, record, resolve_device, run_cell, setup
-from .sample import load_trained
 
 TERMS = ("total", "prior", "recon", "diffusion")
 

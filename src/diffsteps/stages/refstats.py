@@ -9,8 +9,8 @@ import numpy as np
 
 from ..data.datasets import load_split
 from ..io import atomic_save_npz, atomic_write_json, read_json
-from ..metrics.features import EXTRACTORS, INCEPTION_EXTRACTOR
-from ..metrics.fidelity import reference_stats
+from ..features.extract import EXTRACTORS, INCEPTION_EXTRACTOR
+from ..features.refstats import reference_stats
 from .common import add_common, record, resolve_device, setup
 
 

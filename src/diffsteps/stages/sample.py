@@ -11,26 +11,11 @@ import torch
 
 from ..config import SamplerSpec
 from ..noise.schedule import SPACINGS
-from ..io import atomic_save_grid, atomic_save_npz, atomic_write_json, read_json
-from ..registry import method_class, run_identity
-from ..training.checkpoint import load_ema_model
-from ..training.loop import peak_memory_mb
+from ..io import atomic_save_grid, atomic_save_npz, atomic_write_json, peak_memory_mb
+from ..registry import run_identity
+from ..samplers import sampler_for
+from ..training.checkpoint import load_trained
 from .common import add_common, record, resolve_device, run_cell, setup
-
-
-class UpstreamFailed(RuntimeError):
-    """An input cell failed, so this one cannot run; its error is carried along."""
-
-
-def load_trained(cfg, run: str, model_dir: Path, device: torch.device):
-    """(method, EMA model) of a training cell (with its T for a fixed-T run); raises :class:`UpstreamFailed`
-    if that training failed."""
-    train_meta = read_json(model_dir / "train.json")
-    if train_meta["status"] != "ok":
-        raise UpstreamFailed(f"training failed: {train_meta['error']}")
-    cell = train_meta["cell"]
-    method = method_class(cfg, run)(cfg, run, tuple(cell["image_shape"]), cell.get("T"))
-    return method, load_ema_model(method, model_dir / "model.pt", device)
 
 
 def register(sub) -> None:
@@ -68,7 +53,7 @@ def run(args) -> int:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
-        gen = method.generate(model, args.budget, spec, args.spacing, cfg.sampling.n_samples, args.seed,
+        gen = method.generate(model, args.budget, sampler_for(spec), args.spacing, cfg.sampling.n_samples, args.seed,
                               batch_size=cfg.sampling.batch_size, device=device)
         wall = time.perf_counter() - start
         atomic_save_npz(out / "samples.npz", images=gen.images)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ..params import available_presets, load_config, preset_path
 from ..io import atomic_write_text
-from ..metrics.inception_source import check_weights_spec
+from ..features.inception_source import check_weights_spec
+from ..reruns import architecture_path, with_rerun_table
 from ..workflow import dvc_yaml_text
 
 
@@ -18,9 +19,10 @@ def register(sub) -> None:
     p = sub.add_parser("validate", help="validate params.yaml and print the resolved study")
     p.add_argument("--params", default="params.yaml", type=Path)
     p.set_defaults(func=run_validate)
-    p = sub.add_parser("dvc-yaml", help="regenerate dvc.yaml from the stage table in diffsteps.workflow")
+    p = sub.add_parser("dvc-yaml", help="regenerate what the stage table in diffsteps.workflow generates: dvc.yaml and "
+                                        "the rerun table of docs/ARCHITECTURE.md")
     p.add_argument("--out", default="dvc.yaml", type=Path)
-    p.add_argument("--check", action="store_true", help="exit 1 when the file differs from the generated text")
+    p.add_argument("--check", action="store_true", help="exit 1 when a file differs from the generated text")
     p.set_defaults(func=run_dvc_yaml)
 
 
@@ -42,10 +44,13 @@ def run_validate(args) -> int:
 
 
 def run_dvc_yaml(args) -> int:
-    text = dvc_yaml_text()
+    docs = architecture_path(args.out.parent)
+    generated = {args.out: dvc_yaml_text(), docs: with_rerun_table(docs.read_text())}
     if args.check:
-        same = args.out.exists() and args.out.read_text() == text
-        print(f"{args.out}: {'up to date' if same else 'DIFFERS from the stage table; run python -m diffsteps dvc-yaml'}")
-        return 0 if same else 1
-    atomic_write_text(args.out, text)
+        stale = [path for path, text in generated.items() if path.read_text() != text] if args.out.exists() else [args.out]
+        for path in generated:
+            print(f"{path}: {'DIFFERS from the stage table; run python -m diffsteps dvc-yaml' if path in stale else 'up to date'}")
+        return 1 if stale else 0
+    for path, text in generated.items():
+        atomic_write_text(path, text)
     return 0

@@ -22,11 +22,12 @@ import torch
 from ..config import FIXED_T_SAMPLER, FIXED_T_SPACING, SamplerSpec, config_hash, to_plain
 from ..data.datasets import load_split
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json, sha256_file
-from ..metrics.features import DOMAIN_EXTRACTOR, extract_features, feature_statistics, frechet_distance
-from ..metrics.fidelity import load_reference_stats
+from ..features.extract import DOMAIN_EXTRACTOR, extract_features, feature_statistics, frechet_distance
+from ..features.refstats import load_reference_stats
 from ..registry import method_class, run_identity
 from ..rows import make_row
 from ..models.unet import count_parameters
+from ..noise.reverse import Ancestral
 from ..training.checkpoint import load_ema_model
 from ..training.loop import Probe, train
 from .common import add_common, cell_config, record, resolve_device, run_cell, setup
@@ -66,10 +67,11 @@ def domain_fid_probe(method, cfg, stats: Path, weights: Path, split_sha256: str,
     """FID of ``probe_n`` samples of a fixed-T model at its own T, in domain features, against the
     training split's statistics (checked to belong to this split and extractor)."""
     ref = load_reference_stats(stats, split_sha256, sha256_file(weights), DOMAIN_EXTRACTOR)
-    spec, n = SamplerSpec.parse(FIXED_T_SAMPLER), method.options.probe_n
+    # the fixed-T run's own sampler, its posterior chain: the noise process's, so training needs no solver
+    sampler, n = Ancestral(SamplerSpec.parse(FIXED_T_SAMPLER).variance), method.options.probe_n
 
     def probe(model: torch.nn.Module) -> float:
-        gen = method.generate(model, method.T, spec, FIXED_T_SPACING, n, PROBE_SEED,
+        gen = method.generate(model, method.T, sampler, FIXED_T_SPACING, n, PROBE_SEED,
                               batch_size=cfg.sampling.batch_size, device=device)
         features = extract_features(gen.images, DOMAIN_EXTRACTOR, weights, cfg.evaluation.batch_size, device)
         return frechet_distance(feature_statistics(features), ref.stats)

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from ..config import to_plain
-from ..io import atomic_torch_save
+from ..io import atomic_torch_save, read_json
+from ..registry import method_class
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: bumped when the checkpoint layout changes, so an old file is refused instead of half-loaded
@@ -94,3 +95,18 @@ def load_ema_model(method, model_path: str | Path, device: torch.device | str) -
                              f"{spec}; retrain or restore the params.yaml it was trained with")
     model.load_state_dict(saved["ema"])
     return model.to(device).eval()
+
+
+class UpstreamFailed(RuntimeError):
+    """An input cell failed, so this one cannot run; its error is carried along."""
+
+
+def load_trained(cfg, run: str, model_dir: Path, device: torch.device | str):
+    """(method, EMA model) of a training cell (with its T for a fixed-T run); raises :class:`UpstreamFailed`
+    if that training failed."""
+    train_meta = read_json(model_dir / "train.json")
+    if train_meta["status"] != "ok":
+        raise UpstreamFailed(f"training failed: {train_meta['error']}")
+    cell = train_meta["cell"]
+    method = method_class(cfg, run)(cfg, run, tuple(cell["image_shape"]), cell.get("T"))
+    return method, load_ema_model(method, model_dir / "model.pt", device)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import TrainConfig, to_plain
-from ..io import atomic_write_json, atomic_write_text, sha256_array
+from ..io import atomic_write_json, atomic_write_text, peak_memory_mb, sha256_array
 from ..methods import Method, to_model_space
 from ..rng import BatchRNG, sample_seed
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, load_ema_model, model_spec, save_checkpoint, save_model
@@ -107,14 +106,6 @@ class EpochSampler:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
         self.perm, self.pos = state["perm"].clone(), int(state["pos"])
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak CUDA memory allocated by tensors, else the process's peak resident set size, in MiB."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
 
 
 def _fingerprint(method: Method, model: torch.nn.Module, images: np.ndarray, cfg: TrainConfig, seed: int) -> dict:

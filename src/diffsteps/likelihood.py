@@ -29,10 +29,10 @@ from typing import Protocol
 import torch
 from torch.nn import functional as F
 
-from ..noise.logsnr import LogSNRSchedule, VarianceGradient, alpha_sigma, grid_times
-from ..noise.schedule import Chain
-from ..rng import RNG
-from ..samplers import Denoiser, predict_x0
+from .noise.logsnr import LogSNRSchedule, VarianceGradient, alpha_sigma, grid_times
+from .noise.schedule import Chain
+from .rng import RNG
+from .noise.reverse import Denoiser, predict_x0
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def discrete_decoder_nll(x: torch.Tensor, z_0: torch.Tensor, gamma_0: torch.Tens
 
 
 class LogSNRDenoiser(Protocol):
-    """A continuous-time ε-prediction network with its schedule (:class:`~..models.vdm.VDMNetwork`)."""
+    """A continuous-time ε-prediction network with its schedule (:class:`~.models.vdm.VDMNetwork`)."""
 
     gamma: LogSNRSchedule
 

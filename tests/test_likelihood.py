@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from diffsteps.metrics.nll import (bits_per_dim, discretized_gaussian_log_likelihood, gaussian_kl, ancestral_vlb,
+from diffsteps.likelihood import (bits_per_dim, discretized_gaussian_log_likelihood, gaussian_kl, ancestral_vlb,
                                    reverse_variance)
 from diffsteps.noise import Schedule, make_betas
 from diffsteps.rng import StackedRNG

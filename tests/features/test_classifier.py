@@ -12,10 +12,10 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
 from diffsteps.config import DomainConfig
-from diffsteps.metrics import classifier
-from diffsteps.metrics.classifier import (EXTRACTOR_NAME, FEATURE_NAME, DomainFeatureExtractor, MetricInputError,
+from diffsteps.features import classifier
+from diffsteps.features.classifier import (EXTRACTOR_NAME, FEATURE_NAME, DomainFeatureExtractor, MetricInputError,
                                           load_domain_classifier, to_unit_range, train_domain_classifier)
-from diffsteps.metrics.features import extract_features
+from diffsteps.features.extract import extract_features
 
 CFG = DomainConfig(channels=16, epochs=5, batch_size=64, lr=0.003, seed=0, min_accuracy=0.8)
 
@@ -114,7 +114,7 @@ def test_bad_training_inputs_name_the_argument(tmp_path):
 def test_registration_is_idempotent():
     # execute the module a second time, under another name so that nothing already imported changes:
     # its guard must skip the registration that torch-fidelity would refuse
-    spec = importlib.util.spec_from_file_location("diffsteps.metrics._classifier_again", classifier.__file__)
+    spec = importlib.util.spec_from_file_location("diffsteps.features._classifier_again", classifier.__file__)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
     assert FEATURE_EXTRACTORS_REGISTRY[EXTRACTOR_NAME] is DomainFeatureExtractor
     assert DomainFeatureExtractor.get_default_feature_layer_for_metric("kid") == FEATURE_NAME

@@ -14,11 +14,11 @@ from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d
 
 from diffsteps.config import DomainConfig, EvaluationConfig, InceptionConfig, MemorisationConfig, NLLConfig
 from diffsteps.io import sha256_file
-from diffsteps.metrics.features import INCEPTION_EXTRACTOR, extract_features
+from diffsteps.features.extract import INCEPTION_EXTRACTOR, extract_features
 from diffsteps.metrics.fidelity import inception_score_row
-from diffsteps.metrics.inception_source import (CONVERTED, INSTALL_HINT, SOURCE_DISTRIBUTION, InceptionWeightsError,
+from diffsteps.features.inception_source import (CONVERTED, INSTALL_HINT, SOURCE_DISTRIBUTION, InceptionWeightsError,
                                                 check_weights_spec, source_file)
-from diffsteps.metrics.inception_weights import NO_LOGITS, build_resource, has_logits, load_state
+from diffsteps.features.inception_weights import NO_LOGITS, build_resource, has_logits, load_state
 
 try:
     importlib.metadata.distribution(SOURCE_DISTRIBUTION)

@@ -17,12 +17,12 @@ import pytest
 import torch
 from scipy import integrate, special, stats
 
-from diffsteps.metrics.nll import (bits_per_dim, discrete_decoder_nll, pixel_levels, prior_kl, vdm_bound)
+from diffsteps.likelihood import (bits_per_dim, discrete_decoder_nll, pixel_levels, prior_kl, vdm_bound)
 from diffsteps.models.unet import UNetSpec
 from diffsteps.models.vdm import VDMNetwork
 from diffsteps.noise.logsnr import alpha_sigma, build_schedule, grid_times
 
-from ..vdm_helpers import GaussianDenoiser
+from .vdm_helpers import GaussianDenoiser
 
 LN2 = math.log(2.0)
 
@@ -53,7 +53,7 @@ def expected_bounds(schedule, Ts, mu, s2, m, s2_model):
 def no_decoder(monkeypatch):
     """The diffusion-term tests draw ~10⁵ images per T and read only ``terms.diffusion``: skip the 256-level
     decoder inside vdm_bound (its (B, D, 256) softmax would dominate the runtime; it is tested above)."""
-    import diffsteps.metrics.nll as nll
+    import diffsteps.likelihood as nll
 
     monkeypatch.setattr(nll, "discrete_decoder_nll", lambda x, z_0, gamma_0: torch.zeros(x.shape[0], dtype=x.dtype))
 

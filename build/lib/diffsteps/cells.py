@@ -1,0 +1,139 @@
+"""The study's cells: which artifacts exist under the current params, and where each one lives.
+
+Every stage of the DAG writes one kind of cell; :data:`LAYOUT` gives, per stage, the path patterns of
+its outputs and the *variants* that enumerate its cells (wildcards ranging over params lists). The
+workflow (:mod:`diffsteps.workflow`: inputs, code dependencies, params slices, dvc.yaml) is built on
+this layout, and the report reads exactly the cells listed here, never a glob of ``results/``, so
+leftovers of earlier configurations cannot leak into it. No other stage imports this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+from .config import FIXED_T_SAMPLER, FIXED_T_SPACING, lookup
+
+DATA = "results/data/{dataset}"
+DOMAIN = "results/features/{dataset}/domain"
+REFSTATS = "results/refstats/{dataset}"
+INCEPTION = "results/resources/inception"  # the Inception weights: one file for every data set
+MODEL = "results/models/{dataset}/{method}/train{ts}"
+MODEL_T = "results/models/{dataset}/{method}/T{budget}/train{ts}"  # a fixed-T run's model at T = budget
+SAMPLES = "results/samples/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
+EVAL = "results/eval/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
+NLL = "results/nll/{dataset}/{method}/ancestral-{variance}-{spacing}/K{budget}/train{ts}"
+NLL_CONTINUOUS = "results/nll/{dataset}/{method}/continuous/train{ts}"
+FLOOR = "results/eval/{dataset}/floor"
+REPORT = "reports"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One family of cells of a stage: wildcards ranging over params lists (``matrix``) or fixed to
+    a params value (``fixed``), both mapping a wildcard to a dotted params.yaml key, or to a literal
+    (``constants``: a fixed-T run's one sampler and spacing)."""
+
+    suffix: str
+    matrix: Mapping[str, str]
+    fixed: Mapping[str, str] = field(default_factory=dict)
+    constants: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a stage's outputs live (patterns over the wildcards) and which cells it has."""
+
+    outputs: Mapping[str, str]
+    variants: tuple[Variant, ...]
+
+
+_DATASET = {"dataset": "data.dataset"}
+_ONE = (Variant("", {}, _DATASET),)
+_CELL = Variant("", {"method": "methods", "sampler": "sampling.samplers", "spacing": "sampling.spacings",
+                     "budget": "sampling.budgets", "ts": "train.seeds", "seed": "sampling.seeds"}, _DATASET)
+#: a fixed-T run (DDGAN) at each T, sampled with its one sampler at NFE = T
+_FIXED_T_CELL = Variant("", {"method": "fixed_T.methods", "budget": "fixed_T.T", "ts": "train.seeds",
+                             "seed": "sampling.seeds"}, _DATASET,
+                        {"sampler": FIXED_T_SAMPLER, "spacing": FIXED_T_SPACING})
+_REFERENCE = Variant("_reference", {"method": "sampling.reference.methods", "ts": "train.seeds",
+                                    "seed": "sampling.seeds"},
+                     {**_DATASET, "sampler": "sampling.reference.sampler", "spacing": "sampling.reference.spacing",
+                      "budget": "sampling.reference.budget"})
+
+
+def _model(base: str) -> dict[str, str]:
+    return {"model": f"{base}/model.pt", "meta": f"{base}/train.json", "loss": f"{base}/loss.csv"}
+
+
+def _samples(base: str) -> dict[str, str]:
+    return {"samples": f"{base}/samples.npz", "grid": f"{base}/grid.png", "meta": f"{base}/sample.json"}
+
+
+LAYOUT: dict[str, Layout] = {
+    "prepare_data": Layout({"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz", "meta": f"{DATA}/data.json"},
+                           _ONE),
+    "train_domain": Layout({"weights": f"{DOMAIN}/extractor.pt", "meta": f"{DOMAIN}/extractor.json"}, _ONE),
+    "inception_weights": Layout({"weights": f"{INCEPTION}/inception.pth", "meta": f"{INCEPTION}/inception.json"},
+                                (Variant("", {}),)),
+    "reference_stats": Layout({"stats": f"{REFSTATS}/domain.npz", "meta": f"{REFSTATS}/domain.json"}, _ONE),
+    "reference_stats_inception": Layout({"stats": f"{REFSTATS}/inception.npz", "meta": f"{REFSTATS}/inception.json"},
+                                        _ONE),
+    "train": Layout(_model(MODEL), (Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET),)),
+    "train_fixed_T": Layout(_model(MODEL_T), (Variant("", {"method": "fixed_T.methods", "budget": "fixed_T.T",
+                                                            "ts": "train.seeds"}, _DATASET),)),
+    "sample": Layout(_samples(SAMPLES), (_CELL, _REFERENCE)),
+    "sample_fixed_T": Layout(_samples(SAMPLES), (_FIXED_T_CELL,)),
+    "evaluate": Layout({"metrics": f"{EVAL}/metrics.json", "pairs": f"{EVAL}/pairs.npz"},
+                       (_CELL, _REFERENCE, dataclasses.replace(_FIXED_T_CELL, suffix="_fixed_T"))),
+    "nll": Layout({"nll": f"{NLL}/nll.json"},
+                  (Variant("", {"method": "methods", "variance": "evaluation.nll.variances", "spacing": "sampling.spacings",
+                                "budget": "evaluation.nll.budgets", "ts": "train.seeds"}, _DATASET),)),
+    # the T = ∞ bound of continuous-time methods (VDM); "not defined" with the reason for the others
+    "nll_continuous": Layout({"nll": f"{NLL_CONTINUOUS}/nll.json"},
+                             (Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET),)),
+    # a fixed-T run's bound cell at its T: "not defined" with the reason (DDGAN is an implicit model)
+    "nll_fixed_T": Layout({"nll": f"{NLL}/nll.json"},
+                          (Variant("", {"method": "fixed_T.methods", "budget": "fixed_T.T", "ts": "train.seeds"},
+                                   _DATASET, {"variance": "betatilde", "spacing": FIXED_T_SPACING}),)),
+    "floor": Layout({"metrics": f"{FLOOR}/metrics.json"}, _ONE),
+    # reports/figures/ is rewritten with the report but not declared: a directory output makes Snakemake
+    # miss new inputs of this rule, and report.html embeds every figure anyway (self-contained)
+    "report": Layout({"csv": f"{REPORT}/results.csv", "md": f"{REPORT}/report.md", "html": f"{REPORT}/report.html"},
+                     _ONE),
+}
+
+
+def iter_wildcards(cfg: Mapping[str, Any], stage: str) -> Iterator[dict[str, Any]]:
+    """Every cell of a stage under the current params (variants in order, matrix in product order)."""
+    for variant in LAYOUT[stage].variants:
+        fixed = {**variant.constants, **{k: lookup(cfg, v) for k, v in variant.fixed.items()}}
+        keys = list(variant.matrix)
+        for combo in itertools.product(*(lookup(cfg, variant.matrix[k]) for k in keys)):
+            yield {**fixed, **dict(zip(keys, combo))}
+
+
+def all_outputs(cfg: Mapping[str, Any], stage: str) -> list[str]:
+    """Every output path of a stage's cells under the plain params ``cfg``."""
+    patterns = LAYOUT[stage].outputs.values()
+    return [p.format(**wc) for wc in iter_wildcards(cfg, stage) for p in patterns]
+
+
+def every_output(cfg: Mapping[str, Any]) -> list[str]:
+    return [p for stage in LAYOUT for p in all_outputs(cfg, stage)]
+
+
+def report_inputs(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
+    """What the report reads: every cell's record, training logs and sample grids."""
+    return {
+        "eval": [p for p in all_outputs(cfg, "evaluate") if p.endswith("metrics.json")],
+        "pairs": [p for p in all_outputs(cfg, "evaluate") if p.endswith("pairs.npz")],
+        "nll": all_outputs(cfg, "nll") + all_outputs(cfg, "nll_continuous") + all_outputs(cfg, "nll_fixed_T"),
+        "floor": all_outputs(cfg, "floor"),
+        "train": [p for s in ("train", "train_fixed_T") for p in all_outputs(cfg, s)
+                  if p.endswith(("train.json", "loss.csv"))],
+        "samples": [p for s in ("sample", "sample_fixed_T") for p in all_outputs(cfg, s)
+                    if p.endswith(("sample.json", "grid.png"))],
+    }

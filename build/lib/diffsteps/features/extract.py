@@ -1,0 +1,188 @@
+"""Feature extraction and feature-space distances, all through torch-fidelity's own code.
+
+Two extractors are supported:
+
+* ``inception-v3-compat`` (torch-fidelity's FID Inception, pool3 = 2048-d), only from a local weights
+  file: a missing path is refused here, so torch-fidelity is never asked to download;
+* ``domain-classifier`` (:mod:`.classifier`), from the checkpoint the pipeline trains.
+
+Images are uint8 (N, C, H, W). Grey images are replicated to 3 channels for Inception only; the domain
+extractor sees the native channels. Features come back as float32 (N, D). The distances wrap
+torch-fidelity's functions unchanged (its name-keyed on-disk cache is never involved: they take
+features, not inputs):
+
+    FID  = ‖μ_g − μ_r‖² + tr Σ_g + tr Σ_r − 2 tr (Σ_g Σ_r)^{1/2}          (fid_statistics_to_metric)
+    KID  = mean and std over subsets of the unbiased MMD² with k(x, y) = (xᵀy / D + 1)³
+                                                                         (kid_features_to_metric)
+    P/R  = k-NN manifold precision and recall (Kynkäänniemi et al. 2019) (prc_features_to_metric)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+
+from .classifier import EXTRACTOR_NAME as DOMAIN_EXTRACTOR
+from .classifier import MetricInputError, check_images, domain_label, load_domain_classifier
+
+INCEPTION_EXTRACTOR = "inception-v3-compat"
+INCEPTION_LABEL = "Inception-v3 pool3 (torch-fidelity inception-v3-compat)"
+EXTRACTORS = (DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR)
+
+
+class _UInt8Images(Dataset):
+    """An (N, C, H, W) uint8 array as the torch Dataset of uint8 tensors torch-fidelity expects."""
+
+    def __init__(self, images: np.ndarray):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.images[i]))
+
+
+def resolve_weights(extractor: str, weights_path: str | Path | None) -> Path:
+    """The local weights file of a supported extractor; None or a missing file is refused, never downloaded."""
+    if extractor not in EXTRACTORS:
+        raise MetricInputError(f"feature extractor {extractor!r} is not supported; use one of {list(EXTRACTORS)}")
+    if weights_path is None:
+        # torch-fidelity would download Inception weights for a None path; this study never downloads
+        raise MetricInputError(f"feature extractor {extractor!r} needs a local weights file; got None "
+                               "(weights are never downloaded)")
+    path = Path(weights_path)
+    if not path.is_file():
+        raise MetricInputError(f"weights file {path} for feature extractor {extractor!r} does not exist")
+    return path
+
+
+def extractor_label(extractor: str, weights_path: str | Path | None) -> str:
+    """The human label written beside every number, e.g. ``domain classifier (trained on digits)``."""
+    path = resolve_weights(extractor, weights_path)
+    if extractor == INCEPTION_EXTRACTOR:
+        return INCEPTION_LABEL
+    return domain_label(load_domain_classifier(path)[1]["dataset"])
+
+
+@contextlib.contextmanager
+def ieee_float32() -> Iterator[None]:
+    """IEEE float32 convolutions and matmuls for the duration: cuDNN's default on Ampere and later GPUs is TF32
+    (10-bit mantissa), which moves features; reported numbers are computed without it. No effect on CPU."""
+    cudnn, cuda = torch.backends.cudnn, torch.backends.cuda
+    if hasattr(cudnn, "conv") and hasattr(cudnn.conv, "fp32_precision"):  # torch ≥ 2.9
+        saved = (cudnn.conv.fp32_precision, cuda.matmul.fp32_precision)
+        cudnn.conv.fp32_precision = cuda.matmul.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            cudnn.conv.fp32_precision, cuda.matmul.fp32_precision = saved
+    else:
+        saved = (cudnn.allow_tf32, cuda.matmul.allow_tf32)
+        cudnn.allow_tf32 = cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            cudnn.allow_tf32, cuda.matmul.allow_tf32 = saved
+
+
+def feature_layer(extractor: str) -> str:
+    """The extractor's default layer for 'fid', which is also its default for 'kid' and 'prc': one feature
+    space for every metric."""
+    if extractor not in FEATURE_EXTRACTORS_REGISTRY:
+        raise MetricInputError(f"feature extractor {extractor!r} is not supported; use one of {list(EXTRACTORS)}")
+    return FEATURE_EXTRACTORS_REGISTRY[extractor].get_default_feature_layer_for_metric("fid")
+
+
+def extract_layers(images: np.ndarray, extractor: str, weights_path: str | Path | None, layers: tuple[str, ...],
+                   batch_size: int, device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
+    """uint8 (N, C, H, W) → {layer: float32 (N, D_layer)} through torch-fidelity's extractor and batching,
+    in IEEE float32 inside the network (no TF32, no autocast: the only precision used for reported numbers).
+
+    The FID layer has D = 2048 (Inception pool3) or 4·channels (domain classifier).
+    """
+    check_images(images)
+    path = resolve_weights(extractor, weights_path)
+    if batch_size < 1:
+        raise MetricInputError(f"batch_size = {batch_size} is invalid: must be ≥ 1")
+    if extractor == INCEPTION_EXTRACTOR and images.shape[1] == 1:
+        images = np.repeat(images, 3, axis=1)  # Inception is an RGB network: grey → (g, g, g)
+    cuda = torch.device(device).type == "cuda"
+    net = create_feature_extractor(extractor, list(layers), cuda=cuda, feature_extractor_weights_path=str(path),
+                                   feature_extractor_internal_dtype="float32", verbose=False)
+    # save_cpu_ram=True means no DataLoader workers: the array is already in memory, and worker
+    # processes would only add start-up time on a 2-core machine
+    with ieee_float32():
+        feats = get_featuresdict_from_dataset(_UInt8Images(images), net, batch_size, cuda, save_cpu_ram=True,
+                                              verbose=False)
+    return {layer: feats[layer].to(torch.float32).numpy() for layer in layers}
+
+
+def extract_features(images: np.ndarray, extractor: str, weights_path: str | Path | None, batch_size: int,
+                     device: str | torch.device = "cpu") -> np.ndarray:
+    """The FID layer of :func:`extract_layers`: uint8 (N, C, H, W) → float32 (N, D)."""
+    layer = feature_layer(extractor)
+    return extract_layers(images, extractor, weights_path, (layer,), batch_size, device)[layer]
+
+
+def _as_tensor(features: np.ndarray, name: str) -> torch.Tensor:
+    if not isinstance(features, np.ndarray) or features.ndim != 2 or features.dtype != np.float32:
+        got = f"{type(features).__name__} {getattr(features, 'dtype', '')} {getattr(features, 'shape', '')}"
+        raise MetricInputError(f"{name}: expected float32 features shaped (N, D), got {got}")
+    return torch.from_numpy(features)
+
+
+def feature_statistics(features: np.ndarray) -> dict[str, np.ndarray]:
+    """float32 (N, D) → {"mu": (D,) float32, "sigma": (D, D) float64 sample covariance}.
+
+    torch-fidelity's fid_features_to_statistics: sigma = 1/(N−1) Σ (φ_i − μ)(φ_i − μ)ᵀ.
+    """
+    return fid_features_to_statistics(_as_tensor(features, "features"))
+
+
+def frechet_distance(stats_gen: dict[str, np.ndarray], stats_ref: dict[str, np.ndarray]) -> float:
+    """FID between two {"mu", "sigma"} statistics (torch-fidelity's fid_statistics_to_metric)."""
+    return fid_statistics_to_metric(stats_gen, stats_ref, verbose=False)[KEY_METRIC_FID]
+
+
+def kernel_distance(features_gen: np.ndarray, features_ref: np.ndarray, subset_size: int, subsets: int,
+                    seed: int) -> tuple[float, float]:
+    """KID (mean, std) over ``subsets`` random subsets of ``subset_size`` from each side.
+
+    Subsets are drawn by torch-fidelity with numpy RandomState(seed); subset_size must be ≥ 2 (the
+    unbiased estimator divides by m(m − 1)) and ≤ both sample counts.
+    """
+    n_gen, n_ref = len(features_gen), len(features_ref)
+    if not 2 <= subset_size <= min(n_gen, n_ref):
+        raise MetricInputError(f"KID subset size {subset_size} is invalid: must lie in [2, min(n = {n_gen}, "
+                               f"n_ref = {n_ref})]")
+    out = kid_features_to_metric(_as_tensor(features_gen, "features_gen"), _as_tensor(features_ref, "features_ref"),
+                                 kid_subsets=subsets, kid_subset_size=subset_size, rng_seed=seed, verbose=False)
+    return out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
+
+
+def precision_recall(features_gen: np.ndarray, features_ref: np.ndarray, neighborhood: int,
+                     device: str | torch.device = "cpu") -> tuple[float, float]:
+    """k-NN precision (generated inside the real manifold) and recall (real inside the generated one).
+
+    Each side needs more than ``neighborhood`` points (the k-th neighbour excludes the point itself).
+    """
+    n_gen, n_ref = len(features_gen), len(features_ref)
+    if min(n_gen, n_ref) <= neighborhood:
+        raise MetricInputError(f"precision/recall with prc_neighborhood = {neighborhood} needs more than "
+                               f"{neighborhood} images on each side, got n = {n_gen}, n_ref = {n_ref}")
+    gen = _as_tensor(features_gen, "features_gen").to(device)
+    ref = _as_tensor(features_ref, "features_ref").to(device)
+    # save_cpu_ram selects the batched variant: identical numbers, without two full N×N matrices in memory
+    out = prc_features_to_metric(gen, ref, prc_neighborhood=neighborhood, save_cpu_ram=True, verbose=False)
+    return out[KEY_METRIC_PRECISION], out[KEY_METRIC_RECALL]

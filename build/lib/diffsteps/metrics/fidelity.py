@@ -1,0 +1,163 @@
+"""Sample quality as tidy rows: FID, KID, precision/recall and memorisation against cached reference statistics
+(:mod:`diffsteps.features.refstats`, which refuses stale statistics).
+
+Every metric comes back as one row (see :data:`ROW_KEYS`; the names follow ``rows.py``)::
+
+    {"metric": "fid" | "kid" | "precision" | "recall" | "memorisation", "value": float | None,
+     "std": float | None, "n": images scored, "n_ref": reference images, "feature_extractor": label,
+     "weights_sha256": str | None, "status": "ok" | "not_computed" | "not_available", "reason": None | why}
+
+``kid`` carries the mean over subsets in ``value`` and the standard deviation over subsets in ``std``.
+``memorisation`` is the share of images whose nearest training image (Euclidean, in the same features)
+is nearer than τ, the ``quantile`` of the held-out split's own nearest-training distances; ``std`` is its
+binomial standard error √(p(1 − p)/n). Fresh draws from the data distribution score ≈ quantile; copies of
+training images push it towards 1.
+Rows of both extractors use the same metric names; the ``feature_extractor`` label tells them apart.
+The real-data floor (:func:`floor_rows`) is the held-out features stored with the statistics, scored alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
+
+from ..config import EvaluationConfig
+from ..io import sha256_file
+from ..features.classifier import check_images, domain_label
+from ..features.extract import (INCEPTION_EXTRACTOR, INCEPTION_LABEL, extract_features, extract_layers, extractor_label,
+                       feature_statistics, frechet_distance, kernel_distance, precision_recall, resolve_weights)
+from ..features.inception_weights import NO_LOGITS, has_logits, load_state
+from ..features.refstats import RefStats, StaleReferenceStats, nearest_neighbours, subset
+
+METRICS = ("fid", "kid", "precision", "recall", "memorisation")
+ROW_KEYS = ("metric", "value", "std", "n", "n_ref", "feature_extractor", "weights_sha256", "status", "reason")
+NO_INCEPTION = "not computed: no Inception weights"
+#: Inception Score: only with weights that have a real classifier (the converted weights do not).
+IS_METRIC, IS_SPLITS = "is", 10
+
+
+@dataclass(frozen=True)
+class Nearest:
+    """Each scored image's nearest reference image: Euclidean ``distance`` (n,) and ``split_index`` (n,)
+    into the training split (not into the reference subset)."""
+
+    distance: np.ndarray
+    split_index: np.ndarray
+    #: which of the images given to :func:`score` were scored (all of them, or the seeded subset of n)
+    scored_index: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The rows of one scored set and its nearest training images (for the closest-pairs grid)."""
+
+    rows: list[dict[str, Any]]
+    nearest: Nearest
+
+
+def memorisation_share(distance: np.ndarray, tau: float) -> tuple[float, float]:
+    """(p, s.e.): the share of images nearer their nearest training image than τ, and √(p(1 − p)/n)."""
+    p = float(np.mean(distance < tau))
+    return p, float(np.sqrt(p * (1 - p) / len(distance)))
+
+
+def _row(metric: str, value: float | None, std: float | None, n: int | None, n_ref: int | None, label: str,
+         weights_sha256: str | None, status: str = "ok", reason: str | None = None) -> dict[str, Any]:
+    return dict(zip(ROW_KEYS, (metric, value, std, n, n_ref, label, weights_sha256, status, reason)))
+
+
+def score_features(features: np.ndarray, ref: RefStats, label: str, weights_sha256: str, cfg: EvaluationConfig,
+                   device: str | torch.device, seed: int) -> Scores:
+    """FID, KID, precision/recall and memorisation of features (N, D) against ``ref``.
+
+    KID uses subsets of min(cfg.kid_subset_size, n, n_ref) images, cfg.kid_subsets times, drawn with ``seed``.
+    """
+    n, n_ref = len(features), ref.n
+    fid = frechet_distance(feature_statistics(features), ref.stats)
+    kid_mean, kid_std = kernel_distance(features, ref.features, min(cfg.kid_subset_size, n, n_ref),
+                                        cfg.kid_subsets, seed)
+    precision, recall = precision_recall(features, ref.features, cfg.prc_neighborhood, device)
+    distance, nearest = nearest_neighbours(features, ref.features, device)
+    share, share_se = memorisation_share(distance, ref.tau(cfg.memorisation.quantile))
+    values = ((fid, None), (kid_mean, kid_std), (precision, None), (recall, None), (share, share_se))  # METRICS order
+    rows = [_row(metric, value, std, n, n_ref, label, weights_sha256)
+            for metric, (value, std) in zip(METRICS, values)]
+    return Scores(rows, Nearest(distance, ref.index[nearest]))
+
+
+def _check_ref(ref: RefStats, extractor: str, weights_sha256: str, weights_path: str | Path) -> None:
+    for key, value in (("extractor", extractor), ("weights_sha256", weights_sha256)):
+        if ref.meta.get(key) != value:
+            raise StaleReferenceStats(f"reference statistics have {key} = {ref.meta.get(key)!r} but the images are "
+                                      f"scored with {value!r} ({weights_path}); recompute the statistics")
+
+
+def score(generated: np.ndarray, ref: RefStats, extractor: str, weights_path: str | Path, cfg: EvaluationConfig,
+          device: str | torch.device, seed: int, n: int | None = None) -> Scores:
+    """:func:`score_features` of ``generated`` (uint8 (N, C, H, W)), or of a seeded subset of ``n`` of them
+    (to compare with the floor at its N). Raises :class:`StaleReferenceStats` when ``ref`` belongs to
+    another extractor or other weights than ``extractor``/``weights_path``."""
+    check_images(generated, "generated")
+    weights_sha256 = sha256_file(resolve_weights(extractor, weights_path))
+    _check_ref(ref, extractor, weights_sha256, weights_path)
+    images, index = subset(generated, n, seed, "generated images")
+    features = extract_features(images, extractor, weights_path, cfg.batch_size, device)
+    scores = score_features(features, ref, extractor_label(extractor, weights_path), weights_sha256, cfg, device, seed)
+    return Scores(scores.rows, dataclasses.replace(scores.nearest, scored_index=index))
+
+
+def floor_rows(ref: RefStats, cfg: EvaluationConfig, device: str | torch.device, seed: int) -> list[dict[str, Any]]:
+    """The real-data floor: the held-out features stored with ``ref``, scored against the training statistics.
+
+    It is the best a generator can do at this N (FID is biased upwards at small N), so generated sets are
+    compared with it at the same N. Its memorisation share is ≈ the quantile by construction: the level of
+    fresh data.
+    """
+    return score_features(ref.heldout_features, ref, ref.meta["feature_extractor"], ref.meta["weights_sha256"],
+                          cfg, device, seed).rows
+
+
+def _placeholder_rows(status: str, reason: str, label: str, n: int | None) -> list[dict[str, Any]]:
+    """One row per metric with no value: a reason is always written, never a blank or a zero."""
+    return [_row(metric, None, None, n, None, label, None, status, reason) for metric in METRICS]
+
+
+def not_computed_rows(reason: str = NO_INCEPTION, n: int | None = None) -> list[dict[str, Any]]:
+    """Inception rows when there are no weights (status ``not_computed``)."""
+    return _placeholder_rows("not_computed", reason, INCEPTION_LABEL, n)
+
+
+def closest_pairs(nearest: Nearest, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The k scored images nearest their training neighbour: (index into the scored input, index into the
+    training split, distance), nearest first."""
+    order = np.argsort(nearest.distance, kind="stable")[:k]
+    scored = order if nearest.scored_index is None else nearest.scored_index[order]
+    return scored, nearest.split_index[order], nearest.distance[order]
+
+
+def not_available_rows(reason: str, dataset: str, n: int | None = None) -> list[dict[str, Any]]:
+    """Domain rows for a data set without labels, where no classifier can be trained (``not_available``)."""
+    return _placeholder_rows("not_available", reason, domain_label(dataset), n)
+
+
+def inception_score_row(images: np.ndarray, weights_path: str | Path, cfg: EvaluationConfig,
+                        device: str | torch.device, seed: int) -> dict[str, Any]:
+    """The Inception Score (mean ± std over min(10, N) splits) from the logits of ``weights_path``.
+
+    Weights without a classifier (the converted FID weights: a NaN placeholder) are refused with
+    :data:`NO_LOGITS`, never computed: they have no ImageNet logits.
+    """
+    sha = sha256_file(resolve_weights(INCEPTION_EXTRACTOR, weights_path))
+    if not has_logits(load_state(weights_path)):
+        return _row(IS_METRIC, None, None, len(images), None, INCEPTION_LABEL, sha, "not_available", NO_LOGITS)
+    layer = "logits_unbiased"
+    logits = extract_layers(images, INCEPTION_EXTRACTOR, weights_path, (layer,), cfg.batch_size, device)[layer]
+    out = isc_features_to_metric(torch.from_numpy(logits), splits=min(IS_SPLITS, len(images)), shuffle=True,
+                                 rng_seed=seed)
+    return _row(IS_METRIC, out[KEY_METRIC_ISC_MEAN], out[KEY_METRIC_ISC_STD], len(images), None, INCEPTION_LABEL, sha)

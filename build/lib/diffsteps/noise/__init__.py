@@ -1,0 +1,10 @@
+"""Noise processes: the forward corruption, kept apart from networks and samplers."""
+
+from .base import ForwardSample, NoiseProcess, expand_like
+from .gamma import GammaNoise
+from .gaussian import GaussianNoise
+from .mixture import MixtureNoise
+from .schedule import SPACINGS, Chain, Schedule, make_betas, respace, vp_sde_betas
+
+__all__ = ["Chain", "ForwardSample", "GammaNoise", "GaussianNoise", "MixtureNoise", "NoiseProcess", "SPACINGS", "Schedule", "expand_like",
+           "make_betas", "respace", "vp_sde_betas"]

@@ -1,0 +1,71 @@
+"""What every stage shares: loading params, choosing the device, recording results, failed cells."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from typing import Any, Callable
+
+import torch
+
+from ..config import StudyConfig, config_slice
+from ..io import provenance
+from ..params import load_config
+
+log = logging.getLogger("diffsteps")
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="the study parameters (default: params.yaml)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    # what the workflow passes (the stage table is the workflow's, never imported by a stage): the record saves
+    # these values, so it says exactly which parameters produced the artifact
+    parser.add_argument("--stage", default=None, help="the workflow stage this cell belongs to (default: the command)")
+    parser.add_argument("--keys", nargs="+", default=None, metavar="KEY",
+                        help="the dotted params.yaml keys this cell reads (default: every section)")
+
+
+def setup(args: argparse.Namespace) -> StudyConfig:
+    """Validate params first (bad input stops before any expensive work), then set threads."""
+    cfg = load_config(args.params)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return cfg
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device = 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def cell_config(cfg: StudyConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """The params this cell read: the values of ``--keys`` (the workflow stage's slice, with the run's own
+    ``method_config.<run>`` for a run's cells), keyed by dotted name; every section without ``--keys``."""
+    return config_slice(cfg, args.keys)
+
+
+def record(cfg: StudyConfig, args: argparse.Namespace, *, status: str = "ok", error: str | None = None,
+           device: Any = None, **extra: Any) -> dict[str, Any]:
+    """The JSON record written beside every artifact: its stage, status, the params slice used
+    (:func:`cell_config`), provenance."""
+    return {"stage": args.stage or args.command, "status": status, "error": error, "config": cell_config(cfg, args),
+            "provenance": provenance(device), **extra}
+
+
+def run_cell(work: Callable[[], None], on_failure: Callable[[str], None]) -> int:
+    """Run one cell; a runtime failure is recorded (``on_failure`` writes the failed outputs) and the
+    command exits 0, so that the other cells and the report complete and show this cell as failed.
+    Bad input (``ValueError`` raised while validating, before work starts) is not caught here."""
+    try:
+        work()
+    except (RuntimeError, FloatingPointError, MemoryError, OSError) as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc(file=sys.stderr)
+        log.error("cell failed: %s", message)
+        on_failure(message)
+    return 0

@@ -1,0 +1,62 @@
+"""``report``: the tidy CSV, the figures and the Markdown + HTML report of the current study.
+
+It reads exactly the cells of the current params (:mod:`diffsteps.cells`), never a
+glob of ``results/``, so leftovers of earlier configurations cannot leak into the report.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..cells import report_inputs
+from ..config import to_plain
+from ..io import read_json
+from ..models.unet import UNet, UNetSpec, count_parameters
+from ..reporting.aggregate import collect, write_csv
+from ..reporting.plots import plot_all
+from ..reporting.plots_memorisation import plot_closest_pairs
+from ..reporting.report import build_report, meta_from_config
+from ..reporting.summary import run_label
+from .common import add_common, setup
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="aggregate every cell into results.csv, figures and the report")
+    add_common(p)
+    p.add_argument("--out-dir", default="reports", type=Path)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    cfg = setup(args)
+    inputs = report_inputs(to_plain(cfg))
+    train_records = [p for p in inputs["train"] if p.endswith(".json")]
+    df = collect([*inputs["eval"], *inputs["nll"], *inputs["floor"], *train_records])
+    out = args.out_dir
+    write_csv(df, out / "results.csv")
+    # results/models/<dataset>/<method>[/T<T>]/train<ts>/loss.csv → "<method>[ T<T>] train<ts>"
+    loss = {" ".join(Path(p).parts[3:-1]): p for p in inputs["train"] if p.endswith(".csv")}
+    shutil.rmtree(out / "figures", ignore_errors=True)  # figures of an earlier configuration must not linger
+    # one curve per run (the first training seed's record; the noise does not depend on the seed)
+    skewness, log_snr, parameters = {}, {}, {}
+    for p in train_records:
+        rec = read_json(p)
+        cell, result = rec.get("cell", {}), rec.get("result") or {}
+        if cell.get("noise_skewness"):
+            skewness.setdefault(run_label(cell), cell["noise_skewness"])
+        if result.get("log_snr"):  # the first training seed's schedule stands for the run (for each T of a fixed-T run)
+            log_snr.setdefault(cell["method"] + (f" (T = {cell['T']})" if cell.get("T") else ""), result["log_snr"])
+        if result.get("parameters"):
+            parameters.setdefault(cell["method"], result["parameters"])
+    figures = plot_all(df, out / "figures", loss, skewness, log_snr)
+    figures.update(plot_closest_pairs(df, inputs["pairs"], out / "figures"))
+    grids = [Path(p) for p in inputs["samples"] if p.endswith("grid.png")]
+    C, H, _ = read_json(train_records[0])["cell"]["image_shape"]  # the plan always holds ≥ 1 training cell
+    model = UNet(UNetSpec.from_config(cfg.model, image_size=H, in_channels=C))
+    network = (f"UNet, {count_parameters(model) / 1e6:.2f}M parameters, width {cfg.model.channels}, "
+               f"levels {list(cfg.model.channel_mult)}, attention at {list(cfg.model.attn_resolutions)}")
+    if parameters:  # VDM adds Fourier-feature input channels and its schedule to the same UNet
+        network += "; trained parameters per run: " + ", ".join(f"{m} {n:,}" for m, n in sorted(parameters.items()))
+    build_report(df, figures, grids, out, meta_from_config(cfg, network=network))
+    return 0

@@ -1,0 +1,56 @@
+"""Study utilities: ``preset`` (write params.yaml from a named preset), ``validate``, ``dvc-yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..params import available_presets, load_config, preset_path
+from ..io import atomic_write_text
+from ..features.inception_source import check_weights_spec
+from ..reruns import architecture_path, with_rerun_table
+from ..workflow import dvc_yaml_text
+
+
+def register(sub) -> None:
+    p = sub.add_parser("preset", help="write params.yaml from a named preset (cpu, gpu, paper, smoke)")
+    p.add_argument("name", help=f"one of {available_presets()}")
+    p.add_argument("--params", default="params.yaml", type=Path)
+    p.set_defaults(func=run_preset)
+    p = sub.add_parser("validate", help="validate params.yaml and print the resolved study")
+    p.add_argument("--params", default="params.yaml", type=Path)
+    p.set_defaults(func=run_validate)
+    p = sub.add_parser("dvc-yaml", help="regenerate what the stage table in diffsteps.workflow generates: dvc.yaml and "
+                                        "the rerun table of docs/ARCHITECTURE.md")
+    p.add_argument("--out", default="dvc.yaml", type=Path)
+    p.add_argument("--check", action="store_true", help="exit 1 when a file differs from the generated text")
+    p.set_defaults(func=run_dvc_yaml)
+
+
+def run_preset(args) -> int:
+    """Presets are selected *through* params.yaml: both tools read the values written here, so results
+    and dvc.lock can never disagree about the values that produced them."""
+    text = preset_path(args.name).read_text()
+    load_config(preset_path(args.name))  # a preset is itself validated before it replaces params.yaml
+    atomic_write_text(args.params, text)
+    print(f"params.yaml now holds preset {args.name!r}")
+    return 0
+
+
+def run_validate(args) -> int:
+    cfg = load_config(args.params)
+    check_weights_spec(cfg.evaluation.inception.weights)  # the Inception weights must be obtainable here
+    print(f"{args.params}: valid (preset {cfg.preset!r}, dataset {cfg.data.dataset!r}, methods {list(cfg.methods)})")
+    return 0
+
+
+def run_dvc_yaml(args) -> int:
+    docs = architecture_path(args.out.parent)
+    generated = {args.out: dvc_yaml_text(), docs: with_rerun_table(docs.read_text())}
+    if args.check:
+        stale = [path for path, text in generated.items() if path.read_text() != text] if args.out.exists() else [args.out]
+        for path in generated:
+            print(f"{path}: {'DIFFERS from the stage table; run python -m diffsteps dvc-yaml' if path in stale else 'up to date'}")
+        return 1 if stale else 0
+    for path, text in generated.items():
+        atomic_write_text(path, text)
+    return 0

@@ -1,0 +1,144 @@
+"""``train``: one model per (method, training seed) (and per T for fixed-T runs such as DDGAN), the
+same budget in images seen for every model.
+
+A fixed-T run may log a domain-FID *probe* during training (``probe_every`` > 0 in its options): the FID
+of ``probe_n`` samples of the EMA generator at its T, in the study's domain features, against the
+training statistics (``--stats``, ``--weights``, ``--data-meta``, ``--domain-meta``). GAN failure shows up
+there before the run ends.
+
+Resumable state lives in ``.cache/resume/<hash>``, keyed by the hash of the resolved config slice
+and the cell, outside DVC's declared outputs (DVC deletes those before it runs a stage), so a
+killed run continues where it stopped and never resumes into a run with other parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import FIXED_T_SAMPLER, FIXED_T_SPACING, SamplerSpec, config_hash, to_plain
+from ..data.datasets import load_split
+from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json, sha256_file
+from ..features.extract import DOMAIN_EXTRACTOR, extract_features, feature_statistics, frechet_distance
+from ..features.refstats import load_reference_stats
+from ..registry import method_class, run_identity
+from ..rows import make_row
+from ..models.unet import count_parameters
+from ..noise.reverse import Ancestral
+from ..training.checkpoint import load_ema_model
+from ..training.loop import Probe, train
+from .common import add_common, cell_config, record, resolve_device, run_cell, setup
+
+#: the probe's sampling seed: the same latents and noise at every probe, so its curve shows training alone
+PROBE_SEED = 0
+
+RESUME_ROOT = Path(".cache/resume")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train one method at one training seed")
+    add_common(p)
+    p.add_argument("--method", required=True, help="the run, a key of method_config in params.yaml")
+    p.add_argument("--train-seed", required=True, type=int)
+    p.add_argument("--data-dir", required=True, type=Path)
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--T", type=int, default=None, help="the step count of a fixed-T run (DDGAN); omit for others")
+    probe = p.add_argument_group("domain-FID probe of fixed-T runs (all four, or none: no probe)")
+    probe.add_argument("--stats", type=Path, help="domain-feature statistics of the training split")
+    probe.add_argument("--weights", type=Path, help="the domain extractor checkpoint")
+    probe.add_argument("--domain-meta", type=Path, help="extractor.json of the domain classifier")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def resume_dir(params: dict, method: str, seed: int, data_sha256: str, T: int | None = None) -> Path:
+    """Keyed by the params slice the cell reads (:func:`~.common.cell_config`), the cell (with T for a fixed-T
+    run) and the training data's content hash."""
+    key = {"params": params, "method": method, "seed": seed, "data": data_sha256}
+    if T is not None:
+        key["T"] = T
+    return RESUME_ROOT / config_hash(key)
+
+
+def domain_fid_probe(method, cfg, stats: Path, weights: Path, split_sha256: str, device: torch.device) -> Probe:
+    """FID of ``probe_n`` samples of a fixed-T model at its own T, in domain features, against the
+    training split's statistics (checked to belong to this split and extractor)."""
+    ref = load_reference_stats(stats, split_sha256, sha256_file(weights), DOMAIN_EXTRACTOR)
+    # the fixed-T run's own sampler, its posterior chain: the noise process's, so training needs no solver
+    sampler, n = Ancestral(SamplerSpec.parse(FIXED_T_SAMPLER).variance), method.options.probe_n
+
+    def probe(model: torch.nn.Module) -> float:
+        gen = method.generate(model, method.T, sampler, FIXED_T_SPACING, n, PROBE_SEED,
+                              batch_size=cfg.sampling.batch_size, device=device)
+        features = extract_features(gen.images, DOMAIN_EXTRACTOR, weights, cfg.evaluation.batch_size, device)
+        return frechet_distance(feature_statistics(features), ref.stats)
+
+    return probe
+
+
+def _probe_args(args, method) -> str | None:
+    """Why the probe cannot run (None when it can); bad combinations of arguments raise."""
+    given = [a for a in ("stats", "weights", "domain_meta") if getattr(args, a) is not None]
+    if given and len(given) < 3:
+        raise ValueError(f"--stats, --weights and --domain-meta go together; got only {given}")
+    if not getattr(method.options, "probe_every", 0):
+        return "no probe: probe_every is 0 or the run has none"
+    if not given:
+        return "no probe: --stats/--weights/--domain-meta not given"
+    domain = read_json(args.domain_meta)
+    if domain["status"] != "ok":
+        return f"no probe: the domain extractor failed ({domain['error']})"
+    return None
+
+
+def noise_skewness(method, T: int) -> dict[str, list[float]] | None:
+    """Skewness of the method's standardised training noise on a log grid of t = 1..T, or None."""
+    t = np.unique(np.geomspace(1, T, 60).round().astype(int))
+    skew = method.noise_skewness(t)
+    return None if skew is None else {"t": t.tolist(), "skewness": [float(v) for v in skew]}
+
+
+def run(args) -> int:
+    cfg = setup(args)
+    images, _ = load_split(args.data_dir / "train.npz")
+    method = method_class(cfg, args.method)(cfg, args.method, images.shape[1:], args.T)
+    device = resolve_device(cfg.train.device)
+    out = args.out_dir
+    ident = {"dataset": cfg.data.dataset, "method": args.method, **run_identity(cfg, args.method),
+             "train_seed": args.train_seed}
+    if args.T is not None:  # a fixed-T model serves one cell: its rows carry its NFE
+        ident["nfe"] = args.T
+    cell = {**ident, "image_shape": list(images.shape[1:]), "T": args.T,
+            # the noise's shape over t, for the report (closed form; Gaussian is 0)
+            "noise_skewness": noise_skewness(method, cfg.noise.T)}
+    no_probe = _probe_args(args, method)
+
+    def work() -> None:
+        data_sha = read_json(args.data_dir / "data.json")["sha256"]["train"]
+        probe = None if no_probe else domain_fid_probe(method, cfg, args.stats, args.weights, data_sha, device)
+        res = train(method, images, cfg.train, args.train_seed, out,
+                    resume_dir(cell_config(cfg, args), args.method, args.train_seed, data_sha, args.T), device,
+                    progress=not args.no_progress, probe=probe,
+                    probe_every=method.options.probe_every if probe else 0)
+        rows = [make_row(**ident, n=res.images_seen, metric=m, value=v) for m, v in (
+            ("training_seconds", res.seconds), ("training_peak_memory_mb", res.peak_memory_mb),
+            ("train_loss_final", res.final_loss))]
+        # the trained (EMA) network's size and noise schedule, for the report's comparisons
+        model = load_ema_model(method, out / "model.pt", device)
+        result = {**to_plain(dataclasses.asdict(res)), "parameters": count_parameters(model),
+                  "log_snr": method.log_snr_curve(model), "probe": no_probe or "domain FID"}
+        atomic_write_json(out / "train.json", record(cfg, args, device=device, cell=cell, rows=rows,
+                                                result=result))
+
+    def failed(message: str) -> None:
+        # placeholders that cannot be mistaken for a model: train.json says why, downstream cells fail in turn
+        atomic_torch_save(out / "model.pt", {"status": "failed", "error": message})
+        if not (out / "loss.csv").exists():  # the header alone: no log row was written
+            atomic_write_text(out / "loss.csv", "step,images_seen,loss,lr,seconds\n")
+        atomic_write_json(out / "train.json", record(cfg, args, status="failed", error=message,
+                                                     device=device, cell=cell))
+
+    return run_cell(work, failed)

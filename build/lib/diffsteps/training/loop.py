@@ -1,0 +1,317 @@
+"""The one training loop every method uses.
+
+A method supplies ``build_model()`` and a :class:`~diffsteps.learners.Learner` (its optimisers and update);
+the loop runs ``cfg.steps`` = ⌈images / batch_size⌉ steps on uint8 images (N, C, H, W) mapped to
+x0 = images / 127.5 − 1, with
+
+- data order: consecutive seeded permutations of the training set (epochs; a batch may span two);
+- learning rates warmed up linearly over ``warmup_images``, then constant; gradients clipped to norm
+  ``grad_clip`` (0 disables) (both applied by the learner);
+- bf16 autocast on CUDA when ``amp`` (bf16 has float32's range, so no loss scaling); float32 on CPU;
+- an EMA of the weights with decay warm-up (:mod:`.ema`), which is what ``model.pt`` keeps;
+- health checks on every step's values: a non-finite value, or the learner's own verdict (DDGAN:
+  a discriminator that wins every batch for too long), stops the run with :class:`TrainingDiverged`
+  before that state is checkpointed, so the last checkpoint is the last good state;
+- optionally a *probe* (a callable on the EMA model, e.g. a domain FID of a few samples) every
+  ``probe_every`` steps, logged in ``loss.csv`` as ``probe_fid``.
+
+Every random number comes from a stream derived from ``seed``: the model initialisation (global
+generator, seeded before ``build_model``; it also drives dropout), the data order and the learner's
+draws. All of them, with the model, EMA and learner state, are saved every ``checkpoint_every`` steps,
+so a run killed after a checkpoint and started again ends with bit-identical weights on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..config import TrainConfig, to_plain
+from ..io import atomic_write_json, atomic_write_text, peak_memory_mb, sha256_array
+from ..methods import Method, to_model_space
+from ..rng import BatchRNG, sample_seed
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, load_ema_model, model_spec, save_checkpoint, save_model
+from .ema import EMA
+from ..learners import learning_rate
+
+__all__ = ["EpochSampler", "TrainResult", "TrainingDiverged", "learning_rate", "load_ema_model", "train"]
+
+# sub-streams of a training seed (rng.sample_seed(seed, stream)); the model initialisation uses seed itself
+_DATA_STREAM, _OBJECTIVE_STREAM = 1, 2
+#: train-config keys that do not change the trained weights, so a resume may differ in them
+_RESUME_FREE_KEYS = ("checkpoint_every", "seeds", "device", "threads")
+PROBE_COLUMN = "probe_fid"
+#: a probe is a function of the EMA model returning one number (lower is better), e.g. a domain FID
+Probe = Callable[[torch.nn.Module], float]
+
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or the weights) became non-finite at ``step``; no checkpoint of that state is written."""
+
+    def __init__(self, step: int, loss: float, checkpoint: Path | None, detail: str, advice: str):
+        self.step, self.loss, self.checkpoint = step, loss, checkpoint
+        kept = (f"last good checkpoint kept at {checkpoint}" if checkpoint is not None
+                else "no checkpoint had been written yet")
+        super().__init__(f"training diverged at step {step}: loss = {loss} ({detail}); {kept}. {advice}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run reports (train.json). ``seconds`` sums the training time of every attempt."""
+
+    steps: int
+    images_seen: int
+    seconds: float
+    peak_memory_mb: float
+    final_loss: float
+    device: str
+    resumed_from_step: int
+
+
+class EpochSampler:
+    """Batches of indices (batch_size,) taken in order from seeded permutations of range(n), one per epoch."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = n, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.perm = torch.randperm(n, generator=self.generator)
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        parts, need = [], self.batch_size
+        while need:
+            if self.pos == self.n:
+                self.perm, self.pos = torch.randperm(self.n, generator=self.generator), 0
+            take = min(need, self.n - self.pos)
+            parts.append(self.perm[self.pos:self.pos + take])
+            self.pos += take
+            need -= take
+        return torch.cat(parts)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "perm": self.perm.clone(), "pos": self.pos}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.perm, self.pos = state["perm"].clone(), int(state["pos"])
+
+
+def _fingerprint(method: Method, model: torch.nn.Module, images: np.ndarray, cfg: TrainConfig, seed: int) -> dict:
+    """What must match for a checkpoint to be resumed: it decides every weight of the run."""
+    train = {k: v for k, v in to_plain(cfg).items() if k not in _RESUME_FREE_KEYS}
+    return {"method": method.name, "options": to_plain(method.options), "T": method.T, "seed": seed, "train": train,
+            "model_spec": model_spec(model),
+            "image_shape": list(images.shape[1:]), "data_sha256": sha256_array(images)}
+
+
+class _Run:
+    """The mutable state of one training run and the operations on it."""
+
+    def __init__(self, method: Method, images: np.ndarray, cfg: TrainConfig, seed: int, device: torch.device,
+                 checkpoint: Path):
+        self.cfg, self.device, self.checkpoint = cfg, device, checkpoint
+        torch.manual_seed(seed)  # the initialisation is drawn on the CPU: the same weights on every device
+        self.model = method.build_model()
+        self.learner = method.learner(self.model, cfg)  # may build more networks (DDGAN's D) from the same seed
+        for net in self.learner.networks():
+            net.to(device)
+        self.fingerprint = _fingerprint(method, self.model, images, cfg, seed)
+        self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
+        self.sampler = EpochSampler(len(images), cfg.batch_size, sample_seed(seed, _DATA_STREAM))
+        self.rng = BatchRNG(sample_seed(seed, _OBJECTIVE_STREAM))
+        self.data = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # uint8 on the device: 4× smaller
+        self.amp = cfg.amp and device.type == "cuda"
+        self.step = 0
+        self.log: list[dict[str, float]] = []
+        self.interval: list[dict[str, float]] = []  # per-step values since the last log row, checked
+        self.pending: list[dict[str, torch.Tensor]] = []  # values not yet read back (no device sync every step)
+        self.last_loss = math.nan
+        self.seconds = 0.0
+        self.has_checkpoint = False
+
+    # ---- checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return {"fingerprint": self.fingerprint, "step": self.step, "model": self.model.state_dict(),
+                "ema": self.ema.state_dict(), "learner": self.learner.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "rng": {"objective": self.rng.get_state(), "torch": torch.get_rng_state(), "cuda": cuda},
+                "log": self.log, "interval": self.interval, "seconds": self.seconds}
+
+    def resume(self) -> bool:
+        """Load the checkpoint if there is one; True when it did."""
+        state = load_checkpoint(self.checkpoint, self.fingerprint)
+        if state is None:
+            return False
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.learner.load_state_dict(state["learner"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.rng.set_state(state["rng"]["objective"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.device.type == "cuda" and state["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.step, self.log = int(state["step"]), list(state["log"])
+        self.interval, self.seconds = list(state["interval"]), float(state["seconds"])
+        self.has_checkpoint = True
+        return True
+
+    def save(self) -> None:
+        """Checkpoint the current state, after checking that it is finite (a diverged state is never saved)."""
+        for net in (*self.learner.networks(), self.ema.model):
+            if not all(torch.isfinite(p).all() for p in net.parameters()):
+                raise self._diverged(self.step, self.last_loss, "the weights are not finite after this step")
+        save_checkpoint(self.checkpoint, self.state_dict())
+        self.has_checkpoint = True
+
+    def _diverged(self, step: int, loss: float, detail: str) -> TrainingDiverged:
+        return TrainingDiverged(step, loss, self.checkpoint if self.has_checkpoint else None, detail,
+                                self.learner.advice)
+
+    # ---- training
+
+    def train_step(self) -> None:
+        """One learner step on the next batch; its values are kept on the device until :meth:`flush`."""
+        idx = self.sampler.next()
+        x0 = to_model_space(self.data[idx.to(self.device)])
+        values = self.learner.step(x0, self.rng, self.step, self.amp)
+        self.ema.update(self.model)
+        self.step += 1
+        self.pending.append(values)
+
+    def flush(self) -> None:
+        """Read the pending values back; raise :class:`TrainingDiverged` at the first step with a
+        non-finite value or that the learner's health check refuses."""
+        if not self.pending:
+            return
+        columns = self.learner.columns
+        values = torch.stack([torch.stack([v[c].float() for c in columns]) for v in self.pending]).cpu().tolist()
+        first = self.step - len(values) + 1
+        for i, row in enumerate(values):
+            named = dict(zip(columns, row))
+            bad = [c for c, v in named.items() if not math.isfinite(v)]
+            if bad:
+                raise self._diverged(first + i, named["loss"], f"{', '.join(bad)} not finite")
+            verdict = self.learner.health(named)
+            if verdict is not None:
+                raise self._diverged(first + i, named["loss"], verdict)
+            self.interval.append(named)
+        self.last_loss = values[-1][0]
+        self.pending.clear()
+
+    def log_row(self, probe: float | None = None) -> dict[str, float]:
+        row = {"step": self.step, "images_seen": self.step * self.cfg.batch_size,
+               **{c: float(np.mean([v[c] for v in self.interval])) for c in self.learner.columns},
+               "lr": self.learner.lr(self.step - 1), "seconds": round(self.seconds, 3)}
+        if probe is not None:
+            row[PROBE_COLUMN] = probe
+        self.log.append(row)
+        self.interval = []
+        return row
+
+
+def _check_images(images: np.ndarray, method: Method) -> None:
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"train_images must be a uint8 array (N, C, H, W); got "
+                         f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}")
+    if tuple(images.shape[1:]) != tuple(method.image_shape):
+        raise ValueError(f"train_images have shape {tuple(images.shape[1:])} per image, but method "
+                         f"{method.name!r} was built for {tuple(method.image_shape)}")
+    if len(images) == 0:
+        raise ValueError("train_images is empty; the training split needs at least one image")
+
+
+def _write_loss_csv(path: Path, log: list[dict[str, float]], columns: tuple[str, ...]) -> None:
+    """One row per log row; a value a row lacks (a probe between probe steps) is written as nan."""
+    lines = [",".join(columns)] + [",".join(repr(row.get(c, math.nan)) for c in columns) for row in log]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def loss_columns(learner_columns: tuple[str, ...], probe: bool) -> tuple[str, ...]:
+    """loss.csv's header: step, images_seen, the learner's values, lr, seconds[, probe_fid]."""
+    return ("step", "images_seen", *learner_columns, "lr", "seconds", *((PROBE_COLUMN,) if probe else ()))
+
+
+def train(method: Method, train_images: np.ndarray, cfg: TrainConfig, seed: int, out_dir: str | Path,
+          resume_dir: str | Path, device: torch.device | str, progress: bool = True, probe: Probe | None = None,
+          probe_every: int = 0) -> TrainResult:
+    """Train ``method`` on uint8 images (N, C, H, W) for ``cfg.steps`` steps; resume from ``resume_dir`` if it
+    holds a checkpoint of the same run.
+
+    Writes ``out_dir/model.pt`` (EMA weights) and ``out_dir/loss.csv`` (one row every ``log_every`` steps and at
+    the end: step, images_seen, the learner's values averaged since the previous row, lr, training seconds so
+    far and, with a ``probe``, its value on the EMA model every ``probe_every`` steps and at the end, else nan),
+    and keeps ``resume_dir/checkpoint.pt`` (a re-run of a finished run only rewrites the outputs) with
+    ``resume_dir/config.json`` saying which run it belongs to. Sets the global torch seed. Probe time is not
+    training time: ``seconds`` excludes it.
+    """
+    _check_images(train_images, method)
+    if probe is not None and probe_every < 1:
+        raise ValueError(f"probe_every = {probe_every} is invalid: a probe needs probe_every ≥ 1 (steps)")
+    out_dir, resume_dir, device = Path(out_dir), Path(resume_dir), torch.device(device)
+    batch = cfg.batch_size
+    run = _Run(method, train_images, cfg, seed, device, resume_dir / CHECKPOINT_NAME)
+    if not run.resume():
+        atomic_write_json(resume_dir / "config.json", run.fingerprint)
+    resumed_from = run.step
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for net in run.learner.networks():
+        net.train()
+    started, base_seconds = time.perf_counter(), run.seconds
+    columns = loss_columns(run.learner.columns, probe is not None)
+    try:
+        _train_steps(run, method, seed, probe, probe_every, started, base_seconds, resumed_from, progress)
+    except TrainingDiverged:
+        _write_loss_csv(out_dir / "loss.csv", run.log, columns)  # the curves up to the failure, for the report
+        raise
+    save_model(out_dir / "model.pt", run.ema.model, method, run.step, run.step * batch)
+    _write_loss_csv(out_dir / "loss.csv", run.log, columns)
+    return TrainResult(steps=run.step, images_seen=run.step * batch, seconds=run.seconds,
+                       peak_memory_mb=peak_memory_mb(device), final_loss=run.log[-1]["loss"], device=str(device),
+                       resumed_from_step=resumed_from)
+
+
+def _train_steps(run: _Run, method: Method, seed: int, probe: Probe | None, probe_every: int, started: float,
+                 base_seconds: float, resumed_from: int, progress: bool) -> None:
+    cfg = run.cfg
+    total, batch = cfg.steps, cfg.batch_size
+    with tqdm(total=total * batch, initial=run.step * batch, unit="img", unit_scale=True, file=sys.stderr,
+              desc=f"train {method.run} seed {seed}", disable=not (progress and sys.stderr.isatty())) as bar:
+        while run.step < total:
+            run.train_step()
+            bar.update(batch)
+            done = run.step == total
+            probe_due = probe is not None and (done or run.step % probe_every == 0)
+            log_due = done or probe_due or run.step % cfg.log_every == 0
+            checkpoint_due = done or run.step % cfg.checkpoint_every == 0
+            if log_due or checkpoint_due:
+                run.flush()
+                run.seconds = base_seconds + time.perf_counter() - started
+            if log_due:
+                probed = None
+                if probe_due:
+                    paused = time.perf_counter()
+                    probed = float(probe(run.ema.model))
+                    started += time.perf_counter() - paused  # the probe is monitoring, not training
+                row = run.log_row(probed)
+                bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
+            if checkpoint_due:
+                run.save()
+                if bar.disable:  # no terminal (a Snakemake log file): one line per checkpoint instead
+                    rate = (run.step - resumed_from) * batch / max(time.perf_counter() - started, 1e-9)
+                    log.info("train %s seed %d: step %d/%d, loss %.4f, %.0f img/s, checkpoint saved", method.name,
+                             seed, run.step, total, run.log[-1]["loss"] if run.log else float("nan"), rate)

