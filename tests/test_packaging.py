@@ -4,6 +4,7 @@ virtual environment, carries its schema and presets, so every preset validates t
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -17,8 +18,13 @@ def run(*cmd, cwd=None) -> str:
 
 
 def test_wheel_validates_every_preset_in_a_fresh_venv(tmp_path):
-    # --no-build-isolation: the build backend comes from this environment, so the build needs no network
-    run(sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist")
+    # built from a copy (setuptools writes build/ and *.egg-info beside the sources); --no-build-isolation: the
+    # build backend comes from this environment, so the build needs no network
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    run(sys.executable, "-m", "pip", "wheel", source, "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist")
     (wheel,) = (tmp_path / "dist").glob("diffsteps-*.whl")
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", venv)
