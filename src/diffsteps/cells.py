@@ -9,7 +9,6 @@ leftovers of earlier configurations cannot leak into it. No other stage imports 
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
@@ -20,8 +19,8 @@ DATA = "results/data/{dataset}"
 DOMAIN = "results/features/{dataset}/domain"
 REFSTATS = "results/refstats/{dataset}"
 INCEPTION = "results/resources/inception"  # the Inception weights: one file for every data set
-MODEL = "results/models/{dataset}/{method}/train{ts}"
-MODEL_T = "results/models/{dataset}/{method}/T{budget}/train{ts}"  # a fixed-T run's model at T = budget
+#: ``{model}`` is the run (``ddpm``), or the run at one T for a fixed-T run (``ddgan/T4``): one pattern, one rule
+MODEL = "results/models/{dataset}/{model}/train{ts}"
 SAMPLES = "results/samples/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
 EVAL = "results/eval/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
 NLL = "results/nll/{dataset}/{method}/ancestral-{variance}-{spacing}/K{budget}/train{ts}"
@@ -32,14 +31,26 @@ REPORT = "reports"
 
 @dataclass(frozen=True)
 class Variant:
-    """One family of cells of a stage: wildcards ranging over params lists (``matrix``) or fixed to
-    a params value (``fixed``), both mapping a wildcard to a dotted params.yaml key, or to a literal
-    (``constants``: a fixed-T run's one sampler and spacing)."""
+    """One family of cells of a stage, as a run's family declares its grid: wildcards ranging over params
+    lists (``matrix``) or fixed to a params value (``fixed``), both mapping a wildcard to a dotted
+    params.yaml key, or to a literal (``constants``: a fixed-T run's one sampler and spacing); ``derived``
+    wildcards are formatted from the others (the ``{model}`` a cell's network is, ``ddgan/T{budget}``).
+
+    A family whose step count is fixed at training (``fixed_T`` on its options type: DDGAN) has its runs
+    under ``fixed_T.methods``: its variants range over them and over ``fixed_T.T`` (one model per T,
+    sampled at NFE = T). DVC's matrices are products of params lists, so each grid is one matrix group
+    (``suffix``) of the same stage; Snakemake runs one rule per stage."""
 
     suffix: str
     matrix: Mapping[str, str]
     fixed: Mapping[str, str] = field(default_factory=dict)
     constants: Mapping[str, str] = field(default_factory=dict)
+    derived: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def fixed_T(self) -> bool:
+        """Whether this is the grid of the fixed-T runs (their params and inputs differ: no noise.*, a probe)."""
+        return self.matrix.get("method") == FIXED_T_RUNS
 
 
 @dataclass(frozen=True)
@@ -50,18 +61,22 @@ class Layout:
     variants: tuple[Variant, ...]
 
 
+FIXED_T_RUNS = "fixed_T.methods"
 _DATASET = {"dataset": "data.dataset"}
 _ONE = (Variant("", {}, _DATASET),)
+_RUN = {"model": "{method}"}  # a run trained once: its model is the run's
+_AT_T = {"model": "{method}/T{budget}"}  # a fixed-T run's model at T = budget
 _CELL = Variant("", {"method": "methods", "sampler": "sampling.samplers", "spacing": "sampling.spacings",
-                     "budget": "sampling.budgets", "ts": "train.seeds", "seed": "sampling.seeds"}, _DATASET)
+                     "budget": "sampling.budgets", "ts": "train.seeds", "seed": "sampling.seeds"}, _DATASET,
+                derived=_RUN)
 #: a fixed-T run (DDGAN) at each T, sampled with its one sampler at NFE = T
-_FIXED_T_CELL = Variant("", {"method": "fixed_T.methods", "budget": "fixed_T.T", "ts": "train.seeds",
-                             "seed": "sampling.seeds"}, _DATASET,
-                        {"sampler": FIXED_T_SAMPLER, "spacing": FIXED_T_SPACING})
+_FIXED_T_CELL = Variant("_fixed_T", {"method": FIXED_T_RUNS, "budget": "fixed_T.T", "ts": "train.seeds",
+                                     "seed": "sampling.seeds"}, _DATASET,
+                        {"sampler": FIXED_T_SAMPLER, "spacing": FIXED_T_SPACING}, _AT_T)
 _REFERENCE = Variant("_reference", {"method": "sampling.reference.methods", "ts": "train.seeds",
                                     "seed": "sampling.seeds"},
                      {**_DATASET, "sampler": "sampling.reference.sampler", "spacing": "sampling.reference.spacing",
-                      "budget": "sampling.reference.budget"})
+                      "budget": "sampling.reference.budget"}, derived=_RUN)
 
 
 def _model(base: str) -> dict[str, str]:
@@ -81,23 +96,21 @@ LAYOUT: dict[str, Layout] = {
     "reference_stats": Layout({"stats": f"{REFSTATS}/domain.npz", "meta": f"{REFSTATS}/domain.json"}, _ONE),
     "reference_stats_inception": Layout({"stats": f"{REFSTATS}/inception.npz", "meta": f"{REFSTATS}/inception.json"},
                                         _ONE),
-    "train": Layout(_model(MODEL), (Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET),)),
-    "train_fixed_T": Layout(_model(MODEL_T), (Variant("", {"method": "fixed_T.methods", "budget": "fixed_T.T",
-                                                            "ts": "train.seeds"}, _DATASET),)),
-    "sample": Layout(_samples(SAMPLES), (_CELL, _REFERENCE)),
-    "sample_fixed_T": Layout(_samples(SAMPLES), (_FIXED_T_CELL,)),
+    "train": Layout(_model(MODEL), (Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET, derived=_RUN),
+                                    Variant("_fixed_T", {"method": FIXED_T_RUNS, "budget": "fixed_T.T",
+                                                         "ts": "train.seeds"}, _DATASET, derived=_AT_T))),
+    "sample": Layout(_samples(SAMPLES), (_CELL, _REFERENCE, _FIXED_T_CELL)),
     "evaluate": Layout({"metrics": f"{EVAL}/metrics.json", "pairs": f"{EVAL}/pairs.npz"},
-                       (_CELL, _REFERENCE, dataclasses.replace(_FIXED_T_CELL, suffix="_fixed_T"))),
+                       (_CELL, _REFERENCE, _FIXED_T_CELL)),
+    # a fixed-T run's bound cell is the one at its T: "not defined" with the reason (DDGAN is an implicit model)
     "nll": Layout({"nll": f"{NLL}/nll.json"},
                   (Variant("", {"method": "methods", "variance": "evaluation.nll.variances", "spacing": "sampling.spacings",
-                                "budget": "evaluation.nll.budgets", "ts": "train.seeds"}, _DATASET),)),
+                                "budget": "evaluation.nll.budgets", "ts": "train.seeds"}, _DATASET, derived=_RUN),
+                   Variant("_fixed_T", {"method": FIXED_T_RUNS, "budget": "fixed_T.T", "ts": "train.seeds"}, _DATASET,
+                           {"variance": "betatilde", "spacing": FIXED_T_SPACING}, _AT_T))),
     # the T = ∞ bound of continuous-time methods (VDM); "not defined" with the reason for the others
     "nll_continuous": Layout({"nll": f"{NLL_CONTINUOUS}/nll.json"},
-                             (Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET),)),
-    # a fixed-T run's bound cell at its T: "not defined" with the reason (DDGAN is an implicit model)
-    "nll_fixed_T": Layout({"nll": f"{NLL}/nll.json"},
-                          (Variant("", {"method": "fixed_T.methods", "budget": "fixed_T.T", "ts": "train.seeds"},
-                                   _DATASET, {"variance": "betatilde", "spacing": FIXED_T_SPACING}),)),
+                             (Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET, derived=_RUN),)),
     "floor": Layout({"metrics": f"{FLOOR}/metrics.json"}, _ONE),
     # reports/figures/ is rewritten with the report but not declared: a directory output makes Snakemake
     # miss new inputs of this rule, and report.html embeds every figure anyway (self-contained)
@@ -107,12 +120,39 @@ LAYOUT: dict[str, Layout] = {
 
 
 def iter_wildcards(cfg: Mapping[str, Any], stage: str) -> Iterator[dict[str, Any]]:
-    """Every cell of a stage under the current params (variants in order, matrix in product order)."""
+    """Every cell of a stage under the current params (variants in order, matrix in product order), with
+    its derived wildcards."""
     for variant in LAYOUT[stage].variants:
         fixed = {**variant.constants, **{k: lookup(cfg, v) for k, v in variant.fixed.items()}}
         keys = list(variant.matrix)
         for combo in itertools.product(*(lookup(cfg, variant.matrix[k]) for k in keys)):
-            yield {**fixed, **dict(zip(keys, combo))}
+            wc = {**fixed, **dict(zip(keys, combo))}
+            yield {**wc, **{k: v.format(**wc) for k, v in variant.derived.items()}}
+
+
+def variant_of(cfg: Mapping[str, Any], stage: str, method: str | None) -> Variant:
+    """The variant a job of ``stage`` for the run ``method`` belongs to: its fixed-T grid for a run listed under
+    fixed_T.methods, else the stage's first variant (its other variants read the same params and inputs)."""
+    variants = LAYOUT[stage].variants
+    fixed = method is not None and method in lookup(cfg, FIXED_T_RUNS)
+    return next((v for v in variants if v.fixed_T), variants[0]) if fixed else variants[0]
+
+
+def model_of(cfg: Mapping[str, Any], method: str, budget: Any = None) -> str:
+    """The ``{model}`` wildcard of a run's network: the run, or ``<run>/T<budget>`` for a fixed-T run."""
+    derived = variant_of(cfg, "train", method).derived["model"]
+    return derived.format(method=method, budget=budget)
+
+
+def run_of(model: str) -> str:
+    """The run of a ``{model}`` wildcard (``ddgan/T4`` → ``ddgan``)."""
+    return model.split("/", 1)[0]
+
+
+def T_of(model: str) -> int | None:
+    """The T of a fixed-T run's ``{model}`` (``ddgan/T4`` → 4), None for a run trained once."""
+    _, _, T = model.partition("/T")
+    return int(T) if T else None
 
 
 def all_outputs(cfg: Mapping[str, Any], stage: str) -> list[str]:
@@ -130,10 +170,8 @@ def report_inputs(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     return {
         "eval": [p for p in all_outputs(cfg, "evaluate") if p.endswith("metrics.json")],
         "pairs": [p for p in all_outputs(cfg, "evaluate") if p.endswith("pairs.npz")],
-        "nll": all_outputs(cfg, "nll") + all_outputs(cfg, "nll_continuous") + all_outputs(cfg, "nll_fixed_T"),
+        "nll": all_outputs(cfg, "nll") + all_outputs(cfg, "nll_continuous"),
         "floor": all_outputs(cfg, "floor"),
-        "train": [p for s in ("train", "train_fixed_T") for p in all_outputs(cfg, s)
-                  if p.endswith(("train.json", "loss.csv"))],
-        "samples": [p for s in ("sample", "sample_fixed_T") for p in all_outputs(cfg, s)
-                    if p.endswith(("sample.json", "grid.png"))],
+        "train": [p for p in all_outputs(cfg, "train") if p.endswith(("train.json", "loss.csv"))],
+        "samples": [p for p in all_outputs(cfg, "sample") if p.endswith(("sample.json", "grid.png"))],
     }

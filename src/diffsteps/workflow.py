@@ -16,11 +16,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .cells import DATA, DOMAIN, INCEPTION, LAYOUT, MODEL, MODEL_T, REFSTATS, SAMPLES, Variant
+from .cells import (DATA, DOMAIN, INCEPTION, LAYOUT, MODEL, REFSTATS, SAMPLES, T_of, Variant, model_of, run_of,
+                    variant_of)
 from .codedeps import PKG, module_closure
 from .config import lookup
 
@@ -37,6 +38,7 @@ _NLL_KEYS = (*MODEL_KEYS, "sampling.clip_x0", "evaluation.nll.n_images", "evalua
 WILDCARD_CONSTRAINTS = {
     "dataset": r"[a-z0-9_]+",
     "method": r"[a-z0-9_]+",
+    "model": r"[a-z0-9_]+(?:/T\d+)?",  # a run, or a fixed-T run at one T (cells.model_of)
     "sampler": r"ddim-eta\d+(?:\.\d+)?|ancestral-betatilde|ancestral-beta",
     "spacing": r"uniform|quad",
     "variance": r"betatilde|beta",
@@ -47,10 +49,18 @@ WILDCARD_CONSTRAINTS = {
 
 
 @dataclass(frozen=True)
+class Reads:
+    """What the cells of a grid read: extra input path patterns and the params.yaml keys."""
+
+    params: tuple[str, ...]
+    inputs: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Stage:
     """One stage of the DAG: its inputs (path patterns), the CLI command module it runs (``entry``, in
     ``diffsteps.stages``; its code dependencies follow from its imports) and the params.yaml keys it reads.
-    Its outputs and cells are its :data:`~.cells.LAYOUT` entry."""
+    Its outputs and cells are its :data:`~.cells.LAYOUT` entry: one grid per variant, one rule in Snakemake."""
 
     name: str
     inputs: Mapping[str, str]
@@ -61,6 +71,9 @@ class Stage:
     #: the stage belongs to one run ({method}) and also reads that run's options, method_config.<run>
     #: (only those: editing one run's options reruns that run alone)
     per_run: bool = False
+    #: what the cells of the fixed-T runs read instead of ``params`` and besides ``inputs``, where it differs
+    #: (DDGAN's chain is its own VP-SDE, so no noise.*; its training probe reads the domain features)
+    fixed_T: Reads | None = None
 
     @property
     def outputs(self) -> Mapping[str, str]:
@@ -70,13 +83,20 @@ class Stage:
     def variants(self) -> tuple[Variant, ...]:
         return LAYOUT[self.name].variants
 
-    def param_keys(self, method: str | None = None) -> tuple[str, ...]:
+    def reads(self, variant: Variant) -> Reads:
+        """The inputs and params of one variant's cells."""
+        if variant.fixed_T and self.fixed_T is not None:
+            return Reads(self.fixed_T.params, {**self.inputs, **self.fixed_T.inputs})
+        return Reads(self.params, self.inputs)
+
+    def param_keys(self, variant: Variant, method: str | None = None) -> tuple[str, ...]:
         """Dotted params.yaml keys of a cell; ``method`` fills the run's own key (DVC passes a template)."""
+        params = self.reads(variant).params
         if not self.per_run:
-            return self.params
+            return params
         if method is None:
             raise ValueError(f"stage {self.name!r} reads the options of one run: a method (run) is required")
-        return (*self.params, f"method_config.{method}")
+        return (*params, f"method_config.{method}")
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -91,6 +111,9 @@ _SCORING = {"stats": f"{REFSTATS}/domain.npz", "inception": f"{REFSTATS}/incepti
             "inception_weights": f"{INCEPTION}/inception.pth", "inception_meta": f"{INCEPTION}/inception.json",
             "data_meta": f"{DATA}/data.json"}
 _MODEL_IN = {"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json"}
+#: the domain features behind a fixed-T run's training-time FID probe (the train command's --stats, --weights, ...)
+PROBE_INPUTS = {"stats": f"{REFSTATS}/domain.npz", "weights": f"{DOMAIN}/extractor.pt",
+                "domain_meta": f"{DOMAIN}/extractor.json"}
 
 STAGES: tuple[Stage, ...] = (
     Stage("prepare_data", inputs={}, entry="data", params=("data",)),
@@ -108,28 +131,21 @@ STAGES: tuple[Stage, ...] = (
           inputs={**_SPLITS, "weights": f"{INCEPTION}/inception.pth", "weights_meta": f"{INCEPTION}/inception.json"},
           entry="refstats", params=("data", "evaluation.batch_size", "evaluation.inception.n",
                                     "evaluation.inception.n_ref")),
+    # one model per run and training seed (and per T of a fixed-T run, whose probe samples at its own T)
     Stage("train", inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json"}, entry="train",
-          per_run=True, params=MODEL_KEYS),
-    # one model per T of a fixed-T run; the domain extractor and statistics feed its training-time FID probe
-    Stage("train_fixed_T",
-          inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json", "stats": f"{REFSTATS}/domain.npz",
-                  "weights": f"{DOMAIN}/extractor.pt", "domain_meta": f"{DOMAIN}/extractor.json"},
-          entry="train", per_run=True,
-          params=(*FIXED_T_MODEL_KEYS, "sampling.batch_size", "evaluation.batch_size")),
+          per_run=True, params=MODEL_KEYS,
+          fixed_T=Reads((*FIXED_T_MODEL_KEYS, "sampling.batch_size", "evaluation.batch_size"), PROBE_INPUTS)),
     Stage("sample", inputs=_MODEL_IN, entry="sample", per_run=True,
-          params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0")),
-    Stage("sample_fixed_T", inputs={"model": f"{MODEL_T}/model.pt", "train_meta": f"{MODEL_T}/train.json"},
-          entry="sample", per_run=True, params=(*FIXED_T_MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0")),
+          params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"),
+          fixed_T=Reads((*FIXED_T_MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"))),
     Stage("evaluate",
           inputs={"samples": f"{SAMPLES}/samples.npz", "sample_meta": f"{SAMPLES}/sample.json",
                   "train": f"{DATA}/train.npz", **_SCORING},
           entry="evaluate", params=EVAL_KEYS),
     Stage("nll", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", per_run=True,
-          params=_NLL_KEYS),
+          params=_NLL_KEYS, fixed_T=Reads(("data", "evaluation.nll.n_images", "evaluation.nll.seed"))),
     Stage("nll_continuous", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", per_run=True,
           params=_NLL_KEYS),
-    Stage("nll_fixed_T", inputs={"train_meta": f"{MODEL_T}/train.json"}, entry="nll", per_run=True,
-          params=("data", "evaluation.nll.n_images", "evaluation.nll.seed")),
     Stage("floor", inputs={"heldout": f"{DATA}/heldout.npz", **_SCORING}, entry="evaluate", params=EVAL_KEYS),
     Stage("report", inputs={}, entry="report",
           # the values behind results (train.threads, checkpoint_every, ... change none of them)
@@ -142,26 +158,46 @@ STAGE = {s.name: s for s in STAGES}
 assert set(STAGE) == set(LAYOUT), "every stage has a cell layout and every layout a stage"
 
 
-def cell_keys(stage: str, wildcards: Any) -> tuple[str, ...]:
-    """The params keys one job reads: the stage's, with the job's run where the stage reads a run's options
+def _job_run(wildcards: Any) -> str | None:
+    """The run of a Snakemake job: its {method}, or the run of its {model} (training jobs)."""
+    names = set(wildcards.keys())
+    if "method" in names:
+        return wildcards.method
+    return run_of(wildcards.model) if "model" in names else None
+
+
+def _job_variant(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> Variant:
+    return variant_of(cfg, stage, _job_run(wildcards))
+
+
+def cell_keys(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> tuple[str, ...]:
+    """The params keys one job reads: its grid's, with the job's run where the stage reads a run's options
     (``wildcards`` is Snakemake's wildcards object). The rule passes them to the command (``--keys``)."""
-    return STAGE[stage].param_keys(wildcards.method if STAGE[stage].per_run else None)
+    return STAGE[stage].param_keys(_job_variant(cfg, stage, wildcards), _job_run(wildcards))
 
 
 def cell_params(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> dict[str, Any]:
     """Snakemake's ``params:`` of one job: the values of :func:`cell_keys`, keyed by dotted name."""
-    return {key: lookup(cfg, key) for key in cell_keys(stage, wildcards)}
+    return {key: lookup(cfg, key) for key in cell_keys(cfg, stage, wildcards)}
 
 
-def run_pattern(cfg: Mapping[str, Any], fixed_T: bool) -> str:
-    """A regex for the {method} wildcard of the fixed-T runs (``fixed_T``) or of the other runs: the rules of
-    both kinds write the same sample and bound paths, and this keeps them apart (no ambiguous rules)."""
-    names = "|".join(sorted(cfg["fixed_T"]["methods"]))
-    base = WILDCARD_CONSTRAINTS["method"]
-    if fixed_T:
-        return f"(?:{names})" if names else "(?!)"  # (?!) matches nothing
-    # Snakemake embeds the pattern in the path's regex, where {method} is always followed by "/"
-    return f"(?!(?:{names})/){base}" if names else base
+def job_inputs(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> dict[str, Any]:
+    """Snakemake's ``input:`` of one job: its grid's inputs, the ``{model}`` of its run filled in, and the
+    package files the stage runs (editing one reruns exactly its dependants)."""
+    wc = dict(wildcards.items())
+    run = _job_run(wildcards)
+    if run is not None:
+        wc.setdefault("model", model_of(cfg, run, wc.get("budget")))
+    inputs = {k: v.format(**wc) for k, v in STAGE[stage].reads(_job_variant(cfg, stage, wildcards)).inputs.items()}
+    return {**inputs, "code": list(STAGE[stage].modules)}
+
+
+def train_args(wildcards: Any, inputs: Any) -> str:
+    """The train command's arguments that follow from its {model}: the run, its T (fixed-T runs) and the
+    probe's inputs where the job has them."""
+    run, T = run_of(wildcards.model), T_of(wildcards.model)
+    probe = [f"--{key.replace('_', '-')} {inputs[key]}" for key in PROBE_INPUTS if key in inputs.keys()]
+    return " ".join([f"--method {run}", *([f"--T {T}"] if T is not None else []), *probe])
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,6 +207,7 @@ def run_pattern(cfg: Mapping[str, Any], fixed_T: bool) -> str:
 def _dvc_pattern(pattern: str, variant: Variant) -> str:
     subs = {**variant.constants, **{k: f"${{{v}}}" for k, v in variant.fixed.items()}}
     subs.update({k: f"${{item.{k}}}" for k in variant.matrix})
+    subs.update({k: v.format(**subs) for k, v in variant.derived.items()})
     return pattern.format(**subs)
 
 
@@ -179,14 +216,15 @@ def dvc_stages() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for stage in STAGES:
         for variant in stage.variants:
+            reads = stage.reads(variant)
             outs = [_dvc_pattern(p, variant) for p in stage.outputs.values()]
-            deps = [_dvc_pattern(p, variant) for p in (*stage.inputs.values(), *stage.dvc_dir_deps)]
+            deps = [_dvc_pattern(p, variant) for p in (*reads.inputs.values(), *stage.dvc_dir_deps)]
             entry: dict[str, Any] = {}
             if variant.matrix:
                 entry["matrix"] = {k: f"${{{v}}}" for k, v in variant.matrix.items()}
             entry["cmd"] = f"DIFFSTEPS_UNDER_DVC=1 snakemake --cores all {outs[0]}"
             entry["deps"] = sorted(set(deps)) + list(stage.modules)
-            entry["params"] = list(stage.param_keys("${item.method}") if stage.per_run else stage.params)
+            entry["params"] = list(stage.param_keys(variant, "${item.method}" if stage.per_run else None))
             entry["outs"] = outs
             out[stage.name + variant.suffix] = entry
     return out

@@ -33,11 +33,6 @@ wildcard_constraints:
     **plan.WILDCARD_CONSTRAINTS,
 
 
-# the runs trained once (sampled at every budget) and the fixed-T runs (DDGAN) write samples and bound
-# cells under the same paths; their rules are told apart by the {method} wildcard
-ONCE_RUNS = plan.run_pattern(config, fixed_T=False)
-FIXED_T_RUNS = plan.run_pattern(config, fixed_T=True)
-
 PY = f"{sys.executable} -m diffsteps"  # the interpreter that runs Snakemake (the venv's)
 # what every command is told: the params file, and the stage and params keys its record saves
 CELL = "--params params.yaml --stage {rule} --keys {params.reads}"
@@ -54,8 +49,12 @@ SCORING_ARGS = (
 
 
 def stage_inputs(stage):
-    # the package files the stage runs (the closure of its imports): editing one reruns exactly its dependants
-    return {**plan.STAGE[stage].inputs, "code": list(plan.STAGE[stage].modules)}
+    # per job: its grid's inputs (a fixed-T run's model at its T, its probe's features) and the package files
+    # the stage runs (the closure of its imports): editing one reruns exactly its dependants
+    def inputs(wildcards):
+        return plan.job_inputs(config, stage, wildcards)
+
+    return inputs
 
 
 def stage_outputs(stage):
@@ -73,9 +72,13 @@ def stage_params(stage):
 def stage_keys(stage):
     # the same keys, for the command's --keys: its record saves their values (no stage imports the stage table)
     def keys(wildcards):
-        return " ".join(plan.cell_keys(stage, wildcards))
+        return " ".join(plan.cell_keys(config, stage, wildcards))
 
     return keys
+
+
+def train_args(wildcards, input):
+    return plan.train_args(wildcards, input)
 
 
 def out_dir(wildcards, output):

