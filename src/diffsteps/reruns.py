@@ -43,8 +43,9 @@ def reruns(module_file: str) -> list[str]:
 
 
 def package_files() -> list[str]:
-    """Every module file of the package, repo-relative."""
-    return sorted(f"{PKG}/{p.relative_to(ROOT / 'diffsteps').as_posix()}" for p in (ROOT / "diffsteps").rglob("*.py"))
+    """Every module file of the package and its params schema (which every stage validates against), repo-relative."""
+    files = [*(ROOT / "diffsteps").rglob("*.py"), ROOT / "diffsteps" / "schemas" / "params.schema.yaml"]
+    return sorted(f"{PKG}/{p.relative_to(ROOT / 'diffsteps').as_posix()}" for p in files)
 
 
 def rerun_table() -> str:
