@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -117,7 +116,7 @@ def main() -> None:
     result = {"date": datetime.date.today().isoformat(), "torch": torch.__version__, "images": "mnist5k (28x28 grey)",
               "batch_size": args.batch_size, "rows": rows}
     atomic_write_json(OUT, result)
-    print(f"| device | extractor | mode | images | images/s | feature rel. error | FID rel. change |")
+    print("| device | extractor | mode | images | images/s | feature rel. error | FID rel. change |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['device']} | {r['extractor']} | {r['mode']} | {r['images']} | {r['images_per_second']:.1f} | "

@@ -12,7 +12,7 @@ from diffsteps.samplers import sampler_for
 from diffsteps.methods import DiffusionMethod, Method
 from diffsteps.noise import NoiseProcess, Schedule, make_betas
 from diffsteps.registry import METHODS, method_class
-from diffsteps.rng import BatchRNG, StackedRNG
+from diffsteps.rng import BatchRNG
 
 SHAPE = (4, 1, 8, 8)
 
