@@ -67,9 +67,11 @@ def _parents(name: str) -> list[str]:
     return [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
 
 
-def module_closure(module: str, root: Path = ROOT) -> list[str]:
+@lru_cache(maxsize=None)
+def module_closure(module: str, root: Path = ROOT) -> tuple[str, ...]:
     """Files (repo-relative) of ``module`` and of every package module it imports, transitively,
-    with the ``__init__.py`` of each package on the way. This is the code a stage depends on."""
+    with the ``__init__.py`` of each package on the way. This is the code a stage depends on (computed once
+    per process: every Snakemake job's inputs name it)."""
     graph, modules = import_graph(root), package_modules(root)
     seen: set[str] = set()
     todo = [module]
@@ -79,7 +81,7 @@ def module_closure(module: str, root: Path = ROOT) -> list[str]:
             continue
         seen.add(name)
         todo.extend([*_parents(name), *graph[name]])
-    return sorted(f"{PKG}/{modules[m].relative_to(root / 'diffsteps').as_posix()}" for m in seen)
+    return tuple(sorted(f"{PKG}/{modules[m].relative_to(root / 'diffsteps').as_posix()}" for m in seen))
 
 
 def room(module: str) -> str:

@@ -3,7 +3,7 @@ same budget in images seen for every model.
 
 A fixed-T run may log a domain-FID *probe* during training (``probe_every`` > 0 in its options): the FID
 of ``probe_n`` samples of the EMA generator at its T, in the study's domain features, against the
-training statistics (``--stats``, ``--weights``, ``--data-meta``, ``--domain-meta``). GAN failure shows up
+training statistics (``--stats``, ``--weights``, ``--domain-meta``; the split's hash from ``--data-dir``). GAN failure shows up
 there before the run ends.
 
 Resumable state lives in ``.cache/resume/<hash>``, keyed by the hash of the resolved config slice
