@@ -4,7 +4,8 @@ import re
 import pytest
 import yaml
 
-from diffsteps.config import ConfigError, SamplerSpec, config_hash
+from diffsteps.config import ConfigError, config_hash
+from diffsteps.sampler_registry import SamplerSpec
 from diffsteps.params import available_presets, load_config, preset_path, validate_mapping
 
 from .conftest import ROOT
@@ -64,10 +65,15 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 
 def test_sampler_grammar():
-    assert SamplerSpec.parse("ddim-eta0.5") == SamplerSpec("ddim-eta0.5", "ddim", eta=0.5)
+    spec = SamplerSpec.parse("ddim-eta0.5")
+    assert (spec.kind, spec.eta, spec.variance, spec.deterministic) == ("ddim", 0.5, None, False)
     assert SamplerSpec.parse("ancestral-beta").variance == "beta"
+    assert SamplerSpec.parse("ddim-eta0").deterministic and SamplerSpec.parse("dpmpp-2m").deterministic
+    assert [SamplerSpec.parse(n).nfe(10) for n in ("ddim-eta0", "heun", "ipndm", "dpmpp-2m")] == [10, 19, 10, 10]
     with pytest.raises(ConfigError, match=r"\[0, 1\]"):
         SamplerSpec.parse("ddim-eta2")
+    with pytest.raises(ConfigError, match="ddim-eta<η>.*ancestral-betatilde.*dpmpp-2m; heun; ipndm"):
+        SamplerSpec.parse("euler")
 
 
 def test_config_hash_is_content_based(raw):

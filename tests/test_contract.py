@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from diffsteps.config import FIXED_T_SAMPLER, SamplerSpec
+from diffsteps.sampler_registry import FIXED_T_SAMPLER, SamplerSpec
 from diffsteps.samplers import sampler_for
 from diffsteps.methods import DiffusionMethod, Method
 from diffsteps.noise import NoiseProcess, Schedule, make_betas

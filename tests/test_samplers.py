@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy import stats
 
-from diffsteps.config import SamplerSpec
+from diffsteps.sampler_registry import SamplerSpec
 from diffsteps.method_options import PhiSchedule
 from diffsteps.noise import GaussianNoise, Schedule, make_betas
 from diffsteps.noise.gamma import GammaNoise

@@ -13,7 +13,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
-from .config import FIXED_T_SAMPLER, FIXED_T_SPACING, lookup
+from .config import lookup
+from .sampler_registry import FIXED_T_SAMPLER, FIXED_T_SPACING
 
 DATA = "results/data/{dataset}"
 DOMAIN = "results/features/{dataset}/domain"

@@ -10,54 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from .errors import ConfigError  # noqa: F401  (re-exported: every configuration check raises it)
 from .method_options import MethodOptions
-
-#: Sampler identifiers are a tiny grammar so that they can be matrix values in dvc.yaml and
-#: directory names at once: ``ddim-eta<η>`` or ``ancestral-<beta|betatilde>``.
-SAMPLER_RE = re.compile(r"^(?:ddim-eta(?P<eta>\d+(?:\.\d+)?)|ancestral-(?P<var>betatilde|beta))$")
-#: the one sampler of a fixed-T run (DDGAN): draw x_{t−1} from the posterior q(x_{t−1} | x_t, x̂_0), i.e.
-#: ancestral sampling with σ² = β̃ on the run's own T-step chain (its cells' spacing is "uniform": the chain's
-#: times are uniform in the SDE's time)
-FIXED_T_SAMPLER, FIXED_T_SPACING = "ancestral-betatilde", "uniform"
-
-
-class ConfigError(ValueError):
-    """A value in params.yaml is invalid. The message names the key, the value and what is allowed."""
-
-    def __init__(self, key: str, value: Any, expected: str, source: str = "params.yaml"):
-        self.key, self.value, self.expected = key, value, expected
-        super().__init__(f"{source}: {key} = {value!r} is invalid: {expected}")
-
-
-@dataclass(frozen=True)
-class SamplerSpec:
-    """A parsed sampler identifier.
-
-    ``kind`` is ``ddim`` (DDIM update with stochasticity ``eta``) or ``ancestral`` (posterior-mean
-    update with reverse variance ``variance``: ``betatilde`` = β̃', ``beta`` = β').
-    """
-
-    name: str
-    kind: str
-    eta: float | None = None
-    variance: str | None = None
-
-    @classmethod
-    def parse(cls, name: str, key: str = "sampler", source: str = "params.yaml") -> "SamplerSpec":
-        m = SAMPLER_RE.match(name)
-        if m is None:
-            raise ConfigError(key, name, "a sampler is 'ddim-eta<η>' (e.g. ddim-eta0, ddim-eta1, ddim-eta0.5) "
-                              "or 'ancestral-betatilde' or 'ancestral-beta'", source)
-        if m.group("eta") is not None:
-            eta = float(m.group("eta"))
-            if eta > 1.0:
-                raise ConfigError(key, name, "DDIM η must lie in [0, 1]", source)
-            return cls(name=name, kind="ddim", eta=eta)
-        return cls(name=name, kind="ancestral", variance=m.group("var"))
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,7 @@ def vdm_bound(net: LogSNRDenoiser, x: torch.Tensor, u: torch.Tensor, eps: torch.
         at = net.gamma.evaluate(u, slope=True, router=router)
         gamma_t, weight = at.gamma, 0.5 * at.slope
     else:
-        grid = torch.from_numpy(grid_times(T, spacing)).to(u.device)
+        grid = torch.from_numpy(grid_times(net.gamma, T, spacing)).to(u.device)
         i = (u.double() * T).floor().long().clamp(0, T - 1) + 1
         gamma_t = net.gamma.evaluate(grid[i], slope=False, router=router).gamma
         gamma_s = net.gamma.evaluate(grid[i - 1], slope=False, router=router).gamma

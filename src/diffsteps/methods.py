@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import FIXED_T_SAMPLER, StudyConfig, TrainConfig
+from .config import StudyConfig, TrainConfig
+from .sampler_registry import FIXED_T_SAMPLER
 from .method_options import MethodOptions
 from .likelihood import NLLTerms, ancestral_vlb, vdm_bound
 from .models.ddgan import DDGANGenerator, Discriminator, DiscriminatorSpec

@@ -17,10 +17,12 @@ from typing import Any, Mapping
 
 import yaml
 
-from .config import (FIXED_T_SAMPLER, ConfigError, DataConfig, DomainConfig, EvaluationConfig, FixedTConfig,
+from .config import (ConfigError, DataConfig, DomainConfig, EvaluationConfig, FixedTConfig,
                      InceptionConfig, MemorisationConfig, ModelConfig, NLLConfig, NoiseConfig, ReferenceConfig,
-                     SamplerSpec, SamplingConfig, StudyConfig, TrainConfig)
+                     SamplingConfig, StudyConfig, TrainConfig)
 from .method_options import parse_method_options
+from .sampler_registry import FIXED_T_SAMPLER, SAMPLER_CONSTRAINT, SamplerSpec, spelled
+from .spacing import SPACINGS
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "params.schema.yaml"
 PRESET_DIR = Path(__file__).with_name("presets")
@@ -62,8 +64,12 @@ _NESTED: dict[tuple[str, str], type] = {
 
 
 def load_schema() -> dict[str, Any]:
+    """The params schema, with the sampler and spacing grammars generated from their registries."""
     with open(SCHEMA_PATH) as fh:
-        return yaml.safe_load(fh)
+        schema = yaml.safe_load(fh)
+    schema["$defs"]["sampler"].update(pattern=f"^(?:{SAMPLER_CONSTRAINT})$", description=f"a sampler: {spelled()}")
+    schema["$defs"]["spacing"].update(enum=list(SPACINGS))
+    return schema
 
 
 def _schema_error(err: Any, source: str) -> ConfigError:

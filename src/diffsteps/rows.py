@@ -15,6 +15,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .sampler_registry import SAMPLER_COLUMN_SPEC, SAMPLER_COLUMNS, spelled
+from .spacing import SPACINGS
+
 
 class SchemaError(ValueError):
     """A result row does not follow the schema; the message names the key, the value and what is allowed."""
@@ -25,11 +28,9 @@ COLUMN_SPEC: dict[str, tuple[str, str]] = {
     "dataset": ("object", "data set name, e.g. digits"),
     "method": ("object", "the run, as named in params.yaml methods (e.g. ddpm, ddgm_skewed); None for the floor"),
     "family": ("object", "the run's method family (ddpm, ddgm, mixture, ...); None for the real-data floor"),
-    "sampler": ("object", "sampler id (ddim-eta0, ancestral-betatilde, ...), 'real-data' for the floor, "
-                          "None for training rows"),
-    "spacing": ("object", "respacing of the step budget: uniform or quad"),
-    "variance": ("object", "reverse variance of an ancestral chain: betatilde or beta; None otherwise"),
-    "eta": ("float64", "DDIM η; None for non-DDIM samplers"),
+    "sampler": ("object", f"sampler id ({spelled()}), 'real-data' for the floor, None for training rows"),
+    "spacing": ("object", f"time discretisation of the step budget: {', '.join(SPACINGS)}"),
+    **SAMPLER_COLUMN_SPEC,  # the samplers' parameters (DDIM's eta, an ancestral chain's variance), from the registry
     "noise": ("object", "noise family and parameters, e.g. gaussian or gamma(theta0=0.001)"),
     "nfe": ("Int64", "number of network evaluations"),
     "train_seed": ("Int64", "training seed of the model"),
@@ -54,7 +55,7 @@ COLUMN_SPEC: dict[str, tuple[str, str]] = {
 COLUMNS: tuple[str, ...] = tuple(COLUMN_SPEC)
 
 #: The columns that identify what was measured (everything but the measurement and its provenance).
-IDENTITY_COLUMNS: tuple[str, ...] = ("dataset", "method", "family", "sampler", "spacing", "variance", "eta", "noise",
+IDENTITY_COLUMNS: tuple[str, ...] = ("dataset", "method", "family", "sampler", "spacing", *SAMPLER_COLUMNS, "noise",
                                      "nfe", "train_seed", "seed", "metric")
 #: Rows that differ only in these columns may be averaged (they are repeats over seeds).
 SEED_COLUMNS: tuple[str, ...] = ("train_seed", "seed")

@@ -1,32 +1,41 @@
-"""Stateless samplers over (denoiser, noise process, chain).
+"""Stateless samplers over (denoiser, noise process, chain): one function per sampler, as in k-diffusion.
 
-As in k-diffusion, a sampler is a function: the step budget lives in the :class:`Chain` argument,
-never in sampler state. All samplers share the ε-parametrisation
+The step budget lives in the :class:`~.noise.schedule.Chain` argument, and a multistep solver's history lives
+inside its function; no sampler keeps state between calls. Each starts from x_T drawn from the process prior
+(unless given), so every sampler of a cell starts from the same noise. What each sampler *is* (its name
+grammar, NFE, determinism, families) is declared in :mod:`diffsteps.sampler_registry`; this module runs them.
 
-    x̂_0 = (x_i − √(1 − ᾱ'_i)·ε̂) / √ᾱ'_i,
+Notation on chain index i (i = K is the noise end, i = 0 the data end): α_i = √ᾱ'_i, σ_i = √(1 − ᾱ'_i),
+λ_i = log(α_i/σ_i), and EDM's x̃ = x/α, σ̃ = σ/α, in which the probability-flow ODE is dx̃/dσ̃ = ε̂(x, t),
+with x̂_0 = (x − σ ε̂)/α and ε̂ = (x̃ − x̂_0)/σ̃.
 
-and the noise injected in the stochastic term comes from the noise process
-(:meth:`NoiseProcess.reverse_noise`), so the same functions sample every noise family.
+- ``ddim-eta<η>``: x_{i−1} = α_{i−1} x̂_0 + √(1 − ᾱ'_{i−1} − s_i²) ε̂ + s_i z, s_i = η √((1 − ᾱ'_{i−1})/(1 − ᾱ'_i))
+  √(1 − ᾱ'_i/ᾱ'_{i−1}) (DDIM eq. 12, 16). η = 0 is the Euler step x̃_{i−1} = x̃_i + (σ̃_{i−1} − σ̃_i) ε̂: order 1.
+- ``ancestral-<variance>``: the posterior chain (:class:`~.noise.reverse.Ancestral`).
+- ``dpmpp-2m``: x_{i−1} = (σ_{i−1}/σ_i) x_i − α_{i−1}(e^{−h} − 1) D, h = λ_{i−1} − λ_i, with D = x̂_0 on the
+  first and last steps and D = (1 + 1/(2r)) x̂_0 − (1/(2r)) x̂_0^{prev}, r = h_prev/h, in between.
+- ``heun``: x̃' = x̃_i + (σ̃_{i−1} − σ̃_i) d_i, then x̃_{i−1} = x̃_i + (σ̃_{i−1} − σ̃_i)(d_i + d')/2 with d' at
+  (x̃', i−1); the last step is Euler. NFE = 2K − 1.
+- ``ipndm``: x̃_{i−1} = x̃_i + (σ̃_{i−1} − σ̃_i) Σ_j c_j d_{i+j}, Adams–Bashforth of order min(steps so far, 4):
+  (1), (3, −1)/2, (23, −16, 5)/12, (55, −59, 37, −9)/24. NFE = K.
 
-- ``ancestral``: x_{i−1} = μ̃'_i(x̂_0, x_i) + σ_i z with σ² = β̃'_i (``betatilde``) or β'_i (``beta``):
-  the process's own posterior chain, :class:`~.noise.reverse.Ancestral`.
-- ``ddim``: x_{i−1} = √ᾱ'_{i−1}·x̂_0 + √(1 − ᾱ'_{i−1} − σ_i²)·ε̂ + σ_i z,
-  σ_i = η·√((1 − ᾱ'_{i−1})/(1 − ᾱ'_i))·√(1 − ᾱ'_i/ᾱ'_{i−1}). η = 1 equals ancestral ``betatilde``.
-
-The last step (i = 1 → 0) injects no noise. NFE = K network evaluations for a K-step chain.
+Every solver forms (x̂_0, ε̂) with :func:`~.noise.reverse.predict_x0`, so clipping x̂_0 gives one consistent pair.
+Tensors: x (B, C, H, W); the chain's arrays are float64 on the CPU.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from .config import SamplerSpec
-from .noise.reverse import Ancestral, Denoiser, NoiseSource, Sampler, SampleResult, walk
+from .noise.reverse import Ancestral, Denoiser, NoiseSource, Sampler, SampleResult, denoise, start, walk
 from .noise.schedule import Chain
 from .rng import RNG
+from .sampler_registry import SamplerSpec
 
 
 def ddim_sigma(chain: Chain, i: int, eta: float) -> float:
@@ -59,9 +68,116 @@ class DDIM:
                     device=device, x_T=x_T, prediction=prediction)
 
 
+def _alpha_sigma(chain: Chain, i: int) -> tuple[float, float]:
+    ab = float(chain.alpha_bar[i])
+    return math.sqrt(ab), math.sqrt(1.0 - ab)
+
+
+def _sigma_tilde(chain: Chain, i: int) -> float:
+    """σ̃_i = σ_i/α_i = √((1 − ᾱ'_i)/ᾱ'_i); 0 at the data end of a discrete chain."""
+    a, s = _alpha_sigma(chain, i)
+    return s / a
+
+
+def dpmpp_2m(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence[int], rng: RNG, *,
+             clip_x0: bool = True, device: torch.device | str = "cpu", x_T: torch.Tensor | None = None,
+             prediction: str = "eps") -> SampleResult:
+    """DPM-Solver++(2M) (arXiv 2211.01095, Algorithm 2) over ``chain``; NFE = K. The last step, and the first
+    (no history yet), are first order; the data end of a discrete chain (σ = 0, λ = ∞) gives x_0 = x̂_0."""
+    t0, x, nfe = time.perf_counter(), start(process, shape, rng, device, x_T), 0
+    x0_prev, h_prev = None, None
+    for i in range(chain.K, 0, -1):
+        x0, _ = denoise(denoiser, x, chain, i, clip_x0, prediction)
+        nfe += 1
+        a_i, s_i = _alpha_sigma(chain, i)
+        a_j, s_j = _alpha_sigma(chain, i - 1)
+        if s_j == 0.0:  # the data end: e^{−h} = 0, so x_0 = α_0 D with D the first-order x̂_0
+            x = a_j * x0
+            break
+        h = math.log(a_j / s_j) - math.log(a_i / s_i)
+        D = x0
+        if x0_prev is not None and i > 1:
+            r = h_prev / h
+            D = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+        x = (s_j / s_i) * x - a_j * math.expm1(-h) * D
+        x0_prev, h_prev = x0, h
+    return SampleResult(x0=x, nfe=nfe, seconds=_elapsed(t0, device))
+
+
+def heun(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence[int], rng: RNG, *,
+         clip_x0: bool = True, device: torch.device | str = "cpu", x_T: torch.Tensor | None = None,
+         prediction: str = "eps") -> SampleResult:
+    """EDM's Heun sampler (arXiv 2206.00364, Algorithm 1 with S_churn = 0) on x̃ = x/α with d = ε̂;
+    the last step is Euler. NFE = 2K − 1. Returns x_0 = α_0 x̃_0 (z_0 of a continuous chain)."""
+    t0, x, nfe = time.perf_counter(), start(process, shape, rng, device, x_T), 0
+    xt = x / _alpha_sigma(chain, chain.K)[0]
+    for i in range(chain.K, 0, -1):
+        a_i, a_j = _alpha_sigma(chain, i)[0], _alpha_sigma(chain, i - 1)[0]
+        dsig = _sigma_tilde(chain, i - 1) - _sigma_tilde(chain, i)
+        _, d = denoise(denoiser, a_i * xt, chain, i, clip_x0, prediction)
+        nfe += 1
+        euler = xt + dsig * d
+        if i == 1:
+            xt = euler
+            break
+        _, d2 = denoise(denoiser, a_j * euler, chain, i - 1, clip_x0, prediction)
+        nfe += 1
+        xt = xt + dsig * 0.5 * (d + d2)
+    return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=_elapsed(t0, device))
+
+
+#: Adams–Bashforth coefficients of iPNDM by order, newest derivative first
+IPNDM_COEFS: tuple[tuple[float, ...], ...] = ((1.0,), (3 / 2, -1 / 2), (23 / 12, -16 / 12, 5 / 12),
+                                              (55 / 24, -59 / 24, 37 / 24, -9 / 24))
+
+
+def ipndm(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence[int], rng: RNG, *,
+          clip_x0: bool = True, device: torch.device | str = "cpu", x_T: torch.Tensor | None = None,
+          prediction: str = "eps") -> SampleResult:
+    """Improved PNDM (arXiv 2204.13902, as in DEIS's iPNDM) on x̃ with d = ε̂: Adams–Bashforth whose order
+    grows 1, 2, 3, 4 as the history fills. NFE = K."""
+    t0, x, nfe = time.perf_counter(), start(process, shape, rng, device, x_T), 0
+    xt = x / _alpha_sigma(chain, chain.K)[0]
+    history: list[torch.Tensor] = []  # newest first, at most 3 earlier derivatives kept
+    for i in range(chain.K, 0, -1):
+        _, d = denoise(denoiser, _alpha_sigma(chain, i)[0] * xt, chain, i, clip_x0, prediction)
+        nfe += 1
+        history = [d, *history][:4]
+        slope = sum(c * h for c, h in zip(IPNDM_COEFS[len(history) - 1], history))
+        xt = xt + (_sigma_tilde(chain, i - 1) - _sigma_tilde(chain, i)) * slope
+    return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=_elapsed(t0, device))
+
+
+def _elapsed(t0: float, device: torch.device | str) -> float:
+    if isinstance(device, torch.device) and device.type == "cuda" or device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class Solver:
+    """A sampler function with its identifier: the :class:`~.noise.reverse.Sampler` a stage is handed."""
+
+    name: str
+    fn: Callable[..., SampleResult]
+
+    def __call__(self, denoiser, process, chain, shape, rng, **kwargs) -> SampleResult:
+        return self.fn(denoiser, process, chain, shape, rng, **kwargs)
+
+
+#: declaration kind (:data:`~.sampler_registry.SAMPLERS`) → the sampler a parsed identifier runs
+SAMPLER_FUNCTIONS: dict[str, Callable[[SamplerSpec], Sampler]] = {
+    "ddim": lambda spec: DDIM(spec.eta, spec.name),
+    "ancestral": lambda spec: Ancestral(spec.variance),
+    "dpmpp-2m": lambda spec: Solver(spec.name, dpmpp_2m),
+    "heun": lambda spec: Solver(spec.name, heun),
+    "ipndm": lambda spec: Solver(spec.name, ipndm),
+}
+
+
 def sampler_for(spec: SamplerSpec) -> Sampler:
     """The sampler a parsed identifier names."""
-    return DDIM(spec.eta, spec.name) if spec.kind == "ddim" else Ancestral(spec.variance)
+    return SAMPLER_FUNCTIONS[spec.kind](spec)
 
 
 def sample(denoiser: Denoiser, process: NoiseSource, chain: Chain, spec: SamplerSpec, shape: Sequence[int],

@@ -24,6 +24,8 @@ from .cells import (DATA, DOMAIN, INCEPTION, LAYOUT, MODEL, REFSTATS, SAMPLES, T
                     variant_of)
 from .codedeps import PKG, module_closure
 from .config import lookup
+from .sampler_registry import SAMPLER_CONSTRAINT
+from .spacing import SPACINGS
 
 TRAIN_KEYS = ("train.images", "train.batch_size", "train.lr", "train.warmup_images", "train.ema_decay",
               "train.ema_warmup", "train.grad_clip", "train.amp")
@@ -39,8 +41,8 @@ WILDCARD_CONSTRAINTS = {
     "dataset": r"[a-z0-9_]+",
     "method": r"[a-z0-9_]+",
     "model": r"[a-z0-9_]+(?:/T\d+)?",  # a run, or a fixed-T run at one T (cells.model_of)
-    "sampler": r"ddim-eta\d+(?:\.\d+)?|ancestral-betatilde|ancestral-beta",
-    "spacing": r"uniform|quad",
+    "sampler": SAMPLER_CONSTRAINT,  # generated from the registries: adding a sampler or spacing needs no edit here
+    "spacing": "|".join(SPACINGS),
     "variance": r"betatilde|beta",
     "budget": r"\d+",
     "ts": r"\d+",

@@ -312,7 +312,7 @@ def test_chain_matches_schedule(K, spacing):
     β'_i = 1 − ᾱ'_i/ᾱ'_{i−1}, ᾱ'_0 = α_0² < 1, ᾱ'_K = α_1²."""
     sched = curved(3)
     chain = ContinuousGaussian(sched).chain(K, spacing)
-    t = grid_times(K, spacing)
+    t = grid_times(sched, K, spacing)
     expected_t = np.arange(K + 1) / K if spacing == "uniform" else (np.arange(K + 1) / K) ** 2
     np.testing.assert_allclose(t, expected_t, rtol=1e-15, atol=0)
     assert chain.tau.dtype == torch.float64 and np.array_equal(chain.tau.numpy(), t)

@@ -2,27 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffsteps.noise.schedule import Schedule, make_betas, respace
-
-
-@pytest.mark.parametrize("spacing", ["uniform", "quad"])
-@pytest.mark.parametrize("K", [2, 3, 5, 10, 20, 50, 100, 999, 1000])
-def test_respace_holds_1_and_T_strictly_increasing(K, spacing):
-    tau = respace(1000, K, spacing)
-    assert len(tau) == K and tau[0] == 1 and tau[-1] == 1000
-    assert np.all(np.diff(tau) > 0)
-
-
-def test_quad_is_denser_near_the_data():
-    u, q = respace(1000, 20, "uniform"), respace(1000, 20, "quad")
-    assert q[1] - q[0] < u[1] - u[0] and q[-1] - q[-2] > u[-1] - u[-2]
-
-
-def test_respace_rejects_bad_budgets():
-    with pytest.raises(ValueError, match="2 ≤ K ≤ T"):
-        respace(1000, 1001, "uniform")
-    with pytest.raises(ValueError, match="spacing"):
-        respace(1000, 10, "cubic")
+from diffsteps.noise.schedule import Schedule, make_betas
 
 
 @pytest.mark.parametrize("K", [2, 10, 100])

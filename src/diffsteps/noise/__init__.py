@@ -4,7 +4,7 @@ from .base import ForwardSample, NoiseProcess, expand_like
 from .gamma import GammaNoise
 from .gaussian import GaussianNoise
 from .mixture import MixtureNoise
-from .schedule import SPACINGS, Chain, Schedule, make_betas, respace, vp_sde_betas
+from .schedule import Chain, Schedule, make_betas, vp_sde_betas
 
-__all__ = ["Chain", "ForwardSample", "GammaNoise", "GaussianNoise", "MixtureNoise", "NoiseProcess", "SPACINGS", "Schedule", "expand_like",
-           "make_betas", "respace", "vp_sde_betas"]
+__all__ = ["Chain", "ForwardSample", "GammaNoise", "GaussianNoise", "MixtureNoise", "NoiseProcess", "Schedule", "expand_like",
+           "make_betas", "vp_sde_betas"]

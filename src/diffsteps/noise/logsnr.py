@@ -33,7 +33,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..rng import RNG
-from .schedule import SPACINGS, Chain
+from .schedule import Chain
+from ..spacing import continuous_times
 
 #: VDM's initial endpoints: SNR from e^{13.3} ≈ 6e5 (σ_0 ≈ 1.3e-3) down to e^{−5} ≈ 6.7e-3
 GAMMA_MIN, GAMMA_MAX = -13.3, 5.0
@@ -212,15 +213,16 @@ def alpha_sigma(gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.sigmoid(-gamma).sqrt(), torch.sigmoid(gamma).sqrt()
 
 
-def grid_times(K: int, spacing: str) -> np.ndarray:
-    """t_0 = 0 < t_1 < … < t_K = 1 of a K-step chain, (K+1,) float64: i/K (``uniform``) or (i/K)²
-    (``quad``, denser near the data, as the discrete chains' quad respacing)."""
-    if spacing not in SPACINGS:
-        raise ValueError(f"spacing = {spacing!r} is invalid: must be one of {list(SPACINGS)}")
-    if K < 1:
-        raise ValueError(f"step count K = {K} is invalid: must be ≥ 1")
-    u = np.arange(K + 1, dtype=np.float64) / K
-    return u if spacing == "uniform" else u**2
+@torch.no_grad()
+def grid_times(schedule: LogSNRSchedule, K: int, spacing: str) -> np.ndarray:
+    """t_0 = 0 < … < t_K = 1 of the K-step ``spacing`` grid of a trained schedule, (K+1,) float64
+    (:func:`~diffsteps.spacing.continuous_times`; ``logsnr`` and ``karras`` invert this schedule's γ)."""
+    device = schedule.gamma_0.device
+
+    def gamma(t: np.ndarray) -> np.ndarray:
+        return schedule(torch.from_numpy(t).float().to(device)).double().cpu().numpy()
+
+    return continuous_times(K, spacing, gamma)
 
 
 class ContinuousGaussian:
@@ -248,7 +250,7 @@ class ContinuousGaussian:
         """The K-step chain on :func:`grid_times`: ``tau`` holds the times t_i (the denoiser's input),
         ᾱ'_i = α²(t_i) = sigmoid(−γ(t_i)) in float64. Index 0 is t = 0, where ᾱ'_0 = α_0² < 1: the
         last reverse step lands on z_0, which the decoder reads."""
-        t = torch.from_numpy(grid_times(K, spacing))
+        t = torch.from_numpy(grid_times(self.schedule, K, spacing))
         device = self.schedule.gamma_0.device
         gamma = self.schedule(t.float().to(device)).double().cpu()
         return Chain.from_alpha_bar(t, torch.sigmoid(-gamma))

@@ -93,31 +93,42 @@ def ancestral_step(x_t, x0, chain: Chain, i: int | torch.Tensor, variance: str, 
 Update = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Chain, int, "torch.Tensor | None"], torch.Tensor]
 
 
+def start(process: NoiseSource, shape: Sequence[int], rng: RNG, device: torch.device | str,
+          x_T: torch.Tensor | None) -> torch.Tensor:
+    """x_T: drawn from the process prior (the first draw of ``rng``, so every sampler of a cell starts from the
+    same noise) unless given."""
+    return process.prior_sample(shape, rng, device=device) if x_T is None else x_T.to(device)
+
+
+def denoise(denoiser: Denoiser, x: torch.Tensor, chain: Chain, i: int, clip_x0: bool,
+            prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One network evaluation at chain index i: the consistent (x̂_0, ε̂) pair for x (B, C, H, W), from a
+    denoiser that predicts ε̂ (``prediction="eps"``) or x̂_0 (``"x0"``, DDGAN's generator)."""
+    t = torch.full((x.shape[0],), float(chain.tau[i]), device=x.device)
+    out = denoiser(x, t).float()
+    ab = float(chain.alpha_bar[i])
+    return predict_x0(x, out, ab, clip_x0) if prediction == "eps" else x0_pair(x, out, ab, clip_x0)
+
+
 def walk(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence[int], rng: RNG, update: Update, *,
          stochastic: bool, clip_x0: bool = True, device: torch.device | str = "cpu",
          x_T: torch.Tensor | None = None, prediction: str = "eps") -> SampleResult:
-    """The K-step loop i = K..1 of a first-order sampler: x_T (from the prior unless given), then per step one
-    network evaluation, the (x̂_0, ε̂) pair, the reverse noise z (``stochastic`` samplers, i > 1 only) and
-    ``update``. The denoiser predicts ε̂ (``prediction="eps"``) or x̂_0 (``"x0"``, DDGAN's generator). NFE = K."""
+    """The K-step loop i = K..1 of a first-order sampler: x_T (:func:`start`), then per step one network
+    evaluation (:func:`denoise`), the reverse noise z (``stochastic`` samplers, i > 1 only) and ``update``. NFE = K."""
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction = {prediction!r} is invalid: must be one of {list(PREDICTIONS)}")
-    start = time.perf_counter()
-    x = process.prior_sample(shape, rng, device=device) if x_T is None else x_T.to(device)
-    B = shape[0]
+    t0 = time.perf_counter()
+    x = start(process, shape, rng, device, x_T)
     nfe = 0
     for i in range(chain.K, 0, -1):
-        t = torch.full((B,), float(chain.tau[i]), device=device)
-        out = denoiser(x, t).float()
+        x0, eps = denoise(denoiser, x, chain, i, clip_x0, prediction)
         nfe += 1
-        ab = float(chain.alpha_bar[i])
-        x0, eps = predict_x0(x, out, ab, clip_x0) if prediction == "eps" else x0_pair(x, out, ab, clip_x0)
         # z only where it is used: the last step adds none, and a deterministic sampler never does
-        # (x_T is drawn first either way, so every sampler of a cell starts from the same noise)
         z = process.reverse_noise(shape, chain, i, rng, device=device) if i > 1 and stochastic else None
         x = update(x, x0, eps, chain, i, z)
     if isinstance(device, torch.device) and device.type == "cuda" or device == "cuda":
         torch.cuda.synchronize()
-    return SampleResult(x0=x, nfe=nfe, seconds=time.perf_counter() - start)
+    return SampleResult(x0=x, nfe=nfe, seconds=time.perf_counter() - t0)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-SPACINGS = ("uniform", "quad")
-
+from ..spacing import discrete_times
 
 def make_betas(schedule: str, T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
     """β_1..β_T as float64, shape (T,).
@@ -53,29 +52,6 @@ def vp_sde_betas(T: int, beta_min: float = 0.1, beta_max: float = 20.0, t_eps: f
     s = t_eps + (1.0 - t_eps) * np.arange(T + 1, dtype=np.float64) / T
     log_alpha_bar = -0.5 * s**2 * (beta_max - beta_min) - s * beta_min
     return -np.expm1(np.diff(log_alpha_bar))  # 1 − ᾱ(s_i)/ᾱ(s_{i−1}), exact near 0
-
-
-def respace(T: int, K: int, spacing: str) -> np.ndarray:
-    """The subsequence τ_1 < … < τ_K of 1..T used by a K-step chain, shape (K,), int64.
-
-    It always holds τ_1 = 1 (the decoder step) and τ_K = T (sampling starts from x_T).
-    ``uniform`` spaces τ linearly; ``quad`` spaces √τ linearly (denser near t = 1, as in DDIM).
-    """
-    if spacing not in SPACINGS:
-        raise ValueError(f"spacing = {spacing!r} is invalid: must be one of {list(SPACINGS)}")
-    if not 2 <= K <= T:
-        raise ValueError(f"step budget K = {K} is invalid: must satisfy 2 ≤ K ≤ T = {T}")
-    u = np.linspace(0.0, 1.0, K)
-    raw = 1 + (T - 1) * (u if spacing == "uniform" else u**2)
-    tau = np.rint(raw).astype(np.int64)
-    # Rounding can merge neighbours where the spacing is below one step; push them apart while
-    # keeping both ends fixed (forward pass for duplicates, backward pass for the ceiling at T).
-    for i in range(1, K):
-        tau[i] = max(tau[i], tau[i - 1] + 1)
-    for i in range(K - 2, -1, -1):
-        tau[i] = min(tau[i], tau[i + 1] - 1)
-    tau[0], tau[-1] = 1, T
-    return tau
 
 
 @dataclass(frozen=True)
@@ -147,8 +123,9 @@ class Schedule:
         return torch.from_numpy(np.concatenate([[1.0], np.cumprod(1.0 - self.betas)]))
 
     def chain(self, K: int | None = None, spacing: str = "uniform") -> Chain:
-        """The K-step respaced chain (the full T-step chain when K is None or K = T, whatever the spacing)."""
+        """The K-step respaced chain on the ``spacing`` grid (:func:`~diffsteps.spacing.discrete_times`); the full
+        T-step chain when K is None or K = T, whatever the spacing."""
         T = self.T
-        tau = np.arange(1, T + 1) if K is None or K == T else respace(T, K, spacing)
+        tau = np.arange(1, T + 1) if K is None or K == T else discrete_times(self.alpha_bar.numpy(), K, spacing)
         tau = torch.from_numpy(np.concatenate([[0], tau]))
         return Chain.from_alpha_bar(tau, self.alpha_bar[tau])

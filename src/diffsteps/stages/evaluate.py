@@ -23,9 +23,10 @@ from ..features.refstats import RefStats, load_reference_stats
 from ..metrics.fidelity import (closest_pairs, floor_rows, inception_score_row, not_available_rows, not_computed_rows,
                                 score)
 from ..rows import FLOOR_SAMPLER, make_row
+from ..sampler_registry import SAMPLER_COLUMNS
 from .common import add_common, record, resolve_device, run_cell, setup
 
-CELL_KEYS = ("method", "family", "sampler", "spacing", "variance", "eta", "noise", "nfe", "train_seed", "seed")
+CELL_KEYS = ("method", "family", "sampler", "spacing", *SAMPLER_COLUMNS, "noise", "nfe", "train_seed", "seed")
 INCEPTION_PREFIX = "inception_"
 
 

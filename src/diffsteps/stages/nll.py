@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.datasets import load_split
-from ..noise.schedule import SPACINGS
+from ..spacing import SPACINGS
 from ..io import atomic_write_json
 from ..registry import method_class, run_identity
 from ..rows import CONTINUOUS_SAMPLER, make_row
@@ -31,7 +31,7 @@ def register(sub) -> None:
     chain.add_argument("--budget", type=int, help="K of the K-step bound (with --variance and --spacing)")
     chain.add_argument("--continuous", action="store_true", help="the continuous-time (T = ∞) bound")
     p.add_argument("--variance", choices=["betatilde", "beta"])
-    p.add_argument("--spacing", choices=SPACINGS)
+    p.add_argument("--spacing", choices=list(SPACINGS))
     p.add_argument("--train-seed", required=True, type=int)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=run)

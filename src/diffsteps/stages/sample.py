@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import SamplerSpec
-from ..noise.schedule import SPACINGS
+from ..sampler_registry import SamplerSpec
+from ..spacing import SPACINGS
 from ..io import atomic_save_grid, atomic_save_npz, atomic_write_json, peak_memory_mb
 from ..registry import run_identity
 from ..samplers import sampler_for
@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--method", required=True, help="the run, a key of method_config in params.yaml")
     p.add_argument("--model-dir", required=True, type=Path)
     p.add_argument("--sampler", required=True)
-    p.add_argument("--spacing", required=True, choices=SPACINGS)
+    p.add_argument("--spacing", required=True, choices=list(SPACINGS))
     p.add_argument("--budget", required=True, type=int)
     p.add_argument("--train-seed", required=True, type=int)
     p.add_argument("--seed", required=True, type=int)
@@ -44,7 +44,7 @@ def run(args) -> int:
         raise ValueError(f"--budget = {args.budget} is invalid: must be 2 ≤ budget ≤ noise.T = {cfg.noise.T}")
     device = resolve_device(cfg.train.device)
     cell = {"method": args.method, "sampler": spec.name, "spacing": args.spacing, "budget": args.budget,
-            "variance": spec.variance, "eta": spec.eta, "train_seed": args.train_seed, "seed": args.seed,
+            **spec.columns(), "train_seed": args.train_seed, "seed": args.seed,
             **run_identity(cfg, args.method)}
     out = args.out_dir
 

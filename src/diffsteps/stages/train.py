@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import FIXED_T_SAMPLER, FIXED_T_SPACING, SamplerSpec, config_hash, to_plain
+from ..config import config_hash, to_plain
+from ..sampler_registry import FIXED_T_SAMPLER, FIXED_T_SPACING, SamplerSpec
 from ..data.datasets import load_split
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json, sha256_file
 from ..features.extract import DOMAIN_EXTRACTOR, extract_features, feature_statistics, frechet_distance

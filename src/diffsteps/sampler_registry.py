@@ -1,0 +1,184 @@
+"""The sampler registry's declarations: what every sampler is, without running it (no torch here).
+
+One :class:`SamplerDecl` per sampler kind says:
+
+- its **name grammar**: a regular expression with named groups for its parameters (``ddim-eta<η>``);
+- the **result columns** its parameters fill in every row (DDIM's ``eta``, an ancestral chain's ``variance``);
+- the **NFE** of a K-step run (Heun evaluates the network twice per step but once on the last);
+- whether it is **deterministic** (a solver of the probability-flow ODE, or of the DDIM ODE under non-Gaussian
+  noise), and its order as an ODE solver;
+- which **families** it applies to (a fixed-T generator such as DDGAN's has one sampler: its posterior chain).
+
+Everything that spells a sampler name elsewhere is generated from :data:`SAMPLERS`: the params schema's
+pattern (``python -m diffsteps dvc-yaml`` writes it), the Snakemake wildcard constraint, the CLI's parser and
+the row columns. The functions that run them are :data:`diffsteps.samplers.SAMPLER_FUNCTIONS`, keyed by
+:attr:`SamplerDecl.kind`; the contract test checks that the two registries agree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import ConfigError
+
+#: the families whose network predicts ε̂ on a chain it was not trained at (trained once, sampled at every K)
+EPS_FAMILIES = frozenset({"ddpm", "ddgm", "mixture", "vdm"})
+#: the families whose noise is Gaussian: there E[ε | x_t] is the score, and every sampler tends to the data law
+GAUSSIAN_FAMILIES = frozenset({"ddpm", "vdm", "ddgan"})
+#: the families under whose noise a stochastic sampler on ε̂ = E[ε | x_t] need not tend to the data law (STUDY.md:
+#: mixture noise has no Markov forward chain with its marginals, so its reverse chain is not a posterior chain)
+NOT_DATA_LAW_STOCHASTIC = frozenset({"mixture"})
+
+
+class SamplerNameError(ValueError):
+    """A sampler identifier follows no registered grammar."""
+
+
+@dataclass(frozen=True)
+class SamplerDecl:
+    kind: str
+    grammar: str  # a regular expression (no anchors) whose named groups are the parameters
+    spelled: str  # how the grammar reads in an error message
+    summary: str  # one line for the report and the schema
+    nfe: Callable[[int], int]  # network evaluations of a K-step run
+    deterministic: Callable[[dict[str, Any]], bool]
+    order: int | None = None  # the order of the ODE solver (deterministic samplers)
+    columns: tuple[tuple[str, str, str], ...] = ()  # result columns it fills: (named group, pandas dtype, meaning)
+    families: frozenset[str] = EPS_FAMILIES
+    convert: dict[str, Callable[[str], Any]] = field(default_factory=dict)
+    check: Callable[[dict[str, Any]], str | None] = lambda params: None
+
+    def applies_to(self, family: str) -> bool:
+        return family in self.families
+
+
+def _k(K: int) -> int:
+    return K
+
+
+def _heun_nfe(K: int) -> int:
+    return 2 * K - 1  # two evaluations per step, and one on the last (an Euler step to σ̃ = 0)
+
+
+def _always(params: dict[str, Any]) -> bool:
+    return True
+
+
+def _never(params: dict[str, Any]) -> bool:
+    return False
+
+
+def _eta_zero(params: dict[str, Any]) -> bool:
+    return params["eta"] == 0
+
+
+def _eta_in_unit(params: dict[str, Any]) -> str | None:
+    return None if 0 <= params["eta"] <= 1 else "DDIM η must lie in [0, 1]"
+
+
+#: kind → declaration, in the order the report lists samplers
+SAMPLERS: dict[str, SamplerDecl] = {d.kind: d for d in (
+    SamplerDecl("ddim", r"ddim-eta(?P<eta>\d+(?:\.\d+)?)", "ddim-eta<η> (e.g. ddim-eta0, ddim-eta1, ddim-eta0.5)",
+                "DDIM (arXiv 2010.02502); η = 0 is the first-order (Euler) solver of the probability-flow ODE",
+                _k, _eta_zero, order=1, columns=(("eta", "float64", "DDIM η; None for other samplers"),), convert={"eta": float}, check=_eta_in_unit),
+    SamplerDecl("ancestral", r"ancestral-(?P<variance>betatilde|beta)", "ancestral-betatilde or ancestral-beta",
+                "the ancestral posterior chain with σ² = β̃' (betatilde) or β' (beta, DDIM's σ̂)",
+                _k, _never, columns=(("variance", "object", "reverse variance of an ancestral chain: betatilde or beta; "
+                                                    "None otherwise"),), families=EPS_FAMILIES | {"ddgan"}),
+    SamplerDecl("dpmpp-2m", r"dpmpp-2m", "dpmpp-2m",
+                "DPM-Solver++(2M) (arXiv 2211.01095, Alg. 2): second-order multistep on x̂_0, NFE = K",
+                _k, _always, order=2),
+    SamplerDecl("heun", r"heun", "heun",
+                "EDM's Heun (arXiv 2206.00364, Alg. 1, S_churn = 0): second order, NFE = 2K − 1",
+                _heun_nfe, _always, order=2),
+    SamplerDecl("ipndm", r"ipndm", "ipndm",
+                "improved PNDM (arXiv 2204.13902): Adams–Bashforth of order up to 4 on ε̂, NFE = K",
+                _k, _always, order=4),
+)}
+
+#: the result columns sampler parameters fill, in registry order: name → (pandas dtype, meaning) (rows.py lays them out)
+SAMPLER_COLUMN_SPEC: dict[str, tuple[str, str]] = {c: (dtype, meaning) for d in SAMPLERS.values()
+                                                   for c, dtype, meaning in d.columns}
+SAMPLER_COLUMNS: tuple[str, ...] = tuple(SAMPLER_COLUMN_SPEC)
+#: the grammar of every sampler identifier, unanchored (the wildcard constraint) and anchored (the schema)
+SAMPLER_PATTERN = "|".join(d.grammar for d in SAMPLERS.values())
+SAMPLER_NAME_RE = re.compile(rf"^(?:{SAMPLER_PATTERN})$")
+#: the same grammar without named groups (a Snakemake wildcard constraint becomes a named group itself)
+SAMPLER_CONSTRAINT = re.sub(r"\(\?P<\w+>", "(?:", SAMPLER_PATTERN)
+
+#: the one sampler of a fixed-T run (DDGAN): draw x_{t−1} from the posterior q(x_{t−1} | x_t, x̂_0), i.e.
+#: ancestral sampling with σ² = β̃ on the run's own T-step chain (its cells' spacing is "uniform": the chain's
+#: times are uniform in the SDE's time)
+FIXED_T_SAMPLER, FIXED_T_SPACING = "ancestral-betatilde", "uniform"
+
+
+def spelled() -> str:
+    """Every grammar, as an error message lists them."""
+    return "; ".join(d.spelled for d in SAMPLERS.values())
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A parsed sampler identifier: its ``name``, its declaration's ``kind`` and its ``params`` (the named
+    groups of the grammar, converted). ``eta`` and ``variance`` are the result columns (None where unused)."""
+
+    name: str
+    kind: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def parse(cls, name: str, key: str = "sampler", source: str = "params.yaml") -> "SamplerSpec":
+        for decl in SAMPLERS.values():
+            m = re.fullmatch(decl.grammar, name)
+            if m is None:
+                continue
+            params = {k: decl.convert.get(k, str)(v) for k, v in m.groupdict().items()}
+            problem = decl.check(params)
+            if problem:
+                raise ConfigError(key, name, problem, source)
+            return cls(name=name, kind=decl.kind, params=tuple(params.items()))
+        raise ConfigError(key, name, f"a sampler is one of: {spelled()}", source)
+
+    @property
+    def decl(self) -> SamplerDecl:
+        return SAMPLERS[self.kind]
+
+    def param(self, column: str) -> Any:
+        return dict(self.params).get(column)
+
+    @property
+    def eta(self) -> float | None:
+        return self.param("eta")
+
+    @property
+    def variance(self) -> str | None:
+        return self.param("variance")
+
+    @property
+    def deterministic(self) -> bool:
+        return self.decl.deterministic(dict(self.params))
+
+    def nfe(self, K: int) -> int:
+        return self.decl.nfe(K)
+
+    def columns(self) -> dict[str, Any]:
+        """The row columns this sampler fills (every registered one, None where it has no such parameter)."""
+        return {c: self.param(c) for c in SAMPLER_COLUMNS}
+
+
+def data_law_caveat(sampler: str, family: str) -> str | None:
+    """What ``sampler`` on ``family`` solves when that is not the Gaussian probability flow, or None.
+
+    Under non-Gaussian noise (Gamma, mixture) a deterministic sampler solves the DDIM ODE built on
+    ε̂ = E[ε | x_t], which is not the score; under mixture noise a stochastic one need not tend to the data
+    law even with the exact denoiser (STUDY.md, Samplers)."""
+    spec = SamplerSpec.parse(sampler)
+    if family in GAUSSIAN_FAMILIES:
+        return None
+    if spec.deterministic:
+        return f"a solver of the DDIM ODE under {family} noise (ε̂ = E[ε | x_t] is not the score)"
+    if family in NOT_DATA_LAW_STOCHASTIC:
+        return f"under {family} noise E[ε | x_t] is not the score: this chain need not tend to the data law"
+    return None
