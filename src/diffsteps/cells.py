@@ -26,6 +26,7 @@ SAMPLES = "results/samples/{dataset}/{method}/{sampler}-{spacing}/K{budget}/trai
 EVAL = "results/eval/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
 NLL = "results/nll/{dataset}/{method}/ancestral-{variance}-{spacing}/K{budget}/train{ts}"
 NLL_CONTINUOUS = "results/nll/{dataset}/{method}/continuous/train{ts}"
+SOLVER_ERROR = "results/solver_error/{dataset}/{method}/train{ts}"
 FLOOR = "results/eval/{dataset}/floor"
 REPORT = "reports"
 
@@ -112,6 +113,10 @@ LAYOUT: dict[str, Layout] = {
     # the T = ∞ bound of continuous-time methods (VDM); "not defined" with the reason for the others
     "nll_continuous": Layout({"nll": f"{NLL_CONTINUOUS}/nll.json"},
                              (Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET, derived=_RUN),)),
+    # every deterministic sampler × spacing × budget of one trained run against its reference ODE solve
+    # (fixed-T runs have none: their one sampler is stochastic)
+    "solver_error": Layout({"errors": f"{SOLVER_ERROR}/solver_error.json"},
+                           (Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET, derived=_RUN),)),
     "floor": Layout({"metrics": f"{FLOOR}/metrics.json"}, _ONE),
     # reports/figures/ is rewritten with the report but not declared: a directory output makes Snakemake
     # miss new inputs of this rule, and report.html embeds every figure anyway (self-contained)
@@ -173,6 +178,7 @@ def report_inputs(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
         "pairs": [p for p in all_outputs(cfg, "evaluate") if p.endswith("pairs.npz")],
         "nll": all_outputs(cfg, "nll") + all_outputs(cfg, "nll_continuous"),
         "floor": all_outputs(cfg, "floor"),
+        "solver_error": all_outputs(cfg, "solver_error"),
         "train": [p for p in all_outputs(cfg, "train") if p.endswith(("train.json", "loss.csv"))],
         "samples": [p for p in all_outputs(cfg, "sample") if p.endswith(("sample.json", "grid.png"))],
     }

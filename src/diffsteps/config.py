@@ -137,6 +137,33 @@ class MemorisationConfig:
 
 
 @dataclass(frozen=True)
+class SolverErrorConfig:
+    """The solver-error stage: ``n`` images from the sampling seed ``seed``, in batches of ``batch_size``."""
+
+    n: int
+    seed: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class StepsNeededConfig:
+    """The steps-needed table: δ (``tolerance``, relative, on FID), ε (``solver_error``, RMS in [−1, 1] units),
+    and the bootstrap behind its intervals."""
+
+    tolerance: float
+    solver_error: float
+    bootstrap: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class ClaimsConfig:
+    """Claim rules: a "matches" claim is an equivalence test with margin ``match_margin`` × the reference mean."""
+
+    match_margin: float
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     batch_size: int
     kid_subset_size: int
@@ -146,6 +173,9 @@ class EvaluationConfig:
     memorisation: MemorisationConfig
     domain: DomainConfig
     nll: NLLConfig
+    solver_error: SolverErrorConfig
+    steps_needed: StepsNeededConfig
+    claims: ClaimsConfig
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,18 @@ from .learners import AdversarialLearner, Learner, ObjectiveLearner
 
 @dataclass(frozen=True)
 class GeneratedSet:
-    """Samples of one cell: uint8 images (N, C, H, W), network evaluations per sample, wall time."""
+    """Samples of one cell: the sampler's endpoints ``x`` (N, C, H, W) float32 on the CPU in model space
+    (x̂ ≈ x_0 in [−1, 1], before rounding: the solver error is measured on these), network evaluations per
+    sample, and wall time. ``images`` rounds them to the 256 levels (the decoder's mode)."""
 
-    images: np.ndarray
+    x: torch.Tensor
     nfe: int
     seconds: float
+
+    @property
+    def images(self) -> np.ndarray:
+        """uint8 (N, C, H, W)."""
+        return to_uint8(self.x)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -67,8 +74,7 @@ def generate_on_chain(cfg: StudyConfig, model: nn.Module, process: NoiseSource, 
                       image_shape: tuple[int, ...], n: int, seed: int, *, batch_size: int, device: torch.device,
                       scale: float = 1.0, latent_dim: int = 0) -> GeneratedSet:
     """n samples of ``sampler`` over ``chain`` in batches; sample j uses the stream (seed, j). The final
-    state is divided by ``scale`` (α_0 of a continuous chain, whose last step lands on z_0 = α_0 x̂)
-    and rounded to the 256 levels (the decoder's mode). With ``latent_dim`` > 0 the model is a
+    state is divided by ``scale`` (α_0 of a continuous chain, whose last step lands on z_0 = α_0 x̂). With ``latent_dim`` > 0 the model is a
     generator G(x_t, t, z) predicting x̂_0 (:class:`LatentDenoiser`), else an ε-predictor."""
     model.eval()
     out, seconds, nfe = [], 0.0, 0
@@ -78,10 +84,10 @@ def generate_on_chain(cfg: StudyConfig, model: nn.Module, process: NoiseSource, 
         denoiser = LatentDenoiser(model, latent_dim, rng) if latent_dim else model
         res = sampler(denoiser, process, chain, (len(idx), *image_shape), rng, clip_x0=cfg.sampling.clip_x0,
                       device=device, prediction="x0" if latent_dim else "eps")
-        out.append(to_uint8(res.x0 / scale))
+        out.append((res.x0 / scale).float().cpu())
         seconds += res.seconds
         nfe = res.nfe
-    return GeneratedSet(images=np.concatenate(out), nfe=nfe, seconds=seconds)
+    return GeneratedSet(x=torch.cat(out), nfe=nfe, seconds=seconds)
 
 
 def per_image_terms(batches: list[NLLTerms]) -> NLLTerms:

@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from .config import (ConfigError, DataConfig, DomainConfig, EvaluationConfig, FixedTConfig,
+from .config import (ClaimsConfig, ConfigError, DataConfig, DomainConfig, EvaluationConfig, FixedTConfig,
                      InceptionConfig, MemorisationConfig, ModelConfig, NLLConfig, NoiseConfig, ReferenceConfig,
-                     SamplingConfig, StudyConfig, TrainConfig)
+                     SamplingConfig, SolverErrorConfig, StepsNeededConfig, StudyConfig, TrainConfig)
 from .method_options import parse_method_options
 from .sampler_registry import FIXED_T_SAMPLER, SAMPLER_CONSTRAINT, SamplerSpec, spelled
 from .spacing import SPACINGS
@@ -59,6 +59,9 @@ _NESTED: dict[tuple[str, str], type] = {
     ("EvaluationConfig", "inception"): InceptionConfig,
     ("EvaluationConfig", "memorisation"): MemorisationConfig,
     ("EvaluationConfig", "domain"): DomainConfig,
+    ("EvaluationConfig", "solver_error"): SolverErrorConfig,
+    ("EvaluationConfig", "steps_needed"): StepsNeededConfig,
+    ("EvaluationConfig", "claims"): ClaimsConfig,
     ("EvaluationConfig", "nll"): NLLConfig,
 }
 

@@ -148,12 +148,16 @@ STAGES: tuple[Stage, ...] = (
           params=_NLL_KEYS, fixed_T=Reads(("data", "evaluation.nll.n_images", "evaluation.nll.seed"))),
     Stage("nll_continuous", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", per_run=True,
           params=_NLL_KEYS),
+    Stage("solver_error", inputs=_MODEL_IN, entry="solver_error", per_run=True,
+          params=(*MODEL_KEYS, "sampling.samplers", "sampling.spacings", "sampling.budgets", "sampling.clip_x0",
+                  "evaluation.solver_error")),
     Stage("floor", inputs={"heldout": f"{DATA}/heldout.npz", **_SCORING}, entry="evaluate", params=EVAL_KEYS),
     Stage("report", inputs={}, entry="report",
           # the values behind results (train.threads, checkpoint_every, ... change none of them)
           params=("preset", "methods", "fixed_T", "method_config", "data", "model", "noise", *TRAIN_KEYS, "train.seeds",
                   "sampling", "evaluation"),
-          dvc_dir_deps=("results/eval/{dataset}", "results/nll/{dataset}", "results/models/{dataset}",
+          dvc_dir_deps=("results/eval/{dataset}", "results/nll/{dataset}", "results/solver_error/{dataset}",
+                        "results/models/{dataset}",
                         "results/features/{dataset}/domain", "results/samples/{dataset}")),
 )
 STAGE = {s.name: s for s in STAGES}

@@ -18,6 +18,26 @@ rule evaluate:
         " --train {input.train}" + SCORING_ARGS + " --out {output.metrics} --pairs {output.pairs} > {log} 2>&1"
 
 
+rule solver_error:
+    input:
+        unpack(stage_inputs("solver_error")),
+    output:
+        **stage_outputs("solver_error"),
+    params:
+        values=stage_params("solver_error"),
+        reads=stage_keys("solver_error"),
+    log:
+        f"{LOGS}/solver_error/{{dataset}}/{{method}}/train{{ts}}.log",
+    benchmark:
+        f"{BENCH}/solver_error/{{dataset}}/{{method}}/train{{ts}}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    shell:
+        "{PY} solver-error " + CELL + " --threads {threads} --method {wildcards.method}"
+        " --model-dir $(dirname {input.model}) --train-seed {wildcards.ts} --out {output.errors} > {log} 2>&1"
+
+
 rule nll:
     input:
         unpack(stage_inputs("nll")),

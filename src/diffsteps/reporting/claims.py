@@ -1,10 +1,17 @@
 """Published claims and the one rule that judges them against this run.
 
 STUDY.md's rule: a claim is *supported* when the difference has the claimed sign and its 95%
-interval over seeds excludes zero; *contradicted* when the opposite holds; *inconclusive*
-otherwise. "Matches" means the two 95% intervals overlap. The interval on the difference of means
-is Welch's t interval, because the two sides need not share a variance (a deterministic and a
-stochastic sampler rarely do).
+interval excludes zero; *contradicted* when the opposite holds; *inconclusive* otherwise. "Matches" is an
+equivalence test: supported when the 95% interval of the difference lies inside ±δ, δ = ``match_margin`` × the
+reference side's mean; contradicted when it lies wholly outside ±δ; inconclusive otherwise (overlapping
+intervals would get easier as seeds get fewer). The interval on the difference of means is Welch's t interval,
+because the two sides need not share a variance (a deterministic and a stochastic sampler rarely do).
+
+The unit of replication follows the claim (:attr:`Claim.unit`): a claim about a *method* is judged over training
+runs, each contributing its mean over sampling seeds, and with one training seed it is "not testable: one
+training seed" (the comparison of the two trained networks over sampling seeds is shown beside it, as
+description only); a claim about a *sampler* on one trained network is judged over sampling seeds, one
+comparison per training seed.
 
 Claims are data: a :class:`Claim` names a metric, two row selectors and the columns on which the
 two sides must agree. Later methods append to :data:`CLAIMS`; nothing else changes. A claim the run
@@ -25,7 +32,11 @@ from ..rows import CONTEXT_COLUMNS, SEED_COLUMNS
 from .summary import excluded_note, extractor_label, in_every_feature_space, missing, sort_key, text, variant_label
 
 RELATIONS = ("less", "greater", "matches")
+UNITS = ("method", "sampler")
 CONFIDENCE = 0.95
+#: δ of a "matches" claim as a share of the reference side's mean (``evaluation.claims.match_margin``)
+DEFAULT_MATCH_MARGIN = 0.1
+NOT_TESTABLE = "not testable: one training seed"
 
 #: Selects the rows of one side of a claim (a boolean mask); :class:`Where` is the usual one.
 Selector = Callable[[pd.DataFrame], pd.Series]
@@ -88,24 +99,27 @@ def welch_estimate_interval(a: Estimate, b: Estimate) -> tuple[float, float]:
     return diff - half, diff + half
 
 
-def judge(a: Estimate, b: Estimate, claim: str) -> Verdict:
-    """Judge "a is less than / greater than / matches b" by STUDY.md's rule (see the module docstring)."""
+def judge(a: Estimate, b: Estimate, claim: str, match_margin: float = DEFAULT_MATCH_MARGIN) -> Verdict:
+    """Judge "a is less than / greater than / matches b" by STUDY.md's rule (see the module docstring);
+    ``b`` is the reference side of a "matches" claim."""
     if claim not in RELATIONS:
         raise ValueError(f"verdict: claim = {claim!r} is invalid: expected one of {list(RELATIONS)}")
     low, high = welch_estimate_interval(a, b)
     diff = a.mean - b.mean
     if claim == "matches":
-        (a_lo, a_hi), (b_lo, b_hi) = a.interval(), b.interval()
-        overlap = a_lo <= b_hi and b_lo <= a_hi
-        note = f"95% intervals of the means: a [{a_lo:.4g}, {a_hi:.4g}], b [{b_lo:.4g}, {b_hi:.4g}]"
-        return Verdict("supported" if overlap else "contradicted", diff, low, high, a.n, b.n, note)
+        delta = match_margin * abs(b.mean)
+        label = ("supported" if -delta < low and high < delta else
+                 "contradicted" if low > delta or high < -delta else "inconclusive")
+        note = f"equivalence margin ±δ = ±{delta:.4g} ({match_margin:g} × the reference mean {b.mean:.4g})"
+        return Verdict(label, diff, low, high, a.n, b.n, note)
     # 'less' claims a negative difference, 'greater' a positive one.
     claimed, opposite = (high < 0, low > 0) if claim == "less" else (low > 0, high < 0)
     label = "supported" if claimed else "contradicted" if opposite else "inconclusive"
     return Verdict(label, diff, low, high, a.n, b.n, "")
 
 
-def verdict(a_values: Sequence[float], b_values: Sequence[float], claim: str) -> Verdict:
+def verdict(a_values: Sequence[float], b_values: Sequence[float], claim: str,
+            match_margin: float = DEFAULT_MATCH_MARGIN) -> Verdict:
     """Judge "a is less than / greater than / matches b" over seeds: each value is one seed's."""
     if claim not in RELATIONS:
         raise ValueError(f"verdict: claim = {claim!r} is invalid: expected one of {list(RELATIONS)}")
@@ -113,7 +127,7 @@ def verdict(a_values: Sequence[float], b_values: Sequence[float], claim: str) ->
     diff = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
     if len(a) < 2 or len(b) < 2:
         return Verdict("inconclusive", diff, math.nan, math.nan, len(a), len(b), "too few seeds")
-    return judge(Estimate.of_values(a), Estimate.of_values(b), claim)
+    return judge(Estimate.of_values(a), Estimate.of_values(b), claim, match_margin)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,10 +177,13 @@ class Claim:
     each Gamma run, one per θ0, against the one Gaussian baseline). Quality metrics are always
     compared within one feature extractor, weights and N.
 
+    ``unit``: ``method`` (a claim about a method, judged over training runs: each contributes its mean over
+    sampling seeds) or ``sampler`` (about samplers on one trained network, judged over its sampling seeds:
+    one comparison per training seed).
+
     ``row_error``: the metric's rows are themselves means over independent units with a standard
-    error (the NLL bound: a mean over held-out images). A side with a single row (one training
-    seed) is then judged by that standard error over its n units, and the note says so; with
-    several rows the rule is over seeds as usual.
+    error (the NLL bound: a mean over held-out images). A side with a single row is then described by that
+    standard error over its n units, and the note says so.
     """
 
     text: str
@@ -178,14 +195,23 @@ class Claim:
     match_on: tuple[str, ...] = ()
     per: tuple[str, ...] = ()
     row_error: bool = False
+    unit: str = "method"
 
     def __post_init__(self) -> None:
         if self.relation not in RELATIONS:
             raise ValueError(f"Claim {self.text!r}: relation = {self.relation!r} is invalid: expected one of "
                              f"{list(RELATIONS)}")
+        if self.unit not in UNITS:
+            raise ValueError(f"Claim {self.text!r}: unit = {self.unit!r} is invalid: expected one of {list(UNITS)}")
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The columns one comparison fixes: ``match_on``, and the trained network for a sampler claim."""
+        return (*self.match_on, "train_seed") if self.unit == "sampler" else self.match_on
 
 
 _DDIM_T1 = "DDIM (arXiv 2010.02502), Table 1, CIFAR-10"
+_S = {"unit": "sampler"}  # DDIM's claims compare samplers on one trained network
 _SAME_CHAIN = ("method", "noise", "spacing", "nfe")
 #: a noise family against the Gaussian baseline: same sampler, chain and NFE, one comparison per run
 _TWIN = ("sampler", "spacing", "nfe")
@@ -196,23 +222,23 @@ CLAIMS: list[Claim] = [
     Claim("DDIM (η=0) has lower FID than ancestral sampling with σ²=β̃ (η=1) at ≤ 20 NFE",
           f"{_DDIM_T1}: 13.36 vs 41.07 at 10 NFE, 6.84 vs 18.36 at 20", "fid", "less",
           Where(family="ddpm", sampler="ddim-eta0", nfe=AtMost(20)),
-          Where(family="ddpm", sampler="ancestral-betatilde", nfe=AtMost(20)), _SAME_CHAIN),
+          Where(family="ddpm", sampler="ancestral-betatilde", nfe=AtMost(20)), _SAME_CHAIN, **_S),
     Claim("DDIM (η=0) has lower FID than large-variance ancestral sampling (σ²=β, the σ̂ of DDIM) at ≤ 20 NFE",
           f"{_DDIM_T1}: 13.36 vs 367.43 at 10 NFE, 6.84 vs 133.37 at 20", "fid", "less",
           Where(family="ddpm", sampler="ddim-eta0", nfe=AtMost(20)),
-          Where(family="ddpm", sampler="ancestral-beta", nfe=AtMost(20)), _SAME_CHAIN),
+          Where(family="ddpm", sampler="ancestral-beta", nfe=AtMost(20)), _SAME_CHAIN, **_S),
     Claim("Ancestral sampling with σ²=β has higher FID than with σ²=β̃ at ≤ 100 NFE",
           f"{_DDIM_T1}: σ̂ vs η=1 — 367.43 vs 41.07 at 10 NFE … 9.99 vs 5.78 at 100", "fid", "greater",
           Where(family="ddpm", sampler="ancestral-beta", nfe=AtMost(100)),
-          Where(family="ddpm", sampler="ancestral-betatilde", nfe=AtMost(100)), _SAME_CHAIN),
+          Where(family="ddpm", sampler="ancestral-betatilde", nfe=AtMost(100)), _SAME_CHAIN, **_S),
     Claim("1000-step DDPM (σ²=β) has FID ≤ DDIM (η=0) at 100 NFE",
           f"{_DDIM_T1}: 3.17 (σ̂, 1000 steps) vs 4.16", "fid", "less",
           Where(family="ddpm", sampler="ancestral-beta", nfe=1000),
-          Where(family="ddpm", sampler="ddim-eta0", nfe=100, spacing="uniform"), ("method", "noise")),
+          Where(family="ddpm", sampler="ddim-eta0", nfe=100, spacing="uniform"), ("method", "noise"), **_S),
     Claim("DDIM (η=0) at 100 NFE has lower FID than 1000-step ancestral sampling with σ²=β̃ (η=1)",
           f"{_DDIM_T1}: 4.16 vs 4.73", "fid", "less",
           Where(family="ddpm", sampler="ddim-eta0", nfe=100, spacing="uniform"),
-          Where(family="ddpm", sampler="ancestral-betatilde", nfe=1000), ("method", "noise")),
+          Where(family="ddpm", sampler="ancestral-betatilde", nfe=1000), ("method", "noise"), **_S),
     Claim("Gamma noise beats Gaussian at ≤ 20 NFE (lower FID, same network, budget, sampler and chain; per θ0)",
           "DDGM (arXiv 2110.05948), CelebA-64: Gamma-DDIM 11.64 at 10 NFE, 6.83 at 20, against Gaussian rows "
           "copied from DDIM (not retrained)", "fid", "less",
@@ -230,7 +256,8 @@ CLAIMS: list[Claim] = [
             ("spacing", "nfe"), _PER_RUN, row_error=True)
       for variance, label in (("betatilde", "β̃"), ("beta", "β"))),
     # DDGAN's model at T = 4 against DDPM's 1000-step reference cell (ancestral, the sampler DDPM's paper used)
-    Claim("DDGAN at T = 4 matches 1000-step DDPM (FID; \"matches\": the two 95% intervals over seeds overlap)",
+    Claim("DDGAN at T = 4 matches 1000-step DDPM (FID; \"matches\": the 95% interval of the difference lies within "
+          "± match_margin × DDPM's FID)",
           "Denoising Diffusion GAN (arXiv 2112.07804), Table 1, CIFAR-10: FID 3.75 at NFE 4 against DDPM's 3.21 at "
           "1000; 14.6 at T = 1", "fid", "matches",
           Where(family="ddgan", nfe=4), Where(family="ddpm", sampler="ancestral-betatilde", nfe=1000), (), _PER_RUN),
@@ -249,7 +276,7 @@ def overall_verdict(labels: Sequence[str]) -> str:
     ``inconclusive`` otherwise. Comparisons that could not be evaluated are not counted."""
     judged = [label for label in labels if label in LABELS]
     if not judged:
-        return "not evaluated"
+        return NOT_TESTABLE if NOT_TESTABLE in labels else "not evaluated"
     n_sup, n_con = judged.count("supported"), judged.count("contradicted")
     if n_sup and n_con:
         return "mixed"
@@ -284,8 +311,30 @@ def _estimate(side: pd.DataFrame, row_error: bool) -> Estimate | None:
     return None
 
 
-def _compare(claim: Claim, a_all: pd.DataFrame, b_all: pd.DataFrame, context: str, run: str) -> dict[str, Any]:
-    """One verdict row for one comparison (one context and one value of ``match_on``)."""
+def _over_rows(claim: Claim, a: pd.DataFrame, b: pd.DataFrame, match_margin: float) -> tuple[Verdict, str]:
+    """The comparison over the sides' rows (sampling seeds of the trained networks; a ``row_error`` side with
+    one row by its standard error over images), and a note on that unit."""
+    estimates = [_estimate(side, claim.row_error) for side in (a, b)]
+    if None in estimates:
+        v = verdict(a["value"].to_numpy(float), b["value"].to_numpy(float), claim.relation, match_margin)
+    else:
+        v = judge(*estimates, claim.relation, match_margin)
+    singles = [f"{name}: {text(side['n'].iloc[0])}" for name, side in (("a", a), ("b", b)) if len(side) == 1]
+    unit_note = ""
+    if claim.row_error and singles and None not in estimates:
+        unit_note = ("side with one row: its interval is from the standard error over held-out images "
+                     f"({', '.join(singles)} images)")
+    return v, unit_note
+
+
+def _per_training_run(side: pd.DataFrame) -> np.ndarray:
+    """One value per training run: its mean over sampling seeds (the unit of a method claim)."""
+    return side.groupby("train_seed", dropna=False)["value"].mean().to_numpy(float)
+
+
+def _compare(claim: Claim, a_all: pd.DataFrame, b_all: pd.DataFrame, context: str, run: str,
+             match_margin: float) -> dict[str, Any]:
+    """One verdict row for one comparison (one context and one value of the claim's keys)."""
     row = {"claim": claim.text, "source": claim.source, "run": run, "context": context}
     a, b = a_all[a_all["status"] == "ok"], b_all[b_all["status"] == "ok"]
     for name, side, side_all in (("a", a, a_all), ("b", b, b_all)):
@@ -295,19 +344,24 @@ def _compare(claim: Claim, a_all: pd.DataFrame, b_all: pd.DataFrame, context: st
             # Pooling two variants as if they were seeds would fake a spread; make the claim say which.
             return {**row, "verdict": f"not evaluated: side {name} holds several rows per seed "
                                       f"({_describe(side)}); narrow the claim's selector or match_on"}
-    estimates = [_estimate(side, claim.row_error) for side in (a, b)]
-    if None in estimates:
-        v = verdict(a["value"].to_numpy(float), b["value"].to_numpy(float), claim.relation)  # too few seeds
+    described, unit_note = _over_rows(claim, a, b, match_margin)
+    label, v = described.label, described
+    if claim.unit == "sampler":
+        unit_note = "; ".join(x for x in ("over the sampling seeds of one trained network", unit_note) if x)
     else:
-        v = judge(*estimates, claim.relation)
-    unit_note = ""
-    singles = [f"{name}: {text(side['n'].iloc[0])}" for name, side in (("a", a), ("b", b)) if len(side) == 1]
-    if claim.row_error and singles and None not in estimates:
-        unit_note = ("side with one training seed: its interval is from the standard error over held-out images "
-                     f"({', '.join(singles)} images), not over seeds")
-    note = "; ".join(x for x in (f"a = {_describe(a)}; b = {_describe(b)}", v.note, unit_note,
+        ta, tb = _per_training_run(a), _per_training_run(b)
+        if len(ta) < 2 or len(tb) < 2:
+            label = NOT_TESTABLE
+            unit_note = "; ".join(x for x in (
+                f"descriptive only (the two trained networks over sampling seeds, not a verdict on the method): "
+                f"{described.label}", unit_note) if x)
+        else:
+            v = verdict(ta, tb, claim.relation, match_margin)
+            label = v.label
+            unit_note = f"over training runs ({len(ta)} and {len(tb)}; each its mean over sampling seeds)"
+    note = "; ".join(x for x in (f"a = {_describe(a)}; b = {_describe(b)}", unit_note, v.note,
                                  excluded_note(pd.concat([a_all, b_all]))) if x)
-    return {**row, "verdict": v.label, "difference (a − b)": v.diff_mean, "95% interval": (v.ci_low, v.ci_high),
+    return {**row, "verdict": label, "difference (a − b)": v.diff_mean, "95% interval": (v.ci_low, v.ci_high),
             "n_a": v.n_a, "n_b": v.n_b, "note": note}
 
 
@@ -348,7 +402,7 @@ def _groups(df: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
     return {_plain(key): group for key, group in df.groupby(keys, dropna=False, sort=False)}
 
 
-def evaluate_claim(df: pd.DataFrame, claim: Claim) -> list[dict[str, Any]]:
+def evaluate_claim(df: pd.DataFrame, claim: Claim, match_margin: float = DEFAULT_MATCH_MARGIN) -> list[dict[str, Any]]:
     """Verdict rows of one claim: one per (context, match_on value) found on either side. A quality claim
     is judged in every feature space that scored both sides (Inception FID as well as domain FID), each
     context on its own."""
@@ -358,7 +412,7 @@ def evaluate_claim(df: pd.DataFrame, claim: Claim) -> list[dict[str, Any]]:
         name, selector = ("a", claim.a) if a_all.empty else ("b", claim.b)
         return [{"claim": claim.text, "source": claim.source, "run": "", "context": "—",
                  "verdict": f"not evaluated: no {claim.metric} rows match side {name} ({selector})"}]
-    keys = list(CONTEXT_COLUMNS) + list(claim.match_on)
+    keys = list(CONTEXT_COLUMNS) + list(claim.keys)
     b_groups = _groups(b_all, keys)
     parts = sorted(_groups(a_all, list(claim.per)).items(), key=lambda kv: tuple(sort_key(v) for v in kv[0])) \
         if claim.per else [((), a_all)]
@@ -369,18 +423,18 @@ def evaluate_claim(df: pd.DataFrame, claim: Claim) -> list[dict[str, Any]]:
         run = _key_label(claim.per, part) if claim.per else ""
         for key in sorted(set(a_groups) | set(b_groups), key=lambda k: tuple(sort_key(v) for v in k)):
             context = f"{text(key[0])}; {extractor_label(key[1], key[3])}"
-            context += f"; {_key_label(claim.match_on, key[4:])}" if claim.match_on else ""
-            out.append(_compare(claim, a_groups.get(key, empty), b_groups.get(key, empty), context, run))
+            context += f"; {_key_label(claim.keys, key[4:])}" if claim.keys else ""
+            out.append(_compare(claim, a_groups.get(key, empty), b_groups.get(key, empty), context, run,
+                                match_margin))
     return out
 
 
-def evaluate_claims(df: pd.DataFrame, claims: Sequence[Claim] | None = None) -> pd.DataFrame:
+def evaluate_claims(df: pd.DataFrame, claims: Sequence[Claim] | None = None,
+                    match_margin: float = DEFAULT_MATCH_MARGIN) -> pd.DataFrame:
     """Every claim's verdict rows (default: :data:`CLAIMS` as it stands at call time) as a table with
-    :data:`VERDICT_COLUMNS`; nothing is dropped.
-
-    The values of one side are its rows over training and sampling seeds, treated as independent draws.
-    """
-    out = [row for claim in (CLAIMS if claims is None else claims) for row in evaluate_claim(df, claim)]
+    :data:`VERDICT_COLUMNS`; nothing is dropped. The unit of each claim is its :attr:`Claim.unit`."""
+    out = [row for claim in (CLAIMS if claims is None else claims)
+           for row in evaluate_claim(df, claim, match_margin)]
     return pd.DataFrame(out, columns=list(VERDICT_COLUMNS))
 
 

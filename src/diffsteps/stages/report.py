@@ -32,7 +32,7 @@ def run(args) -> int:
     cfg = setup(args)
     inputs = report_inputs(to_plain(cfg))
     train_records = [p for p in inputs["train"] if p.endswith(".json")]
-    df = collect([*inputs["eval"], *inputs["nll"], *inputs["floor"], *train_records])
+    df = collect([*inputs["eval"], *inputs["nll"], *inputs["solver_error"], *inputs["floor"], *train_records])
     out = args.out_dir
     write_csv(df, out / "results.csv")
     # results/models/<dataset>/<method>[/T<T>]/train<ts>/loss.csv → "<method>[ T<T>] train<ts>"

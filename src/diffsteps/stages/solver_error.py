@@ -1,0 +1,88 @@
+"""``solver-error``: every deterministic sampler × spacing × budget of one trained run against the reference solve
+of its ODE from the same x_T (:mod:`diffsteps.solver_error`). One job per (run, training seed), because the
+reference is shared by all of them and costs more than the rest; it needs no feature extractor."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..io import atomic_write_json
+from ..registry import run_identity
+from ..rows import make_row
+from ..sampler_registry import SamplerSpec
+from ..samplers import sampler_for
+from ..solver_error import cell_errors, reference_solve
+from ..training.checkpoint import load_trained
+from .common import add_common, record, resolve_device, run_cell, setup
+
+METRIC = "solver_error"
+#: the reference's own row: its sampler and NFE, and the shift of halving its step (the convergence check)
+REFERENCE_METRIC = "solver_error_reference_shift"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("solver-error", help="RMS distance of each deterministic sampler to the reference ODE solve")
+    add_common(p)
+    p.add_argument("--method", required=True, help="the run, a key of method_config in params.yaml")
+    p.add_argument("--model-dir", required=True, type=Path)
+    p.add_argument("--train-seed", required=True, type=int)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=run)
+
+
+def solved_samplers(cfg, family: str) -> list[SamplerSpec]:
+    """The deterministic samplers of ``sampling.samplers`` that apply to ``family``."""
+    specs = [SamplerSpec.parse(name) for name in cfg.sampling.samplers]
+    return [s for s in specs if s.deterministic and s.decl.applies_to(family)]
+
+
+def run(args) -> int:
+    cfg = setup(args)
+    ident = {"dataset": cfg.data.dataset, "method": args.method, **run_identity(cfg, args.method),
+             "train_seed": args.train_seed, "seed": cfg.evaluation.solver_error.seed, "metric": METRIC}
+    specs = solved_samplers(cfg, ident["family"])
+    if cfg.method_config[args.method].fixed_T:
+        raise ValueError(f"--method = {args.method!r} is invalid: a fixed-T run has no ODE to solve (its one sampler "
+                         "is stochastic)")
+    device = resolve_device(cfg.train.device)
+    ev = cfg.evaluation.solver_error
+    grid = [(s, spacing, K) for s in specs for spacing in cfg.sampling.spacings for K in cfg.sampling.budgets]
+
+    def work() -> None:
+        method, model = load_trained(cfg, args.method, args.model_dir, device)
+
+        def solve(name: str, K: int, spacing: str):
+            return method.generate(model, K, sampler_for(SamplerSpec.parse(name)), spacing, ev.n, ev.seed,
+                                   batch_size=ev.batch_size, device=device).x
+
+        endpoints = {(s.name, spacing, K): solve(s.name, K, spacing) for s, spacing, K in grid}
+
+        def smallest(ref) -> float:
+            errs = [float(e.mean()) for e in cell_errors(endpoints, ref).values()]
+            return min((e for e in errs if e > 0), default=math.inf)
+
+        ref = reference_solve(solve, lambda name, K: SamplerSpec.parse(name).nfe(K), smallest,
+                              continuous=method.continuous_time, T=None if method.continuous_time else cfg.noise.T)
+        rows = []
+        for (name, spacing, K), per_image in cell_errors(endpoints, ref.x).items():
+            spec, err = SamplerSpec.parse(name), per_image.numpy()
+            rows.append(make_row(**ident, sampler=name, spacing=spacing, **spec.columns(), nfe=spec.nfe(K),
+                                 value=float(err.mean()), std=float(err.std(ddof=1) / math.sqrt(len(err))),
+                                 n=len(err), status="ok"))
+        rows.append(make_row(**{**ident, "metric": REFERENCE_METRIC}, sampler=ref.sampler, spacing="uniform",
+                             **SamplerSpec.parse(ref.sampler).columns(), nfe=ref.nfe, value=ref.shift,
+                             n=len(ref.x), status="ok",
+                             reason=None if ref.converged else "not converged: halving the reference's step moves it "
+                             "by more than 1% of the smallest reported error"))
+        reference = {"sampler": ref.sampler, "K": ref.K, "nfe": ref.nfe, "shift": ref.shift,
+                     "converged": ref.converged}
+        atomic_write_json(args.out, record(cfg, args, device=device, cell=ident, reference=reference, rows=rows))
+
+    def failed(message: str) -> None:
+        rows = [make_row(**ident, sampler=s.name, spacing=spacing, **s.columns(), nfe=s.nfe(K), value=None,
+                         status="failed", reason=message) for s, spacing, K in grid]
+        atomic_write_json(args.out, record(cfg, args, status="failed", error=message, device=device, cell=ident,
+                                           rows=rows))
+
+    return run_cell(work, failed)
