@@ -4,6 +4,7 @@ import pytest
 
 from diffsteps.reporting.plots import plot_quality_vs_nfe
 from diffsteps.reporting.report import ReportError, build_report
+from diffsteps.reporting.steps import Settings
 
 META = dict(preset="cpu", dataset="digits", train_images=192000, n_samples=360, sampling_seeds=[0, 1, 2],
             train_seeds=[0], min_accuracy=0.99)
@@ -16,8 +17,20 @@ def built(results, tmp_path_factory):
     grid = tmp_path / "results/samples/digits/ddpm/ddim-eta0-uniform/K10/train0-seed0/grid.png"
     grid.parent.mkdir(parents=True)
     grid.write_bytes(next(iter(figures.values())).read_bytes())
-    md, html = build_report(results, figures, [grid], tmp_path / "reports", META)
+    steps = Settings(0.1, 0.02, 200, 0, "ancestral-betatilde", "uniform", 1000,
+                     samplers=("ddim-eta0", "ancestral-betatilde", "ancestral-beta"))
+    md, html = build_report(results, figures, [grid], tmp_path / "reports", META, steps=steps)
     return md.read_text(), html.read_text()
+
+
+def test_report_reads_top_down_and_opens_with_the_steps_needed_table(built):
+    md, _ = built
+    order = [md.index(h) for h in ("## How many steps does each method need?", "## Published claims", "## Figures",
+                                   "## Sample quality", "## Likelihood bound")]
+    assert order == sorted(order)
+    first_table = md.index("|")
+    assert order[0] < first_table < order[1]
+    assert "NFE_δ" in md[order[0]:order[1]] and "| run | converged fid | training seeds | ddim-eta0 |" in md
 
 
 def test_report_lists_the_failed_cell_with_its_error(built):
@@ -29,12 +42,10 @@ def test_report_lists_the_failed_cell_with_its_error(built):
 
 def test_undefined_nll_says_not_defined_with_the_reason(built):
     md, _ = built
-    line = next(l for l in md.splitlines() if l.startswith("| digits | mixture"))
-    cells = [c.strip() for c in line.split("|")[1:-1]]
-    terms = cells[6:10]  # prior, recon, diffusion, total: never blank, never a zero
-    assert "not defined: no Markov forward process has the mixture marginals" in terms
-    assert all(t.startswith("not defined") for t in terms)
-    assert sum("Markov" in t for t in terms) == 1  # the reason once per row, the other cells name the status
+    # one line per run with its reason, never a blank, a zero, or one row per cell
+    assert not any(l.startswith("| digits | mixture") for l in md.splitlines() if "nll" in l or "not defined" in l)
+    (line,) = [l for l in md.splitlines() if l.startswith("- mixture: not defined")]
+    assert "no Markov forward process has the mixture marginals" in line and "bound cells" in line
 
 
 def test_report_states_what_is_not_comparable_and_not_computed(built):

@@ -14,11 +14,12 @@ import pandas as pd
 
 from ..io import atomic_write_text
 from .anchors import anchor_blocks
-from .claims import Claim, evaluate_claims
+from .claims import DEFAULT_MATCH_MARGIN, Claim, evaluate_claims
 from .render import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
 from ..rows import COLUMNS, SchemaError
+from .steps import Settings, steps_blocks
 from .summary import NLL_TERMS, QUALITY_METRICS, missing, text
-from .tables import SEEDS_NOTE, claims_tables, cost_tables, domain_table, failed_table, headline_tables, nll_table, \
+from .tables import SEEDS_NOTE, claims_tables, cost_tables, domain_table, failed_table, headline_tables, nll_blocks, \
     provenance_table, status_text
 
 #: meta key → label in the configuration table. The first group is required.
@@ -161,22 +162,26 @@ def _grid_caption(path: Path) -> str:
 
 def report_blocks(df: pd.DataFrame, figures: Mapping[str, Path] | Sequence[Path],
                   grids: Mapping[str, Path] | Sequence[Path], meta: Mapping[str, Any],
-                  claims: Sequence[Claim] | None = None) -> list[Block]:
-    """The whole report as blocks, in reading order."""
+                  claims: Sequence[Claim] | None = None, steps: Settings | None = None,
+                  match_margin: float = DEFAULT_MATCH_MARGIN) -> list[Block]:
+    """The whole report as blocks, top-down: the answer (steps needed), the claims, the figures, then the
+    detail tables, the setup and the caveats behind them."""
     min_accuracy = float(meta["min_accuracy"])
     domain, unreliable = domain_table(df, min_accuracy)
+    answer = steps_blocks(df, steps) if steps is not None else [Paragraph("Steps-needed settings not given.")]
     blocks: list[Block] = [
         Heading(f"diffsteps report — preset '{meta['preset']}' on {meta['dataset']}", 1),
-        Paragraph(STUDY_INTRO), _config_table(meta),
-        Heading("Read this first"), Bullets(tuple(honesty_notes(df, unreliable, min_accuracy))),
+        Paragraph(STUDY_INTRO),
+        Heading("How many steps does each method need?"), *answer,
+        Heading("Published claims"), *claims_tables(evaluate_claims(df, claims, match_margin)),
+        Heading("Figures"), *(_images(figures, "figure") or [Paragraph("No figures.")]),
+        Heading("Read this first"), Bullets(tuple(honesty_notes(df, unreliable, min_accuracy))), _config_table(meta),
         Heading("Sample quality"), Paragraph(SEEDS_NOTE),
         *(headline_tables(df) or [Paragraph("No quality rows in this run.")]),
-        Heading("Likelihood bound (bits/dim)"), Paragraph(NLL_NOTE), nll_table(df),
+        Heading("Likelihood bound (bits/dim)"), Paragraph(NLL_NOTE), *nll_blocks(df),
         Heading("Cost"), *cost_tables(df),
         Heading("Domain feature extractor"), domain,
-        Heading("Published claims"), *claims_tables(evaluate_claims(df, claims)),
         Heading("Failed cells"), failed_table(df),
-        Heading("Figures"), *(_images(figures, "figure") or [Paragraph("No figures.")]),
         Heading("Sample grids"), *(_images(grids, "grid") or [Paragraph("No sample grids.")]),
         Heading("Published anchors (CIFAR-10 / published — not comparable)"), *anchor_blocks(),
         Heading("Provenance"), provenance_table(df),
@@ -190,14 +195,15 @@ def report_blocks(df: pd.DataFrame, figures: Mapping[str, Path] | Sequence[Path]
 
 def build_report(df: pd.DataFrame, figures: Mapping[str, Path] | Sequence[Path],
                  grids: Mapping[str, Path] | Sequence[Path], out_dir: str | Path,
-                 meta: Mapping[str, Any], claims: Sequence[Claim] | None = None) -> tuple[Path, Path]:
+                 meta: Mapping[str, Any], claims: Sequence[Claim] | None = None, steps: Settings | None = None,
+                 match_margin: float = DEFAULT_MATCH_MARGIN) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into ``out_dir`` (atomically) and return their paths."""
     _check_meta(meta)
     missing_cols = [c for c in COLUMNS if c not in df.columns]
     if missing_cols:
         raise SchemaError(f"build_report: the results table lacks the schema columns {missing_cols}")
     out_dir = Path(out_dir)
-    blocks = report_blocks(df, figures, grids, meta, claims)
+    blocks = report_blocks(df, figures, grids, meta, claims, steps, match_margin)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     atomic_write_text(md_path, to_markdown(blocks, out_dir))
     atomic_write_text(html_path, to_html(blocks, f"diffsteps report — {meta['preset']} on {meta['dataset']}"))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .claims import LABELS, VERDICT_COLUMNS, format_interval, overall_verdict
-from .render import Table
+from .render import Block, Bullets, Table
 from ..rows import CONTEXT_COLUMNS, FLOOR_SAMPLER, SEED_COLUMNS
 from .summary import NLL_TERMS, QUALITY_METRICS, excluded_counts, extractor_label, format_estimate, metric_label, \
     missing, ok_rows, sort_key, text
@@ -130,14 +130,21 @@ def headline_tables(df: pd.DataFrame) -> list[Table]:
     return tables
 
 
-def nll_table(df: pd.DataFrame) -> Table:
-    """Terms of the variational bound in bits/dim; undefined cells say why."""
+def nll_blocks(df: pd.DataFrame) -> list[Block]:
+    """Terms of the variational bound in bits/dim, for the cells where it is defined; a run whose bound is not
+    defined gets one line with its reason, not one row per cell."""
     rows = df[df["metric"].isin(NLL_TERMS)]
-    return pivot_table(rows, (("dataset", "dataset"),) + CELL_INDEX, NLL_TERMS,
-                       "Upper bound on the NLL (bits/dim) of the held-out split: prior + recon + diffusion = total; "
-                       "± is the standard error over images for one seed, else the sd over seeds",
-                       {"images": lambda g: ", ".join(sorted({text(n) for n in g["n"] if not missing(n)})) or "—",
-                        "draws": lambda g: ", ".join(sorted({text(n) for n in g["draws"] if not missing(n)})) or "—"})
+    undefined = rows[rows["status"] == "not_defined"]
+    lines = []
+    for (method, reason), part in undefined.groupby(["method", "reason"], dropna=False, sort=False):
+        cells = part.drop_duplicates(["sampler", "spacing", "nfe", "train_seed"])
+        lines.append(f"{text(method)}: not defined ({len(cells)} bound cells) — {text(reason)}")
+    table = pivot_table(rows[rows["status"] != "not_defined"], (("dataset", "dataset"),) + CELL_INDEX, NLL_TERMS,
+                        "Upper bound on the NLL (bits/dim) of the held-out split: prior + recon + diffusion = total; "
+                        "± is the standard error over images for one seed, else the sd over seeds",
+                        {"images": lambda g: ", ".join(sorted({text(n) for n in g["n"] if not missing(n)})) or "—",
+                         "draws": lambda g: ", ".join(sorted({text(n) for n in g["draws"] if not missing(n)})) or "—"})
+    return [table, *([Bullets(tuple(lines))] if lines else [])]
 
 
 def _devices(group: pd.DataFrame) -> str:

@@ -16,7 +16,9 @@ from ..models.unet import UNet, UNetSpec, count_parameters
 from ..reporting.aggregate import collect, write_csv
 from ..reporting.plots import plot_all
 from ..reporting.plots_memorisation import plot_closest_pairs
+from ..reporting.plots_solver import plot_solver_error
 from ..reporting.report import build_report, meta_from_config
+from ..reporting.steps import settings_from_config
 from ..reporting.summary import run_label
 from .common import add_common, setup
 
@@ -26,6 +28,12 @@ def register(sub) -> None:
     add_common(p)
     p.add_argument("--out-dir", default="reports", type=Path)
     p.set_defaults(func=run)
+
+
+def headline_metric(cfg) -> str:
+    """STUDY.md: standard Inception FID where it scores every cell (the GPU study), else the domain FID."""
+    inc = cfg.evaluation.inception
+    return "inception_fid" if inc.weights is not None and inc.samplers is None and inc.nfe is None else "fid"
 
 
 def run(args) -> int:
@@ -51,6 +59,7 @@ def run(args) -> int:
             parameters.setdefault(cell["method"], result["parameters"])
     figures = plot_all(df, out / "figures", loss, skewness, log_snr)
     figures.update(plot_closest_pairs(df, inputs["pairs"], out / "figures"))
+    figures.update(plot_solver_error(df, out / "figures"))
     grids = [Path(p) for p in inputs["samples"] if p.endswith("grid.png")]
     C, H, _ = read_json(train_records[0])["cell"]["image_shape"]  # the plan always holds ≥ 1 training cell
     model = UNet(UNetSpec.from_config(cfg.model, image_size=H, in_channels=C))
@@ -58,5 +67,7 @@ def run(args) -> int:
                f"levels {list(cfg.model.channel_mult)}, attention at {list(cfg.model.attn_resolutions)}")
     if parameters:  # VDM adds Fourier-feature input channels and its schedule to the same UNet
         network += "; trained parameters per run: " + ", ".join(f"{m} {n:,}" for m, n in sorted(parameters.items()))
-    build_report(df, figures, grids, out, meta_from_config(cfg, network=network))
+    build_report(df, figures, grids, out, meta_from_config(cfg, network=network),
+                 steps=settings_from_config(cfg, headline_metric(cfg)),
+                 match_margin=cfg.evaluation.claims.match_margin)
     return 0
