@@ -54,7 +54,7 @@ def test_continuous_reference_is_converged_in_the_study_sense():
     ref = reference_solve(CONT_SOLVE, nfe_of, smallest_of(endpoints), continuous=True, T=None)
     assert ref.converged and ref.sampler == "heun" and ref.K > CONTINUOUS_START_K
     smallest = smallest_of(endpoints)(ref.x)
-    half = CONT_SOLVE("heun", ref.K // 2, "uniform")
+    half = CONT_SOLVE("heun", ref.K // 2, "logsnr")
     assert float(rms_distance(half, ref.x).mean()) == pytest.approx(ref.shift)
     assert ref.shift < CONVERGED_SHARE * smallest
     assert ref.nfe == 2 * ref.K - 1

@@ -138,11 +138,13 @@ class MemorisationConfig:
 
 @dataclass(frozen=True)
 class SolverErrorConfig:
-    """The solver-error stage: ``n`` images from the sampling seed ``seed``, in batches of ``batch_size``."""
+    """The solver-error stage: ``n`` images from the sampling seed ``seed``, in batches of ``batch_size``; a
+    continuous model's reference is refined up to ``max_K`` steps."""
 
     n: int
     seed: int
     batch_size: int
+    max_K: int
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 reference solve of the same model's ODE, started from the same x_T.
 
 - The reference: DDIM (η = 0) at K = T for a discrete model, which is queried only at integer t, so that is
-  the finest solve it has; for a continuous one (VDM), Heun at a K doubled until halving the step moves the
-  endpoint by less than :data:`CONVERGED_SHARE` of the smallest error reported against it.
+  the finest solve it has; for a continuous one (VDM), Heun on the ``logsnr`` grid (uniform in λ, where the
+  flow is smoothest) at a K doubled until halving the step moves the endpoint by less than
+  :data:`CONVERGED_SHARE` of the smallest error reported against it.
 - The error of one image is the RMS pixel distance to its reference endpoint, in [−1, 1] units; a cell reports
   the mean over images (and its standard error). The samples are paired, so the mean has little variance.
 - On log–log axes against NFE the slope is the solver's empirical order (:func:`fitted_order`).
@@ -25,8 +26,9 @@ import torch
 DISCRETE_REFERENCE, CONTINUOUS_REFERENCE = "ddim-eta0", "heun"
 #: converged: halving the reference's step moves it by less than this share of the smallest reported error
 CONVERGED_SHARE = 0.01
-#: where the continuous reference's refinement starts and where it gives up (and says so)
-CONTINUOUS_START_K, CONTINUOUS_MAX_K = 128, 4096
+#: where the continuous reference's refinement starts, and its grid (where it gives up is a parameter:
+#: ``evaluation.solver_error.max_K``)
+CONTINUOUS_START_K, CONTINUOUS_SPACING = 64, "logsnr"
 
 Solve = Callable[[str, int, str], torch.Tensor]
 
@@ -51,12 +53,12 @@ class Reference:
 
 
 def reference_solve(solve: Solve, nfe_of: Callable[[str, int], int], errors_of: Callable[[torch.Tensor], float], *,
-                    continuous: bool, T: int | None) -> Reference:
+                    continuous: bool, T: int | None, max_K: int = 2048) -> Reference:
     """The reference for the solver error. ``errors_of(ref)`` gives the smallest mean error any reported cell has
     against ``ref``; ``nfe_of(sampler, K)`` the NFE of a solve. A discrete model's reference is DDIM at K = T (its
-    shift is against K = T/2, reported, not acted on); a continuous model's is refined from
+    shift is against K = T/2, reported, not acted on); a continuous model's (Heun, ``logsnr`` grid) is refined from
     :data:`CONTINUOUS_START_K`, doubling K, until the shift is below :data:`CONVERGED_SHARE` × the smallest error
-    or K reaches :data:`CONTINUOUS_MAX_K` (then ``converged`` is False)."""
+    or K reaches ``max_K`` (then ``converged`` is False)."""
     if not continuous:
         if T is None:
             raise ValueError("reference_solve: a discrete model needs its T")
@@ -65,13 +67,13 @@ def reference_solve(solve: Solve, nfe_of: Callable[[str, int], int], errors_of: 
         return Reference(x, DISCRETE_REFERENCE, T, nfe_of(DISCRETE_REFERENCE, T), shift,
                          shift < CONVERGED_SHARE * errors_of(x))
     K = CONTINUOUS_START_K
-    prev = solve(CONTINUOUS_REFERENCE, K, "uniform")
+    prev = solve(CONTINUOUS_REFERENCE, K, CONTINUOUS_SPACING)
     while True:
         K *= 2
-        x = solve(CONTINUOUS_REFERENCE, K, "uniform")
+        x = solve(CONTINUOUS_REFERENCE, K, CONTINUOUS_SPACING)
         shift = float(rms_distance(prev, x).mean())
         converged = shift < CONVERGED_SHARE * errors_of(x)
-        if converged or K >= CONTINUOUS_MAX_K:
+        if converged or K >= max_K:
             return Reference(x, CONTINUOUS_REFERENCE, K, nfe_of(CONTINUOUS_REFERENCE, K), shift, converged)
         prev = x
 

@@ -12,7 +12,7 @@ from ..registry import run_identity
 from ..rows import make_row
 from ..sampler_registry import SamplerSpec
 from ..samplers import sampler_for
-from ..solver_error import cell_errors, reference_solve
+from ..solver_error import CONTINUOUS_SPACING, cell_errors, reference_solve
 from ..training.checkpoint import load_trained
 from .common import add_common, record, resolve_device, run_cell, setup
 
@@ -63,14 +63,16 @@ def run(args) -> int:
             return min((e for e in errs if e > 0), default=math.inf)
 
         ref = reference_solve(solve, lambda name, K: SamplerSpec.parse(name).nfe(K), smallest,
-                              continuous=method.continuous_time, T=None if method.continuous_time else cfg.noise.T)
+                              continuous=method.continuous_time, T=None if method.continuous_time else cfg.noise.T,
+                              max_K=ev.max_K)
         rows = []
         for (name, spacing, K), per_image in cell_errors(endpoints, ref.x).items():
             spec, err = SamplerSpec.parse(name), per_image.numpy()
             rows.append(make_row(**ident, sampler=name, spacing=spacing, **spec.columns(), nfe=spec.nfe(K),
                                  value=float(err.mean()), std=float(err.std(ddof=1) / math.sqrt(len(err))),
                                  n=len(err), status="ok"))
-        rows.append(make_row(**{**ident, "metric": REFERENCE_METRIC}, sampler=ref.sampler, spacing="uniform",
+        rows.append(make_row(**{**ident, "metric": REFERENCE_METRIC}, sampler=ref.sampler,
+                             spacing=CONTINUOUS_SPACING if method.continuous_time else "uniform",
                              **SamplerSpec.parse(ref.sampler).columns(), nfe=ref.nfe, value=ref.shift,
                              n=len(ref.x), status="ok",
                              reason=None if ref.converged else "not converged: halving the reference's step moves it "
