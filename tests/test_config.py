@@ -146,3 +146,32 @@ def test_run_options_are_typed():
 def test_cross_field_rules(raw, dotted, value, expected):
     with pytest.raises(ConfigError, match=expected):
         validate_mapping(_set(raw, dotted, value))
+
+
+def test_replicates_are_validated(raw):
+    raw["train"]["replicates"] = {"methods": ["ddpm"], "seeds": [1, 2]}
+    raw["sampling"]["reference"]["methods"] = ["ddpm"]
+    cfg = validate_mapping(raw)
+    assert cfg.train.seeds_of("ddpm") == (*cfg.train.seeds, 1, 2) and cfg.train.seeds_of("ddgm") == cfg.train.seeds
+    with pytest.raises(ConfigError, match=r"train.replicates.methods\[0\] = 'ddgan'.*must be one of methods"):
+        validate_mapping(_set(copy.deepcopy(raw), "train.replicates.methods", ["ddgan"]))
+    with pytest.raises(ConfigError, match=r"train.replicates.seeds\[0\] = \d+ .*must not be one of train.seeds"):
+        validate_mapping(_set(copy.deepcopy(raw), "train.replicates.seeds", list(cfg.train.seeds[:1])))
+    with pytest.raises(ConfigError, match=r"sampling.reference.methods\[0\] = 'ddpm'.*train.replicates.methods"):
+        validate_mapping(_set(copy.deepcopy(raw), "train.replicates.methods", [m for m in raw["methods"] if m != "ddpm"][:1]))
+
+
+def test_replicate_grids_repeat_every_cell_of_the_replicated_runs(raw):
+    from diffsteps import cells
+    from diffsteps.config import to_plain
+
+    raw["train"]["replicates"] = {"methods": ["ddpm"], "seeds": [7]}
+    raw["sampling"]["reference"]["methods"] = ["ddpm"]
+    cfg = to_plain(validate_mapping(raw))
+    base = [w for w in cells.iter_wildcards(cfg, "sample") if w["method"] == "ddpm" and w["ts"] == cfg["train"]["seeds"][0]]
+    extra = [w for w in cells.iter_wildcards(cfg, "sample") if w["ts"] == 7]
+    assert {w["method"] for w in extra} == {"ddpm"}
+    assert sorted((w["sampler"], w["spacing"], w["budget"], w["seed"]) for w in extra) == \
+        sorted((w["sampler"], w["spacing"], w["budget"], w["seed"]) for w in base)  # reference cell included
+    for stage in ("train", "evaluate", "nll", "nll_continuous", "solver_error"):
+        assert any(w["ts"] == 7 for w in cells.iter_wildcards(cfg, stage)), stage

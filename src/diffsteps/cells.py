@@ -64,6 +64,8 @@ class Layout:
 
 
 FIXED_T_RUNS = "fixed_T.methods"
+#: more training runs of some runs (``train.replicates``): each of their grids is repeated over these seeds
+REPLICATE_RUNS, REPLICATE_SEEDS = "train.replicates.methods", "train.replicates.seeds"
 _DATASET = {"dataset": "data.dataset"}
 _ONE = (Variant("", {}, _DATASET),)
 _RUN = {"model": "{method}"}  # a run trained once: its model is the run's
@@ -79,6 +81,20 @@ _REFERENCE = Variant("_reference", {"method": "sampling.reference.methods", "ts"
                                     "seed": "sampling.seeds"},
                      {**_DATASET, "sampler": "sampling.reference.sampler", "spacing": "sampling.reference.spacing",
                       "budget": "sampling.reference.budget"}, derived=_RUN)
+
+
+def replicated(*variants: Variant) -> tuple[Variant, ...]:
+    """Each variant of the runs trained once, followed by its replicate grid: the same cells for the runs of
+    ``train.replicates.methods`` at ``train.replicates.seeds`` (a reference variant keeps its runs, which the
+    params rules require to be replicated). One more matrix group per grid, empty when there are no replicates."""
+    out = []
+    for v in variants:
+        out.append(v)
+        if v.matrix.get("ts") == "train.seeds" and v.matrix.get("method") in ("methods", "sampling.reference.methods"):
+            runs = REPLICATE_RUNS if v.matrix["method"] == "methods" else v.matrix["method"]
+            out.append(Variant(f"{v.suffix}_replicates", {**v.matrix, "method": runs, "ts": REPLICATE_SEEDS}, v.fixed,
+                               v.constants, v.derived))
+    return tuple(out)
 
 
 def _model(base: str) -> dict[str, str]:
@@ -98,25 +114,29 @@ LAYOUT: dict[str, Layout] = {
     "reference_stats": Layout({"stats": f"{REFSTATS}/domain.npz", "meta": f"{REFSTATS}/domain.json"}, _ONE),
     "reference_stats_inception": Layout({"stats": f"{REFSTATS}/inception.npz", "meta": f"{REFSTATS}/inception.json"},
                                         _ONE),
-    "train": Layout(_model(MODEL), (Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET, derived=_RUN),
-                                    Variant("_fixed_T", {"method": FIXED_T_RUNS, "budget": "fixed_T.T",
-                                                         "ts": "train.seeds"}, _DATASET, derived=_AT_T))),
-    "sample": Layout(_samples(SAMPLES), (_CELL, _REFERENCE, _FIXED_T_CELL)),
+    "train": Layout(_model(MODEL), replicated(
+        Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET, derived=_RUN),
+        Variant("_fixed_T", {"method": FIXED_T_RUNS, "budget": "fixed_T.T", "ts": "train.seeds"}, _DATASET,
+                derived=_AT_T))),
+    "sample": Layout(_samples(SAMPLES), replicated(_CELL, _REFERENCE, _FIXED_T_CELL)),
     "evaluate": Layout({"metrics": f"{EVAL}/metrics.json", "pairs": f"{EVAL}/pairs.npz"},
-                       (_CELL, _REFERENCE, _FIXED_T_CELL)),
+                       replicated(_CELL, _REFERENCE, _FIXED_T_CELL)),
     # a fixed-T run's bound cell is the one at its T: "not defined" with the reason (DDGAN is an implicit model)
     "nll": Layout({"nll": f"{NLL}/nll.json"},
-                  (Variant("", {"method": "methods", "variance": "evaluation.nll.variances", "spacing": "sampling.spacings",
-                                "budget": "evaluation.nll.budgets", "ts": "train.seeds"}, _DATASET, derived=_RUN),
+                  (*replicated(Variant("", {"method": "methods", "variance": "evaluation.nll.variances",
+                                            "spacing": "sampling.spacings", "budget": "evaluation.nll.budgets",
+                                            "ts": "train.seeds"}, _DATASET, derived=_RUN)),
                    Variant("_fixed_T", {"method": FIXED_T_RUNS, "budget": "fixed_T.T", "ts": "train.seeds"}, _DATASET,
                            {"variance": "betatilde", "spacing": FIXED_T_SPACING}, _AT_T))),
     # the T = ∞ bound of continuous-time methods (VDM); "not defined" with the reason for the others
     "nll_continuous": Layout({"nll": f"{NLL_CONTINUOUS}/nll.json"},
-                             (Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET, derived=_RUN),)),
+                             replicated(Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET,
+                                                 derived=_RUN))),
     # every deterministic sampler × spacing × budget of one trained run against its reference ODE solve
     # (fixed-T runs have none: their one sampler is stochastic)
     "solver_error": Layout({"errors": f"{SOLVER_ERROR}/solver_error.json"},
-                           (Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET, derived=_RUN),)),
+                           replicated(Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET,
+                                               derived=_RUN))),
     "floor": Layout({"metrics": f"{FLOOR}/metrics.json"}, _ONE),
     # reports/figures/ is rewritten with the report but not declared: a directory output makes Snakemake
     # miss new inputs of this rule, and report.html embeds every figure anyway (self-contained)

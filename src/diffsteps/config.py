@@ -47,6 +47,14 @@ class NoiseConfig:
 
 
 @dataclass(frozen=True)
+class ReplicatesConfig:
+    """Extra training seeds (``seeds``) for some runs (``methods``): their cells exist for these seeds too."""
+
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     images: int
     batch_size: int
@@ -58,9 +66,14 @@ class TrainConfig:
     checkpoint_every: int
     log_every: int
     seeds: tuple[int, ...]
+    replicates: ReplicatesConfig
     device: str
     amp: bool
     threads: int
+
+    def seeds_of(self, run: str) -> tuple[int, ...]:
+        """Every training seed of ``run``: ``seeds``, then its replicate seeds."""
+        return (*self.seeds, *(self.replicates.seeds if run in self.replicates.methods else ()))
 
     @property
     def steps(self) -> int:

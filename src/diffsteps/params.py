@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import yaml
 
 from .config import (ClaimsConfig, ConfigError, DataConfig, DomainConfig, EvaluationConfig, FixedTConfig,
-                     InceptionConfig, MemorisationConfig, ModelConfig, NLLConfig, NoiseConfig, ReferenceConfig,
+                     InceptionConfig, MemorisationConfig, ModelConfig, NLLConfig, NoiseConfig, ReferenceConfig, ReplicatesConfig,
                      SamplingConfig, SolverErrorConfig, StepsNeededConfig, StudyConfig, TrainConfig)
 from .method_options import parse_method_options
 from .sampler_registry import FIXED_T_SAMPLER, SAMPLER_CONSTRAINT, SamplerSpec, spelled
@@ -53,6 +53,7 @@ _NESTED: dict[tuple[str, str], type] = {
     ("StudyConfig", "model"): ModelConfig,
     ("StudyConfig", "noise"): NoiseConfig,
     ("StudyConfig", "train"): TrainConfig,
+    ("TrainConfig", "replicates"): ReplicatesConfig,
     ("StudyConfig", "sampling"): SamplingConfig,
     ("StudyConfig", "evaluation"): EvaluationConfig,
     ("SamplingConfig", "reference"): ReferenceConfig,
@@ -154,6 +155,8 @@ def check_cross_fields(cfg: StudyConfig, source: str) -> None:
         SamplerSpec.parse(name, f"sampling.samplers[{i}]")
     for key, values in (("sampling.budgets", s.budgets), ("sampling.seeds", s.seeds), ("sampling.samplers", s.samplers),
                         ("sampling.spacings", s.spacings), ("train.seeds", cfg.train.seeds),
+                        ("train.replicates.methods", cfg.train.replicates.methods),
+                        ("train.replicates.seeds", cfg.train.replicates.seeds),
                         ("sampling.reference.methods", s.reference.methods),
                         ("evaluation.nll.budgets", cfg.evaluation.nll.budgets), ("methods", cfg.methods),
                         ("fixed_T.methods", cfg.fixed_T.methods), ("fixed_T.T", cfg.fixed_T.T)):
@@ -172,10 +175,25 @@ def check_cross_fields(cfg: StudyConfig, source: str) -> None:
     for run, options in cfg.method_config.items():
         for field_name, value, expected in options.problems():
             raise ConfigError(f"method_config.{run}.{field_name}", value, expected, source)
+    rep = cfg.train.replicates
+    for i, run in enumerate(rep.methods):
+        if run not in cfg.methods:
+            raise ConfigError(f"train.replicates.methods[{i}]", run, f"must be one of methods = {list(cfg.methods)} "
+                              "(a fixed-T run's replicates are its train.seeds)", source)
+    for i, seed in enumerate(rep.seeds):
+        if seed in cfg.train.seeds:
+            raise ConfigError(f"train.replicates.seeds[{i}]", seed, f"must not be one of train.seeds = "
+                              f"{list(cfg.train.seeds)}: a replicate is another training run", source)
     for i, run in enumerate(s.reference.methods):
         if run not in cfg.methods:
             raise ConfigError(f"sampling.reference.methods[{i}]", run, f"must be one of methods = {list(cfg.methods)}",
                               source)
+    if rep.seeds:
+        for i, run in enumerate(s.reference.methods):
+            if run not in rep.methods:
+                raise ConfigError(f"sampling.reference.methods[{i}]", run, "must be one of train.replicates.methods = "
+                                  f"{list(rep.methods)}: every training run of a reference run gets its reference "
+                                  "cell", source)
     SamplerSpec.parse(s.reference.sampler, "sampling.reference.sampler")
     if s.reference.budget > T:
         raise ConfigError("sampling.reference.budget", s.reference.budget, f"must be ≤ noise.T = {T}", source)

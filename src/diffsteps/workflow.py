@@ -154,7 +154,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("floor", inputs={"heldout": f"{DATA}/heldout.npz", **_SCORING}, entry="evaluate", params=EVAL_KEYS),
     Stage("report", inputs={}, entry="report",
           # the values behind results (train.threads, checkpoint_every, ... change none of them)
-          params=("preset", "methods", "fixed_T", "method_config", "data", "model", "noise", *TRAIN_KEYS, "train.seeds",
+          params=("preset", "methods", "fixed_T", "method_config", "data", "model", "noise", *TRAIN_KEYS, "train.seeds", "train.replicates",
                   "sampling", "evaluation"),
           dvc_dir_deps=("results/eval/{dataset}", "results/nll/{dataset}", "results/solver_error/{dataset}",
                         "results/models/{dataset}",

@@ -66,7 +66,9 @@ def meta_from_config(cfg: Any, network: str | None = None) -> dict[str, Any]:
         "network": network or (f"UNet, width {m.channels}, levels {list(m.channel_mult)}, "
                                f"{m.num_res_blocks} res block(s) per level, attention at {list(m.attn_resolutions)}"),
         "train_images": cfg.train.images, "train_batch_size": cfg.train.batch_size,
-        "train_seeds": list(cfg.train.seeds), "n_samples": s.n_samples, "sampling_seeds": list(s.seeds),
+        "train_seeds": ", ".join(map(str, cfg.train.seeds)) + (
+            f"; also {', '.join(map(str, cfg.train.replicates.seeds))} for {', '.join(cfg.train.replicates.methods)}"
+            if cfg.train.replicates.seeds else ""), "n_samples": s.n_samples, "sampling_seeds": list(s.seeds),
         "budgets": list(s.budgets), "samplers": ", ".join(s.samplers), "spacings": ", ".join(s.spacings),
         "reference": f"{ref.sampler}, {ref.spacing}, {ref.budget} NFE, for {', '.join(ref.methods)}",
         "nll_images": ev.nll.n_images, "kid_subset_size": ev.kid_subset_size,
