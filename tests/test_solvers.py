@@ -18,12 +18,11 @@ from diffsteps.noise.logsnr import ContinuousGaussian, build_schedule
 from diffsteps.noise.schedule import Chain
 from diffsteps.spacing import karras_sigmas
 from diffsteps.rng import BatchRNG
-from diffsteps.sampler_registry import SAMPLERS, SamplerSpec
+from diffsteps.sampler_registry import SAMPLERS, SamplerSpec, registered_names
 from diffsteps.samplers import SAMPLER_FUNCTIONS, sample
 
 MU, S = 0.3, 0.5
-DETERMINISTIC = ["ddim-eta0", "dpmpp-2m", "heun", "ipndm"]
-EVERY = [*DETERMINISTIC, "ddim-eta0.5", "ancestral-betatilde", "ancestral-beta"]
+EVERY = list(registered_names())  # every registered sampler: a new one is tested here without an edit
 PROCESS = GaussianNoise(Schedule(make_betas("linear", 1000)))
 
 
@@ -110,6 +109,10 @@ def test_declared_nfe_of_each_kind():
 
 def test_every_declaration_has_a_function_and_vice_versa():
     assert set(SAMPLERS) == set(SAMPLER_FUNCTIONS)
+    for name in EVERY:
+        spec = SamplerSpec.parse(name)
+        assert spec.name == name and SAMPLER_FUNCTIONS[spec.kind](spec).name == name
+        assert spec.deterministic == (SAMPLERS[spec.kind].order is not None and spec.eta in (None, 0.0))
 
 
 def gaussian_data_denoiser(alpha_bar):

@@ -49,6 +49,11 @@ class SamplerDecl:
     families: frozenset[str] = EPS_FAMILIES
     convert: dict[str, Callable[[str], Any]] = field(default_factory=dict)
     check: Callable[[dict[str, Any]], str | None] = lambda params: None
+    examples: tuple[str, ...] = ()  # names of this grammar the contract tests run (the plain name when empty)
+
+    def names(self) -> tuple[str, ...]:
+        """Identifiers of this kind for tests and docs: its examples, or its grammar when it has no parameter."""
+        return self.examples or (self.grammar,)
 
     def applies_to(self, family: str) -> bool:
         return family in self.families
@@ -82,11 +87,13 @@ def _eta_in_unit(params: dict[str, Any]) -> str | None:
 SAMPLERS: dict[str, SamplerDecl] = {d.kind: d for d in (
     SamplerDecl("ddim", r"ddim-eta(?P<eta>\d+(?:\.\d+)?)", "ddim-eta<η> (e.g. ddim-eta0, ddim-eta1, ddim-eta0.5)",
                 "DDIM (arXiv 2010.02502); η = 0 is the first-order (Euler) solver of the probability-flow ODE",
-                _k, _eta_zero, order=1, columns=(("eta", "float64", "DDIM η; None for other samplers"),), convert={"eta": float}, check=_eta_in_unit),
+                _k, _eta_zero, order=1, columns=(("eta", "float64", "DDIM η; None for other samplers"),), convert={"eta": float},
+                check=_eta_in_unit, examples=("ddim-eta0", "ddim-eta0.5", "ddim-eta1")),
     SamplerDecl("ancestral", r"ancestral-(?P<variance>betatilde|beta)", "ancestral-betatilde or ancestral-beta",
                 "the ancestral posterior chain with σ² = β̃' (betatilde) or β' (beta, DDIM's σ̂)",
                 _k, _never, columns=(("variance", "object", "reverse variance of an ancestral chain: betatilde or beta; "
-                                                    "None otherwise"),), families=EPS_FAMILIES | {"ddgan"}),
+                                                    "None otherwise"),), families=EPS_FAMILIES | {"ddgan"},
+                examples=("ancestral-betatilde", "ancestral-beta")),
     SamplerDecl("dpmpp-2m", r"dpmpp-2m", "dpmpp-2m",
                 "DPM-Solver++(2M) (arXiv 2211.01095, Alg. 2): second-order multistep on x̂_0, NFE = K",
                 _k, _always, order=2),
@@ -112,6 +119,11 @@ SAMPLER_CONSTRAINT = re.sub(r"\(\?P<\w+>", "(?:", SAMPLER_PATTERN)
 #: ancestral sampling with σ² = β̃ on the run's own T-step chain (its cells' spacing is "uniform": the chain's
 #: times are uniform in the SDE's time)
 FIXED_T_SAMPLER, FIXED_T_SPACING = "ancestral-betatilde", "uniform"
+
+
+def registered_names() -> tuple[str, ...]:
+    """One or more identifiers of every registered sampler (the contract tests run each)."""
+    return tuple(name for d in SAMPLERS.values() for name in d.names())
 
 
 def spelled() -> str:
