@@ -120,7 +120,11 @@ def test_smoke_dag_produces_the_report(smoke):
     df = pd.read_csv(smoke / "reports/results.csv")
     vdm = df[df.family == "vdm"]
     assert (vdm[vdm.metric == "fid"].status == "ok").all() and len(vdm[vdm.metric == "fid"]) == len(
-        df[(df.method == "ddpm") & (df.metric == "fid") & df.nfe.isin(cfg["sampling"]["budgets"])])
+        df[(df.method == "ddpm") & (df.metric == "fid") & (df.nfe != cfg["sampling"]["reference"]["budget"])])
+    # the answer opens the report, and every deterministic sampler has its solver error
+    assert md.index("How many steps does each method need?") < md.index("|") < md.index("## Published claims")
+    errors = df[df.metric == "solver_error"]
+    assert (errors.status == "ok").all() and set(errors.method) == set(cfg["methods"])
     bound = vdm[vdm.metric == "nll_total"].set_index("sampler")
     assert bound.loc["continuous", "status"] == "ok" and bound.loc["continuous", "draws"] == cfg["evaluation"]["nll"]["draws"]
     assert bound.loc["ancestral-betatilde", "status"] == "ok" and bound.loc["ancestral-beta", "status"] == "not_defined"
@@ -203,11 +207,12 @@ def test_one_runs_options_rerun_that_run_alone_and_threads_rerun_nothing(smoke, 
     cells = len(s.samplers) * len(s.spacings) * len(s.budgets) * len(cfg.train.seeds) * len(s.seeds)
     nll_cells = len(nll.variances) * len(s.spacings) * len(nll.budgets) * len(cfg.train.seeds)
     continuous = len(cfg.train.seeds)  # the T = ∞ cell ("not defined" for a discrete-time run, still rewritten)
+    solver = len(cfg.train.seeds)  # its solver-error job
     assert dry_run_jobs(repo) == {"train": len(cfg.train.seeds), "sample": cells, "evaluate": cells, "nll": nll_cells,
-                                  "nll_continuous": continuous, "report": 1, "all": 1}
+                                  "nll_continuous": continuous, "solver_error": solver, "report": 1, "all": 1}
     changed = dvc_changed_stages(repo)
     # DVC lists the stages whose own params changed (evaluate follows once the samples do)
-    assert "report" in changed and len(changed) == 1 + len(cfg.train.seeds) + cells + nll_cells + continuous
+    assert "report" in changed and len(changed) == 1 + len(cfg.train.seeds) + cells + nll_cells + continuous + solver
     assert all("mixture" in n for n in changed if n != "report"), changed
 
 
@@ -219,10 +224,13 @@ def test_new_budget_runs_only_new_cells(smoke, tmp_path):
     jobs = dry_run_jobs(repo)
     new_cells = len(cfg.methods) * len(cfg.sampling.samplers) * len(cfg.sampling.spacings) * len(
         cfg.train.seeds) * len(cfg.sampling.seeds)
-    assert jobs == {"sample": new_cells, "evaluate": new_cells, "report": 1, "all": 1}, jobs
+    # each run's solver error covers every budget, so it is redone once per run and training seed
+    solver = len(cfg.methods) * len(cfg.train.seeds)
+    assert jobs == {"sample": new_cells, "evaluate": new_cells, "solver_error": solver, "report": 1, "all": 1}, jobs
     changed = dvc_changed_stages(repo)
-    assert sorted(n.split("@")[0] for n in changed) == ["evaluate"] * new_cells + ["report"] + ["sample"] * new_cells
-    assert all("-6-" in n for n in changed if "@" in n), changed
+    assert sorted(n.split("@")[0] for n in changed) == ["evaluate"] * new_cells + ["report"] + ["sample"] * new_cells \
+        + ["solver_error"] * solver
+    assert all("-6-" in n for n in changed if "@" in n and not n.startswith("solver_error")), changed
 
 
 @pytest.mark.slow
