@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .noise.reverse import Ancestral, Denoiser, NoiseSource, Sampler, SampleResult, denoise, start, walk
+from .noise.reverse import Ancestral, Denoiser, NoiseSource, Sampler, SampleResult, denoise, elapsed, start, walk
 from .noise.schedule import Chain
 from .rng import RNG
 from .sampler_registry import SamplerSpec
@@ -101,7 +101,7 @@ def dpmpp_2m(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequ
             D = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
         x = (s_j / s_i) * x - a_j * math.expm1(-h) * D
         x0_prev, h_prev = x0, h
-    return SampleResult(x0=x, nfe=nfe, seconds=_elapsed(t0, device))
+    return SampleResult(x0=x, nfe=nfe, seconds=elapsed(t0, device))
 
 
 def heun(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence[int], rng: RNG, *,
@@ -123,7 +123,7 @@ def heun(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence
         _, d2 = denoise(denoiser, a_j * euler, chain, i - 1, clip_x0, prediction)
         nfe += 1
         xt = xt + dsig * 0.5 * (d + d2)
-    return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=_elapsed(t0, device))
+    return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=elapsed(t0, device))
 
 
 #: Adams–Bashforth coefficients of iPNDM by order, newest derivative first
@@ -145,13 +145,7 @@ def ipndm(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequenc
         history = [d, *history][:4]
         slope = sum(c * h for c, h in zip(IPNDM_COEFS[len(history) - 1], history))
         xt = xt + (_sigma_tilde(chain, i - 1) - _sigma_tilde(chain, i)) * slope
-    return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=_elapsed(t0, device))
-
-
-def _elapsed(t0: float, device: torch.device | str) -> float:
-    if isinstance(device, torch.device) and device.type == "cuda" or device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=elapsed(t0, device))
 
 
 @dataclass(frozen=True)

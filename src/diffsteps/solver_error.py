@@ -40,12 +40,14 @@ def rms_distance(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Reference:
-    """The reference endpoints ``x`` (N, C, H, W) and how they were solved: ``sampler`` at ``K`` steps (``nfe``),
+    """The reference endpoints ``x`` (N, C, H, W) and how they were solved: ``sampler`` on the ``spacing`` grid at
+    ``K`` steps (``nfe``),
     ``shift`` = mean RMS distance to the same solve at half the steps, and whether that shift is below
     :data:`CONVERGED_SHARE` of the smallest error (``converged``)."""
 
     x: torch.Tensor
     sampler: str
+    spacing: str
     K: int
     nfe: int
     shift: float
@@ -64,7 +66,7 @@ def reference_solve(solve: Solve, nfe_of: Callable[[str, int], int], errors_of: 
             raise ValueError("reference_solve: a discrete model needs its T")
         x, half = solve(DISCRETE_REFERENCE, T, "uniform"), solve(DISCRETE_REFERENCE, T // 2, "uniform")
         shift = float(rms_distance(half, x).mean())
-        return Reference(x, DISCRETE_REFERENCE, T, nfe_of(DISCRETE_REFERENCE, T), shift,
+        return Reference(x, DISCRETE_REFERENCE, "uniform", T, nfe_of(DISCRETE_REFERENCE, T), shift,
                          shift < CONVERGED_SHARE * errors_of(x))
     K = CONTINUOUS_START_K
     prev = solve(CONTINUOUS_REFERENCE, K, CONTINUOUS_SPACING)
@@ -74,7 +76,7 @@ def reference_solve(solve: Solve, nfe_of: Callable[[str, int], int], errors_of: 
         shift = float(rms_distance(prev, x).mean())
         converged = shift < CONVERGED_SHARE * errors_of(x)
         if converged or K >= max_K:
-            return Reference(x, CONTINUOUS_REFERENCE, K, nfe_of(CONTINUOUS_REFERENCE, K), shift, converged)
+            return Reference(x, CONTINUOUS_REFERENCE, CONTINUOUS_SPACING, K, nfe_of(CONTINUOUS_REFERENCE, K), shift, converged)
         prev = x
 
 

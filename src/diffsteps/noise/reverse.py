@@ -110,6 +110,13 @@ def denoise(denoiser: Denoiser, x: torch.Tensor, chain: Chain, i: int, clip_x0: 
     return predict_x0(x, out, ab, clip_x0) if prediction == "eps" else x0_pair(x, out, ab, clip_x0)
 
 
+def elapsed(t0: float, device: torch.device | str) -> float:
+    """Seconds since ``t0``, after the device has finished its queued work (CUDA runs asynchronously)."""
+    if isinstance(device, torch.device) and device.type == "cuda" or device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
 def walk(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence[int], rng: RNG, update: Update, *,
          stochastic: bool, clip_x0: bool = True, device: torch.device | str = "cpu",
          x_T: torch.Tensor | None = None, prediction: str = "eps") -> SampleResult:
@@ -126,9 +133,7 @@ def walk(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence
         # z only where it is used: the last step adds none, and a deterministic sampler never does
         z = process.reverse_noise(shape, chain, i, rng, device=device) if i > 1 and stochastic else None
         x = update(x, x0, eps, chain, i, z)
-    if isinstance(device, torch.device) and device.type == "cuda" or device == "cuda":
-        torch.cuda.synchronize()
-    return SampleResult(x0=x, nfe=nfe, seconds=time.perf_counter() - t0)
+    return SampleResult(x0=x, nfe=nfe, seconds=elapsed(t0, device))
 
 
 @dataclass(frozen=True)

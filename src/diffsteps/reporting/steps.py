@@ -28,7 +28,6 @@ from .summary import missing, text
 
 SOLVER_ERROR = "solver_error"
 SOLVER_REFERENCE = "solver_error_reference_shift"
-CONVERGED_SHARE = 0.01  # the solver-error stage's convergence rule, checked again from the rows
 
 
 @dataclass(frozen=True)
@@ -159,10 +158,9 @@ def answer(df: pd.DataFrame, s: Settings) -> list[RunAnswer]:
         if not ref.empty:
             conv[m] = (runs[m].means(ref), "reference")
             continue
-        cells = [runs[m].means(c) for _, c in part.groupby(["sampler", "spacing", "nfe"], dropna=False)]
-        stacked = np.stack(cells, 1)
-        best = int(np.nanargmin(stacked[0]))
-        key = list(part.groupby(["sampler", "spacing", "nfe"], dropna=False).groups)[best]
+        keys, cells = zip(*part.groupby(["sampler", "spacing", "nfe"], dropna=False))
+        stacked = np.stack([runs[m].means(c) for c in cells], 1)
+        key = keys[int(np.nanargmin(stacked[0]))]
         conv[m] = (np.nanmin(stacked, 1), f"best cell ({key[0]}, {text(key[1])}, {text(key[2])} NFE), flagged: "
                                          "no reference cell")
     ddpm = next((m for m, part in rows.groupby("method", sort=False)
@@ -205,12 +203,17 @@ def _cell(answer_: RunAnswer, needed: dict[tuple[str, str], Needed], sampler: st
     return f"{n} ({spacing})" if several_spacings else str(n)
 
 
+def _fewest(needed: dict[tuple[str, str], Needed]) -> tuple[str, str, Needed]:
+    """The (sampler, spacing) with the smallest point estimate (ties: the sampler first in name order)."""
+    (smp, sp), n = min(needed.items(), key=lambda kv: (kv[1].estimate, kv[0][0]))
+    return smp, sp, n
+
+
 def _sentence(a: RunAnswer, s: Settings) -> str:
-    ranked = sorted(((n.estimate, smp, sp, n) for (smp, sp), n in a.to_own.items()), key=lambda r: (r[0], r[1]))
-    if not ranked:
+    if not a.to_own:
         return f"**{a.method}**: no {s.metric} rows."
-    est, smp, sp, n = ranked[0]
-    if math.isinf(est):
+    smp, sp, n = _fewest(a.to_own)
+    if math.isinf(n.estimate):
         head = (f"**{a.method}** never comes within {s.tolerance:.0%} of its converged {s.metric} "
                 f"({a.converged:.3g}) on this grid (> {n.grid_max:g} NFE with every sampler)")
     else:
@@ -221,14 +224,12 @@ def _sentence(a: RunAnswer, s: Settings) -> str:
         head += f"; DDIM (η = 0) needs {ddim[1]}"
     parts = [head]
     if a.to_ddpm:
-        e2, smp2, sp2, n2 = min(((n.estimate, smp, sp, n) for (smp, sp), n in a.to_ddpm.items()),
-                                key=lambda r: (r[0], r[1]))
-        parts.append(f"DDPM's 1000-step {s.metric} is reached at {n2} NFE ({smp2}, {sp2})" if not math.isinf(e2)
+        smp2, sp2, n2 = _fewest(a.to_ddpm)
+        parts.append(f"DDPM's 1000-step {s.metric} is reached at {n2} NFE ({smp2}, {sp2})" if not math.isinf(n2.estimate)
                      else f"DDPM's 1000-step {s.metric} is not reached (> {n2.grid_max:g} NFE)")
     if a.to_error:
-        e3, smp3, sp3, n3 = min(((n.estimate, smp, sp, n) for (smp, sp), n in a.to_error.items()),
-                                key=lambda r: (r[0], r[1]))
-        parts.append(f"solver error ≤ {s.solver_error:g} at {n3} NFE ({smp3}, {sp3})" if not math.isinf(e3)
+        smp3, sp3, n3 = _fewest(a.to_error)
+        parts.append(f"solver error ≤ {s.solver_error:g} at {n3} NFE ({smp3}, {sp3})" if not math.isinf(n3.estimate)
                      else f"no solver reaches error ≤ {s.solver_error:g} (> {n3.grid_max:g} NFE)")
     seeds = "one training seed" if a.n_train == 1 else f"{a.n_train} training seeds"
     return "; ".join(parts) + f" ({seeds})."

@@ -56,12 +56,13 @@ def run(args) -> int:
         gen = method.generate(model, args.budget, sampler_for(spec), args.spacing, cfg.sampling.n_samples, args.seed,
                               batch_size=cfg.sampling.batch_size, device=device)
         wall = time.perf_counter() - start
-        atomic_save_npz(out / "samples.npz", images=gen.images)
-        atomic_save_grid(out / "grid.png", gen.images[:64])
+        images = gen.images  # rounded to uint8 once
+        atomic_save_npz(out / "samples.npz", images=images)
+        atomic_save_grid(out / "grid.png", images[:64])
         atomic_write_json(out / "sample.json", record(
             cfg, args, device=device, cell={**cell, "nfe": gen.nfe},
-            result={"n": len(gen.images), "nfe": gen.nfe, "seconds": wall,
-                    "seconds_per_image": gen.seconds / len(gen.images), "peak_memory_mb": peak_memory_mb(device)}))
+            result={"n": len(images), "nfe": gen.nfe, "seconds": wall,
+                    "seconds_per_image": gen.seconds / len(images), "peak_memory_mb": peak_memory_mb(device)}))
 
     def failed(message: str) -> None:
         atomic_save_npz(out / "samples.npz", images=np.zeros((0, 1, 1, 1), np.uint8))

@@ -12,7 +12,7 @@ from ..registry import run_identity
 from ..rows import make_row
 from ..sampler_registry import SamplerSpec
 from ..samplers import sampler_for
-from ..solver_error import CONTINUOUS_SPACING, cell_errors, reference_solve
+from ..solver_error import cell_errors, reference_solve
 from ..training.checkpoint import load_trained
 from .common import add_common, record, resolve_device, run_cell, setup
 
@@ -71,8 +71,7 @@ def run(args) -> int:
             rows.append(make_row(**ident, sampler=name, spacing=spacing, **spec.columns(), nfe=spec.nfe(K),
                                  value=float(err.mean()), std=float(err.std(ddof=1) / math.sqrt(len(err))),
                                  n=len(err), status="ok"))
-        rows.append(make_row(**{**ident, "metric": REFERENCE_METRIC}, sampler=ref.sampler,
-                             spacing=CONTINUOUS_SPACING if method.continuous_time else "uniform",
+        rows.append(make_row(**{**ident, "metric": REFERENCE_METRIC}, sampler=ref.sampler, spacing=ref.spacing,
                              **SamplerSpec.parse(ref.sampler).columns(), nfe=ref.nfe, value=ref.shift,
                              n=len(ref.x), status="ok",
                              reason=None if ref.converged else "not converged: halving the reference's step moves it "
