@@ -78,7 +78,7 @@ _FIXED_T_CELL = Variant("_fixed_T", {"method": FIXED_T_RUNS, "budget": "fixed_T.
                                      "seed": "sampling.seeds"}, _DATASET,
                         {"sampler": FIXED_T_SAMPLER, "spacing": FIXED_T_SPACING}, _AT_T)
 _REFERENCE = Variant("_reference", {"method": "sampling.reference.methods", "ts": "train.seeds",
-                                    "seed": "sampling.seeds"},
+                                    "seed": "sampling.reference.seeds"},
                      {**_DATASET, "sampler": "sampling.reference.sampler", "spacing": "sampling.reference.spacing",
                       "budget": "sampling.reference.budget"}, derived=_RUN)
 

@@ -87,6 +87,7 @@ class ReferenceConfig:
     spacing: str
     budget: int
     methods: tuple[str, ...]
+    seeds: tuple[int, ...]
 
 
 @dataclass(frozen=True)

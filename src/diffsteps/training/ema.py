@@ -35,9 +35,11 @@ class EMA:
     def update(self, model: nn.Module) -> float:
         """θ̄ ← d_k θ̄ + (1 − d_k) θ for every parameter; returns the d_k used."""
         d = ema_decay(self.num_updates, self.decay, self.warmup)
-        for p_ema, p in zip(self.model.parameters(), model.parameters()):
-            # lerp: θ̄ + (1 − d)(θ − θ̄); exact when θ = θ̄, so constant weights stay bit-identical
-            p_ema.lerp_(p.detach().to(p_ema.dtype), 1.0 - d)
+        ema, live = list(self.model.parameters()), [p.detach().to(q.dtype) for q, p in zip(self.model.parameters(),
+                                                                                            model.parameters())]
+        # lerp: θ̄ + (1 − d)(θ − θ̄); exact when θ = θ̄, so constant weights stay bit-identical. One fused call over
+        # every parameter: per-parameter calls cost more than the arithmetic of a small model
+        torch._foreach_lerp_(ema, live, 1.0 - d)
         for b_ema, b in zip(self.model.buffers(), model.buffers()):
             b_ema.copy_(b)
         self.num_updates += 1
