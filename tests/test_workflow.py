@@ -33,7 +33,7 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "
 ENV.pop("DIFFSTEPS_UNDER_DVC", None)
 #: a user who has not activated the venv: its bin/ is not on PATH (the README's `make study` runs .venv/bin/snakemake)
 BARE_ENV = {**ENV, "PATH": os.pathsep.join(p for p in ENV["PATH"].split(os.pathsep) if p and Path(p) != BIN)}
-COPY = ("Snakefile", "workflow", "dvc.yaml", "src", "pyproject.toml", ".dvc/config", ".dvcignore", "Makefile")
+COPY = ("Snakefile", "workflow", "profiles", "dvc.yaml", "src", "pyproject.toml", ".dvc/config", ".dvcignore", "Makefile")
 
 
 def sh(repo: Path, *cmd: str, check: bool = True, timeout: int = 900, env: dict | None = None
@@ -405,15 +405,19 @@ def test_dvc_repro_from_nothing_builds_what_snakemake_built(smoke, tmp_path):
     """`dvc repro` on a fresh repository runs every stage (each through Snakemake) and reproduces the
     Snakemake run's numbers; afterwards both tools agree that nothing is left to do.
 
-    DVC runs its stages one at a time (~7 s each, mostly start-up), so this builds three of the smoke
-    runs, the Gaussian baseline, the continuous-time VDM and DDGAN at its first T: every stage kind, with
-    and without a per-family branch (the other families' cells are the same stages with other options)."""
+    DVC runs its stages one at a time (each one a Snakemake run of its own), so this builds three of the
+    smoke runs, the Gaussian baseline, the continuous-time VDM and DDGAN at its first T, at the first
+    sampling seed: every stage kind, with and without a per-family branch (the other families' cells are the
+    same stages with other options, and another seed is the same stage with another value)."""
 
     repo = make_repo(tmp_path / "r")
     runs = ["ddpm", "vdm", "ddgan"]
-    first_T = load_config(repo / "params.yaml").fixed_T.T[0]
+    cfg = load_config(repo / "params.yaml")
+    first_T, first_seed = cfg.fixed_T.T[0], cfg.sampling.seeds[0]
     set_param(repo, "methods", runs[:2])
     set_param(repo, "fixed_T.T", [first_T])
+    set_param(repo, "sampling.seeds", [first_seed])
+    set_param(repo, "sampling.reference.seeds", [first_seed])
     sh(repo, "dvc", "repro", timeout=1500)
     cfg = to_plain(load_config(repo / "params.yaml"))
     for p in cells.every_output(cfg):
@@ -427,9 +431,12 @@ def test_dvc_repro_from_nothing_builds_what_snakemake_built(smoke, tmp_path):
         df = pd.read_csv(r / "reports/results.csv")
         kept = df.metric.isin(quality) & (df.method.isin(runs) | df.method.isna())  # the runs built, and the floor
         kept &= (df.method != "ddgan") | (df.nfe == first_T)  # DDGAN's model at the one T built
+        kept &= df.seed.isna() | (df.seed == first_seed)  # the seed built (bound cells and the floor have none)
         return df[kept].set_index(keys)["value"].sort_index()
 
-    pd.testing.assert_series_equal(quality_values(repo), quality_values(smoke), rtol=1e-6)
+    built = quality_values(repo)
+    assert len(built) > 20 and built.index.get_level_values("seed").dropna().unique().tolist() == [first_seed]
+    pd.testing.assert_series_equal(built, quality_values(smoke), rtol=1e-6)
 
 
 @pytest.mark.slow

@@ -180,6 +180,11 @@ def main(argv: list[str]) -> int:
     return cli_main(argv)
 
 
+def console() -> int:
+    """The ``diffsteps`` console script: the same warm start as ``python -m diffsteps``."""
+    return main(sys.argv[1:])
+
+
 # ---- server
 
 
