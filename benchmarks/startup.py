@@ -6,9 +6,9 @@ command's imports and its parser, which is everything a job pays before its firs
 parsing and params validation follow; both take milliseconds). Each figure is the median of ``--repeats``
 runs, the commands interleaved so that a slow moment of the machine hits all of them alike.
 
-With ``--study benchmarks/results/default_study.json`` it also gives the share of that study's job seconds
-spent starting up: jobs per rule × the median start-up of the rule's command, over the summed job seconds
-(Snakemake's ``benchmark:`` files). Writes ``benchmarks/results/startup.json`` and appends a row to
+With ``--study FILE`` (a ``default_study.json``; repeatable) it also gives the share of that study's job
+seconds spent starting up: jobs per rule × the median start-up of the rule's command (cold and warm), over
+the summed job seconds (Snakemake's ``benchmark:`` files). Writes ``benchmarks/results/startup.json`` and appends a row to
 ``benchmarks/results/README.md``.
 Usage: ``python benchmarks/startup.py [--repeats 5] [--study benchmarks/results/default_study.json]``.
 """
@@ -48,7 +48,8 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--study", type=Path, default=None, help="a default_study.json whose start-up share to give")
+    ap.add_argument("--study", type=Path, action="append", default=[],
+                    help="a default_study.json whose start-up share to give (repeatable: before and after)")
     args = ap.parse_args()
     # a temp dir of its own: a fresh warm server, started by the first warm call (not timed)
     tmp = tempfile.mkdtemp(prefix="diffsteps-startup-")
@@ -74,16 +75,19 @@ def main() -> int:
               "device": device, "torch": torch.__version__, "date": datetime.date.today().isoformat(),
               "git_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                            text=True).stdout.strip()}
-    if args.study is not None:
-        study = json.loads(args.study.read_text())
-        share = {}
-        for mode in ("cold", "warm"):
-            startup = sum(r["jobs"] * median[f"{RULE_COMMAND[rule]} ({mode})"] for rule, r in study["rules"].items())
-            share[mode] = round(startup / sum(r["seconds"] for r in study["rules"].values()), 3)
-        result["study"] = {"file": str(args.study), "git_commit": study["git_commit"],
-                           "jobs": sum(r["jobs"] for r in study["rules"].values()),
-                           "job_seconds": round(sum(r["seconds"] for r in study["rules"].values()), 1),
-                           "startup_share": share}
+    result["studies"] = []
+    for path in args.study:
+        study = json.loads(path.read_text())
+        job_seconds = sum(r["seconds"] for r in study["rules"].values())
+        # each job's start-up as the command's cold or warm median: a study timed cold is read with "cold"
+        startup = {mode: sum(r["jobs"] * median[f"{RULE_COMMAND[rule]} ({mode})"] for rule, r in study["rules"].items())
+                   for mode in ("cold", "warm")}
+        result["studies"].append({"file": str(path), "git_commit": study["git_commit"],
+                                  "wall_seconds": study["wall_seconds"],
+                                  "jobs": sum(r["jobs"] for r in study["rules"].values()),
+                                  "job_seconds": round(job_seconds, 1),
+                                  "startup_seconds": {k: round(v, 1) for k, v in startup.items()},
+                                  "startup_share": {k: round(v / job_seconds, 3) for k, v in startup.items()}})
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "startup.json").write_text(json.dumps(result, indent=2) + "\n")
     worst_warm = max(v for k, v in result["ratio_to_import_torch"].items() if k.endswith("(warm)"))
