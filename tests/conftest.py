@@ -1,3 +1,4 @@
+import collections
 import os
 import socket
 from pathlib import Path
@@ -22,6 +23,10 @@ def smoke_cfg():
 def pytest_collection_modifyitems(config, items):
     import torch
 
+    # the modules with the most slow tests first (stable within a module): under pytest-xdist's --dist loadfile
+    # (`make test`) the longest file, the whole-DAG tests, then starts on one worker while the other takes the rest
+    slow = collections.Counter(item.module.__name__ for item in items if "slow" in item.keywords)
+    items.sort(key=lambda item: -slow[item.module.__name__])
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
