@@ -171,21 +171,6 @@ def test_after_make_study_dvc_is_up_to_date_and_agrees(smoke):
     assert dry_run_jobs(smoke) == {}
 
 
-def test_dvc_sync_without_dvc_fails_saying_what_to_run(tmp_path, monkeypatch):
-    """No DVC for the interpreter that runs Snakemake: the sync raises (Snakemake's onsuccess then exits 1)
-    with the command that records the lock, instead of skipping silently."""
-    import importlib.util
-
-    (tmp_path / ".dvc").mkdir()
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dvc" else find_spec(name, *a))
-    monkeypatch.delenv("DIFFSTEPS_UNDER_DVC", raising=False)
-    with pytest.raises(plan.DVCSyncError, match=r"dvc.lock not updated: DVC is not installed .* -m dvc commit --force"):
-        plan.dvc_sync({"results/x"}, tmp_path)
-    monkeypatch.setenv("DIFFSTEPS_UNDER_DVC", "1")  # DVC runs Snakemake: DVC records the stage itself
-    assert plan.dvc_sync({"results/x"}, tmp_path) == []
-
-
 @pytest.mark.slow
 def test_evaluation_key_reruns_only_evaluation_in_both_tools(smoke, tmp_path):
     repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
@@ -301,13 +286,6 @@ def test_module_edits_rerun_what_the_rerun_table_says(smoke, tmp_path):
     assert dry_run_jobs(repo) == {} and dvc_changed(repo) == set()  # every edit undone
 
 
-def test_rerun_table_in_the_architecture_notes_is_current():
-    from diffsteps.reruns import with_rerun_table
-
-    text = (ROOT / "docs/ARCHITECTURE.md").read_text()
-    assert with_rerun_table(text) == text, "run: python -m diffsteps dvc-yaml"
-
-
 @pytest.mark.slow
 def test_a_users_weights_file_is_an_input_of_the_resource(smoke, tmp_path):
     """evaluation.inception.weights = a path: the file is copied and hashed, and editing it in place rebuilds it."""
@@ -352,52 +330,6 @@ def test_preset_switch_never_leaves_stale_outputs_up_to_date(smoke, tmp_path):
     assert "train" in dry_run_jobs(repo)
     sh(repo, sys.executable, "-m", "diffsteps", "preset", "smoke")
     assert dvc_changed(repo) == set() and dry_run_jobs(repo) == {}
-
-
-def test_dvc_yaml_is_generated_from_the_stage_table():
-    assert (ROOT / "dvc.yaml").read_text() == plan.dvc_yaml_text(), "run: python -m diffsteps dvc-yaml"
-
-
-@pytest.mark.parametrize("preset", ["smoke", "cpu"])
-def test_dvc_and_snakemake_define_the_same_dag(tmp_path, preset):
-    """Same outputs, and every DVC stage runs Snakemake for its own outputs."""
-    repo = make_repo(tmp_path / "r", preset)
-    cfg = to_plain(load_config(repo / "params.yaml"))
-    from dvc.repo import Repo
-
-    with Repo(str(repo)) as dvc:
-        stages = list(dvc.index.stages)
-        dvc_outs = {os.path.relpath(o.fs_path, repo) for s in stages for o in s.outs}
-        for s in stages:
-            first = os.path.relpath(s.outs[0].fs_path, repo)
-            assert s.cmd.endswith(f"snakemake --cores all {first}"), s.cmd
-    assert dvc_outs == set(cells.every_output(cfg))
-    start = time.perf_counter()
-    summary = sh(repo, "snakemake", "--summary", "--cores", "1").stdout.splitlines()[1:]
-    assert time.perf_counter() - start < 60, "snakemake must list the DAG in seconds"
-    snake_outs = {line.split("\t")[0] for line in summary if line.strip()}
-    assert snake_outs == dvc_outs
-
-
-@pytest.mark.parametrize("dotted,value,needle", [
-    ("methods", ["ddpm", "nope"], "methods[1]"),
-    ("sampling.budgets", [4, 5000], "sampling.budgets[1]"),
-    ("train.images", -1, "train.images"),
-])
-def test_bad_params_stop_snakemake_before_any_job(tmp_path, dotted, value, needle):
-    repo = make_repo(tmp_path / "r")
-    set_param(repo, dotted, value)
-    res = sh(repo, "snakemake", "-n", "--cores", "1", check=False)
-    assert res.returncode != 0 and needle in res.stdout + res.stderr
-    assert not (repo / "results").exists()
-
-
-def test_typo_key_stops_snakemake(tmp_path):
-    repo = make_repo(tmp_path / "r")
-    text = (repo / "params.yaml").read_text().replace("  lr:", "  learning_rate:", 1)
-    (repo / "params.yaml").write_text(text)
-    res = sh(repo, "snakemake", "-n", "--cores", "1", check=False)
-    assert res.returncode != 0 and "learning_rate" in res.stdout + res.stderr
 
 
 @pytest.mark.slow
