@@ -80,8 +80,8 @@ def _send(conn: socket.socket, message: dict) -> None:
 
 
 class _Reader:
-    def __init__(self, conn: socket.socket):
-        self.conn, self.buf = conn, b""
+    def __init__(self, conn: socket.socket, buf: bytes = b""):
+        self.conn, self.buf = conn, buf
 
     def message(self) -> dict | None:
         """The next message, or None at end of stream."""
@@ -116,8 +116,8 @@ def _start_server(path: Path) -> socket.socket | None:
         if conn is not None:
             return conn
         with open(path.with_suffix(".log"), "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "diffsteps.warm", "--serve", str(path), "--idle",
-                                     str(IDLE_SECONDS)],
+            # the server reads DIFFSTEPS_WARM_IDLE from the environment it inherits
+            proc = subprocess.Popen([sys.executable, "-m", "diffsteps.warm", "--serve", str(path)],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline and proc.poll() is None:
@@ -239,10 +239,8 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
 
 def _receive(conn: socket.socket) -> tuple[dict, list[int]] | None:
     data, fds, _, _ = socket.recv_fds(conn, _CHUNK, 3)
-    reader = _Reader(conn)
-    reader.buf = data
     try:
-        request = reader.message() if data else None
+        request = _Reader(conn, data).message() if data else None
     except (OSError, ValueError):
         request = None
     if request is None or len(fds) != 3:
