@@ -19,4 +19,4 @@ study: setup
 	$(BIN)/snakemake --cores all
 
 test: setup
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder

@@ -20,13 +20,26 @@ def smoke_cfg():
     return load_config(SMOKE)
 
 
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    """The repository of the one smoke run of the whole DAG that the workflow tests share (workflow_repo.py)."""
+    from .workflow_repo import shared_smoke
+
+    return shared_smoke(tmp_path_factory)
+
+
+#: the two files that run the whole DAG, the longest of the suite (about 10 and 5 min on 2 cores), start first:
+#: under `make test` (pytest-xdist, --dist loadfile --no-loadscope-reorder) each takes one worker at once
+DAG_FILES = ("tests.test_workflow", "tests.test_workflow_dvc")
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 
-    # the modules with the most slow tests first (stable within a module): under pytest-xdist's --dist loadfile
-    # (`make test`) the longest file, the whole-DAG tests, then starts on one worker while the other takes the rest
+    # then the modules with the most slow tests (stable within a module), so that the long ones never come last
     slow = collections.Counter(item.module.__name__ for item in items if "slow" in item.keywords)
-    items.sort(key=lambda item: -slow[item.module.__name__])
+    first = {name: i for i, name in enumerate(DAG_FILES)}
+    items.sort(key=lambda item: (first.get(item.module.__name__, len(first)), -slow[item.module.__name__]))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

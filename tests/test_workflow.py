@@ -1,5 +1,6 @@
-"""The study DAG under Snakemake and DVC: one shared smoke run, then incrementality and agreement
-checks with dry runs and single-stage reproductions (so the suite stays fast on 2 cores)."""
+"""The study DAG under Snakemake and DVC: one shared smoke run (``smoke``, built by the README's `make study`), then
+incrementality and agreement checks with dry runs and single-stage reproductions (so the suite stays fast on 2
+cores). `dvc repro` from nothing has its own file, test_workflow_dvc.py, so that it runs beside this one."""
 
 from __future__ import annotations
 
@@ -7,15 +8,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from diffsteps import cells
 from diffsteps import workflow as plan
@@ -26,83 +23,7 @@ from diffsteps.metrics.fidelity import METRICS
 from diffsteps.features.inception_weights import NO_LOGITS
 from diffsteps.reporting.summary import QUALITY_METRICS
 
-from .conftest import ROOT
-
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
-ENV.pop("DIFFSTEPS_UNDER_DVC", None)
-#: a user who has not activated the venv: its bin/ is not on PATH (the README's `make study` runs .venv/bin/snakemake)
-BARE_ENV = {**ENV, "PATH": os.pathsep.join(p for p in ENV["PATH"].split(os.pathsep) if p and Path(p) != BIN)}
-COPY = ("Snakefile", "workflow", "profiles", "dvc.yaml", "src", "pyproject.toml", ".dvc/config", ".dvcignore", "Makefile")
-
-
-def sh(repo: Path, *cmd: str, check: bool = True, timeout: int = 900, env: dict | None = None
-       ) -> subprocess.CompletedProcess:
-    res = subprocess.run(list(cmd), cwd=repo, env=env or ENV, capture_output=True, text=True, timeout=timeout)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
-    return res
-
-
-def make_repo(dest: Path, preset: str = "smoke") -> Path:
-    """A git + DVC repository with the workflow files, the package sources (the code inputs of the
-    rules) and the chosen preset as params.yaml."""
-    for name in COPY:
-        src, dst = ROOT / name, dest / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
-    shutil.copy2(ROOT / "src/diffsteps/presets" / f"{preset}.yaml", dest / "params.yaml")
-    (dest / ".gitignore").write_text("/results/\n/reports/\n/.cache/\n/.snakemake/\n/logs/\n")
-    sh(dest, "git", "init", "-q")
-    sh(dest, "git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A")
-    sh(dest, "git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
-    return dest
-
-
-def dry_run_jobs(repo: Path, *targets: str) -> dict[str, int]:
-    """Rule → job count that `snakemake -n` would run (empty when nothing is to do)."""
-    out = sh(repo, "snakemake", "-n", "--cores", "1", *targets).stdout
-    if "Nothing to be done" in out:
-        return {}
-    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
-
-
-def dvc_changed_stages(repo: Path) -> list[str]:
-    """Full names of the stages that `dvc status` reports as changed (e.g. sample@ddpm-ddim-eta0-...)."""
-    return [name.split(":")[-1] for name in json.loads(sh(repo, "dvc", "status", "--json").stdout or "{}")]
-
-
-def dvc_changed(repo: Path) -> set[str]:
-    """The stage groups (matrix expansions collapsed) that `dvc status` reports as changed."""
-    return {name.split("@")[0] for name in dvc_changed_stages(repo)}
-
-
-def set_param(repo: Path, dotted: str, value) -> None:
-    path = repo / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
-    node = raw
-    *head, last = dotted.split(".")
-    for part in head:
-        node = node[part]
-    node[last] = value
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-
-
-@pytest.fixture(scope="session")
-def smoke(tmp_path_factory):
-    """One run of the whole smoke DAG, shared by the tests below, through the README's own command: `make study`
-    with this interpreter's venv (its setup counted as done: ``-o``) and that venv's bin/ not on PATH."""
-    repo = make_repo(tmp_path_factory.mktemp("study") / "repo")
-    assert shutil.which("snakemake", path=BARE_ENV["PATH"]) is None and shutil.which("dvc", path=BARE_ENV["PATH"]) is None
-    start = time.perf_counter()
-    res = sh(repo, "make", "-o", f"{BIN}/snakemake", "study", f"VENV={BIN.parent}", env=BARE_ENV)
-    assert f"{BIN}/snakemake --cores all" in res.stdout, res.stdout  # exactly the Makefile's command line
-    repo.joinpath(".smoke_seconds").write_text(f"{time.perf_counter() - start:.1f}")
-    return repo
+from .workflow_repo import BARE_ENV, dry_run_jobs, dvc_changed, dvc_changed_stages, set_param, sh
 
 
 @pytest.mark.slow
@@ -330,45 +251,6 @@ def test_preset_switch_never_leaves_stale_outputs_up_to_date(smoke, tmp_path):
     assert "train" in dry_run_jobs(repo)
     sh(repo, sys.executable, "-m", "diffsteps", "preset", "smoke")
     assert dvc_changed(repo) == set() and dry_run_jobs(repo) == {}
-
-
-@pytest.mark.slow
-def test_dvc_repro_from_nothing_builds_what_snakemake_built(smoke, tmp_path):
-    """`dvc repro` on a fresh repository runs every stage (each through Snakemake) and reproduces the
-    Snakemake run's numbers; afterwards both tools agree that nothing is left to do.
-
-    DVC runs its stages one at a time (each one a Snakemake run of its own), so this builds three of the
-    smoke runs, the Gaussian baseline, the continuous-time VDM and DDGAN at its first T, at the first
-    sampling seed: every stage kind, with and without a per-family branch (the other families' cells are the
-    same stages with other options, and another seed is the same stage with another value)."""
-
-    repo = make_repo(tmp_path / "r")
-    runs = ["ddpm", "vdm", "ddgan"]
-    cfg = load_config(repo / "params.yaml")
-    first_T, first_seed = cfg.fixed_T.T[0], cfg.sampling.seeds[0]
-    set_param(repo, "methods", runs[:2])
-    set_param(repo, "fixed_T.T", [first_T])
-    set_param(repo, "sampling.seeds", [first_seed])
-    set_param(repo, "sampling.reference.seeds", [first_seed])
-    sh(repo, "dvc", "repro", timeout=1500)
-    cfg = to_plain(load_config(repo / "params.yaml"))
-    for p in cells.every_output(cfg):
-        assert (repo / p).exists(), p
-    assert dvc_changed(repo) == set() and dry_run_jobs(repo) == {}
-    cell = next(p for p in cells.all_outputs(cfg, "sample") if p.endswith("samples.npz"))
-    assert np.array_equal(np.load(repo / cell)["images"], np.load(smoke / cell)["images"])
-    keys = ["method", "sampler", "spacing", "nfe", "train_seed", "seed", "metric", "n"]
-    quality = ["fid", "kid", "precision", "recall", "nll_total"]
-    def quality_values(r: Path) -> pd.Series:
-        df = pd.read_csv(r / "reports/results.csv")
-        kept = df.metric.isin(quality) & (df.method.isin(runs) | df.method.isna())  # the runs built, and the floor
-        kept &= (df.method != "ddgan") | (df.nfe == first_T)  # DDGAN's model at the one T built
-        kept &= df.seed.isna() | (df.seed == first_seed)  # the seed built (bound cells and the floor have none)
-        return df[kept].set_index(keys)["value"].sort_index()
-
-    built = quality_values(repo)
-    assert len(built) > 20 and built.index.get_level_values("seed").dropna().unique().tolist() == [first_seed]
-    pd.testing.assert_series_equal(built, quality_values(smoke), rtol=1e-6)
 
 
 @pytest.mark.slow

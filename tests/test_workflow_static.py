@@ -15,7 +15,7 @@ from diffsteps.config import to_plain
 from diffsteps.params import load_config
 
 from .conftest import ROOT
-from .test_workflow import make_repo, set_param, sh
+from .workflow_repo import make_repo, set_param, sh
 
 
 def test_dvc_sync_without_dvc_fails_saying_what_to_run(tmp_path, monkeypatch):
