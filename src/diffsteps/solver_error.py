@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # only tensor methods are called here: the report imports fitted_order without torch
+    import torch
 
 #: the reference of a discrete model (its finest ODE solve) and of a continuous one (refined until converged)
 DISCRETE_REFERENCE, CONTINUOUS_REFERENCE = "ddim-eta0", "heun"
@@ -30,7 +32,7 @@ CONVERGED_SHARE = 0.01
 #: ``evaluation.solver_error.max_K``)
 CONTINUOUS_START_K, CONTINUOUS_SPACING = 64, "logsnr"
 
-Solve = Callable[[str, int, str], torch.Tensor]
+Solve = Callable[[str, int, str], "torch.Tensor"]
 
 
 def rms_distance(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,9 @@ from torch_fidelity.utils import create_feature_extractor
 
 from diffsteps.config import DomainConfig
 from diffsteps.features import classifier
-from diffsteps.features.classifier import (EXTRACTOR_NAME, FEATURE_NAME, DomainFeatureExtractor, MetricInputError,
-                                          load_domain_classifier, to_unit_range, train_domain_classifier)
+from diffsteps.features.classifier import (EXTRACTOR_NAME, FEATURE_NAME, MetricInputError, load_domain_classifier,
+                                          to_unit_range, train_domain_classifier)
+from diffsteps.features.domain_extractor import DomainFeatureExtractor
 from diffsteps.features.extract import extract_features
 
 CFG = DomainConfig(channels=16, epochs=5, batch_size=64, lr=0.003, seed=0, min_accuracy=0.8)

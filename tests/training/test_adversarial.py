@@ -329,7 +329,7 @@ def test_short_gan_training_on_digits_improves_domain_fid(smoke_cfg, tmp_path):
     from diffsteps.features.classifier import train_domain_classifier
     from diffsteps.features.extract import DOMAIN_EXTRACTOR
     from diffsteps.features.refstats import reference_stats
-    from diffsteps.stages.train import domain_fid_probe
+    from diffsteps.training.probe import domain_fid_probe
     from diffsteps.training.checkpoint import load_ema_model
 
     steps, batch = 300, 32

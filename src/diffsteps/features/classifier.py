@@ -19,9 +19,10 @@ estimate very noisy. A single scale leaves precision/recall unchanged and scales
 Adaptive pooling makes the same network valid for 8×8 digits and 32×32 MNIST/CIFAR. There is no batch
 normalisation, so a feature never depends on the other images of its batch.
 
-The extractor is registered with torch-fidelity under :data:`EXTRACTOR_NAME`, so features go through
-torch-fidelity's own batching and uint8 conventions; its weights come from the checkpoint written by
-:func:`train_domain_classifier` (``feature_extractor_weights_path``).
+The extractor is registered with torch-fidelity under :data:`EXTRACTOR_NAME` by :mod:`.domain_extractor`, so
+features go through torch-fidelity's own batching and uint8 conventions; its weights come from the checkpoint
+written by :func:`train_domain_classifier` (``feature_extractor_weights_path``). This module itself never imports
+torch-fidelity: training the classifier starts in the time of torch alone.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch_fidelity import FeatureExtractorBase, register_feature_extractor
-from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from ..config import DomainConfig
 from ..io import atomic_torch_save
@@ -210,49 +209,3 @@ def load_domain_classifier(path: str | Path) -> tuple[DomainClassifier, dict[str
     net.requires_grad_(False)
     net.eval()
     return net, {"dataset": ckpt["dataset"], "spec": spec}
-
-
-class DomainFeatureExtractor(FeatureExtractorBase):
-    """torch-fidelity wrapper: uint8 (N, C, H, W) in, ``(features float32 (N, 4w),)`` out.
-
-    Built by ``torch_fidelity.utils.create_feature_extractor(EXTRACTOR_NAME, [FEATURE_NAME],
-    feature_extractor_weights_path=<checkpoint>)``. Without a checkpoint path it refuses: unlike
-    torch-fidelity's own extractors there is nothing to download.
-    """
-
-    def __init__(self, name: str, features_list, feature_extractor_weights_path: str | None = None, **kwargs):
-        super().__init__(name, features_list)
-        if feature_extractor_weights_path is None:
-            raise MetricInputError(f"feature extractor {name!r} needs feature_extractor_weights_path: the "
-                                   "checkpoint written by train_domain_classifier")
-        self.net, meta = load_domain_classifier(feature_extractor_weights_path)
-        self.dataset = meta["dataset"]
-        self.spec = meta["spec"]
-
-    @staticmethod
-    def get_provided_features_list():
-        return (FEATURE_NAME,)
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        if metric not in ("fid", "kid", "prc"):
-            raise MetricInputError(f"the domain classifier provides features for 'fid', 'kid' and 'prc', "
-                                   f"not {metric!r}")
-        return FEATURE_NAME
-
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        expected = (self.spec["in_channels"], *self.spec["image_size"])
-        if not torch.is_tensor(x) or x.dtype != torch.uint8 or x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            got = f"{x.dtype} {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
-            raise MetricInputError(f"domain classifier (trained on {self.dataset}) expects uint8 images "
-                                   f"(N, {', '.join(map(str, expected))}), got {got}")
-        return (self.net.features(to_unit_range(x)).to(torch.float32),)
-
-
-# Registering twice raises inside torch-fidelity; the guard makes re-imports (and reloads) harmless.
-if EXTRACTOR_NAME not in FEATURE_EXTRACTORS_REGISTRY:
-    register_feature_extractor(EXTRACTOR_NAME, DomainFeatureExtractor)

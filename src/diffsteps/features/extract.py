@@ -34,6 +34,7 @@ from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from
 
 from .classifier import EXTRACTOR_NAME as DOMAIN_EXTRACTOR
 from .classifier import MetricInputError, check_images, domain_label, load_domain_classifier
+from . import domain_extractor  # noqa: F401  (registers the domain extractor: torch-fidelity builds them by name)
 
 INCEPTION_EXTRACTOR = "inception-v3-compat"
 INCEPTION_LABEL = "Inception-v3 pool3 (torch-fidelity inception-v3-compat)"

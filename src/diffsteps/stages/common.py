@@ -6,13 +6,14 @@ import argparse
 import logging
 import sys
 import traceback
-from typing import Any, Callable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import StudyConfig, config_slice
 from ..io import provenance
 from ..params import load_config
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("diffsteps")
 
@@ -31,11 +32,15 @@ def setup(args: argparse.Namespace) -> StudyConfig:
     """Validate params first (bad input stops before any expensive work), then set threads."""
     cfg = load_config(args.params)
     if args.threads:
+        import torch  # here, not at the top: the report and the planning commands never need torch
+
         torch.set_num_threads(args.threads)
     return cfg
 
 
 def resolve_device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

@@ -12,7 +12,6 @@ from pathlib import Path
 from ..cells import report_inputs
 from ..config import to_plain
 from ..io import read_json
-from ..models.unet import UNet, UNetSpec, count_parameters
 from ..reporting.aggregate import collect, write_csv
 from ..reporting.plots import plot_all
 from ..reporting.plots_memorisation import plot_closest_pairs
@@ -61,12 +60,11 @@ def run(args) -> int:
     figures.update(plot_closest_pairs(df, inputs["pairs"], out / "figures"))
     figures.update(plot_solver_error(df, out / "figures"))
     grids = [Path(p) for p in inputs["samples"] if p.endswith("grid.png")]
-    C, H, _ = read_json(train_records[0])["cell"]["image_shape"]  # the plan always holds ≥ 1 training cell
-    model = UNet(UNetSpec.from_config(cfg.model, image_size=H, in_channels=C))
-    network = (f"UNet, {count_parameters(model) / 1e6:.2f}M parameters, width {cfg.model.channels}, "
-               f"levels {list(cfg.model.channel_mult)}, attention at {list(cfg.model.attn_resolutions)}")
-    if parameters:  # VDM adds Fourier-feature input channels and its schedule to the same UNet
-        network += "; trained parameters per run: " + ", ".join(f"{m} {n:,}" for m, n in sorted(parameters.items()))
+    # the sizes come from the training records (VDM adds Fourier-feature input channels and its schedule to the
+    # same UNet), so the report never builds a network and never imports torch
+    network = (f"UNet, width {cfg.model.channels}, levels {list(cfg.model.channel_mult)}, "
+               f"attention at {list(cfg.model.attn_resolutions)}; trained parameters per run: "
+               + (", ".join(f"{m} {n:,}" for m, n in sorted(parameters.items())) or "none recorded"))
     build_report(df, figures, grids, out, meta_from_config(cfg, network=network),
                  steps=settings_from_config(cfg, headline_metric(cfg)),
                  match_margin=cfg.evaluation.claims.match_margin)

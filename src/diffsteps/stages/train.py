@@ -17,24 +17,16 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..config import config_hash, to_plain
-from ..sampler_registry import FIXED_T_SAMPLER, FIXED_T_SPACING, SamplerSpec
 from ..data.datasets import load_split
-from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json, sha256_file
-from ..features.extract import DOMAIN_EXTRACTOR, extract_features, feature_statistics, frechet_distance
-from ..features.refstats import load_reference_stats
+from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json
 from ..registry import method_class, run_identity
 from ..rows import make_row
 from ..models.unet import count_parameters
-from ..noise.reverse import Ancestral
 from ..training.checkpoint import load_ema_model
-from ..training.loop import Probe, train
+from ..training.loop import train
 from .common import add_common, cell_config, record, resolve_device, run_cell, setup
-
-#: the probe's sampling seed: the same latents and noise at every probe, so its curve shows training alone
-PROBE_SEED = 0
 
 RESUME_ROOT = Path(".cache/resume")
 
@@ -62,22 +54,6 @@ def resume_dir(params: dict, method: str, seed: int, data_sha256: str, T: int | 
     if T is not None:
         key["T"] = T
     return RESUME_ROOT / config_hash(key)
-
-
-def domain_fid_probe(method, cfg, stats: Path, weights: Path, split_sha256: str, device: torch.device) -> Probe:
-    """FID of ``probe_n`` samples of a fixed-T model at its own T, in domain features, against the
-    training split's statistics (checked to belong to this split and extractor)."""
-    ref = load_reference_stats(stats, split_sha256, sha256_file(weights), DOMAIN_EXTRACTOR)
-    # the fixed-T run's own sampler, its posterior chain: the noise process's, so training needs no solver
-    sampler, n = Ancestral(SamplerSpec.parse(FIXED_T_SAMPLER).variance), method.options.probe_n
-
-    def probe(model: torch.nn.Module) -> float:
-        gen = method.generate(model, method.T, sampler, FIXED_T_SPACING, n, PROBE_SEED,
-                              batch_size=cfg.sampling.batch_size, device=device)
-        features = extract_features(gen.images, DOMAIN_EXTRACTOR, weights, cfg.evaluation.batch_size, device)
-        return frechet_distance(feature_statistics(features), ref.stats)
-
-    return probe
 
 
 def _probe_args(args, method) -> str | None:
@@ -119,7 +95,13 @@ def run(args) -> int:
 
     def work() -> None:
         data_sha = read_json(args.data_dir / "data.json")["sha256"]["train"]
-        probe = None if no_probe else domain_fid_probe(method, cfg, args.stats, args.weights, data_sha, device)
+        probe = None
+        if not no_probe:
+            # only the probe runs torch-fidelity (its batching and FID): a run without one never imports it, and
+            # starts in the time of torch alone
+            from ..training.probe import domain_fid_probe
+
+            probe = domain_fid_probe(method, cfg, args.stats, args.weights, data_sha, device)
         res = train(method, images, cfg.train, args.train_seed, out,
                     resume_dir(cell_config(cfg, args), args.method, args.train_seed, data_sha, args.T), device,
                     progress=not args.no_progress, probe=probe,
