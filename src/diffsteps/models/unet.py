@@ -75,8 +75,9 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        """``emb`` is the activated time embedding SiLU(e(t)) (B, 4·width), computed once per network call."""
         h = self.conv1(F.silu(self.norm1(x, w)))
-        h = h + self.emb(F.silu(emb))[:, :, None, None]
+        h = h + self.emb(emb)[:, :, None, None]
         h = self.conv2(self.dropout(F.silu(self.norm2(h, w))))
         return self.skip(x) + h
 
@@ -97,9 +98,11 @@ class AttnBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(B, 3, self.num_heads, C // self.num_heads, H * W).unbind(1)
-        # (B, heads, HW, d): scaled_dot_product_attention picks the fused kernel where one exists
-        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        qkv = self.qkv(self.norm(x)).reshape(B, 3, self.num_heads, C // self.num_heads, H * W)
+        # (3, B, heads, HW, d), contiguous in d: scaled_dot_product_attention then takes its fused (flash) kernel,
+        # which needs a unit stride there, instead of the unfused math path
+        q, k, v = qkv.permute(1, 0, 2, 4, 3).contiguous().unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v)
         return x + self.proj(out.transpose(-1, -2).reshape(B, C, H, W))
 
 
@@ -191,7 +194,8 @@ class UNet(nn.Module):
         if (z is None) != (self.mapping is None):
             raise ValueError(f"UNet with latent_dim = {self.spec.latent_dim}: a latent z must be given exactly when "
                              f"latent_dim > 0 (got {'none' if z is None else tuple(z.shape)})")
-        emb = self.time_mlp(timestep_embedding(t, self.spec.channels))
+        # every ResBlock projects SiLU(e(t)): activated once here, not once per block
+        emb = F.silu(self.time_mlp(timestep_embedding(t, self.spec.channels)))
         w = None if z is None else self.mapping(z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + 1e-8))
         h = self.stem(x)
         hs = [h]
