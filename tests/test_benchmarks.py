@@ -1,0 +1,43 @@
+"""The benchmark scripts run in the suite in their tiny modes, so that they cannot rot; their figures here are
+not measurements."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from .conftest import ROOT
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_times_both_networks_of_one_layout(tmp_path):
+    out = tmp_path / "throughput.json"
+    assert _script("throughput").main(["--tiny", "--sizes", "cpu", "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    # the diffusers mirror has exactly the study UNet's parameters: the same layout, so the ratio compares code
+    assert row["diffsteps"]["parameters"] == row["diffusers"]["parameters"] > 0
+    for key in ("train_img_per_s", "sample_img_nfe_per_s"):
+        assert row["diffsteps"][key] > 0 and row["diffusers"][key] > 0 and row[f"ratio_{key}"] > 0
+
+
+def test_gpu_estimate_counts_each_cells_work(smoke_cfg):
+    from diffsteps import cells
+    from diffsteps.config import to_plain
+
+    est = _script("gpu_estimate")
+    cfg = to_plain(smoke_cfg)
+    sample = next(cells.iter_wildcards(cfg, "sample"))
+    nfe = est.SamplerSpec.parse(sample["sampler"]).nfe(int(sample["budget"]))
+    assert est.cell_work(cfg, "sample", sample, 100) == {"img_nfe": cfg["sampling"]["n_samples"] * nfe}
+    train = next(cells.iter_wildcards(cfg, "train"))
+    assert est.cell_work(cfg, "train", train, 100)["train_images"] == cfg["train"]["images"]
+    # a bound cell that is not defined (Gamma noise, DDGAN) costs start-up only
+    undefined = [wc for wc in cells.iter_wildcards(cfg, "nll")
+                 if cfg["method_config"][cells.run_of(wc["model"])]["family"] in ("ddgm", "ddgan")]
+    assert undefined and all(est.cell_work(cfg, "nll", wc, 100) == {} for wc in undefined)
