@@ -27,6 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 
 
+def copy_checkout(dest: Path) -> None:
+    """The checkout's tracked files as they are in the working tree (a file deleted there is left out) into ``dest``."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if os.path.lexists(ROOT / f):
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dest / f, follow_symlinks=False)
+
+
 def rule_seconds(repo: Path) -> dict[str, dict[str, float]]:
     """Per rule: jobs, summed wall seconds and max RSS (MB) from results/benchmarks/<rule>/**.tsv."""
     per = defaultdict(lambda: {"jobs": 0, "seconds": 0.0, "max_rss_mb": 0.0})
@@ -63,12 +72,7 @@ def main() -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="diffsteps-bench-"))
     # the commit whose files are copied (uncommitted edits are copied too: commit before timing)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        if not os.path.lexists(ROOT / f):
-            continue  # deleted in the working tree
-        (work / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, work / f, follow_symlinks=False)
+    copy_checkout(work)
     # PYTHONPATH: the copy's own package, so that editing the checkout meanwhile cannot leak into the run
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": str(work / "src")}

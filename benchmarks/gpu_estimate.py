@@ -50,6 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts, also when loaded from elsewhere (the suite)
 
 from diffsteps import cells  # noqa: E402  (the planner of this checkout)
 from diffsteps.config import to_plain  # noqa: E402
@@ -57,27 +58,21 @@ from diffsteps.data.datasets import DATASETS, resolve  # noqa: E402
 from diffsteps.params import load_config  # noqa: E402
 from diffsteps.registry import METHODS  # noqa: E402
 from diffsteps.sampler_registry import SamplerSpec  # noqa: E402
+from default_study import copy_checkout  # noqa: E402
+from startup import RULE_COMMAND  # noqa: E402
 
 ANCHORS = {"train_img_per_s": 2800.0, "sample_img_nfe_per_s": 13000.0, "inception_img_per_s": 4300.0,
            "source": "issue 15's anchors: one H100, torch 2.11, a 6M-parameter UNet at 32x32 (plain PyTorch), eager"}
 #: the rules whose jobs run on the GPU (they declare resources gpu=1 in workflow/rules/)
 GPU_RULES = {"train", "sample", "evaluate", "nll", "nll_continuous", "solver_error", "floor", "reference_stats",
              "reference_stats_inception", "train_domain"}
-RULE_COMMAND = {"prepare_data": "prepare-data", "train_domain": "train-domain", "inception_weights": "inception-weights",
-                "reference_stats": "reference-stats", "reference_stats_inception": "reference-stats", "train": "train",
-                "sample": "sample", "evaluate": "evaluate", "floor": "floor", "nll": "nll", "nll_continuous": "nll",
-                "solver_error": "solver-error", "report": "report"}
 
 
 def dry_run_jobs(preset: str) -> dict[str, int]:
     """Rule → jobs of ``snakemake -n`` from nothing on ``preset``, in a scratch copy of the checkout."""
     work = Path(tempfile.mkdtemp(prefix="diffsteps-estimate-"))
     try:
-        files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-        for f in files:
-            if os.path.lexists(ROOT / f):
-                (work / f).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / f, work / f, follow_symlinks=False)
+        copy_checkout(work)
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                "PYTHONPATH": str(work / "src"), "DIFFSTEPS_WARM": "0"}
         subprocess.run([sys.executable, "-m", "diffsteps", "preset", preset], cwd=work, env=env, check=True,
@@ -155,9 +150,9 @@ def main() -> int:
         if "cuda_init_s" in measured:
             args.cuda_init_s = measured["cuda_init_s"]
     startup = json.loads((OUT / "startup.json").read_text())
-    cfg = to_plain(load_config(ROOT / "src/diffsteps/presets" / f"{args.preset}.yaml"))
+    study = load_config(ROOT / "src/diffsteps/presets" / f"{args.preset}.yaml")
+    cfg, data = to_plain(study), study.data
     jobs = dry_run_jobs(args.preset)
-    data = load_config(ROOT / "src/diffsteps/presets" / f"{args.preset}.yaml").data
     n_train = len(DATASETS[data.dataset](resolve(data)).images) - data.n_heldout  # the training split's size
     per = defaultdict(lambda: {"jobs": 0, "train_images": 0.0, "img_nfe": 0.0, "inception_images": 0.0})
     for stage in cells.LAYOUT:
