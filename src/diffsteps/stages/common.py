@@ -59,7 +59,18 @@ def record(cfg: StudyConfig, args: argparse.Namespace, *, status: str = "ok", er
     """The JSON record written beside every artifact: its stage, status, the params slice used
     (:func:`cell_config`), provenance."""
     return {"stage": args.stage or args.command, "status": status, "error": error, "config": cell_config(cfg, args),
-            "provenance": provenance(device), **extra}
+            "provenance": provenance(device), **gpu_peak_memory(device), **extra}
+
+
+def gpu_peak_memory(device: Any) -> dict[str, float]:
+    """On a CUDA device, the job's peak tensor memory there (MiB, ``torch.cuda.max_memory_allocated``; the CUDA
+    context, about 0.5 GiB a process, comes on top): what the GPU check reads to size each rule's ``gpu_mem_mb``
+    (:mod:`diffsteps.resources`). Nothing on the CPU, so CPU records keep their bytes."""
+    if device is None or str(device).split(":")[0] != "cuda":
+        return {}
+    import torch
+
+    return {"gpu_peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
 
 
 def run_cell(work: Callable[[], None], on_failure: Callable[[str], None]) -> int:
