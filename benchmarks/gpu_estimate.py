@@ -1,11 +1,8 @@
-"""Wall time of a preset's whole study on one GPU, estimated before any GPU run: per rule, jobs × start-up plus
-the compute of every cell at measured throughputs.
+"""Wall time of a preset's whole study on one GPU, estimated from its jobs and cells: per rule, what its cells
+compute at measured throughputs, plus what each job costs beyond that, as measured on the preset's own slice.
 
 - Jobs: ``snakemake -n`` from nothing on the preset, in a scratch copy of this checkout; the planner
   (:mod:`diffsteps.cells`) must list the same number per rule, or the script stops.
-- Start-up per job: the median warm start-up of the rule's command from ``benchmarks/results/startup.json``
-  (the warm server forks each job) plus ``--cuda-init-s`` for every job that touches the GPU (a forked child
-  makes its own CUDA context). The CPU figure stands for the GPU machine's until ``gpu_check`` measures it.
 - Compute per cell, from what the cell does: network evaluations (img·NFE) at the sampling throughput, training
   images at the training throughput (forward + backward + Adam), Inception images at the feature throughput.
 
@@ -18,15 +15,22 @@ the compute of every cell at measured throughputs.
     cell whose bound is not defined;
   * solver_error: ``n`` × the NFE of every deterministic cell of the run, plus its reference (DDIM at K = T,
     or Heun doubled from K = 64 up to ``max_K``, the worst case);
-  * the rest (data, the domain classifier, the report): start-up only, their compute is seconds on a CPU.
+  * the rest (data, the domain classifier, the report): none, their compute is seconds on a CPU.
+- Cost per job beyond its compute. With ``--measured gpu_check.json`` (``gpu_check.py``), from the preset's
+  DDPM slice that the check ran end to end with its slots sharing the GPU: per benchmark folder, the slice's job
+  seconds less its cells' compute, over its jobs (start-up, CUDA's set-up, loading, the CPU-side metrics such as
+  FID's matrix square root and KID, and the waiting beside the other jobs). A rule the slice did not run (and
+  every rule without ``--measured``) pays the warm start-up of its command plus CUDA's set-up per GPU job.
 
-The default throughputs are the anchors measured on one H100 with torch 2.11 for a 6M-parameter UNet at 32×32
-(the GPU preset's network has 6.47M): training 2.8k img/s (plain PyTorch, eager fp32, batch 128), sampling
-13k img·NFE/s (eager), Inception 4.3k img/s (float32, resize included). ``--measured gpu_check.json`` takes
-them from a GPU check instead. Compute is summed as if the GPU ran one cell at a time at these rates. With
-``--slots S`` jobs sharing the GPU (``--resources gpu=S``, README "GPU") a job's start-up (CPU work) overlaps the
-other jobs' compute, so the wall time is max(compute, (start-up + compute) / S); the GPU's compute is not assumed
-to go faster for running several cells at once, although small cells leave it idle enough that it may.
+Rates: the anchors measured on one H100 with torch 2.11 for a 6M-parameter UNet at 32×32 by default (training
+2.8k img/s, eager fp32, batch 128; sampling 13k img·NFE/s, eager; Inception 4.3k img/s, float32, resize
+included); ``--measured`` takes the check's own: the slice's training rate (the pipeline's whole loop), the
+throughput benchmark's eager float32 sampling, Inception's float32 rate, CUDA's set-up and the start-up there.
+
+The wall time is the largest of three bounds: the GPU's compute one cell at a time at these rates (jobs side
+by side are not assumed to go faster, although small cells leave the GPU idle enough that they do); the job
+seconds over the ``--slots`` that run at once; and, per rule, its job seconds over the jobs that the GPU's memory
+lets run at once (``diffsteps.resources``: each job's ``gpu_mem_mb`` against ``--gpu-memory-mib`` less 2 GiB).
 
     python benchmarks/gpu_estimate.py [--preset gpu] [--measured benchmarks/results/gpu_check.json]
 
@@ -52,10 +56,10 @@ OUT = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts, also when loaded from elsewhere (the suite)
 
-from diffsteps import cells  # noqa: E402  (the planner of this checkout)
+from diffsteps import cells, resources  # noqa: E402  (the planner of this checkout)
 from diffsteps.config import to_plain  # noqa: E402
 from diffsteps.data.datasets import DATASETS, resolve  # noqa: E402
-from diffsteps.params import load_config  # noqa: E402
+from diffsteps.params import load_config, validate_mapping  # noqa: E402
 from diffsteps.registry import METHODS  # noqa: E402
 from diffsteps.sampler_registry import SamplerSpec  # noqa: E402
 from default_study import copy_checkout  # noqa: E402
@@ -63,9 +67,10 @@ from startup import RULE_COMMAND  # noqa: E402
 
 ANCHORS = {"train_img_per_s": 2800.0, "sample_img_nfe_per_s": 13000.0, "inception_img_per_s": 4300.0,
            "source": "issue 15's anchors: one H100, torch 2.11, a 6M-parameter UNet at 32x32 (plain PyTorch), eager"}
-#: the rules whose jobs run on the GPU (they declare resources gpu=1 in workflow/rules/)
-GPU_RULES = {"train", "sample", "evaluate", "nll", "nll_continuous", "solver_error", "floor", "reference_stats",
-             "reference_stats_inception", "train_domain"}
+#: the rules whose jobs run on the GPU (they declare gpu=1 and gpu_mem_mb: diffsteps.resources)
+GPU_RULES = set(resources.GPU_STAGES)
+#: the benchmark folder of a rule whose files sit in another rule's (workflow/rules/evaluate.smk)
+BENCH_FOLDER = {"nll_continuous": "nll"}
 
 
 def dry_run_jobs(preset: str) -> dict[str, int]:
@@ -131,28 +136,10 @@ def cell_work(cfg: dict, stage: str, wc: dict, n_train: int) -> dict[str, float]
     return {}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="gpu")
-    ap.add_argument("--measured", type=Path, default=None, help="a gpu_check.json whose throughputs to use")
-    ap.add_argument("--cuda-init-s", type=float, default=2.0,
-                    help="CUDA context set-up per GPU job, in seconds (an assumption until the GPU check measures it)")
-    ap.add_argument("--slots", type=int, default=8, help="GPU jobs at once (--resources gpu=SLOTS)")
-    ap.add_argument("--gan-factor", type=float, default=2.0,
-                    help="a DDGAN training image's cost in DDPM training images (generator + discriminator)")
-    args = ap.parse_args()
-    rates = dict(ANCHORS)
-    if args.measured:
-        measured = json.loads(args.measured.read_text())
-        rates.update({k: measured["rates"][k] for k in ("train_img_per_s", "sample_img_nfe_per_s",
-                                                        "inception_img_per_s")})
-        rates["source"] = f"{args.measured} ({measured['device']}, {measured['date']})"
-        if "cuda_init_s" in measured:
-            args.cuda_init_s = measured["cuda_init_s"]
-    startup = json.loads((OUT / "startup.json").read_text())
-    study = load_config(ROOT / "src/diffsteps/presets" / f"{args.preset}.yaml")
+def rule_work(study, gan_factor: float) -> dict[str, dict[str, float]]:
+    """Per rule of ``study`` (a StudyConfig): jobs, training images (a DDGAN image counts ``gan_factor``), img·NFE
+    and Inception images, summed over its cells."""
     cfg, data = to_plain(study), study.data
-    jobs = dry_run_jobs(args.preset)
     n_train = len(DATASETS[data.dataset](resolve(data)).images) - data.n_heldout  # the training split's size
     per = defaultdict(lambda: {"jobs": 0, "train_images": 0.0, "img_nfe": 0.0, "inception_images": 0.0})
     for stage in cells.LAYOUT:
@@ -160,36 +147,102 @@ def main() -> int:
             rule = per[stage]
             rule["jobs"] += 1
             work = cell_work(cfg, stage, wc, n_train)
-            rule["train_images"] += work.get("train_images", 0) * (args.gan_factor if work.get("gan") else 1)
+            rule["train_images"] += work.get("train_images", 0) * (gan_factor if work.get("gan") else 1)
             rule["img_nfe"] += work.get("img_nfe", 0)
             rule["inception_images"] += work.get("inception_images", 0)
-    planned = {r: v["jobs"] for r, v in per.items() if v["jobs"]}
+    return {r: v for r, v in per.items() if v["jobs"]}
+
+
+def compute_s(work: dict[str, float], rates: dict[str, float]) -> float:
+    return (work["train_images"] / rates["train_img_per_s"] + work["img_nfe"] / rates["sample_img_nfe_per_s"]
+            + work["inception_images"] / rates["inception_img_per_s"])
+
+
+def slice_overheads(measured: dict, rates: dict[str, float], gan_factor: float) -> dict[str, float]:
+    """Seconds per job beyond its compute at ``rates``, per benchmark folder, from the GPU check's slice: its job
+    seconds (run with its slots sharing the GPU) less the compute of its cells, over its jobs. This holds the
+    start-up, CUDA's set-up, loading, the CPU-side metrics and the waiting for the GPU beside other jobs."""
+    part = measured["parts"]["slice"]
+    work = rule_work(validate_mapping(part["params"]), gan_factor)
+    out = {}
+    for folder, timed in part["rules"].items():
+        rules = [r for r in work if BENCH_FOLDER.get(r, r) == folder]
+        extra = timed["seconds"] - sum(compute_s(work[r], rates) for r in rules)
+        out[folder] = max(0.0, extra / timed["jobs"])
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="gpu")
+    ap.add_argument("--measured", type=Path, default=None,
+                    help="a gpu_check.json: its throughputs, CUDA set-up, start-up and slice calibrate the estimate")
+    ap.add_argument("--cuda-init-s", type=float, default=2.0,
+                    help="CUDA context set-up per GPU job, in seconds (an assumption until the GPU check measures it)")
+    ap.add_argument("--slots", type=int, default=8, help="GPU jobs at once (--resources gpu=SLOTS)")
+    ap.add_argument("--gpu-memory-mib", type=float, default=81559,
+                    help="the GPU's memory (default: an H100's 80 GB): --resources gpu_mem_mb is this less 2 GiB")
+    ap.add_argument("--gan-factor", type=float, default=2.0,
+                    help="a DDGAN training image's cost in DDPM training images (generator + discriminator)")
+    args = ap.parse_args()
+    rates, overheads, measured = dict(ANCHORS), {}, None
+    startup = json.loads((OUT / "startup.json").read_text())
+    startup_s, startup_source = startup["seconds"], f"benchmarks/results/startup.json ({startup['device']}, {startup['date']})"
+    if args.measured:
+        measured = json.loads(args.measured.read_text())
+        rates.update({k: measured["rates"][k] for k in ("train_img_per_s", "sample_img_nfe_per_s",
+                                                        "inception_img_per_s")})
+        train = measured["parts"].get("slice", {}).get("train")
+        if train:  # the pipeline's own training rate (EMA, logging, checkpoints included) over the bare step's
+            rates["train_img_per_s"] = train["img_per_s"]
+        rates["source"] = f"{args.measured} ({measured['device']}, {measured['date']})"
+        args.cuda_init_s = measured["rates"].get("cuda_init_s", args.cuda_init_s)
+        if "startup_seconds" in measured["rates"]:
+            startup_s = {**startup_s, **measured["rates"]["startup_seconds"]}
+            startup_source = f"{args.measured} where measured there, else {startup_source}"
+        if "rules" in measured["parts"].get("slice", {}):
+            overheads = slice_overheads(measured, rates, args.gan_factor)
+    study = load_config(ROOT / "src/diffsteps/presets" / f"{args.preset}.yaml")
+    per = rule_work(study, args.gan_factor)
+    jobs = dry_run_jobs(args.preset)
+    planned = {r: v["jobs"] for r, v in per.items()}
     if planned != jobs:
         raise SystemExit(f"the planner and the dry run disagree on the jobs per rule:\n planner {planned}\n "
                          f"dry run {jobs}")
-    rows, startup_s, compute_s = {}, 0.0, 0.0
+    totals = resources.suggested_totals(args.gpu_memory_mib, cores=2 * args.slots)
+    rows, startup_total, compute_total, job_total, memory_bound = {}, 0.0, 0.0, 0.0, 0.0
     for rule, v in sorted(per.items()):
-        start = v["jobs"] * (startup["seconds"][f"{RULE_COMMAND[rule]} (warm)"]
-                             + (args.cuda_init_s if rule in GPU_RULES else 0.0))
-        compute = (v["train_images"] / rates["train_img_per_s"] + v["img_nfe"] / rates["sample_img_nfe_per_s"]
-                   + v["inception_images"] / rates["inception_img_per_s"])
-        rows[rule] = {**v, "startup_s": round(start, 1), "compute_s": round(compute, 1)}
-        startup_s, compute_s = startup_s + start, compute_s + compute
-    wall = max(compute_s, (startup_s + compute_s) / args.slots)
+        folder = BENCH_FOLDER.get(rule, rule)
+        start = v["jobs"] * (startup_s[f"{RULE_COMMAND[rule]} (warm)"] + (args.cuda_init_s if rule in GPU_RULES else 0.0))
+        compute = compute_s(v, rates)
+        # calibrated: the slice's seconds per job beyond compute (start-up included) where it ran this rule
+        job_s = v["jobs"] * overheads[folder] + compute if folder in overheads else start + compute
+        at_once = resources.concurrent_jobs(study, rule, totals)
+        rows[rule] = {**v, "startup_s": round(start, 1), "compute_s": round(compute, 1), "job_s": round(job_s, 1),
+                      "calibrated": folder in overheads, "gpu_mem_mb": resources.gpu_mem_mb(study, rule),
+                      "at_once": at_once}
+        startup_total, compute_total, job_total = startup_total + start, compute_total + compute, job_total + job_s
+        memory_bound = max(memory_bound, job_s / at_once)  # a rule whose jobs the GPU's memory holds to fewer slots
+    wall = max(compute_total, job_total / args.slots, memory_bound)
     result = {"preset": args.preset, "date": datetime.date.today().isoformat(),
               "git_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                            text=True).stdout.strip(),
               "rates": rates, "cuda_init_s": args.cuda_init_s, "gan_factor": args.gan_factor,
-              "startup_source": f"benchmarks/results/startup.json ({startup['device']}, {startup['date']})",
-              "jobs": sum(jobs.values()), "rules": rows, "slots": args.slots,
-              "startup_minutes": round(startup_s / 60, 1), "compute_minutes": round(compute_s / 60, 1),
-              "serial_minutes": round((startup_s + compute_s) / 60, 1), "wall_minutes": round(wall / 60, 1)}
+              "startup_source": startup_source, "overheads_per_job_s": {k: round(v, 2) for k, v in overheads.items()},
+              "resources": totals, "jobs": sum(jobs.values()), "rules": rows, "slots": args.slots,
+              "startup_minutes": round(startup_total / 60, 1), "compute_minutes": round(compute_total / 60, 1),
+              "job_minutes": round(job_total / 60, 1),
+              "wall_minutes": round(wall / 60, 1)}
     (OUT / "gpu_estimate.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'rule':28} {'jobs':>6} {'start-up s':>11} {'compute s':>10}")
+    print(f"{'rule':28} {'jobs':>6} {'compute s':>10} {'job s':>9} {'gpu_mem_mb':>10} {'at once':>8}")
     for rule, v in rows.items():
-        print(f"{rule:28} {v['jobs']:>6} {v['startup_s']:>11} {v['compute_s']:>10}")
-    print(f"{'total':28} {result['jobs']:>6} {startup_s:>11.0f} {compute_s:>10.0f}")
-    print(f"one GPU, {args.slots} slots: {result['wall_minutes']} min (one job at a time: {result['serial_minutes']} min)")
+        print(f"{rule:28} {v['jobs']:>6} {v['compute_s']:>10} {v['job_s']:>9} {v['gpu_mem_mb']:>10} {v['at_once']:>8}"
+              + ("" if v["calibrated"] else "  (start-up + compute: not in the slice)"))
+    print(f"{'total':28} {result['jobs']:>6} {compute_total:>10.0f} {job_total:>9.0f}")
+    print(f"one GPU of {args.gpu_memory_mib:.0f} MiB, --resources gpu={totals['gpu']} gpu_mem_mb={totals['gpu_mem_mb']}: "
+          f"{result['wall_minutes']} min (GPU compute {result['compute_minutes']} min; job seconds summed "
+          f"{result['job_minutes']} min, over {args.slots} slots {job_total / args.slots / 60:.1f} min; the memory's "
+          f"bound {memory_bound / 60:.1f} min)")
     return 0
 
 

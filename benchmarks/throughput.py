@@ -44,10 +44,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from diffsteps.io import device_name, git_commit  # noqa: E402  (the package from this checkout)
 from diffsteps.models.unet import UNet, UNetSpec, _groups, count_parameters  # noqa: E402
+from diffsteps.data.shapes import image_shape  # noqa: E402
 from diffsteps.params import load_config  # noqa: E402
 
-#: the data shape (C, H) of each preset's data set: digits 8×8, mnist5k 32×32 (padded), both grey
-SHAPES = {"digits": (1, 8), "mnist5k": (1, 32), "mnist": (1, 32), "fashion_mnist": (1, 32), "cifar10": (3, 32)}
 MODES = ("eager", "bf16", "compile")
 T_TRAIN = 1000  # the time input's range: ε-prediction at integer t ∈ [0, T), as the DDPM runs train
 
@@ -55,10 +54,7 @@ T_TRAIN = 1000  # the time input's range: ε-prediction at integer t ∈ [0, T),
 def spec_of(preset: str) -> tuple[UNetSpec, int, int]:
     """The preset's network and its training and sampling batch sizes."""
     cfg = load_config(ROOT / "src/diffsteps/presets" / f"{preset}.yaml")
-    if cfg.data.dataset not in SHAPES:
-        raise SystemExit(f"preset {preset!r}: data.dataset = {cfg.data.dataset!r} has no known shape here; "
-                         f"known: {sorted(SHAPES)}")
-    C, H = SHAPES[cfg.data.dataset]
+    C, H = image_shape(cfg.data)
     return UNetSpec.from_config(cfg.model, image_size=H, in_channels=C), cfg.train.batch_size, cfg.sampling.batch_size
 
 

@@ -59,3 +59,19 @@ def test_gpu_check_runs_every_part_in_its_tiny_mode(tmp_path):
     assert parts["compile"]["returncode"] == {"cpu": None}  # stopped at the deadline
     assert parts["startup"]["seconds"]["sample (warm)"] < parts["startup"]["seconds"]["sample (cold)"]
     assert result["device"].startswith("cpu") and (tmp_path / "gpu_check.md").read_text().startswith("# GPU check")
+
+
+def test_gpu_estimate_calibrates_each_jobs_cost_on_the_measured_slice():
+    """The slice that the GPU check ran: each folder's seconds per job beyond the compute of its cells, which the
+    estimate then charges every job of the full preset."""
+    est = _script("gpu_estimate")
+    measured = json.loads((ROOT / "benchmarks/results/gpu_check.json").read_text())
+    rates = {**measured["rates"], "train_img_per_s": measured["parts"]["slice"]["train"]["img_per_s"]}
+    overheads = est.slice_overheads(measured, rates, 2.0)
+    timed = measured["parts"]["slice"]["rules"]
+    assert set(overheads) == set(timed)
+    for folder, per_job in overheads.items():
+        assert 0 <= per_job * timed[folder]["jobs"] <= timed[folder]["seconds"], folder
+    # the slice's one training run: its job seconds less its images at the pipeline's own rate
+    train = measured["parts"]["slice"]["train"]
+    assert abs(overheads["train"] - (timed["train"]["seconds"] - train["images"] / train["img_per_s"])) < 0.5

@@ -84,3 +84,24 @@ def test_typo_key_stops_snakemake(tmp_path):
     (repo / "params.yaml").write_text(text)
     res = sh(repo, "snakemake", "-n", "--cores", "1", check=False)
     assert res.returncode != 0 and "learning_rate" in res.stdout + res.stderr
+
+
+def test_every_gpu_job_declares_a_slot_and_its_memory_figure(tmp_path):
+    """Snakemake's jobs carry diffsteps.resources' figures for the study's sizes (gpu=1, gpu_mem_mb), and the
+    stages that never touch the GPU declare neither: `--resources gpu=S gpu_mem_mb=M` then shares one GPU."""
+    import re
+
+    from diffsteps import resources
+
+    repo = make_repo(tmp_path / "r", "smoke")
+    cfg = load_config(repo / "params.yaml")
+    out = sh(repo, "snakemake", "-n", "--cores", "1").stdout
+    declared: dict[str, set[str]] = {}
+    for rule, block in re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", out, re.M | re.S):
+        line = re.search(r"resources: (.*)", block)
+        found = dict(kv.split("=", 1) for kv in line.group(1).split(", ")) if line else {}
+        declared.setdefault(rule, set()).add((found.get("gpu"), found.get("gpu_mem_mb")))
+    assert set(resources.GPU_STAGES) <= set(declared)
+    for rule, seen in declared.items():
+        need = resources.job_resources(cfg, rule) if rule in plan.STAGE else {}
+        assert seen == {(str(need["gpu"]), str(need["gpu_mem_mb"])) if need else (None, None)}, rule

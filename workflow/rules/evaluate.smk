@@ -12,7 +12,7 @@ rule evaluate:
         f"{BENCH}/evaluate/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.tsv"
     threads: 1
     resources:
-        gpu=1,
+        **gpu_resources("evaluate"),
     shell:
         "{PY} evaluate " + CELL + " --threads {threads} --samples-dir $(dirname {input.samples})"
         " --train {input.train}" + SCORING_ARGS + " --out {output.metrics} --pairs {output.pairs} > {log} 2>&1"
@@ -32,7 +32,7 @@ rule solver_error:
         f"{BENCH}/solver_error/{{dataset}}/{{method}}/train{{ts}}.tsv"
     threads: 1
     resources:
-        gpu=1,
+        **gpu_resources("solver_error"),
     shell:
         "{PY} solver-error " + CELL + " --threads {threads} --method {wildcards.method}"
         " --model-dir $(dirname {input.model}) --train-seed {wildcards.ts} --out {output.errors} > {log} 2>&1"
@@ -52,7 +52,7 @@ rule nll:
         f"{BENCH}/nll/{{dataset}}/{{method}}/ancestral-{{variance}}-{{spacing}}/K{{budget}}/train{{ts}}.tsv"
     threads: 1
     resources:
-        gpu=1,
+        **gpu_resources("nll"),
     shell:
         "{PY} nll " + CELL + " --threads {threads} --method {wildcards.method} --model-dir $(dirname {input.model})"
         " --data-dir results/data/{wildcards.dataset} --variance {wildcards.variance} --spacing {wildcards.spacing}"
@@ -73,7 +73,7 @@ rule nll_continuous:
         f"{BENCH}/nll/{{dataset}}/{{method}}/continuous/train{{ts}}.tsv"
     threads: 1
     resources:
-        gpu=1,
+        **gpu_resources("nll_continuous"),
     shell:
         "{PY} nll " + CELL + " --threads {threads} --method {wildcards.method} --model-dir $(dirname {input.model})"
         " --data-dir results/data/{wildcards.dataset} --continuous --train-seed {wildcards.ts}"
@@ -91,7 +91,7 @@ rule floor:
     log:
         f"{LOGS}/floor/{{dataset}}.log",
     resources:
-        gpu=1,
+        **gpu_resources("floor"),
     shell:
         "{PY} floor " + CELL + " --threads {threads} --heldout {input.heldout}" + SCORING_ARGS +
         " --out {output.metrics} > {log} 2>&1"

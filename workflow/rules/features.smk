@@ -13,7 +13,7 @@ rule train_domain:
         f"{BENCH}/train_domain/{{dataset}}.tsv"
     threads: HEAVY_THREADS
     resources:
-        gpu=1,
+        **gpu_resources("train_domain"),
     shell:
         "{PY} train-domain " + CELL + " --threads {threads} --data-dir results/data/{wildcards.dataset}"
         " --out-dir {params.out_dir} > {log} 2>&1"
@@ -48,7 +48,7 @@ rule reference_stats:
     benchmark:
         f"{BENCH}/reference_stats/{{dataset}}.tsv"
     resources:
-        gpu=1,
+        **gpu_resources("reference_stats"),
     shell:
         "{PY} reference-stats " + CELL + " --threads {threads} --extractor domain-classifier"
         " --data-dir results/data/{wildcards.dataset} --data-meta {input.data_meta} --weights {input.weights}"
@@ -68,7 +68,7 @@ rule reference_stats_inception:
     benchmark:
         f"{BENCH}/reference_stats_inception/{{dataset}}.tsv"
     resources:
-        gpu=1,
+        **gpu_resources("reference_stats_inception"),
     shell:
         "{PY} reference-stats " + CELL + " --threads {threads} --extractor inception-v3-compat"
         " --data-dir results/data/{wildcards.dataset} --data-meta {input.data_meta} --weights {input.weights}"

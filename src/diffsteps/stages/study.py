@@ -1,11 +1,14 @@
-"""Study utilities: ``preset`` (write params.yaml from a named preset), ``validate``, ``dvc-yaml``."""
+"""Study utilities: ``preset`` (write params.yaml from a named preset), ``validate``, ``dvc-yaml``, ``resources``."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 from ..params import available_presets, load_config, preset_path
 from ..io import atomic_write_text
+from .. import resources
 from ..features.inception_source import check_weights_spec
 from ..reruns import architecture_path, with_rerun_table
 from ..workflow import dvc_yaml_text
@@ -24,6 +27,12 @@ def register(sub) -> None:
     p.add_argument("--out", default="dvc.yaml", type=Path)
     p.add_argument("--check", action="store_true", help="exit 1 when a file differs from the generated text")
     p.set_defaults(func=run_dvc_yaml)
+    p = sub.add_parser("resources", help="each GPU job's slot and memory figure, and the --resources to give "
+                                         "Snakemake for one GPU")
+    p.add_argument("--params", default="params.yaml", type=Path)
+    p.add_argument("--gpu-memory-mib", type=float, default=None, help="the GPU's memory (default: nvidia-smi's)")
+    p.add_argument("--cores", type=int, default=os.cpu_count(), help="the machine's cores (default: this one's)")
+    p.set_defaults(func=run_resources)
 
 
 def run_preset(args) -> int:
@@ -53,4 +62,30 @@ def run_dvc_yaml(args) -> int:
         return 1 if stale else 0
     for path, text in generated.items():
         atomic_write_text(path, text)
+    return 0
+
+
+def _gpu_memory_mib() -> float | None:
+    """The first GPU's memory as nvidia-smi reports it, or None without one."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20)
+        return float(out.stdout.split()[0]) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def run_resources(args) -> int:
+    cfg = load_config(args.params)
+    memory = args.gpu_memory_mib or _gpu_memory_mib()
+    totals = resources.suggested_totals(memory, args.cores) if memory else None
+    print(f"{'stage':28} {'gpu_mem_mb':>10} {'jobs at once':>13}")
+    for stage in resources.GPU_STAGES:
+        at_once = resources.concurrent_jobs(cfg, stage, totals) if totals else "-"
+        print(f"{stage:28} {resources.gpu_mem_mb(cfg, stage):>10} {at_once:>13}")
+    if totals is None:
+        print("no GPU found (nvidia-smi): give its memory with --gpu-memory-mib to get the --resources to use")
+        return 0
+    print(f"one GPU of {memory:.0f} MiB and {args.cores} cores: snakemake --cores all --resources "
+          f"gpu={totals['gpu']} gpu_mem_mb={totals['gpu_mem_mb']}")
     return 0

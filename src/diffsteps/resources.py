@@ -1,0 +1,143 @@
+"""What each job takes of a GPU: one slot and a memory figure, so that several jobs share one GPU.
+
+Small networks leave an H100 mostly idle, so the workflow runs GPU jobs side by side. Every GPU job declares
+``gpu=1`` (a slot) and ``gpu_mem_mb`` (the GPU memory it may hold, MiB); the machine's totals are given once,
+``snakemake --cores all --resources gpu=S gpu_mem_mb=M``, and Snakemake starts a job only while both sums
+stay within them. :func:`suggested_totals` says what to give for a GPU (``python -m diffsteps resources``).
+
+A job's figure is derived from the study's sizes (``params.yaml``), never typed per rule:
+
+    gpu_mem_mb = context + slack · (weights + batch · per-image activation memory)
+
+- ``context``: one CUDA context, :data:`CUDA_CONTEXT_MIB`;
+- ``slack``: PyTorch's caching allocator holds freed blocks for reuse, so a process holds more than its
+  peak of live tensors (:data:`ALLOCATOR_SLACK`);
+- per image: the UNet's activations scale with its *activation units*, Σ over levels of the level's width ×
+  its side² (:func:`unet_units`); a forward pass under ``no_grad`` (sampling, the bound, the solver error) keeps
+  :data:`UNET_FORWARD_BYTES_PER_UNIT` bytes a unit and image at its peak, a training step
+  :data:`UNET_TRAIN_BYTES_PER_UNIT` (bf16 autocast: what backward saves); Inception works at 299² whatever the
+  data, :data:`INCEPTION_MIB_PER_IMAGE`; the domain classifier is small, :data:`DOMAIN_BYTES_PER_PIXEL`
+  (forward) and four times that to train;
+- the batch is what the stage's command runs at once: ``min(batch_size, images it has)``.
+
+The per-image constants are the peaks of live tensors (``torch.cuda.max_memory_allocated``, the records'
+``gpu_peak_memory_mb``) measured by ``benchmarks/gpu_check.py`` on one H200 with torch 2.11 at the gpu preset
+(``benchmarks/results/gpu_check.json``); ``tests/test_resources.py`` checks that every figure covers the peak
+measured there. Stages that never touch the GPU declare none.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .config import StudyConfig
+from .data.shapes import image_shape
+
+#: one CUDA context (torch 2.11, CUDA 13, H200): measured with nvidia-smi around a fresh process
+CUDA_CONTEXT_MIB = 617
+#: the caching allocator's reserve over the peak of live tensors: 8 evaluate jobs with 6.7 GiB of live tensors
+#: each held up to 127 GiB of the H200 together (gpu_check.json: slice)
+ALLOCATOR_SLACK = 2.0
+#: bytes per activation unit and image, at the peak of a no-grad forward (sample 3.36, nll 3.49, solver error
+#: 3.55 MiB an image at 106,496 units: the largest, rounded up)
+UNET_FORWARD_BYTES_PER_UNIT = 35.0
+#: the same for a training step under bf16 autocast: 2530 MiB at batch 128, less the weights, gradients, Adam's
+#: moments and the EMA (20 bytes a parameter): 18.8 MiB an image
+UNET_TRAIN_BYTES_PER_UNIT = 186.0
+#: Inception (299² input, float32): 13,292 MiB at batch 1000 (reference statistics), 6,721 at 500 (a cell)
+INCEPTION_MIB_PER_IMAGE = 13.4
+INCEPTION_WEIGHTS_MIB = 91
+#: the domain classifier's forward, per input pixel and image: 291 MiB at batch 1000 of 32×32 (reference statistics)
+DOMAIN_BYTES_PER_PIXEL = 300.0
+#: a DDGAN step holds the generator's and the discriminator's activations and moments (both UNet-sized)
+GAN_FACTOR = 2
+MIB = 2**20
+
+#: the stages whose jobs run on the GPU (their rules declare gpu=1 and gpu_mem_mb)
+GPU_STAGES = ("train_domain", "reference_stats", "reference_stats_inception", "train", "sample", "evaluate", "nll",
+              "nll_continuous", "solver_error", "floor")
+
+
+def unet_units(cfg: StudyConfig) -> int:
+    """Σ_level width_level · side_level² of the study's UNet on its data (a level halves the side)."""
+    _, side = image_shape(cfg.data)
+    return sum(cfg.model.channels * mult * (side // 2**level) ** 2 for level, mult in enumerate(cfg.model.channel_mult))
+
+
+def unet_parameters(cfg: StudyConfig) -> int:
+    """An upper bound on the UNet's parameters from its widths: 3×3 convolutions dominate (two per residual
+    block, 2·blocks + 1 blocks a level and three in the middle, each at most 2·width in and width out)."""
+    widths = [cfg.model.channels * m for m in cfg.model.channel_mult]
+    return sum(9 * 2 * w * w * 2 * (2 * cfg.model.num_res_blocks + 1) for w in widths) + 9 * 2 * widths[-1] ** 2 * 3
+
+
+def _unet_forward_mib(cfg: StudyConfig, batch: int) -> float:
+    return 4 * unet_parameters(cfg) / MIB + batch * unet_units(cfg) * UNET_FORWARD_BYTES_PER_UNIT / MIB
+
+
+def _domain_forward_mib(cfg: StudyConfig, batch: int) -> float:
+    channels, side = image_shape(cfg.data)
+    return batch * channels * side * side * DOMAIN_BYTES_PER_PIXEL / MIB
+
+
+def _inception_mib(batch: int) -> float:
+    return INCEPTION_WEIGHTS_MIB + batch * INCEPTION_MIB_PER_IMAGE
+
+
+def tensor_mib(cfg: StudyConfig, stage: str) -> float:
+    """The peak of live tensors of one job of ``stage`` (MiB), from the study's sizes; 0 for a CPU-only stage."""
+    s, ev = cfg.sampling, cfg.evaluation
+    inception = ev.inception.weights is not None
+    if stage == "train":
+        step = 20 * unet_parameters(cfg) / MIB + cfg.train.batch_size * unet_units(cfg) * UNET_TRAIN_BYTES_PER_UNIT / MIB
+        # a fixed-T (DDGAN) run trains two networks, and probes its generator at the sampling batch
+        gan = cfg.fixed_T.methods and cfg.fixed_T.T
+        return max(step * (GAN_FACTOR if gan else 1), _unet_forward_mib(cfg, s.batch_size) if gan else 0.0)
+    if stage == "sample":
+        return _unet_forward_mib(cfg, min(s.batch_size, s.n_samples))
+    if stage in ("nll", "nll_continuous"):
+        return _unet_forward_mib(cfg, min(ev.nll.batch_size, ev.nll.n_images))
+    if stage == "solver_error":
+        return _unet_forward_mib(cfg, min(ev.solver_error.batch_size, ev.solver_error.n))
+    if stage in ("evaluate", "floor"):
+        # the floor scores stored held-out features (its peak is its metrics': 193 MiB on the gpu preset) but
+        # is one job: it declares what a cell does rather than a figure of its own
+        scored = min(ev.batch_size, ev.inception.n or s.n_samples)
+        return max(_inception_mib(scored) if inception else 0.0, _domain_forward_mib(cfg, min(ev.batch_size,
+                                                                                             s.n_samples)))
+    if stage == "reference_stats_inception":
+        return _inception_mib(ev.batch_size) if inception else 0.0
+    if stage == "reference_stats":
+        return _domain_forward_mib(cfg, ev.batch_size)
+    if stage == "train_domain":
+        return 4 * _domain_forward_mib(cfg, ev.domain.batch_size)
+    return 0.0
+
+
+def gpu_mem_mb(cfg: StudyConfig, stage: str) -> int:
+    """What one job of ``stage`` declares of the GPU's memory (MiB): a context plus the allocator's slack on its
+    peak of live tensors; 0 for a stage that never touches the GPU."""
+    if stage not in GPU_STAGES:
+        return 0
+    return math.ceil(CUDA_CONTEXT_MIB + ALLOCATOR_SLACK * tensor_mib(cfg, stage))
+
+
+def job_resources(cfg: StudyConfig, stage: str) -> dict[str, int]:
+    """The Snakemake resources of one job of ``stage``: a GPU slot and its memory figure, or none."""
+    return {"gpu": 1, "gpu_mem_mb": gpu_mem_mb(cfg, stage)} if stage in GPU_STAGES else {}
+
+
+def suggested_totals(gpu_memory_mib: float, cores: int) -> dict[str, int]:
+    """``--resources`` for one GPU: a slot per two cores (a job's client, its CPU-side metrics and Snakemake's own
+    process share the cores; 8 on the H200's 16 cores kept the GPU 42% busy on the gpu preset's slice) and the
+    GPU's memory less 2 GiB (the driver's and other processes' share)."""
+    return {"gpu": max(1, cores // 2), "gpu_mem_mb": max(1, int(gpu_memory_mib) - 2048)}
+
+
+def concurrent_jobs(cfg: StudyConfig, stage: str, totals: dict[str, int]) -> int:
+    """How many jobs of ``stage`` Snakemake runs at once under ``totals`` (when nothing else runs): what the
+    slots allow and what the memory allows, whichever is fewer."""
+    need = job_resources(cfg, stage)
+    if not need:
+        return totals.get("gpu", 1)  # a CPU-only stage takes no slot
+    return min(totals["gpu"] // need["gpu"], totals["gpu_mem_mb"] // need["gpu_mem_mb"])
