@@ -59,11 +59,13 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts, also when loaded from elsewhere (the suite)
 
 import startup  # noqa: E402  (start-up of the commands, cold and warm)
+from diffsteps import resources  # noqa: E402
 from default_study import rule_seconds  # noqa: E402
 
 #: what the slice runs: DDPM alone, one training seed, its 1000-step reference
 SLICE = {"methods": ["ddpm"], "fixed_T.methods": [], "train.seeds": [0], "train.replicates.methods": [],
-         "train.replicates.seeds": [], "sampling.reference.methods": ["ddpm"]}
+         "train.replicates.seeds": [], "sampling.reference.methods": ["ddpm"], "evaluation.nll.methods": ["ddpm"],
+         "evaluation.nll.replicates": []}
 #: the gpu preset's slice: 250 training steps of 128; every sampler at K = 4, 10, 25 on two spacings (not five),
 #: N = 500, Inception on every cell; the K = 10 bound only (each K = 1000 bound cell is 200k img·NFE)
 GPU_SLICE = {**SLICE, "train.images": 32000, "sampling.spacings": ["uniform", "logsnr"],
@@ -268,15 +270,21 @@ def part_slice(args: argparse.Namespace, left: float) -> dict[str, Any]:
     if check.returncode:
         raise RuntimeError(f"the slice's params are invalid: {check.stderr.strip()}")
     slots = args.slots if torch.cuda.is_available() else 2
+    # the GPU's memory as Snakemake is told it (--gpu-memory-mib emulates a smaller GPU on a larger one): each
+    # job's gpu_mem_mb (diffsteps.resources) must keep the GPU's use within it
+    totals = {"gpu": slots}
+    if torch.cuda.is_available():
+        memory = args.gpu_memory_mib or torch.cuda.get_device_properties(0).total_memory / 2**20
+        totals["gpu_mem_mb"] = resources.suggested_totals(memory, cores=2 * slots)["gpu_mem_mb"]
     poller = GpuPoller()
     poller.start()
     start = time.perf_counter()
-    code, tail = run_until([*py, "snakemake", "--cores", "all", "--resources", f"gpu={slots}"], left - 5,
-                           cwd=work, env=env)
+    code, tail = run_until([*py, "snakemake", "--cores", "all", "--resources", *(f"{k}={v}" for k, v in totals.items())],
+                           left - 5, cwd=work, env=env)
     wall = time.perf_counter() - start
     poller.stop.set()
     rules = rule_seconds(work)
-    result = {"base_preset": base, "overrides": overrides, "params": params, "slots": slots,
+    result = {"base_preset": base, "overrides": overrides, "params": params, "slots": slots, "resources": totals,
               "returncode": code, "wall_seconds": round(wall, 1), "jobs": sum(r["jobs"] for r in rules.values()),
               "rules": rules, "records": slice_records(work), "report_written": (work / "reports/report.md").is_file(),
               "gpu_max_memory_used_mib": poller.max_used or None,
@@ -339,7 +347,7 @@ def table(result: dict[str, Any]) -> str:
         lines += ["", "Start-up (s): " + ", ".join(f"{k} {v}" for k, v in p["startup"]["seconds"].items())]
     s = p.get("slice", {})
     if "rules" in s:
-        lines += ["", f"Slice ({s['base_preset']} preset, DDPM, {s['slots']} GPU slots): exit {s['returncode']}, "
+        lines += ["", f"Slice ({s['base_preset']} preset, DDPM, --resources {s.get('resources', s['slots'])}): exit {s['returncode']}, "
                   f"{s['wall_seconds']} s wall, {s['jobs']} jobs, GPU memory in use at most "
                   f"{s['gpu_max_memory_used_mib']} MiB, mean utilisation {s['gpu_mean_utilisation_pct']}%", "",
                   "| rule | jobs | job seconds | largest gpu_peak_memory_mb |", "|---|---|---|---|"]
@@ -359,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", type=Path, default=OUT, help="where gpu_check.json and gpu_check.md go")
     ap.add_argument("--budget-s", type=float, default=470.0, help="the whole check's seconds (8 min with a margin)")
     ap.add_argument("--slots", type=int, default=8, help="GPU jobs at once in the slice (--resources gpu=SLOTS)")
+    ap.add_argument("--gpu-memory-mib", type=float, default=None,
+                    help="the GPU memory the slice's Snakemake is given (default: the device's; less emulates a "
+                         "smaller GPU, e.g. 81559 for an H100)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="an earlier gpu_check.json whose parts that this run does not run are kept (with their commit)")
     ap.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
     ap.add_argument("--commit", default=None, help="the commit measured (default: this checkout's; a copy has no git)")
     ap.add_argument("--tiny", action="store_true", help="toy sizes on the CPU: a check that it runs, not a figure")
@@ -374,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"device": device, "date": datetime.date.today().isoformat(),
                               "commit": args.commit or git_commit(), "tiny": args.tiny, "budget_s": args.budget_s,
                               "parts": {}}
+    if args.keep:
+        earlier = json.loads(args.keep.read_text())
+        result["parts"] = {name: {**part, "commit": part.get("commit", earlier["commit"])}
+                           for name, part in earlier["parts"].items() if name not in args.parts}
     for i, name in enumerate(args.parts):
         # a part may use the time left less what the parts after it need at least
         left = deadline - time.perf_counter() - (0 if args.tiny else sum(NEEDS_S[p] for p in args.parts[i + 1:]))

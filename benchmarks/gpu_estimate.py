@@ -17,7 +17,7 @@ compute at measured throughputs, plus what each job costs beyond that, as measur
     or Heun doubled from K = 64 up to ``max_K``, the worst case);
   * the rest (data, the domain classifier, the report): none, their compute is seconds on a CPU.
 - Cost per job beyond its compute. With ``--measured gpu_check.json`` (``gpu_check.py``), from the preset's
-  DDPM slice that the check ran end to end with its slots sharing the GPU: per benchmark folder, the slice's job
+  DDPM slice that the check ran end to end with its slots sharing the GPU: per rule, the slice's job
   seconds less its cells' compute, over its jobs (start-up, CUDA's set-up, loading, the CPU-side metrics such as
   FID's matrix square root and KID, and the waiting beside the other jobs). A rule the slice did not run (and
   every rule without ``--measured``) pays the warm start-up of its command plus CUDA's set-up per GPU job.
@@ -62,6 +62,7 @@ from diffsteps.data.datasets import DATASETS, resolve  # noqa: E402
 from diffsteps.params import load_config, validate_mapping  # noqa: E402
 from diffsteps.registry import METHODS  # noqa: E402
 from diffsteps.sampler_registry import SamplerSpec  # noqa: E402
+from diffsteps.stages.nll import bound_cells  # noqa: E402
 from default_study import copy_checkout  # noqa: E402
 from startup import RULE_COMMAND  # noqa: E402
 
@@ -69,8 +70,6 @@ ANCHORS = {"train_img_per_s": 2800.0, "sample_img_nfe_per_s": 13000.0, "inceptio
            "source": "issue 15's anchors: one H100, torch 2.11, a 6M-parameter UNet at 32x32 (plain PyTorch), eager"}
 #: the rules whose jobs run on the GPU (they declare gpu=1 and gpu_mem_mb: diffsteps.resources)
 GPU_RULES = set(resources.GPU_STAGES)
-#: the benchmark folder of a rule whose files sit in another rule's (workflow/rules/evaluate.smk)
-BENCH_FOLDER = {"nll_continuous": "nll"}
 
 
 def dry_run_jobs(preset: str) -> dict[str, int]:
@@ -115,13 +114,13 @@ def cell_work(cfg: dict, stage: str, wc: dict, n_train: int) -> dict[str, float]
         return {"inception_images": inc["n"] or cfg["data"]["n_heldout"]}
     if stage == "reference_stats_inception":
         return {"inception_images": (inc["n_ref"] or n_train) + (inc["n"] or cfg["data"]["n_heldout"])}
-    if stage in ("nll", "nll_continuous"):
-        method = method_of(cfg, cells.run_of(wc["model"]))
-        variance = wc.get("variance") if stage == "nll" else None
-        if method.nll_reason(variance) is not None:
-            return {}  # a "not defined" cell writes its reason: start-up only
-        per_image = nll["draws"] if method.continuous_time else int(wc["budget"])
-        return {"img_nfe": nll["n_images"] * per_image}
+    if stage == "nll":  # one job per run: every distinct chain of its defined cells
+        method = method_of(cfg, wc["method"])
+        chains = {cell["chain"]: cell["budget"] for cell in
+                  bound_cells(nll["budgets"], nll["variances"], s["spacings"], cfg["noise"]["T"], method.continuous_time)
+                  if method.nll_reason(cell["variance"]) is None}
+        # VDM's bounds sample the time: draws an image whatever K; a discrete K-step bound evaluates every step
+        return {"img_nfe": nll["n_images"] * sum(nll["draws"] if method.continuous_time else K for K in chains.values())}
     if stage == "solver_error":
         se = ev["solver_error"]
         nfe = sum(spec.nfe(K) for spec in map(SamplerSpec.parse, s["samplers"]) if spec.deterministic
@@ -159,16 +158,15 @@ def compute_s(work: dict[str, float], rates: dict[str, float]) -> float:
 
 
 def slice_overheads(measured: dict, rates: dict[str, float], gan_factor: float) -> dict[str, float]:
-    """Seconds per job beyond its compute at ``rates``, per benchmark folder, from the GPU check's slice: its job
+    """Seconds per job beyond its compute at ``rates``, per rule, from the GPU check's slice: its job
     seconds (run with its slots sharing the GPU) less the compute of its cells, over its jobs. This holds the
     start-up, CUDA's set-up, loading, the CPU-side metrics and the waiting for the GPU beside other jobs."""
     part = measured["parts"]["slice"]
     work = rule_work(validate_mapping(part["params"]), gan_factor)
     out = {}
-    for folder, timed in part["rules"].items():
-        rules = [r for r in work if BENCH_FOLDER.get(r, r) == folder]
-        extra = timed["seconds"] - sum(compute_s(work[r], rates) for r in rules)
-        out[folder] = max(0.0, extra / timed["jobs"])
+    for rule, timed in part["rules"].items():  # a rule's benchmark files are in a folder of its name
+        extra = timed["seconds"] - (compute_s(work[rule], rates) if rule in work else 0.0)
+        out[rule] = max(0.0, extra / timed["jobs"])
     return out
 
 
@@ -212,14 +210,13 @@ def main() -> int:
     totals = resources.suggested_totals(args.gpu_memory_mib, cores=2 * args.slots)
     rows, startup_total, compute_total, job_total, memory_bound = {}, 0.0, 0.0, 0.0, 0.0
     for rule, v in sorted(per.items()):
-        folder = BENCH_FOLDER.get(rule, rule)
         start = v["jobs"] * (startup_s[f"{RULE_COMMAND[rule]} (warm)"] + (args.cuda_init_s if rule in GPU_RULES else 0.0))
         compute = compute_s(v, rates)
         # calibrated: the slice's seconds per job beyond compute (start-up included) where it ran this rule
-        job_s = v["jobs"] * overheads[folder] + compute if folder in overheads else start + compute
+        job_s = v["jobs"] * overheads[rule] + compute if rule in overheads else start + compute
         at_once = resources.concurrent_jobs(study, rule, totals)
         rows[rule] = {**v, "startup_s": round(start, 1), "compute_s": round(compute, 1), "job_s": round(job_s, 1),
-                      "calibrated": folder in overheads, "gpu_mem_mb": resources.gpu_mem_mb(study, rule),
+                      "calibrated": rule in overheads, "gpu_mem_mb": resources.gpu_mem_mb(study, rule),
                       "at_once": at_once}
         startup_total, compute_total, job_total = startup_total + start, compute_total + compute, job_total + job_s
         memory_bound = max(memory_bound, job_s / at_once)  # a rule whose jobs the GPU's memory holds to fewer slots

@@ -35,7 +35,7 @@ from diffsteps.cli import COMMANDS  # noqa: E402  (the command list: no stage mo
 #: the study's rules → the command each job runs
 RULE_COMMAND = {"prepare_data": "prepare-data", "train_domain": "train-domain", "inception_weights": "inception-weights",
                 "reference_stats": "reference-stats", "reference_stats_inception": "reference-stats", "train": "train",
-                "sample": "sample", "evaluate": "evaluate", "floor": "floor", "nll": "nll", "nll_continuous": "nll",
+                "sample": "sample", "evaluate": "evaluate", "floor": "floor", "nll": "nll",
                 "solver_error": "solver-error", "report": "report"}
 
 

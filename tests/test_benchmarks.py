@@ -39,10 +39,13 @@ def test_gpu_estimate_counts_each_cells_work(smoke_cfg):
     assert est.cell_work(cfg, "sample", sample, 100) == {"img_nfe": cfg["sampling"]["n_samples"] * nfe}
     train = next(cells.iter_wildcards(cfg, "train"))
     assert est.cell_work(cfg, "train", train, 100)["train_images"] == cfg["train"]["images"]
-    # a bound cell that is not defined (Gamma noise, DDGAN) costs start-up only
-    undefined = [wc for wc in cells.iter_wildcards(cfg, "nll")
-                 if cfg["method_config"][cells.run_of(wc["model"])]["family"] in ("ddgm", "ddgan")]
-    assert undefined and all(est.cell_work(cfg, "nll", wc, 100) == {} for wc in undefined)
+    # a run's bound job: every distinct chain of its defined cells (VDM: its draws an image at σ² = β̃ and T = ∞)
+    nll = cfg["evaluation"]["nll"]
+    jobs = {wc["method"]: est.cell_work(cfg, "nll", wc, 100)["img_nfe"] for wc in cells.iter_wildcards(cfg, "nll")}
+    assert set(jobs) == set(nll["methods"]) == {"ddpm", "vdm"}
+    spacings = len(cfg["sampling"]["spacings"])
+    assert jobs["ddpm"] == nll["n_images"] * len(nll["variances"]) * spacings * sum(nll["budgets"])
+    assert jobs["vdm"] == nll["n_images"] * nll["draws"] * (len(nll["budgets"]) * spacings + 1)
 
 
 @pytest.mark.slow

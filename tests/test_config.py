@@ -151,6 +151,7 @@ def test_cross_field_rules(raw, dotted, value, expected):
 def test_replicates_are_validated(raw):
     raw["train"]["replicates"] = {"methods": ["ddpm"], "seeds": [1, 2]}
     raw["sampling"]["reference"]["methods"] = ["ddpm"]
+    raw["evaluation"]["nll"]["replicates"] = ["ddpm"]
     cfg = validate_mapping(raw)
     assert cfg.train.seeds_of("ddpm") == (*cfg.train.seeds, 1, 2) and cfg.train.seeds_of("ddgm") == cfg.train.seeds
     with pytest.raises(ConfigError, match=r"train.replicates.methods\[0\] = 'ddgan'.*must be one of methods"):
@@ -167,11 +168,31 @@ def test_replicate_grids_repeat_every_cell_of_the_replicated_runs(raw):
 
     raw["train"]["replicates"] = {"methods": ["ddpm"], "seeds": [7]}
     raw["sampling"]["reference"]["methods"] = ["ddpm"]
+    raw["evaluation"]["nll"]["replicates"] = ["ddpm"]
     cfg = to_plain(validate_mapping(raw))
     base = [w for w in cells.iter_wildcards(cfg, "sample") if w["method"] == "ddpm" and w["ts"] == cfg["train"]["seeds"][0]]
     extra = [w for w in cells.iter_wildcards(cfg, "sample") if w["ts"] == 7]
     assert {w["method"] for w in extra} == {"ddpm"}
     assert sorted((w["sampler"], w["spacing"], w["budget"], w["seed"]) for w in extra) == \
         sorted((w["sampler"], w["spacing"], w["budget"], w["seed"]) for w in base)  # reference cell included
-    for stage in ("train", "evaluate", "nll", "nll_continuous", "solver_error"):
+    for stage in ("train", "evaluate", "nll", "solver_error"):
         assert any(w["ts"] == 7 for w in cells.iter_wildcards(cfg, stage)), stage
+
+
+def test_bound_runs_are_validated_against_the_families_declarations(raw):
+    """evaluation.nll.methods lists runs whose family defines a bound (the others are no job at all), and
+    evaluation.nll.replicates is exactly those of them that train.replicates replicates."""
+    assert validate_mapping(raw).evaluation.nll.methods == ("ddpm", "vdm")
+    for run in ("ddgm_skewed", "mixture"):
+        with pytest.raises(ConfigError, match=rf"evaluation.nll.methods\[1\] = '{run}'.*defines no bound .*the runs "
+                                              r"with one are \['ddpm', 'vdm'\]"):
+            validate_mapping(_set(copy.deepcopy(raw), "evaluation.nll.methods", ["ddpm", run]))
+    with pytest.raises(ConfigError, match=r"evaluation.nll.methods\[0\] = 'ddgan'.*must be one of methods"):
+        validate_mapping(_set(copy.deepcopy(raw), "evaluation.nll.methods", ["ddgan"]))
+    raw["train"]["replicates"] = {"methods": ["ddgm_skewed", "vdm", "ddpm"], "seeds": [7]}
+    raw["sampling"]["reference"]["methods"] = ["ddpm"]
+    raw["evaluation"]["nll"]["replicates"] = ["ddpm"]
+    with pytest.raises(ConfigError, match=r"evaluation.nll.replicates = \['ddpm'\] .*must be \['vdm', 'ddpm'\]"):
+        validate_mapping(raw)
+    raw["evaluation"]["nll"]["replicates"] = ["vdm", "ddpm"]
+    assert validate_mapping(raw).evaluation.nll.replicates == ("vdm", "ddpm")

@@ -58,8 +58,11 @@ def test_smoke_dag_produces_the_report(smoke):
     T = cfg["fixed_T"]["T"]
     assert (fid.status == "ok").all() and sorted(set(fid.nfe)) == T and set(fid.sampler) == {"ancestral-betatilde"}
     assert len(fid) == len(T) * len(cfg["train"]["seeds"]) * len(cfg["sampling"]["seeds"]) * len(set(fid.n))
-    bound = gan[gan.metric == "nll_total"]
-    assert len(bound) == len(T) and (bound.status == "not_defined").all() and bound.reason.str.contains("implicit").all()
+    # no bound job for a run whose family defines none: the report says why, from the family's declaration
+    assert gan[gan.metric == "nll_total"].empty and df[df.family.isin(["ddgm", "mixture"]) & (df.metric == "nll_total")].empty
+    assert "ddgan: not defined — DDGAN is an implicit model" in md and "ddgm: not defined — the reverse kernel" in md
+    assert "mixture: not defined — no Markov forward process" in md
+    assert set(os.listdir(smoke / "results/nll/digits")) == set(cfg["evaluation"]["nll"]["methods"])
     log = pd.read_csv(smoke / f"results/models/digits/ddgan/T{T[0]}/train0/loss.csv")
     assert {"d_loss", "r1", "d_accuracy", "probe_fid"} <= set(log.columns) and log.probe_fid.notna().sum() >= 2
     assert (smoke / "reports/figures/training_diagnostics.png").stat().st_size > 1000
@@ -109,17 +112,18 @@ def test_one_runs_options_rerun_that_run_alone_and_threads_rerun_nothing(smoke, 
     assert dry_run_jobs(repo) == {} and dvc_changed(repo) == set()
     set_param(repo, "method_config.mixture.p", 0.4)
     cfg = load_config(repo / "params.yaml")
-    s, nll = cfg.sampling, cfg.evaluation.nll
+    s = cfg.sampling
     cells = len(s.samplers) * len(s.spacings) * len(s.budgets) * len(cfg.train.seeds) * len(s.seeds)
-    nll_cells = len(nll.variances) * len(s.spacings) * len(nll.budgets) * len(cfg.train.seeds)
-    continuous = len(cfg.train.seeds)  # the T = ∞ cell ("not defined" for a discrete-time run, still rewritten)
-    solver = len(cfg.train.seeds)  # its solver-error job
-    assert dry_run_jobs(repo) == {"train": len(cfg.train.seeds), "sample": cells, "evaluate": cells, "nll": nll_cells,
-                                  "nll_continuous": continuous, "solver_error": solver, "report": 1, "all": 1}
+    solver = len(cfg.train.seeds)  # its solver-error job; no bound job (mixture noise defines no bound)
+    assert dry_run_jobs(repo) == {"train": len(cfg.train.seeds), "sample": cells, "evaluate": cells,
+                                  "solver_error": solver, "report": 1, "all": 1}
     changed = dvc_changed_stages(repo)
     # DVC lists the stages whose own params changed (evaluate follows once the samples do)
-    assert "report" in changed and len(changed) == 1 + len(cfg.train.seeds) + cells + nll_cells + continuous + solver
+    assert "report" in changed and len(changed) == 1 + len(cfg.train.seeds) + cells + solver
     assert all("mixture" in n for n in changed if n != "report"), changed
+    set_param(repo, "method_config.mixture.p", cfg.method_config["mixture"].p)
+    set_param(repo, "method_config.vdm.fourier_max", 8)  # a bounded run: its one bound job per training seed
+    assert dry_run_jobs(repo)["nll"] == len(cfg.train.seeds)
 
 
 @pytest.mark.slow
@@ -148,23 +152,21 @@ def test_fixed_T_runs_train_one_model_per_T_and_rerun_alone(smoke, tmp_path):
     seeds, runs = len(cfg.train.seeds), len(cfg.fixed_T.methods)
     cells = runs * seeds * len(cfg.sampling.seeds)
     set_param(repo, "fixed_T.T", [*cfg.fixed_T.T, 3])
-    assert dry_run_jobs(repo) == {"train": runs * seeds, "sample": cells, "evaluate": cells, "nll": runs * seeds,
-                                  "report": 1, "all": 1}
+    assert dry_run_jobs(repo) == {"train": runs * seeds, "sample": cells, "evaluate": cells, "report": 1, "all": 1}
     changed = dvc_changed_stages(repo)
     assert "report" in changed and all("-3-" in n or n.endswith("-3") for n in changed if n != "report"), changed
     set_param(repo, "fixed_T.T", list(cfg.fixed_T.T))
     set_param(repo, "method_config.ddgan.r1_gamma", 0.05)
     n_T = len(cfg.fixed_T.T)
     assert dry_run_jobs(repo) == {"train": runs * seeds * n_T, "sample": cells * n_T, "evaluate": cells * n_T,
-                                  "nll": runs * seeds * n_T, "report": 1, "all": 1}
-    assert {n.split("@")[0] for n in dvc_changed_stages(repo)} == {"train_fixed_T", "sample_fixed_T", "nll_fixed_T",
-                                                                   "report"}
+                                  "report": 1, "all": 1}
+    assert {n.split("@")[0] for n in dvc_changed_stages(repo)} == {"train_fixed_T", "sample_fixed_T", "report"}
 
 
 #: edits checked against the rerun table, with what the issue asks of each (job counts of the dry run; the table's own
 #: rows are the rest)
 RERUN_EDITS = {
-    "src/diffsteps/metrics/fidelity.py": lambda jobs, cfg: not set(jobs) & {"train", "sample", "nll", "nll_continuous"},
+    "src/diffsteps/metrics/fidelity.py": lambda jobs, cfg: not set(jobs) & {"train", "sample", "nll"},
     "src/diffsteps/reporting/claims.py": lambda jobs, cfg: set(jobs) == {"report"},
     "src/diffsteps/samplers.py": lambda jobs, cfg: "sample" in jobs and "train" not in jobs,
     "src/diffsteps/objectives.py": lambda jobs, cfg: {"train", "sample", "evaluate", "report"} <= set(jobs),

@@ -24,8 +24,7 @@ INCEPTION = "results/resources/inception"  # the Inception weights: one file for
 MODEL = "results/models/{dataset}/{model}/train{ts}"
 SAMPLES = "results/samples/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
 EVAL = "results/eval/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
-NLL = "results/nll/{dataset}/{method}/ancestral-{variance}-{spacing}/K{budget}/train{ts}"
-NLL_CONTINUOUS = "results/nll/{dataset}/{method}/continuous/train{ts}"
+NLL = "results/nll/{dataset}/{method}/train{ts}"
 SOLVER_ERROR = "results/solver_error/{dataset}/{method}/train{ts}"
 FLOOR = "results/eval/{dataset}/floor"
 REPORT = "reports"
@@ -121,17 +120,14 @@ LAYOUT: dict[str, Layout] = {
     "sample": Layout(_samples(SAMPLES), replicated(_CELL, _REFERENCE, _FIXED_T_CELL)),
     "evaluate": Layout({"metrics": f"{EVAL}/metrics.json", "pairs": f"{EVAL}/pairs.npz"},
                        replicated(_CELL, _REFERENCE, _FIXED_T_CELL)),
-    # a fixed-T run's bound cell is the one at its T: "not defined" with the reason (DDGAN is an implicit model)
+    # every bound of one trained run (its K-step chains at each variance, spacing and budget, and its T = ∞ bound)
+    # in one job, for the runs of evaluation.nll.methods only: a run whose family defines no bound (Gamma and
+    # mixture noise, DDGAN) has no job at all, and the report takes the reason from the family's declaration;
+    # a cell of a bounded run that is not defined (VDM at σ² = β, DDPM at T = ∞) is a row of its run's job
     "nll": Layout({"nll": f"{NLL}/nll.json"},
-                  (*replicated(Variant("", {"method": "methods", "variance": "evaluation.nll.variances",
-                                            "spacing": "sampling.spacings", "budget": "evaluation.nll.budgets",
-                                            "ts": "train.seeds"}, _DATASET, derived=_RUN)),
-                   Variant("_fixed_T", {"method": FIXED_T_RUNS, "budget": "fixed_T.T", "ts": "train.seeds"}, _DATASET,
-                           {"variance": "betatilde", "spacing": FIXED_T_SPACING}, _AT_T))),
-    # the T = ∞ bound of continuous-time methods (VDM); "not defined" with the reason for the others
-    "nll_continuous": Layout({"nll": f"{NLL_CONTINUOUS}/nll.json"},
-                             replicated(Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET,
-                                                 derived=_RUN))),
+                  (Variant("", {"method": "evaluation.nll.methods", "ts": "train.seeds"}, _DATASET, derived=_RUN),
+                   Variant("_replicates", {"method": "evaluation.nll.replicates", "ts": REPLICATE_SEEDS}, _DATASET,
+                           derived=_RUN))),
     # every deterministic sampler × spacing × budget of one trained run against its reference ODE solve
     # (fixed-T runs have none: their one sampler is stochastic)
     "solver_error": Layout({"errors": f"{SOLVER_ERROR}/solver_error.json"},
@@ -196,7 +192,7 @@ def report_inputs(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     return {
         "eval": [p for p in all_outputs(cfg, "evaluate") if p.endswith("metrics.json")],
         "pairs": [p for p in all_outputs(cfg, "evaluate") if p.endswith("pairs.npz")],
-        "nll": all_outputs(cfg, "nll") + all_outputs(cfg, "nll_continuous"),
+        "nll": all_outputs(cfg, "nll"),
         "floor": all_outputs(cfg, "floor"),
         "solver_error": all_outputs(cfg, "solver_error"),
         "train": [p for p in all_outputs(cfg, "train") if p.endswith(("train.json", "loss.csv"))],

@@ -104,6 +104,8 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class NLLConfig:
+    methods: tuple[str, ...]
+    replicates: tuple[str, ...]
     budgets: tuple[int, ...]
     variances: tuple[str, ...]
     n_images: int

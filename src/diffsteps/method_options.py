@@ -23,6 +23,28 @@ class MethodOptions:
     family: str
     #: the family's step count is fixed at training (one model per T, listed under fixed_T in params.yaml)
     fixed_T: ClassVar[bool] = False
+    #: None when the family defines a likelihood bound; else the reason the report prints instead of a number.
+    #: Declared here, without torch, so that the workflow (which bound cells exist), the params checks and the
+    #: report read it; the method classes and noise processes take it from here.
+    nll_undefined_reason: ClassVar[str | None] = None
+    #: whether the family has a continuous-time bound (T = ∞) besides its K-step ones
+    continuous_time: ClassVar[bool] = False
+
+    @classmethod
+    def bound_reason(cls, variance: str | None) -> str | None:
+        """Why a bound cell of this family is not defined (None when it is): ``variance`` is the reverse variance
+        of a K-step ancestral chain (``betatilde`` or ``beta``), or None for the continuous-time (T = ∞) bound."""
+        if cls.nll_undefined_reason is not None:
+            return cls.nll_undefined_reason
+        if variance is None and not cls.continuous_time:
+            return (f"{cls.family_name()} is a discrete-time model (trained on a fixed T-step chain): its bound exists "
+                    "on K-step chains only, not at T = ∞")
+        return None
+
+    @classmethod
+    def family_name(cls) -> str:
+        """The family this options type belongs to (its key in :data:`FAMILY_OPTIONS`)."""
+        return next(name for name, t in FAMILY_OPTIONS.items() if t is cls)
 
     def noise_kwargs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "family"}
@@ -45,6 +67,11 @@ class DDPMOptions(MethodOptions):
 class DDGMOptions(MethodOptions):
     """Gamma noise (DDGM): scale θ0 of θ_t = √ᾱ_t θ0, and the loss on the standardised noise."""
 
+    nll_undefined_reason: ClassVar[str | None] = (
+        "the reverse kernel of Gamma noise is a shifted Gamma with one-sided support (x_{t−1} ≥ μ_θ(x_t) − "
+        "σ_t √k̄_{t−1}), so the posterior of a held-out image puts mass where the model has none and every KL term "
+        "of the variational bound is infinite")
+
     theta0: float
     loss: str = "l1"
 
@@ -64,6 +91,10 @@ class PhiSchedule:
 class MixtureOptions(MethodOptions):
     """Two-Gaussian mixture noise: weight p of the first component and its φ schedule."""
 
+    nll_undefined_reason: ClassVar[str | None] = (
+        "no Markov forward process has these mixture marginals (one-step mixture noising drifts to a Gaussian: its "
+        "excess kurtosis tends to 0), so the variational bound has no forward chain to be taken under")
+
     p: float
     phi: PhiSchedule
 
@@ -74,12 +105,23 @@ class VDMOptions(MethodOptions):
     initial endpoints, the Fourier-feature range n = fourier_min..fourier_max−1, and the training
     time: continuous (``T_train`` null, VDM's best) or the discrete-T bound."""
 
+    continuous_time: ClassVar[bool] = True
+
     schedule: str = "monotone_net"
     gamma_min: float = -13.3
     gamma_max: float = 5.0
     fourier_min: int = 6
     fourier_max: int = 8
     T_train: int | None = None
+
+    @classmethod
+    def bound_reason(cls, variance):
+        """VDM's K-step model is the posterior q(z_s | z_t, x = x̂) (σ² = β̃'): another reverse variance's bound is
+        not VDM's."""
+        if variance not in (None, "betatilde"):
+            return ("VDM's K-step model is the posterior q(z_s | z_t, x = x̂) (σ² = β̃'); a bound with "
+                    f"σ² = {variance} is not VDM's")
+        return super().bound_reason(variance)
 
     def problems(self):
         out = []
@@ -103,6 +145,9 @@ class DDGANOptions(MethodOptions):
     where it has one."""
 
     fixed_T: ClassVar[bool] = True
+    nll_undefined_reason: ClassVar[str | None] = (
+        "DDGAN is an implicit model: x̂_0 = G(x_t, t, z) with z ~ N(0, I) defines how to sample p(x_{t−1} | x_t) "
+        "but not its density, so no likelihood bound exists")
 
     beta_min: float = 0.1
     beta_max: float = 20.0

@@ -16,7 +16,7 @@ from torch import nn
 
 from .config import StudyConfig, TrainConfig
 from .sampler_registry import FIXED_T_SAMPLER
-from .method_options import MethodOptions
+from .method_options import FAMILY_OPTIONS, MethodOptions
 from .likelihood import NLLTerms, ancestral_vlb, vdm_bound
 from .models.ddgan import DDGANGenerator, Discriminator, DiscriminatorSpec
 from .models.unet import UNet, UNetSpec
@@ -101,10 +101,17 @@ class Method(ABC):
     ``cfg.method_config`` that holds its options; ``image_shape`` is (C, H, W) of the prepared data."""
 
     name: ClassVar[str]  # the family, as written in method_config.<run>.family
-    #: None when the method defines a likelihood bound; else the reason printed instead of a number
+    #: the family's declarations, from its options type (method_options: read there without torch): None when
+    #: the method defines a likelihood bound, else the reason printed instead of a number; whether it has a
+    #: continuous-time bound (T = ∞) besides its K-step ones
     nll_undefined_reason: ClassVar[str | None]
-    #: whether the method has a continuous-time bound (T = ∞) besides its K-step ones
-    continuous_time: ClassVar[bool] = False
+    continuous_time: ClassVar[bool]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            declared = FAMILY_OPTIONS[cls.name]
+            cls.nll_undefined_reason, cls.continuous_time = declared.nll_undefined_reason, declared.continuous_time
 
     def __init__(self, cfg: StudyConfig, run: str, image_shape: tuple[int, int, int], T: int | None = None):
         if run not in cfg.method_config or cfg.method_config[run].family != self.name:
@@ -157,13 +164,9 @@ class Method(ABC):
     @classmethod
     def nll_reason(cls, variance: str | None) -> str | None:
         """Why a bound cell is not defined (None when it is): ``variance`` is the reverse variance of a
-        K-step chain, or None for the continuous-time (T = ∞) bound."""
-        if cls.nll_undefined_reason is not None:
-            return cls.nll_undefined_reason
-        if variance is None and not cls.continuous_time:
-            return (f"{cls.name} is a discrete-time model (trained on a fixed T-step chain): its bound exists on "
-                    "K-step chains only, not at T = ∞")
-        return None
+        K-step chain, or None for the continuous-time (T = ∞) bound (the family's declaration,
+        :meth:`~.method_options.MethodOptions.bound_reason`)."""
+        return FAMILY_OPTIONS[cls.name].bound_reason(variance)
 
     def require_bound(self, variance: str | None) -> None:
         """Raise when the bound cell of ``variance`` is not defined (see :meth:`nll_reason`)."""
@@ -204,11 +207,6 @@ class DiffusionMethod(ObjectiveMethod):
     budget on respaced chains with the stateless samplers."""
 
     noise_cls: ClassVar[type[NoiseProcess]]
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if "noise_cls" in cls.__dict__:  # the bound exists exactly when the noise process defines one
-            cls.nll_undefined_reason = cls.noise_cls.nll_undefined_reason
 
     def __init__(self, cfg: StudyConfig, run: str, image_shape: tuple[int, int, int], T: int | None = None):
         super().__init__(cfg, run, image_shape, T)
@@ -283,19 +281,10 @@ class VDM(ObjectiveMethod):
     """
 
     name = "vdm"
-    nll_undefined_reason = None
-    continuous_time = True
 
     @classmethod
     def noise_label(cls, options):
         return f"gaussian-vdm({options.describe()})"
-
-    @classmethod
-    def nll_reason(cls, variance):
-        if variance not in (None, "betatilde"):
-            return ("VDM's K-step model is the posterior q(z_s | z_t, x = x̂) (σ² = β̃'); a bound with "
-                    f"σ² = {variance} is not VDM's")
-        return super().nll_reason(variance)
 
     def build_model(self) -> nn.Module:
         C, H, _ = self.image_shape
@@ -352,8 +341,6 @@ class DDGAN(Method):
     """
 
     name = "ddgan"
-    nll_undefined_reason = ("DDGAN is an implicit model: x̂_0 = G(x_t, t, z) with z ~ N(0, I) defines how to sample "
-                            "p(x_{t−1} | x_t) but not its density, so no likelihood bound exists")
 
     def __init__(self, cfg: StudyConfig, run: str, image_shape: tuple[int, int, int], T: int | None = None):
         super().__init__(cfg, run, image_shape, T)

@@ -159,6 +159,7 @@ def check_cross_fields(cfg: StudyConfig, source: str) -> None:
                         ("train.replicates.seeds", cfg.train.replicates.seeds),
                         ("sampling.reference.methods", s.reference.methods),
                         ("evaluation.nll.budgets", cfg.evaluation.nll.budgets), ("methods", cfg.methods),
+                        ("evaluation.nll.methods", cfg.evaluation.nll.methods),
                         ("fixed_T.methods", cfg.fixed_T.methods), ("fixed_T.T", cfg.fixed_T.T)):
         if len(set(values)) != len(values):
             raise ConfigError(key, list(values), "entries must be unique", source)
@@ -204,6 +205,19 @@ def check_cross_fields(cfg: StudyConfig, source: str) -> None:
         if k > T:
             raise ConfigError(f"evaluation.nll.budgets[{i}]", k, f"a step budget must be ≤ noise.T = {T}", source)
     ev = cfg.evaluation
+    bounded = [run for run in cfg.methods if cfg.method_config[run].nll_undefined_reason is None]
+    for i, run in enumerate(ev.nll.methods):
+        if run not in cfg.methods:
+            raise ConfigError(f"evaluation.nll.methods[{i}]", run, f"must be one of methods = {list(cfg.methods)}", source)
+        reason = cfg.method_config[run].nll_undefined_reason
+        if reason is not None:
+            raise ConfigError(f"evaluation.nll.methods[{i}]", run, f"its family {cfg.method_config[run].family!r} "
+                              f"defines no bound ({reason}); the runs with one are {bounded}", source)
+    replicated = [run for run in rep.methods if run in ev.nll.methods]
+    if list(ev.nll.replicates) != replicated:
+        raise ConfigError("evaluation.nll.replicates", list(ev.nll.replicates), f"must be {replicated}: the runs of "
+                          "evaluation.nll.methods that train.replicates.methods replicates, in that order (their "
+                          "replicate training runs get their bounds too)", source)
     if ev.nll.n_images > cfg.data.n_heldout:
         raise ConfigError("evaluation.nll.n_images", ev.nll.n_images,
                           f"must be ≤ data.n_heldout = {cfg.data.n_heldout} (the bound is taken on held-out images)",

@@ -55,7 +55,7 @@ MIB = 2**20
 
 #: the stages whose jobs run on the GPU (their rules declare gpu=1 and gpu_mem_mb)
 GPU_STAGES = ("train_domain", "reference_stats", "reference_stats_inception", "train", "sample", "evaluate", "nll",
-              "nll_continuous", "solver_error", "floor")
+              "solver_error", "floor")
 
 
 def unet_units(cfg: StudyConfig) -> int:
@@ -95,7 +95,7 @@ def tensor_mib(cfg: StudyConfig, stage: str) -> float:
         return max(step * (GAN_FACTOR if gan else 1), _unet_forward_mib(cfg, s.batch_size) if gan else 0.0)
     if stage == "sample":
         return _unet_forward_mib(cfg, min(s.batch_size, s.n_samples))
-    if stage in ("nll", "nll_continuous"):
+    if stage == "nll":
         return _unet_forward_mib(cfg, min(ev.nll.batch_size, ev.nll.n_images))
     if stage == "solver_error":
         return _unet_forward_mib(cfg, min(ev.solver_error.batch_size, ev.solver_error.n))

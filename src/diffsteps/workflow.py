@@ -34,8 +34,9 @@ EVAL_KEYS = ("evaluation.batch_size", "evaluation.kid_subset_size", "evaluation.
              "evaluation.prc_neighborhood", "evaluation.inception", "evaluation.memorisation")
 #: what a fixed-T model depends on: no noise.* (its chain is the VP-SDE of its own options)
 FIXED_T_MODEL_KEYS = ("data", "model", *TRAIN_KEYS)
-_NLL_KEYS = (*MODEL_KEYS, "sampling.clip_x0", "evaluation.nll.n_images", "evaluation.nll.batch_size",
-             "evaluation.nll.seed", "evaluation.nll.draws")
+_NLL_KEYS = (*MODEL_KEYS, "sampling.clip_x0", "sampling.spacings", "evaluation.nll.budgets",
+             "evaluation.nll.variances", "evaluation.nll.n_images", "evaluation.nll.batch_size", "evaluation.nll.seed",
+             "evaluation.nll.draws")
 
 WILDCARD_CONSTRAINTS = {
     "dataset": r"[a-z0-9_]+",
@@ -145,8 +146,6 @@ STAGES: tuple[Stage, ...] = (
                   "train": f"{DATA}/train.npz", **_SCORING},
           entry="evaluate", params=EVAL_KEYS),
     Stage("nll", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", per_run=True,
-          params=_NLL_KEYS, fixed_T=Reads(("data", "evaluation.nll.n_images", "evaluation.nll.seed"))),
-    Stage("nll_continuous", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", per_run=True,
           params=_NLL_KEYS),
     Stage("solver_error", inputs=_MODEL_IN, entry="solver_error", per_run=True,
           params=(*MODEL_KEYS, "sampling.samplers", "sampling.spacings", "sampling.budgets", "sampling.clip_x0",

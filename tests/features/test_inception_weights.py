@@ -33,7 +33,7 @@ EVAL = EvaluationConfig(batch_size=8, kid_subset_size=2, kid_subsets=1, prc_neig
                         inception=InceptionConfig(CONVERTED, None, None, None, None),
                         memorisation=MemorisationConfig(0.5, 4),
                         domain=DomainConfig(channels=8, epochs=1, batch_size=8, lr=1e-3, seed=0, min_accuracy=0.5),
-                        nll=NLLConfig(budgets=(4,), variances=("beta",), n_images=4, batch_size=4, seed=0, draws=1),
+                        nll=NLLConfig(methods=(), replicates=(), budgets=(4,), variances=("beta",), n_images=4, batch_size=4, seed=0, draws=1),
                         solver_error=SolverErrorConfig(8, 0, 8, 256), steps_needed=StepsNeededConfig(0.1, 0.02, 200, 0),
                         claims=ClaimsConfig(0.1))
 

@@ -26,7 +26,7 @@ DOMAIN = DomainConfig(channels=16, epochs=5, batch_size=64, lr=0.003, seed=0, mi
 EVAL = EvaluationConfig(batch_size=128, kid_subset_size=100, kid_subsets=10, prc_neighborhood=3,
                         inception=InceptionConfig(None, None, None, None, None),
                         memorisation=MemorisationConfig(quantile=0.5, pairs=4), domain=DOMAIN,
-                        nll=NLLConfig(budgets=(4,), variances=("beta",), n_images=16, batch_size=16, seed=0, draws=1),
+                        nll=NLLConfig(methods=(), replicates=(), budgets=(4,), variances=("beta",), n_images=16, batch_size=16, seed=0, draws=1),
                         solver_error=SolverErrorConfig(8, 0, 8, 256), steps_needed=StepsNeededConfig(0.1, 0.02, 200, 0),
                         claims=ClaimsConfig(0.1))
 

@@ -39,6 +39,7 @@ rule solver_error:
 
 
 rule nll:
+    # every bound of one trained run (K-step chains and T = ∞), for the runs of evaluation.nll.methods
     input:
         unpack(stage_inputs("nll")),
     output:
@@ -47,37 +48,15 @@ rule nll:
         values=stage_params("nll"),
         reads=stage_keys("nll"),
     log:
-        f"{LOGS}/nll/{{dataset}}/{{method}}/ancestral-{{variance}}-{{spacing}}/K{{budget}}/train{{ts}}.log",
+        f"{LOGS}/nll/{{dataset}}/{{method}}/train{{ts}}.log",
     benchmark:
-        f"{BENCH}/nll/{{dataset}}/{{method}}/ancestral-{{variance}}-{{spacing}}/K{{budget}}/train{{ts}}.tsv"
+        f"{BENCH}/nll/{{dataset}}/{{method}}/train{{ts}}.tsv"
     threads: 1
     resources:
         **gpu_resources("nll"),
     shell:
         "{PY} nll " + CELL + " --threads {threads} --method {wildcards.method} --model-dir $(dirname {input.model})"
-        " --data-dir results/data/{wildcards.dataset} --variance {wildcards.variance} --spacing {wildcards.spacing}"
-        " --budget {wildcards.budget} --train-seed {wildcards.ts} --out {output.nll} > {log} 2>&1"
-
-
-rule nll_continuous:
-    input:
-        unpack(stage_inputs("nll_continuous")),
-    output:
-        **stage_outputs("nll_continuous"),
-    params:
-        values=stage_params("nll_continuous"),
-        reads=stage_keys("nll_continuous"),
-    log:
-        f"{LOGS}/nll/{{dataset}}/{{method}}/continuous/train{{ts}}.log",
-    benchmark:
-        f"{BENCH}/nll/{{dataset}}/{{method}}/continuous/train{{ts}}.tsv"
-    threads: 1
-    resources:
-        **gpu_resources("nll_continuous"),
-    shell:
-        "{PY} nll " + CELL + " --threads {threads} --method {wildcards.method} --model-dir $(dirname {input.model})"
-        " --data-dir results/data/{wildcards.dataset} --continuous --train-seed {wildcards.ts}"
-        " --out {output.nll} > {log} 2>&1"
+        " --data-dir results/data/{wildcards.dataset} --train-seed {wildcards.ts} --out {output.nll} > {log} 2>&1"
 
 
 rule floor:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .base import LOSSES, NoiseProcess, expand_like, noise_loss
+from ..method_options import DDGMOptions
 
 
 class GammaNoise(NoiseProcess):
@@ -25,9 +26,7 @@ class GammaNoise(NoiseProcess):
 
     name = "gamma"
     markov_forward = True  # Γ(k̄_{t−1}, θ_{t−1})·√α_t + Γ(k_t, θ_t) = Γ(k̄_t, θ_t): the scales agree
-    nll_undefined_reason = ("the reverse kernel of Gamma noise is a shifted Gamma with one-sided support "
-                            "(x_{t−1} ≥ μ_θ(x_t) − σ_t √k̄_{t−1}), so the posterior of a held-out image puts mass where the "
-                            "model has none and every KL term of the variational bound is infinite")
+    nll_undefined_reason = DDGMOptions.nll_undefined_reason  # the family's declaration (method_options)
 
     def __init__(self, schedule, theta0: float, loss: str):
         super().__init__(schedule)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .base import NoiseProcess, expand_like
+from ..method_options import MixtureOptions
 
 
 class MixtureNoise(NoiseProcess):
@@ -32,9 +33,7 @@ class MixtureNoise(NoiseProcess):
 
     name = "mixture"
     markov_forward = False
-    nll_undefined_reason = ("no Markov forward process has these mixture marginals (one-step mixture noising "
-                            "drifts to a Gaussian: its excess kurtosis tends to 0), so the variational bound "
-                            "has no forward chain to be taken under")
+    nll_undefined_reason = MixtureOptions.nll_undefined_reason  # the family's declaration (method_options)
 
     def __init__(self, schedule, p: float, phi):
         super().__init__(schedule)

@@ -77,6 +77,20 @@ def meta_from_config(cfg: Any, network: str | None = None) -> dict[str, Any]:
     }
 
 
+def unbounded_runs(cfg: Any) -> dict[str, str]:
+    """The runs of the study with no bound job (:mod:`diffsteps.stages.nll` runs for ``evaluation.nll.methods``
+    only), each with what the report says instead of a number: its family's declared reason, or that its bound
+    was not asked for."""
+    out = {}
+    for run in (*cfg.methods, *cfg.fixed_T.methods):
+        if run in cfg.evaluation.nll.methods:
+            continue
+        reason = cfg.method_config[run].nll_undefined_reason
+        out[run] = (f"not defined — {reason}" if reason is not None
+                    else "not computed — not one of evaluation.nll.methods")
+    return out
+
+
 def _inception_setting(inc: Any) -> str:
     if inc.weights is None:
         return "none (Inception metrics not computed)"
@@ -165,7 +179,7 @@ def _grid_caption(path: Path) -> str:
 def report_blocks(df: pd.DataFrame, figures: Mapping[str, Path] | Sequence[Path],
                   grids: Mapping[str, Path] | Sequence[Path], meta: Mapping[str, Any],
                   claims: Sequence[Claim] | None = None, steps: Settings | None = None,
-                  match_margin: float = DEFAULT_MATCH_MARGIN) -> list[Block]:
+                  match_margin: float = DEFAULT_MATCH_MARGIN, unbounded: Mapping[str, str] | None = None) -> list[Block]:
     """The whole report as blocks, top-down: the answer (steps needed), the claims, the figures, then the
     detail tables, the setup and the caveats behind them."""
     min_accuracy = float(meta["min_accuracy"])
@@ -180,7 +194,7 @@ def report_blocks(df: pd.DataFrame, figures: Mapping[str, Path] | Sequence[Path]
         Heading("Read this first"), Bullets(tuple(honesty_notes(df, unreliable, min_accuracy))), _config_table(meta),
         Heading("Sample quality"), Paragraph(SEEDS_NOTE),
         *(headline_tables(df) or [Paragraph("No quality rows in this run.")]),
-        Heading("Likelihood bound (bits/dim)"), Paragraph(NLL_NOTE), *nll_blocks(df),
+        Heading("Likelihood bound (bits/dim)"), Paragraph(NLL_NOTE), *nll_blocks(df, unbounded or {}),
         Heading("Cost"), *cost_tables(df),
         Heading("Domain feature extractor"), domain,
         Heading("Failed cells"), failed_table(df),
@@ -198,14 +212,16 @@ def report_blocks(df: pd.DataFrame, figures: Mapping[str, Path] | Sequence[Path]
 def build_report(df: pd.DataFrame, figures: Mapping[str, Path] | Sequence[Path],
                  grids: Mapping[str, Path] | Sequence[Path], out_dir: str | Path,
                  meta: Mapping[str, Any], claims: Sequence[Claim] | None = None, steps: Settings | None = None,
-                 match_margin: float = DEFAULT_MATCH_MARGIN) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` into ``out_dir`` (atomically) and return their paths."""
+                 match_margin: float = DEFAULT_MATCH_MARGIN, unbounded: Mapping[str, str] | None = None
+                 ) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` into ``out_dir`` (atomically) and return their paths; ``unbounded``:
+    the runs with no bound job and what to say of each (:func:`unbounded_runs`)."""
     _check_meta(meta)
     missing_cols = [c for c in COLUMNS if c not in df.columns]
     if missing_cols:
         raise SchemaError(f"build_report: the results table lacks the schema columns {missing_cols}")
     out_dir = Path(out_dir)
-    blocks = report_blocks(df, figures, grids, meta, claims, steps, match_margin)
+    blocks = report_blocks(df, figures, grids, meta, claims, steps, match_margin, unbounded)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     atomic_write_text(md_path, to_markdown(blocks, out_dir))
     atomic_write_text(html_path, to_html(blocks, f"diffsteps report — {meta['preset']} on {meta['dataset']}"))

@@ -7,6 +7,7 @@ spread beside them and the count of excluded (non-ok) rows in brackets.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -130,12 +131,13 @@ def headline_tables(df: pd.DataFrame) -> list[Table]:
     return tables
 
 
-def nll_blocks(df: pd.DataFrame) -> list[Block]:
-    """Terms of the variational bound in bits/dim, for the cells where it is defined; a run whose bound is not
-    defined gets one line with its reason, not one row per cell."""
+def nll_blocks(df: pd.DataFrame, unbounded: Mapping[str, str] = MappingProxyType({})) -> list[Block]:
+    """Terms of the variational bound in bits/dim, for the cells where it is defined. A run with no bound job
+    (``unbounded``: run → what to say, from its family's declaration) gets one line, and so do the cells of a
+    bounded run that its family does not define, with the reason, instead of one row per cell."""
     rows = df[df["metric"].isin(NLL_TERMS)]
     undefined = rows[rows["status"] == "not_defined"]
-    lines = []
+    lines = [f"{text(run)}: {what}" for run, what in unbounded.items()]
     for (method, reason), part in undefined.groupby(["method", "reason"], dropna=False, sort=False):
         cells = part.drop_duplicates(["sampler", "spacing", "nfe", "train_seed"])
         lines.append(f"{text(method)}: not defined ({len(cells)} bound cells) — {text(reason)}")

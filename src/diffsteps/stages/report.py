@@ -16,7 +16,7 @@ from ..reporting.aggregate import collect, write_csv
 from ..reporting.plots import plot_all
 from ..reporting.plots_memorisation import plot_closest_pairs
 from ..reporting.plots_solver import plot_solver_error
-from ..reporting.report import build_report, meta_from_config
+from ..reporting.report import build_report, meta_from_config, unbounded_runs
 from ..reporting.steps import settings_from_config
 from ..reporting.summary import run_label
 from .common import add_common, setup
@@ -67,5 +67,5 @@ def run(args) -> int:
                + (", ".join(f"{m} {n:,}" for m, n in sorted(parameters.items())) or "none recorded"))
     build_report(df, figures, grids, out, meta_from_config(cfg, network=network),
                  steps=settings_from_config(cfg, headline_metric(cfg)),
-                 match_margin=cfg.evaluation.claims.match_margin)
+                 match_margin=cfg.evaluation.claims.match_margin, unbounded=unbounded_runs(cfg))
     return 0
