@@ -160,12 +160,14 @@ def compute_s(work: dict[str, float], rates: dict[str, float]) -> float:
 def slice_overheads(measured: dict, rates: dict[str, float], gan_factor: float) -> dict[str, float]:
     """Seconds per job beyond its compute at ``rates``, per rule, from the GPU check's slice: its job
     seconds (run with its slots sharing the GPU) less the compute of its cells, over its jobs. This holds the
-    start-up, CUDA's set-up, loading, the CPU-side metrics and the waiting for the GPU beside other jobs."""
+    start-up, CUDA's set-up, loading, the CPU-side metrics and the waiting for the GPU beside other jobs. A slice
+    stopped at the check's deadline counts the jobs that finished, each with its rule's mean compute."""
     part = measured["parts"]["slice"]
     work = rule_work(validate_mapping(part["params"]), gan_factor)
     out = {}
     for rule, timed in part["rules"].items():  # a rule's benchmark files are in a folder of its name
-        extra = timed["seconds"] - (compute_s(work[rule], rates) if rule in work else 0.0)
+        done = timed["jobs"] / work[rule]["jobs"] if rule in work else 0.0
+        extra = timed["seconds"] - (compute_s(work[rule], rates) * done if rule in work else 0.0)
         out[rule] = max(0.0, extra / timed["jobs"])
     return out
 
