@@ -14,6 +14,7 @@ from diffsteps.params import load_config, preset_path, validate_mapping
 from .conftest import ROOT
 
 GPU_CHECK = ROOT / "benchmarks/results/gpu_check.json"
+THROUGHPUT = ROOT / "benchmarks/results/throughput.json"
 #: how loose a figure may be against the measured peak of the network it models
 TIGHT = {"train": 1.15, "sample": 1.15, "nll": 1.15, "solver_error": 1.15, "evaluate": 1.15,
          "reference_stats_inception": 1.15, "reference_stats": 1.15, "train_domain": 1.6}
@@ -70,7 +71,8 @@ def test_the_figures_follow_the_sizes():
         assert resources.gpu_mem_mb(wider, stage) > resources.gpu_mem_mb(cfg, stage), stage
     assert resources.gpu_mem_mb(bigger, "sample") > resources.gpu_mem_mb(cfg, "sample")
     for stage in ("prepare_data", "inception_weights", "report"):
-        assert resources.job_resources(cfg, stage) == {} and resources.gpu_mem_mb(cfg, stage) == 0
+        assert resources.gpu_resources(cfg, stage) == {} and resources.gpu_mem_mb(cfg, stage) == 0
+        assert set(resources.job_resources(cfg, stage)) == {"mem_mb", "runtime"}
 
 
 @pytest.mark.parametrize("preset", ["cpu", "gpu", "paper"], ids=["cpu-preset", "gpu-preset", "paper-preset"])
@@ -88,3 +90,67 @@ def test_resources_command_prints_the_totals_for_a_gpu(capsys):
     out = capsys.readouterr().out
     assert "--resources gpu=8 gpu_mem_mb=79511" in out
     assert any(line.split()[:3] == ["evaluate", "14199", "5"] for line in out.splitlines())
+
+
+def _gpu_size_row(rows):
+    return next(r for r in rows if r["size"] == "gpu" and r["mode"] == "eager")
+
+
+def test_the_rates_are_the_measured_throughputs():
+    """CPU_FLOPS_PER_THREAD and GPU_FLOPS are the gpu preset's training throughput (3 forwards an image) on the CPU
+    (throughput.json, per thread) and on the H200 (gpu_check.json), to 10%."""
+    cfg = load_config(preset_path("gpu"))
+    flops = 3 * resources.unet_flops(cfg)
+    cpu = json.loads(THROUGHPUT.read_text())
+    per_thread = flops * _gpu_size_row(cpu["rows"])["diffsteps"]["train_img_per_s"] / cpu["threads"]
+    gpu = flops * _gpu_size_row(json.loads(GPU_CHECK.read_text())["parts"]["throughput"]["rows"])["diffsteps"][
+        "train_img_per_s"]
+    assert resources.CPU_FLOPS_PER_THREAD == pytest.approx(per_thread, rel=0.1)
+    assert resources.GPU_FLOPS == pytest.approx(gpu, rel=0.1)
+
+
+def test_unet_flops_counts_the_convolutions_of_a_real_forward():
+    """The closed form against the UNet's own 3×3 convolutions on one image (counted with forward hooks): the bulk
+    of its FLOPs, within 40% (the form takes every block at its level's widest)."""
+    import torch
+
+    cfg = load_config(preset_path("smoke"))
+    C, H = resources.image_shape(cfg.data)
+    net = UNet(UNetSpec.from_config(cfg.model, image_size=H, in_channels=C)).eval()
+    counted = []
+
+    def hook(module, inputs, output):
+        if module.kernel_size == (3, 3):
+            counted.append(2 * module.weight.numel() * output.shape[-1] * output.shape[-2])
+
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        net(torch.zeros(1, C, H, H), torch.zeros(1))
+    assert resources.unet_flops(cfg) == pytest.approx(sum(counted), rel=0.4)
+
+
+def test_memory_and_runtime_cover_what_the_gpu_slice_used():
+    """The gpu preset's slice on the H200 (gpu_check.json): every rule's wall seconds a job and its peak host memory
+    (Snakemake's benchmark files) within what its jobs ask for."""
+    _, cfg, _ = _measured()
+    rules = json.loads(GPU_CHECK.read_text())["parts"]["slice"]["rules"]
+    threads = {"train": cfg.train.threads, "train_domain": 16}
+    for rule, used in rules.items():
+        need = resources.job_resources(cfg, rule, threads.get(rule, 1))
+        assert used["seconds"] / used["jobs"] <= 60 * need["runtime"], rule
+        assert used["max_rss_mb"] <= need["mem_mb"], rule
+
+
+def test_a_cpu_study_asks_for_no_gpu_and_holds_its_tensors_in_host_memory():
+    cfg = load_config(preset_path("gpu"))
+    import dataclasses
+
+    on_cpu = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cpu"))
+    for stage in resources.GPU_STAGES:
+        assert "gpu" in resources.job_resources(cfg, stage) and "gpu" not in resources.job_resources(on_cpu, stage)
+    # sampling's tensors move to the host; training on 1 thread instead of a GPU takes far longer
+    assert resources.mem_mb(on_cpu, "sample") >= resources.HOST_SLACK * resources.tensor_mib(cfg, "sample")
+    assert resources.runtime_min(on_cpu, "train", 1) > 100 * resources.runtime_min(cfg, "train", 1)
+    assert resources.runtime_min(on_cpu, "train", 8) < resources.runtime_min(on_cpu, "train", 1)

@@ -260,3 +260,21 @@ def test_snakemake_report_works(smoke, tmp_path):
     out = tmp_path / "snakemake-report.html"
     sh(smoke, "snakemake", "--report", str(out))
     assert out.stat().st_size > 10_000 and "results.csv" in out.read_text(errors="replace")
+
+
+@pytest.mark.slow
+def test_every_job_asked_for_the_memory_and_time_it_used(smoke):
+    """What a batch system is told (diffsteps.resources: mem_mb, runtime) covers what Snakemake's benchmark files
+    measured of the smoke study's jobs: their peak RSS (MB) and wall seconds."""
+    from diffsteps import resources
+
+    cfg = load_config(smoke / "params.yaml")
+    threads = {"train": cfg.train.threads, "train_domain": 16}
+    files = sorted((smoke / "results/benchmarks").rglob("*.tsv"))
+    assert {f.relative_to(smoke / "results/benchmarks").parts[0] for f in files} >= {"train", "sample", "evaluate"}
+    for tsv in files:
+        rule = tsv.relative_to(smoke / "results/benchmarks").parts[0]
+        used = pd.read_csv(tsv, sep="\t").iloc[0]
+        need = resources.job_resources(cfg, rule, threads.get(rule, 1))
+        assert used["max_rss"] <= need["mem_mb"], (tsv, used["max_rss"], need)
+        assert used["s"] <= 60 * need["runtime"], (tsv, used["s"], need)

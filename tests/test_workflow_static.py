@@ -86,22 +86,29 @@ def test_typo_key_stops_snakemake(tmp_path):
     assert res.returncode != 0 and "learning_rate" in res.stdout + res.stderr
 
 
-def test_every_gpu_job_declares_a_slot_and_its_memory_figure(tmp_path):
-    """Snakemake's jobs carry diffsteps.resources' figures for the study's sizes (gpu=1, gpu_mem_mb), and the
-    stages that never touch the GPU declare neither: `--resources gpu=S gpu_mem_mb=M` then shares one GPU."""
+@pytest.mark.parametrize("device", ["auto", "cpu"])
+def test_every_job_declares_its_memory_runtime_and_gpu_slot(tmp_path, device):
+    """Snakemake's jobs carry diffsteps.resources' figures for the study's sizes: every job its host memory and
+    wall time (mem_mb, runtime: what SLURM is told), a GPU stage's job a slot and its memory (gpu=1, gpu_mem_mb)
+    unless the study runs on the CPU; CPU-only stages never ask for a GPU."""
     import re
 
     from diffsteps import resources
 
     repo = make_repo(tmp_path / "r", "smoke")
+    set_param(repo, "train.device", device)
     cfg = load_config(repo / "params.yaml")
     out = sh(repo, "snakemake", "-n", "--cores", "1").stdout
-    declared: dict[str, set[str]] = {}
+    declared: dict[str, set[tuple]] = {}
+    keys = ("mem_mb", "runtime", "gpu", "gpu_mem_mb")
     for rule, block in re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", out, re.M | re.S):
         line = re.search(r"resources: (.*)", block)
         found = dict(kv.split("=", 1) for kv in line.group(1).split(", ")) if line else {}
-        declared.setdefault(rule, set()).add((found.get("gpu"), found.get("gpu_mem_mb")))
-    assert set(resources.GPU_STAGES) <= set(declared)
+        declared.setdefault(rule, set()).add(tuple(found.get(k) for k in keys))
+    assert set(plan.STAGE) <= set(declared) | {"download_data"}, set(plan.STAGE) - set(declared)
+    threads = {"train": cfg.train.threads, "train_domain": 16}
+    assert declared.pop("all") == {(None,) * len(keys)}  # the target rule runs nothing
     for rule, seen in declared.items():
-        need = resources.job_resources(cfg, rule) if rule in plan.STAGE else {}
-        assert seen == {(str(need["gpu"]), str(need["gpu_mem_mb"])) if need else (None, None)}, rule
+        need = resources.job_resources(cfg, rule, threads.get(rule, 1))
+        assert seen == {tuple(str(need[k]) if k in need else None for k in keys)}, rule
+        assert ("gpu" in need) == (device != "cpu" and rule in resources.GPU_STAGES), rule

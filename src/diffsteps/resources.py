@@ -1,4 +1,5 @@
-"""What each job takes of a GPU: one slot and a memory figure, so that several jobs share one GPU.
+"""What each job takes of a machine: of a GPU, a slot and a memory figure (so that several jobs share one GPU);
+of the host, its memory and wall time (what a batch system such as SLURM is told: README "Cluster").
 
 Small networks leave an H100 mostly idle, so the workflow runs GPU jobs side by side. Every GPU job declares
 ``gpu=1`` (a slot) and ``gpu_mem_mb`` (the GPU memory it may hold, MiB); the machine's totals are given once,
@@ -23,7 +24,17 @@ A job's figure is derived from the study's sizes (``params.yaml``), never typed 
 The per-image constants are the peaks of live tensors (``torch.cuda.max_memory_allocated``, the records'
 ``gpu_peak_memory_mb``) measured by ``benchmarks/gpu_check.py`` on one H200 with torch 2.11 at the gpu preset
 (``benchmarks/results/gpu_check.json``); ``tests/test_resources.py`` checks that every figure covers the peak
-measured there. Stages that never touch the GPU declare none.
+measured there. Stages that never touch the GPU declare none, and no stage does when ``train.device`` is ``cpu``.
+
+Host memory and wall time (``mem_mb``, ``runtime`` in minutes) come from the same sizes:
+
+    mem_mb  = slack · (base + data set + tensors, when they live on the CPU)
+    runtime = max(floor, safety · (start-up + work / rate))
+
+where the work is the job's forward FLOPs (the UNet's, :func:`unet_flops`: a training image costs three forwards)
+or its Inception images, at rates measured on the CPU per thread and on one H200 (:data:`CPU_FLOPS_PER_THREAD`,
+:data:`GPU_FLOPS`, :data:`INCEPTION_IMG_PER_S`). ``tests/test_resources.py`` checks both against what the smoke
+study's jobs used (Snakemake's benchmark files) and what the GPU check's slice measured.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ from __future__ import annotations
 import math
 
 from .config import StudyConfig
-from .data.shapes import image_shape
+from .data.shapes import image_count, image_shape
 
 #: one CUDA context (torch 2.11, CUDA 13, H200): measured with nvidia-smi around a fresh process
 CUDA_CONTEXT_MIB = 617
@@ -122,9 +133,101 @@ def gpu_mem_mb(cfg: StudyConfig, stage: str) -> int:
     return math.ceil(CUDA_CONTEXT_MIB + ALLOCATOR_SLACK * tensor_mib(cfg, stage))
 
 
-def job_resources(cfg: StudyConfig, stage: str) -> dict[str, int]:
-    """The Snakemake resources of one job of ``stage``: a GPU slot and its memory figure, or none."""
-    return {"gpu": 1, "gpu_mem_mb": gpu_mem_mb(cfg, stage)} if stage in GPU_STAGES else {}
+def on_gpu(cfg: StudyConfig, stage: str) -> bool:
+    """Whether jobs of ``stage`` take a GPU: a GPU stage of a study whose device is not ``cpu`` (``auto`` takes one
+    where there is one)."""
+    return stage in GPU_STAGES and cfg.train.device != "cpu"
+
+
+def gpu_resources(cfg: StudyConfig, stage: str) -> dict[str, int]:
+    """A GPU slot and its memory figure for a job of ``stage``, or nothing when it runs on the CPU."""
+    return {"gpu": 1, "gpu_mem_mb": gpu_mem_mb(cfg, stage)} if on_gpu(cfg, stage) else {}
+
+
+#: host memory of a job before its data and tensors: Python, torch, the package and the CPU allocator's reserve
+#: (the smoke study's jobs peak at 0.9 GB, evaluate's with the Inception weights); a CUDA process maps its
+#: libraries and pinned buffers too (a sample job peaked at 8.6 GiB on the H200, gpu_check.json: slice)
+HOST_BASE_MIB = {"cpu": 1024, "gpu": 9216}
+HOST_SLACK = 1.5
+#: forward FLOP/s of the UNet on one CPU thread: the gpu preset's size trains at 11.7 img/s on 2 threads of the
+#: 2-core x86 machine (throughput.json), 3 forwards of 3.4 GFLOP (unet_flops) an image
+CPU_FLOPS_PER_THREAD = 6.0e10
+#: the same on one H200 in eager float32: 4391 img/s (gpu_check.json: throughput)
+GPU_FLOPS = 4.5e13
+#: Inception images a second (299² with the resize): a CPU thread (README "Standard Inception FID"), one H200
+INCEPTION_IMG_PER_S = {"cpu": 3.0, "gpu": 1979.0}
+#: the domain classifier's training images a second per CPU thread (small: 15 epochs of digits in about 20 s)
+DOMAIN_IMG_PER_S = 1000.0
+#: a job's start-up and CPU-side work beyond its FLOPs (metrics, files), seconds
+JOB_OVERHEAD_S = 60.0
+RUNTIME_SAFETY = 4.0
+RUNTIME_FLOOR_MIN = 10
+
+
+def unet_flops(cfg: StudyConfig) -> float:
+    """Forward FLOPs of the study's UNet on one image: 2 × Σ_level (the level's 3×3 weights, as in
+    :func:`unet_parameters`) × side_level²."""
+    _, side = image_shape(cfg.data)
+    blocks = 2 * (2 * cfg.model.num_res_blocks + 1)
+    per_level = [9 * 2 * (cfg.model.channels * m) ** 2 * blocks * (side // 2**level) ** 2
+                 for level, m in enumerate(cfg.model.channel_mult)]
+    return 2.0 * sum(per_level)
+
+
+def data_mib(cfg: StudyConfig) -> float:
+    """The data set as float32 in host memory (what train, the domain classifier and the scores load)."""
+    channels, side = image_shape(cfg.data)
+    return image_count(cfg.data) * channels * side * side * 4 / MIB
+
+
+def mem_mb(cfg: StudyConfig, stage: str) -> int:
+    """Host memory (MB) that one job of ``stage`` asks for, rounded up to 256."""
+    gpu = on_gpu(cfg, stage)
+    tensors = 0.0 if gpu else tensor_mib(cfg, stage)  # on the CPU the tensors live in host memory
+    need = HOST_SLACK * (HOST_BASE_MIB["gpu" if gpu else "cpu"] + data_mib(cfg) + tensors)
+    return 256 * math.ceil(need / 256)
+
+
+def _work_seconds(cfg: StudyConfig, stage: str, threads: int) -> float:
+    """Seconds of compute of the largest job of ``stage`` on ``threads`` CPU threads or one GPU."""
+    gpu = on_gpu(cfg, stage)
+    flops = unet_flops(cfg) / (GPU_FLOPS if gpu else CPU_FLOPS_PER_THREAD * threads)  # seconds a forward image
+    inception = 1.0 / (INCEPTION_IMG_PER_S["gpu"] if gpu else INCEPTION_IMG_PER_S["cpu"] * threads)
+    s, ev = cfg.sampling, cfg.evaluation
+    gan = bool(cfg.fixed_T.methods and cfg.fixed_T.T)
+    if stage == "train":
+        return 3 * cfg.train.images * flops * (GAN_FACTOR if gan else 1)
+    if stage == "sample":
+        # the longest chain: the reference's, or Heun's 2K − 1 evaluations at the largest budget
+        nfe = max(s.reference.budget if s.reference.methods else 0, 2 * max(s.budgets), *(cfg.fixed_T.T or (0,)))
+        return s.n_samples * nfe * flops
+    if stage == "nll":
+        # the K = T chain once, then each budget's chain per variance, every term over ``draws`` draws
+        nfe = cfg.noise.T + len(ev.nll.variances) * sum(ev.nll.budgets)
+        return ev.nll.n_images * ev.nll.draws * nfe * flops
+    if stage == "solver_error":
+        # K doubling up to max_K sums to < 2·max_K steps; a second-order step costs two evaluations
+        return ev.solver_error.n * 4 * ev.solver_error.max_K * len(s.samplers) * flops
+    if stage in ("evaluate", "floor", "reference_stats_inception"):
+        scored = (ev.inception.n_ref if stage == "reference_stats_inception" else ev.inception.n) or image_count(cfg.data)
+        return scored * inception if ev.inception.weights is not None else 0.0
+    if stage in ("train_domain", "reference_stats"):
+        epochs = ev.domain.epochs if stage == "train_domain" else 1
+        return epochs * image_count(cfg.data) / (DOMAIN_IMG_PER_S * (1 if gpu else threads))
+    return 0.0
+
+
+def runtime_min(cfg: StudyConfig, stage: str, threads: int = 1) -> int:
+    """Wall time (minutes) that one job of ``stage`` on ``threads`` threads asks for: the safety factor over its
+    start-up and work, at least :data:`RUNTIME_FLOOR_MIN`."""
+    seconds = RUNTIME_SAFETY * (JOB_OVERHEAD_S + _work_seconds(cfg, stage, threads))
+    return max(RUNTIME_FLOOR_MIN, math.ceil(seconds / 60))
+
+
+def job_resources(cfg: StudyConfig, stage: str, threads: int = 1) -> dict[str, int]:
+    """The Snakemake resources of one job of ``stage``: host memory and wall time, and a GPU slot with its memory
+    figure when it runs on the GPU."""
+    return {"mem_mb": mem_mb(cfg, stage), "runtime": runtime_min(cfg, stage, threads), **gpu_resources(cfg, stage)}
 
 
 def suggested_totals(gpu_memory_mib: float, cores: int) -> dict[str, int]:
@@ -137,7 +240,7 @@ def suggested_totals(gpu_memory_mib: float, cores: int) -> dict[str, int]:
 def concurrent_jobs(cfg: StudyConfig, stage: str, totals: dict[str, int]) -> int:
     """How many jobs of ``stage`` Snakemake runs at once under ``totals`` (when nothing else runs): what the
     slots allow and what the memory allows, whichever is fewer."""
-    need = job_resources(cfg, stage)
+    need = gpu_resources(cfg, stage)
     if not need:
         return totals.get("gpu", 1)  # a CPU-only stage takes no slot
     return min(totals["gpu"] // need["gpu"], totals["gpu_mem_mb"] // need["gpu_mem_mb"])

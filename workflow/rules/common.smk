@@ -49,10 +49,11 @@ SCORING_ARGS = (
 )
 
 
-def gpu_resources(stage):
-    # a GPU slot and the GPU memory (MiB) one job of the stage may hold, from the study's sizes (diffsteps.resources):
-    # `--resources gpu=S gpu_mem_mb=M` lets jobs share one GPU (README "GPU")
-    return resources.job_resources(STUDY, stage)
+def job_resources(stage, threads=1):
+    # what one job of the stage asks of a machine, from the study's sizes (diffsteps.resources): host memory (mem_mb)
+    # and wall time (runtime, minutes) for a batch system (README "Cluster"); on a GPU, a slot and the GPU memory
+    # (MiB) it may hold: `--resources gpu=S gpu_mem_mb=M` lets jobs share one GPU (README "GPU")
+    return resources.job_resources(STUDY, stage, threads)
 
 
 def stage_inputs(stage):

@@ -9,5 +9,7 @@ rule prepare_data:
         out_dir=out_dir,
     log:
         f"{LOGS}/prepare_data/{{dataset}}.log",
+    resources:
+        **job_resources("prepare_data"),
     shell:
         "{PY} prepare-data " + CELL + " --out-dir {params.out_dir} > {log} 2>&1"

@@ -12,7 +12,7 @@ rule evaluate:
         f"{BENCH}/evaluate/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.tsv"
     threads: 1
     resources:
-        **gpu_resources("evaluate"),
+        **job_resources("evaluate"),
     shell:
         "{PY} evaluate " + CELL + " --threads {threads} --samples-dir $(dirname {input.samples})"
         " --train {input.train}" + SCORING_ARGS + " --out {output.metrics} --pairs {output.pairs} > {log} 2>&1"
@@ -32,7 +32,7 @@ rule solver_error:
         f"{BENCH}/solver_error/{{dataset}}/{{method}}/train{{ts}}.tsv"
     threads: 1
     resources:
-        **gpu_resources("solver_error"),
+        **job_resources("solver_error"),
     shell:
         "{PY} solver-error " + CELL + " --threads {threads} --method {wildcards.method}"
         " --model-dir $(dirname {input.model}) --train-seed {wildcards.ts} --out {output.errors} > {log} 2>&1"
@@ -53,7 +53,7 @@ rule nll:
         f"{BENCH}/nll/{{dataset}}/{{method}}/train{{ts}}.tsv"
     threads: 1
     resources:
-        **gpu_resources("nll"),
+        **job_resources("nll"),
     shell:
         "{PY} nll " + CELL + " --threads {threads} --method {wildcards.method} --model-dir $(dirname {input.model})"
         " --data-dir results/data/{wildcards.dataset} --train-seed {wildcards.ts} --out {output.nll} > {log} 2>&1"
@@ -70,7 +70,7 @@ rule floor:
     log:
         f"{LOGS}/floor/{{dataset}}.log",
     resources:
-        **gpu_resources("floor"),
+        **job_resources("floor"),
     shell:
         "{PY} floor " + CELL + " --threads {threads} --heldout {input.heldout}" + SCORING_ARGS +
         " --out {output.metrics} > {log} 2>&1"

@@ -13,7 +13,7 @@ rule train_domain:
         f"{BENCH}/train_domain/{{dataset}}.tsv"
     threads: HEAVY_THREADS
     resources:
-        **gpu_resources("train_domain"),
+        **job_resources("train_domain", HEAVY_THREADS),
     shell:
         "{PY} train-domain " + CELL + " --threads {threads} --data-dir results/data/{wildcards.dataset}"
         " --out-dir {params.out_dir} > {log} 2>&1"
@@ -31,6 +31,8 @@ rule inception_weights:
         reads=stage_keys("inception_weights"),
     log:
         f"{LOGS}/inception_weights.log",
+    resources:
+        **job_resources("inception_weights"),
     shell:
         "{PY} inception-weights " + CELL + " --out {output.weights} --meta {output.meta} > {log} 2>&1"
 
@@ -48,7 +50,7 @@ rule reference_stats:
     benchmark:
         f"{BENCH}/reference_stats/{{dataset}}.tsv"
     resources:
-        **gpu_resources("reference_stats"),
+        **job_resources("reference_stats"),
     shell:
         "{PY} reference-stats " + CELL + " --threads {threads} --extractor domain-classifier"
         " --data-dir results/data/{wildcards.dataset} --data-meta {input.data_meta} --weights {input.weights}"
@@ -68,7 +70,7 @@ rule reference_stats_inception:
     benchmark:
         f"{BENCH}/reference_stats_inception/{{dataset}}.tsv"
     resources:
-        **gpu_resources("reference_stats_inception"),
+        **job_resources("reference_stats_inception"),
     shell:
         "{PY} reference-stats " + CELL + " --threads {threads} --extractor inception-v3-compat"
         " --data-dir results/data/{wildcards.dataset} --data-meta {input.data_meta} --weights {input.weights}"

@@ -11,6 +11,8 @@ rule report:
         reads=stage_keys("report"),
     log:
         f"{LOGS}/report.log",
+    resources:
+        **job_resources("report"),
     shell:
         "{PY} report " + CELL + " --out-dir reports > {log} 2>&1"
 

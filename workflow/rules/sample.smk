@@ -13,7 +13,7 @@ rule sample:
         f"{BENCH}/sample/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.tsv"
     threads: 1
     resources:
-        **gpu_resources("sample"),
+        **job_resources("sample"),
     shell:
         "{PY} sample " + CELL + " --threads {threads} --method {wildcards.method} --model-dir $(dirname {input.model})"
         " --sampler {wildcards.sampler} --spacing {wildcards.spacing} --budget {wildcards.budget}"

@@ -267,6 +267,9 @@ def train(method: Method, train_images: np.ndarray, cfg: TrainConfig, seed: int,
     if not run.resume():
         atomic_write_json(resume_dir / "config.json", run.fingerprint)
     resumed_from = run.step
+    if resumed_from:  # a killed or pre-empted job's rerun says where it picked up (tests/cluster: pre-emption)
+        log.info("train %s seed %d: resumed from its checkpoint at step %d/%d", method.name, seed, resumed_from,
+                 cfg.steps)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for net in run.learner.networks():
