@@ -136,8 +136,8 @@ LAYOUT: dict[str, Layout] = {
     "floor": Layout({"metrics": f"{FLOOR}/metrics.json"}, _ONE),
     # reports/figures/ is rewritten with the report but not declared: a directory output makes Snakemake
     # miss new inputs of this rule, and report.html embeds every figure anyway (self-contained)
-    "report": Layout({"csv": f"{REPORT}/results.csv", "md": f"{REPORT}/report.md", "html": f"{REPORT}/report.html"},
-                     _ONE),
+    "report": Layout({"csv": f"{REPORT}/results.csv", "md": f"{REPORT}/report.md", "html": f"{REPORT}/report.html",
+                      "metrics": f"{REPORT}/metrics.json"}, _ONE),
 }
 
 

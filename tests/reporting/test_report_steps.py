@@ -98,3 +98,14 @@ def test_solver_error_figure_per_run_with_fitted_slopes(tmp_path):
     figures = plot_solver_error(to_frame(rows), tmp_path)
     (path,) = figures.values()
     assert path.exists() and list(figures) == ["solver error vs NFE — ddpm"]
+
+
+@pytest.mark.parametrize("order", ["largest first", "largest last"])
+def test_the_answer_reads_each_cell_at_its_largest_n_in_any_row_order(order):
+    """Every cell is also scored at the floor's smaller N; those rows must not mix into the answer."""
+    rows = study()
+    small = [dict(r, n=5, value=r["value"] * 3) for r in rows]
+    frame = to_frame(rows + small if order == "largest first" else small + rows)
+    (ddpm, _) = answer(frame, S)
+    assert ddpm.converged == pytest.approx(10.0)
+    assert {k[0]: n.estimate for k, n in ddpm.to_own.items()}["ddim-eta0"] == 20

@@ -6,6 +6,7 @@ rule report:
         csv=report("reports/results.csv", category="Results", caption="../report/results.rst"),
         md="reports/report.md",
         html="reports/report.html",
+        metrics="reports/metrics.json",
     params:
         values=stage_params("report"),
         reads=stage_keys("report"),

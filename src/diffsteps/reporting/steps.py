@@ -56,12 +56,17 @@ class Needed:
     grid_min: float
     grid_max: float
 
-    def _fmt(self, v: float) -> str:
+    def value(self, v: float) -> float | str:
+        """One end or the estimate as the report states it: an NFE inside the grid, or its censored form."""
         if math.isinf(v):
             return f"> {self.grid_max:g}"
         if v <= self.grid_min:
             return f"≤ {self.grid_min:g}"
-        return f"{v:g}"
+        return v
+
+    def _fmt(self, v: float) -> str:
+        out = self.value(v)
+        return out if isinstance(out, str) else f"{out:g}"
 
     def __str__(self) -> str:
         return f"{self._fmt(self.estimate)} [{self._fmt(self.low)}, {self._fmt(self.high)}]"
@@ -115,8 +120,12 @@ def _needed(grid: Sequence[float], draws: np.ndarray) -> Needed:
 
 
 def quality_rows(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The ok rows of ``metric`` of the runs' cells, at each cell's largest N: a cell is also scored at the
+    floor's N (the comparison with real data), and values at two N are not one quantity (FID is biased in N)."""
     rows = df[(df["metric"] == metric) & (df["status"] == "ok") & df["method"].notna()]
-    return rows[rows["sampler"] != FLOOR_SAMPLER]
+    rows = rows[rows["sampler"] != FLOOR_SAMPLER]
+    largest = rows.groupby(["method", "sampler", "spacing", "nfe"], dropna=False)["n"].transform("max")
+    return rows[rows["n"].isna() | (rows["n"] == largest)]
 
 
 @dataclass(frozen=True)
@@ -187,7 +196,7 @@ def answer(df: pd.DataFrame, s: Settings) -> list[RunAnswer]:
     return out
 
 
-def _best(needed: dict[tuple[str, str], Needed], sampler: str) -> tuple[str, Needed] | None:
+def best_spacing(needed: dict[tuple[str, str], Needed], sampler: str) -> tuple[str, Needed] | None:
     """The spacing with the smallest point estimate for ``sampler`` (ties: the first listed)."""
     options = [(spacing, n) for (smp, spacing), n in needed.items() if smp == sampler]
     return min(options, key=lambda o: o[1].estimate) if options else None
@@ -196,7 +205,7 @@ def _best(needed: dict[tuple[str, str], Needed], sampler: str) -> tuple[str, Nee
 def _cell(answer_: RunAnswer, needed: dict[tuple[str, str], Needed], sampler: str, several_spacings: bool) -> str:
     if not SamplerSpec.parse(sampler).decl.applies_to(answer_.family):
         return "n/a"
-    best = _best(needed, sampler)
+    best = best_spacing(needed, sampler)
     if best is None:
         return "—"
     spacing, n = best
@@ -219,7 +228,7 @@ def _sentence(a: RunAnswer, s: Settings) -> str:
     else:
         head = (f"**{a.method}** needs {n} NFE with {smp} ({sp}) to come within {s.tolerance:.0%} of its converged "
                 f"{s.metric} ({a.converged:.3g}, its {'reference cell' if a.converged_from == 'reference' else 'best cell'})")
-    ddim = _best(a.to_own, "ddim-eta0")
+    ddim = best_spacing(a.to_own, "ddim-eta0")
     if ddim is not None and smp != "ddim-eta0":
         head += f"; DDIM (η = 0) needs {ddim[1]}"
     parts = [head]

@@ -1,4 +1,4 @@
-"""``report``: the tidy CSV, the figures and the Markdown + HTML report of the current study.
+"""``report``: the tidy CSV, the figures, the Markdown + HTML report of the current study and its DVC metrics.
 
 It reads exactly the cells of the current params (:mod:`diffsteps.cells`), never a
 glob of ``results/``, so leftovers of earlier configurations cannot leak into the report.
@@ -11,8 +11,9 @@ from pathlib import Path
 
 from ..cells import report_inputs
 from ..config import to_plain
-from ..io import read_json
+from ..io import atomic_write_json, read_json
 from ..reporting.aggregate import collect, write_csv
+from ..reporting.dvc_metrics import study_metrics
 from ..reporting.plots import plot_all
 from ..reporting.plots_memorisation import plot_closest_pairs
 from ..reporting.plots_solver import plot_solver_error
@@ -65,7 +66,9 @@ def run(args) -> int:
     network = (f"UNet, width {cfg.model.channels}, levels {list(cfg.model.channel_mult)}, "
                f"attention at {list(cfg.model.attn_resolutions)}; trained parameters per run: "
                + (", ".join(f"{m} {n:,}" for m, n in sorted(parameters.items())) or "none recorded"))
-    build_report(df, figures, grids, out, meta_from_config(cfg, network=network),
-                 steps=settings_from_config(cfg, headline_metric(cfg)),
+    steps = settings_from_config(cfg, headline_metric(cfg))
+    build_report(df, figures, grids, out, meta_from_config(cfg, network=network), steps=steps,
                  match_margin=cfg.evaluation.claims.match_margin, unbounded=unbounded_runs(cfg))
+    # the same answer as DVC metrics (dvc metrics show/diff, dvc exp show)
+    atomic_write_json(out / "metrics.json", study_metrics(df, steps))
     return 0
