@@ -8,6 +8,7 @@ import json
 import pytest
 
 from diffsteps import resources
+from diffsteps.workflow import STAGE
 from diffsteps.models.unet import UNet, UNetSpec, count_parameters
 from diffsteps.params import load_config, preset_path, validate_mapping
 
@@ -89,7 +90,14 @@ def test_resources_command_prints_the_totals_for_a_gpu(capsys):
     assert main(["resources", "--params", str(preset_path("gpu")), "--gpu-memory-mib", "81559", "--cores", "16"]) == 0
     out = capsys.readouterr().out
     assert "--resources gpu=8 gpu_mem_mb=79511" in out
-    assert any(line.split()[:3] == ["evaluate", "14199", "5"] for line in out.splitlines())
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:] if line.split()[0] in STAGE}
+    assert set(rows) == set(STAGE)  # every stage, with its threads, mem_mb, runtime, gpu, gpu_mem_mb, jobs at once
+    cfg = load_config(preset_path("gpu"))
+    for stage, row in rows.items():
+        need = resources.job_resources(cfg, stage)
+        assert row == [str(v) for v in (resources.job_threads(cfg, stage), need["mem_mb"], need["runtime"],
+                                        need.get("gpu", "-"), need.get("gpu_mem_mb", "-"))] + row[5:], stage
+    assert rows["evaluate"][4:] == ["14199", "5"] and rows["report"][3:] == ["-", "-", "-"]
 
 
 def _gpu_size_row(rows):
@@ -136,9 +144,8 @@ def test_memory_and_runtime_cover_what_the_gpu_slice_used():
     (Snakemake's benchmark files) within what its jobs ask for."""
     _, cfg, _ = _measured()
     rules = json.loads(GPU_CHECK.read_text())["parts"]["slice"]["rules"]
-    threads = {"train": cfg.train.threads, "train_domain": 16}
     for rule, used in rules.items():
-        need = resources.job_resources(cfg, rule, threads.get(rule, 1))
+        need = resources.job_resources(cfg, rule)
         assert used["seconds"] / used["jobs"] <= 60 * need["runtime"], rule
         assert used["max_rss_mb"] <= need["mem_mb"], rule
 

@@ -269,12 +269,11 @@ def test_every_job_asked_for_the_memory_and_time_it_used(smoke):
     from diffsteps import resources
 
     cfg = load_config(smoke / "params.yaml")
-    threads = {"train": cfg.train.threads, "train_domain": 16}
     files = sorted((smoke / "results/benchmarks").rglob("*.tsv"))
     assert {f.relative_to(smoke / "results/benchmarks").parts[0] for f in files} >= {"train", "sample", "evaluate"}
     for tsv in files:
         rule = tsv.relative_to(smoke / "results/benchmarks").parts[0]
         used = pd.read_csv(tsv, sep="\t").iloc[0]
-        need = resources.job_resources(cfg, rule, threads.get(rule, 1))
+        need = resources.job_resources(cfg, rule)
         assert used["max_rss"] <= need["mem_mb"], (tsv, used["max_rss"], need)
         assert used["s"] <= 60 * need["runtime"], (tsv, used["s"], need)

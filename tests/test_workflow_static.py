@@ -106,9 +106,8 @@ def test_every_job_declares_its_memory_runtime_and_gpu_slot(tmp_path, device):
         found = dict(kv.split("=", 1) for kv in line.group(1).split(", ")) if line else {}
         declared.setdefault(rule, set()).add(tuple(found.get(k) for k in keys))
     assert set(plan.STAGE) <= set(declared) | {"download_data"}, set(plan.STAGE) - set(declared)
-    threads = {"train": cfg.train.threads, "train_domain": 16}
     assert declared.pop("all") == {(None,) * len(keys)}  # the target rule runs nothing
     for rule, seen in declared.items():
-        need = resources.job_resources(cfg, rule, threads.get(rule, 1))
+        need = resources.job_resources(cfg, rule)
         assert seen == {tuple(str(need[k]) if k in need else None for k in keys)}, rule
         assert ("gpu" in need) == (device != "cpu" and rule in resources.GPU_STAGES), rule

@@ -224,10 +224,22 @@ def runtime_min(cfg: StudyConfig, stage: str, threads: int = 1) -> int:
     return max(RUNTIME_FLOOR_MIN, math.ceil(seconds / 60))
 
 
-def job_resources(cfg: StudyConfig, stage: str, threads: int = 1) -> dict[str, int]:
-    """The Snakemake resources of one job of ``stage``: host memory and wall time, and a GPU slot with its memory
-    figure when it runs on the GPU."""
-    return {"mem_mb": mem_mb(cfg, stage), "runtime": runtime_min(cfg, stage, threads), **gpu_resources(cfg, stage)}
+#: the domain classifier's training takes a whole machine (Snakemake lowers it to --cores; SLURM gives the job as
+#: many CPUs)
+HEAVY_THREADS = 16
+
+
+def job_threads(cfg: StudyConfig, stage: str) -> int:
+    """The threads a job of ``stage`` declares: ``train.threads`` for training, a whole machine for the domain
+    classifier, one for every other job (many of them run side by side)."""
+    return {"train": cfg.train.threads, "train_domain": HEAVY_THREADS}.get(stage, 1)
+
+
+def job_resources(cfg: StudyConfig, stage: str) -> dict[str, int]:
+    """The Snakemake resources of one job of ``stage`` (on its :func:`job_threads`): host memory and wall time, and
+    a GPU slot with its memory figure when it runs on the GPU."""
+    return {"mem_mb": mem_mb(cfg, stage), "runtime": runtime_min(cfg, stage, job_threads(cfg, stage)),
+            **gpu_resources(cfg, stage)}
 
 
 def suggested_totals(gpu_memory_mib: float, cores: int) -> dict[str, int]:

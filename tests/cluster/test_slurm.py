@@ -106,19 +106,20 @@ def test_the_profile_sends_every_job_through_slurm_and_matches_a_local_run(tmp_p
     ids = slurm_job_ids(log)
     assert len(ids) == sum(planned.values()), (planned, ids)  # every job of the DAG, none run locally
     cfg = load_config(cluster / "params.yaml")
-    threads = {"train": cfg.train.threads, "train_domain": 16}
     seen: dict[str, int] = {}
     for job_id in ids:
         job = scontrol(job_id)
         rule = re.search(r"/rule_(\w+)/", job["StdOut"]).group(1)
         seen[rule] = seen.get(rule, 0) + 1
-        need = resources.job_resources(cfg, rule, threads.get(rule, 1))
+        need = resources.job_resources(cfg, rule)
         gpu = resources.on_gpu(cfg, rule)
         assert job["JobState"] == "COMPLETED" and Path(job["WorkDir"]) == cluster, (rule, job)
         assert job["Partition"] == ("gpu" if gpu else "cpu"), (rule, job["Partition"])  # partitions.yaml
         assert ("gres:gpu:1" in job.get("TresPerJob", "")) == gpu, (rule, job.get("TresPerJob"))  # gpu=1 → --gpus=1
         assert f"mem={need['mem_mb']}M" in job["TRES"], (rule, job["TRES"], need)
-        assert job["TimeLimit"] == f"00:{need['runtime']:02d}:00", (rule, job["TimeLimit"], need)
+        hours, minutes = divmod(need["runtime"], 60)
+        assert job["TimeLimit"] == f"{hours:02d}:{minutes:02d}:00", (rule, job["TimeLimit"], need)  # under a day
+        assert int(job["NumCPUs"]) == resources.job_threads(cfg, rule), (rule, job["NumCPUs"])
     assert seen == planned
     assert any(resources.on_gpu(cfg, rule) for rule in seen) and not all(resources.on_gpu(cfg, r) for r in seen)
 

@@ -38,8 +38,9 @@ PY = f"{sys.executable} -m diffsteps"  # the interpreter that runs Snakemake (th
 # what every command is told: the params file, and the stage and params keys its record saves
 CELL = "--params params.yaml --stage {rule} --keys {params.reads}"
 LOGS = "logs"
-HEAVY_THREADS = 16  # the domain classifier takes the whole machine; Snakemake lowers this to --cores
-TRAIN_THREADS = config["train"]["threads"]  # a resource, not a value: editing it reruns nothing
+# threads are resources, not values: editing train.threads reruns nothing (diffsteps.resources.job_threads)
+HEAVY_THREADS = resources.job_threads(STUDY, "train_domain")
+TRAIN_THREADS = resources.job_threads(STUDY, "train")
 BENCH = "results/benchmarks"
 # the arguments of every quality-scoring job (evaluate, floor): both extractors' weights and statistics
 SCORING_ARGS = (
@@ -49,11 +50,11 @@ SCORING_ARGS = (
 )
 
 
-def job_resources(stage, threads=1):
+def job_resources(stage):
     # what one job of the stage asks of a machine, from the study's sizes (diffsteps.resources): host memory (mem_mb)
     # and wall time (runtime, minutes) for a batch system (README "Cluster"); on a GPU, a slot and the GPU memory
     # (MiB) it may hold: `--resources gpu=S gpu_mem_mb=M` lets jobs share one GPU (README "GPU")
-    return resources.job_resources(STUDY, stage, threads)
+    return resources.job_resources(STUDY, stage)
 
 
 def stage_inputs(stage):

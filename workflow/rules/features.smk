@@ -13,7 +13,7 @@ rule train_domain:
         f"{BENCH}/train_domain/{{dataset}}.tsv"
     threads: HEAVY_THREADS
     resources:
-        **job_resources("train_domain", HEAVY_THREADS),
+        **job_resources("train_domain"),
     shell:
         "{PY} train-domain " + CELL + " --threads {threads} --data-dir results/data/{wildcards.dataset}"
         " --out-dir {params.out_dir} > {log} 2>&1"

@@ -15,7 +15,7 @@ rule train:
         f"{BENCH}/train/{{dataset}}/{{model}}/train{{ts}}.tsv"
     threads: TRAIN_THREADS
     resources:
-        **job_resources("train", TRAIN_THREADS),
+        **job_resources("train"),
     shell:
         "{PY} train " + CELL + " --threads {threads} {params.args} --train-seed {wildcards.ts}"
         " --data-dir results/data/{wildcards.dataset} --out-dir {params.out_dir} --no-progress > {log} 2>&1"

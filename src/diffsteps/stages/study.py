@@ -11,7 +11,7 @@ from ..io import atomic_write_text
 from .. import resources
 from ..features.inception_source import check_weights_spec
 from ..reruns import architecture_path, with_rerun_table
-from ..workflow import dvc_yaml_text
+from ..workflow import STAGE, dvc_yaml_text
 
 
 def register(sub) -> None:
@@ -27,8 +27,8 @@ def register(sub) -> None:
     p.add_argument("--out", default="dvc.yaml", type=Path)
     p.add_argument("--check", action="store_true", help="exit 1 when a file differs from the generated text")
     p.set_defaults(func=run_dvc_yaml)
-    p = sub.add_parser("resources", help="each GPU job's slot and memory figure, and the --resources to give "
-                                         "Snakemake for one GPU")
+    p = sub.add_parser("resources", help="what each stage's job asks for (threads, host memory, wall time, GPU slot "
+                                         "and memory), and the --resources to give Snakemake for one GPU")
     p.add_argument("--params", default="params.yaml", type=Path)
     p.add_argument("--gpu-memory-mib", type=float, default=None, help="the GPU's memory (default: nvidia-smi's)")
     p.add_argument("--cores", type=int, default=os.cpu_count(), help="the machine's cores (default: this one's)")
@@ -79,10 +79,15 @@ def run_resources(args) -> int:
     cfg = load_config(args.params)
     memory = args.gpu_memory_mib or _gpu_memory_mib()
     totals = resources.suggested_totals(memory, args.cores) if memory else None
-    print(f"{'stage':28} {'gpu_mem_mb':>10} {'jobs at once':>13}")
-    for stage in resources.GPU_STAGES:
-        at_once = resources.concurrent_jobs(cfg, stage, totals) if totals else "-"
-        print(f"{stage:28} {resources.gpu_mem_mb(cfg, stage):>10} {at_once:>13}")
+    print(f"{'stage':28} {'threads':>7} {'mem_mb':>7} {'runtime':>8} {'gpu':>3} {'gpu_mem_mb':>10} {'jobs at once':>13}")
+    for stage in STAGE:
+        need = resources.job_resources(cfg, stage)
+        at_once = resources.concurrent_jobs(cfg, stage, totals) if totals and "gpu" in need else "-"
+        print(f"{stage:28} {resources.job_threads(cfg, stage):>7} {need['mem_mb']:>7} {need['runtime']:>8} "
+              f"{need.get('gpu', '-'):>3} {need.get('gpu_mem_mb', '-'):>10} {at_once:>13}")
+    print("(runtime in minutes: what a batch system such as SLURM is told, README \"Cluster\")")
+    if cfg.train.device == "cpu":
+        return 0  # no job takes a GPU
     if totals is None:
         print("no GPU found (nvidia-smi): give its memory with --gpu-memory-mib to get the --resources to use")
         return 0
