@@ -111,3 +111,14 @@ def test_every_job_declares_its_memory_runtime_and_gpu_slot(tmp_path, device):
         need = resources.job_resources(cfg, rule)
         assert seen == {tuple(str(need[k]) if k in need else None for k in keys)}, rule
         assert ("gpu" in need) == (device != "cpu" and rule in resources.GPU_STAGES), rule
+
+
+def test_the_workflow_profile_is_read_beside_the_slurm_profile(tmp_path):
+    """profiles/default (keep-going, rerun-incomplete, the greedy scheduler) is where Snakemake reads a workflow
+    profile, also when the SLURM profile is given (the cluster tests run that profile for real)."""
+    repo = make_repo(tmp_path / "r", "smoke")
+    plain = sh(repo, "snakemake", "-n", "--cores", "1")
+    assert "Using workflow specific profile profiles/default" in plain.stdout + plain.stderr
+    slurm = sh(repo, "snakemake", "-n", "--profile", "workflow/profiles/slurm")
+    out = slurm.stdout + slurm.stderr
+    assert "profiles workflow/profiles/slurm and workflow specific profile profiles/default" in out, out[-500:]
