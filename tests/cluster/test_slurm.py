@@ -177,3 +177,15 @@ def test_a_preempted_training_job_resumes_from_its_checkpoint(tmp_path):
         assert ours[key].keys() == theirs[key].keys()
         for name, tensor in ours[key].items():
             assert torch.equal(tensor, theirs[key][name]), (key, name)
+
+
+@pytest.mark.parametrize("ci", ["", "1"])
+def test_without_a_cluster_the_tests_skip_saying_why_and_fail_under_ci(monkeypatch, ci):
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)  # no SLURM client on this machine
+    if ci:
+        monkeypatch.setenv("CI", ci)
+    else:
+        monkeypatch.delenv("CI", raising=False)
+    expected = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(expected, match=r"no SLURM client \(sinfo\).*slurm-up\.sh"):
+        require_cluster()
