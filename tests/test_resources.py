@@ -100,6 +100,10 @@ def test_resources_command_prints_the_totals_for_a_gpu(capsys):
     assert rows["evaluate"][4:] == ["14199", "5"] and rows["report"][3:] == ["-", "-", "-"]
 
 
+#: what Snakemake's benchmark sees of a warm job: the client process alone (its work runs in the server's fork)
+THIN_CLIENT_MB = 100
+
+
 def _gpu_size_row(rows):
     return next(r for r in rows if r["size"] == "gpu" and r["mode"] == "eager")
 
@@ -140,14 +144,21 @@ def test_unet_flops_counts_the_convolutions_of_a_real_forward():
 
 
 def test_memory_and_runtime_cover_what_the_gpu_slice_used():
-    """The gpu preset's slice on the H200 (gpu_check.json): every rule's wall seconds a job and its peak host memory
-    (Snakemake's benchmark files) within what its jobs ask for."""
+    """The gpu preset's slice on the H200 (gpu_check.json): every rule's wall seconds a job, and its peak host memory
+    (Snakemake's benchmark files), within what its jobs ask for. The slice ran warm (diffsteps.warm): where a rule's
+    benchmark saw only the thin client (about 24 MB) its work ran in the server, unmeasured, so only the rules whose
+    jobs' process trees held the work (a job that started the server, or one that ran cold) test the memory figure;
+    tests/cluster measures every rule kind cold, inside SLURM jobs."""
     _, cfg, _ = _measured()
     rules = json.loads(GPU_CHECK.read_text())["parts"]["slice"]["rules"]
+    measured = set()
     for rule, used in rules.items():
         need = resources.job_resources(cfg, rule)
         assert used["seconds"] / used["jobs"] <= 60 * need["runtime"], rule
-        assert used["max_rss_mb"] <= need["mem_mb"], rule
+        if used["max_rss_mb"] > THIN_CLIENT_MB:
+            measured.add(rule)
+            assert used["max_rss_mb"] <= need["mem_mb"], rule
+    assert {"train", "sample", "train_domain", "reference_stats"} <= measured, measured
 
 
 def test_a_cpu_study_asks_for_no_gpu_and_holds_its_tensors_in_host_memory():

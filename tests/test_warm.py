@@ -21,8 +21,8 @@ def _env(tmp: Path, **extra) -> dict[str, str]:
     return {**os.environ, "TMPDIR": str(tmp / "tmp"), "DIFFSTEPS_WARM_IDLE": "30", **extra}
 
 
-def _run(cwd: Path, *args, warm_on: bool = True, check: bool = True) -> subprocess.CompletedProcess:
-    env = _env(cwd, DIFFSTEPS_WARM="1" if warm_on else "0")
+def _run(cwd: Path, *args, warm_on: bool = True, check: bool = True, **env_extra) -> subprocess.CompletedProcess:
+    env = _env(cwd, DIFFSTEPS_WARM="1" if warm_on else "0", **env_extra)
     res = subprocess.run([sys.executable, "-m", "diffsteps", *map(str, args)], cwd=cwd, env=env, capture_output=True,
                          text=True)
     if check:
@@ -77,6 +77,15 @@ def test_disabled_runs_in_the_client(study):
     assert _server_log(study) == before
 
 
+def test_a_slurm_job_runs_in_its_own_allocation_not_in_a_server(study):
+    """A fork of a server would run outside the SLURM job's memory, CPUs and cgroup: inside a job, run cold."""
+    before = _server_log(study)
+    _run(study, "validate", SLURM_JOB_ID="4242")
+    assert _server_log(study) == before
+    _run(study, "validate")
+    assert _server_log(study) != before and f" in {study}: validate" in _server_log(study)
+
+
 def test_a_killed_client_takes_its_job_with_it(study):
     params = (study / "params.yaml").read_text().replace("images: ", "images: 1000", 1)  # a long run
     (study / "long.yaml").write_text(params)
@@ -90,7 +99,7 @@ def test_a_killed_client_takes_its_job_with_it(study):
         assert time.monotonic() < deadline and client.poll() is None, log.read_text()
         time.sleep(0.2)
     line = next(l for l in _server_log(study).splitlines() if "--params long.yaml" in l)
-    child = int(line.split(" pid ")[1].split(":")[0])
+    child = int(line.split(" pid ")[1].split()[0])
     os.kill(client.pid, signal.SIGKILL)
     client.wait()
     deadline = time.monotonic() + 10

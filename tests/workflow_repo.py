@@ -22,8 +22,8 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "
 ENV.pop("DIFFSTEPS_UNDER_DVC", None)
 #: a user who has not activated the venv: its bin/ is not on PATH (the README's `make study` runs .venv/bin/snakemake)
 BARE_ENV = {**ENV, "PATH": os.pathsep.join(p for p in ENV["PATH"].split(os.pathsep) if p and Path(p) != BIN)}
-COPY = ("Snakefile", "workflow", "profiles", "dvc.yaml", "src", "pyproject.toml", ".dvc/config", ".dvc/plots", ".dvcignore",
-        "Makefile")
+COPY = ("Snakefile", "workflow", "profiles", "dvc.yaml", "src", "pyproject.toml", ".dvc/config", ".dvc/plots",
+        ".dvcignore", "Makefile")
 
 
 def sh(repo: Path, *cmd: str, check: bool = True, timeout: int = 900, env: dict | None = None

@@ -209,7 +209,9 @@ def _work_seconds(cfg: StudyConfig, stage: str, threads: int) -> float:
         # K doubling up to max_K sums to < 2·max_K steps; a second-order step costs two evaluations
         return ev.solver_error.n * 4 * ev.solver_error.max_K * len(s.samplers) * flops
     if stage in ("evaluate", "floor", "reference_stats_inception"):
-        scored = (ev.inception.n_ref if stage == "reference_stats_inception" else ev.inception.n) or image_count(cfg.data)
+        # what one job scores: a cell's samples, the held-out split (at most the data set) or the training images
+        scored = {"evaluate": ev.inception.n or s.n_samples, "floor": ev.inception.n or image_count(cfg.data),
+                  "reference_stats_inception": ev.inception.n_ref or image_count(cfg.data)}[stage]
         return scored * inception if ev.inception.weights is not None else 0.0
     if stage in ("train_domain", "reference_stats"):
         epochs = ev.domain.epochs if stage == "train_domain" else 1

@@ -18,7 +18,8 @@ stops the hand-over before the child has started (no fork, no socket, a server t
 the command in this process instead, so the warm path changes when a command starts, never what it
 does: the same seed gives the same bytes either way (tested). ``DIFFSTEPS_WARM=0`` turns it off, and
 ``DIFFSTEPS_WARM_IDLE`` sets the server's idle lifetime (s). Each server logs one line per job it forked
-beside its socket (``<key>.log``).
+beside its socket (``<key>.log``: time, pid, working directory, arguments). Inside a SLURM job (``SLURM_JOB_ID``
+set) every command runs cold, in the job's own allocation.
 
 The server is keyed by the interpreter, its ``sys.path`` and the environment variables read when the
 libraries load (threads of OpenMP/BLAS, ``PYTHON*``), so a different venv, checkout or thread setting
@@ -55,8 +56,11 @@ _CHUNK = 1 << 16
 
 
 def enabled() -> bool:
-    return (os.environ.get("DIFFSTEPS_WARM", "1") != "0" and hasattr(os, "fork")
-            and hasattr(socket, "send_fds") and hasattr(socket, "AF_UNIX"))
+    # Not inside a batch job (SLURM_JOB_ID): a server's fork runs outside the job that asked for it, so the job's
+    # memory, CPUs, GPU and cgroup would not hold its work, and a server started by one job dies with that job.
+    # A batch job pays its start-up once; its compute dwarfs it.
+    return (os.environ.get("DIFFSTEPS_WARM", "1") != "0" and "SLURM_JOB_ID" not in os.environ
+            and hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "AF_UNIX"))
 
 
 def _client_path() -> list[str]:
@@ -281,7 +285,8 @@ def serve(path: Path, idle: float = IDLE_SECONDS) -> None:
             if pid == 0:
                 server.close()
                 _child(conn, request, fds)
-            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {pid}: {' '.join(request['argv'])}", flush=True)
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {pid} in {request['cwd']}: {' '.join(request['argv'])}",
+                  flush=True)
             for fd in fds:
                 os.close(fd)
             conn.close()

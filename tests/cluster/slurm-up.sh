@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A single-node SLURM cluster on this machine, for the cluster tests (tests/cluster/): two partitions on one node,
-# `cpu` (the default) and `gpu`, and one fake GPU (gres gpu:1 backed by /dev/null). Needs root and Debian's
-# packages (slurm-wlm, munge: installed here when missing). No systemd: the daemons are started directly.
+# `gpu` (SLURM's default, so that a job reaches `cpu` only when the profile sends it there) and `cpu`, and one fake
+# GPU (gres gpu:1 backed by /dev/null). Needs root and Debian's packages (slurm-wlm, munge: installed here when
+# missing). No systemd: the daemons are started directly.
 # Undo with tests/cluster/slurm-down.sh. Idempotent: a cluster already up is left as it is.
 set -euo pipefail
 
@@ -39,9 +40,6 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-# every finished job, with its partition and state, for the tests (there is no sacct history without slurmdbd)
-JobCompType=jobcomp/filetxt
-JobCompLoc=/var/log/slurm/jobcomp.log
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # the node's figures below override what slurmd detects, so that jobs asking for 16 CPUs or 32 GB fit
@@ -56,10 +54,11 @@ SlurmdLogFile=/var/log/slurm/slurmd.log
 ReturnToService=2
 # a cancelled job gets SIGTERM, then SIGKILL 5 s later (pre-emption test)
 KillWait=5
-MinJobAge=600
+# finished jobs stay in scontrol's view for an hour: the tests read them after the whole run
+MinJobAge=3600
 NodeName=${node} CPUs=16 Boards=1 SocketsPerBoard=1 CoresPerSocket=16 ThreadsPerCore=1 RealMemory=256000 Gres=gpu:1 State=UNKNOWN
-PartitionName=cpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-PartitionName=gpu Nodes=ALL MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=cpu Nodes=ALL MaxTime=INFINITE State=UP
 CONF
 echo "Name=gpu File=/dev/null" > /etc/slurm/gres.conf
 

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def results_of(repo: Path) -> tuple[dict[str, str], pd.Series]:
     samples = {str(p.relative_to(repo)): sha256_file(p) for p in sorted((repo / "results/samples").rglob("*.npz"))}
     df = pd.read_csv(repo / "reports/results.csv")
     df = df[~df.metric.str.contains("seconds|memory")]  # what the machine measured of a job, not a result
-    keys = ["method", "sampler", "spacing", "variance", "nfe", "train_seed", "seed", "metric", "feature_extractor"]
+    keys = ["method", "sampler", "spacing", "variance", "nfe", "train_seed", "seed", "metric", "feature_extractor", "n"]
     return samples, df.set_index(keys)["value"].sort_index()
 
 
@@ -121,6 +122,15 @@ def test_the_profile_sends_every_job_through_slurm_and_matches_a_local_run(tmp_p
         assert job["TimeLimit"] == f"{hours:02d}:{minutes:02d}:00", (rule, job["TimeLimit"], need)  # under a day
         assert int(job["NumCPUs"]) == resources.job_threads(cfg, rule), (rule, job["NumCPUs"])
     assert seen == planned
+    # every job ran cold in its own allocation (diffsteps.warm stays off under SLURM): no warm server forked work
+    # for the cluster's repository, while the local run beside it went through one
+    forked = "".join(p.read_text() for p in Path(tempfile.gettempdir()).glob(f"diffsteps-warm-{os.getuid()}/*.log"))
+    assert f" in {cluster}:" not in forked and f" in {local}:" in forked
+    # so Snakemake's benchmark files hold each job's own peak RSS (MiB) and wall time: within what it asked for
+    for tsv in sorted((cluster / "results/benchmarks").rglob("*.tsv")):
+        rule = tsv.relative_to(cluster / "results/benchmarks").parts[0]
+        used, need = pd.read_csv(tsv, sep="\t").iloc[0], resources.job_resources(cfg, rule)
+        assert 100 < used["max_rss"] <= need["mem_mb"] and used["s"] <= 60 * need["runtime"], (tsv, dict(used), need)
     assert any(resources.on_gpu(cfg, rule) for rule in seen) and not all(resources.on_gpu(cfg, r) for r in seen)
 
     samples, metrics = results_of(cluster)

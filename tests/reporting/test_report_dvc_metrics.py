@@ -43,6 +43,7 @@ def test_cells_are_means_over_training_and_sampling_seeds():
 
 
 def test_the_file_is_strict_json_without_non_finite_numbers():
+    """DVC reads metrics strictly; ok rows are finite by the row schema, and "never reached" is a string."""
     got = study_metrics(to_frame(study()), S)
     text = json.dumps(got, allow_nan=False)  # DVC reads it with a strict parser: no NaN or Infinity
     assert all(not (isinstance(v, float) and math.isinf(v)) for v in json.loads(text)["converged_fid"].values())
@@ -65,3 +66,4 @@ def test_the_spacing_is_named_where_the_study_has_several():
     rows += [dict(r, spacing="quad", value=r["value"] * 0.5) for r in rows if r["sampler"] == "ddim-eta0"]
     got = study_metrics(to_frame(rows), S)["steps_needed"]["ddpm"]
     assert got["ddim-eta0"]["spacing"] == "quad" and got["heun"]["spacing"] == "uniform"
+

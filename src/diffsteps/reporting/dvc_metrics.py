@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from .steps import Needed, Settings, answer, best_spacing, quality_rows
+from .steps import Needed, Settings, answer, best_spacing, quality_rows, several_spacings
 from .summary import missing, seed_summary, text
 
 
@@ -34,7 +34,7 @@ def study_metrics(df: pd.DataFrame, s: Settings) -> dict[str, Any]:
     steps: dict[str, dict[str, Any]] = {}
     converged: dict[str, float] = {}
     answers = answer(df, s)
-    several = len({sp for a in answers for _, sp in a.to_own}) > 1  # as in the report: a spacing only if it varies
+    several = several_spacings(answers)  # as in the report: a spacing only where it varies
     for a in answers:
         converged[a.method] = a.converged
         row = {}

@@ -244,6 +244,11 @@ def _sentence(a: RunAnswer, s: Settings) -> str:
     return "; ".join(parts) + f" ({seeds})."
 
 
+def several_spacings(answers: Sequence[RunAnswer]) -> bool:
+    """Whether the answers span several spacings: only then does a cell name the spacing that needs the fewest NFE."""
+    return len({sp for a in answers for _, sp in a.to_own}) > 1
+
+
 def steps_blocks(df: pd.DataFrame, s: Settings) -> list[Block]:
     """The report's opening section: the table (one row per run, one column per sampler), the same for DDPM's
     target and for the solver error, then one sentence per run and the caveats."""
@@ -251,8 +256,7 @@ def steps_blocks(df: pd.DataFrame, s: Settings) -> list[Block]:
     if not answers:
         return [Paragraph(f"No {s.metric} rows: the question cannot be answered from this run.")]
     samplers = list(dict.fromkeys(s.samplers or sorted({smp for a in answers for smp, _ in a.to_own})))
-    spacings = {sp for a in answers for _, sp in a.to_own}
-    several = len(spacings) > 1
+    several = several_spacings(answers)
 
     def table(attr: str, caption: str, only: Sequence[str] | None = None) -> Table:
         use = [smp for smp in samplers if only is None or smp in only]

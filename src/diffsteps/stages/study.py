@@ -79,7 +79,8 @@ def run_resources(args) -> int:
     cfg = load_config(args.params)
     memory = args.gpu_memory_mib or _gpu_memory_mib()
     totals = resources.suggested_totals(memory, args.cores) if memory else None
-    print(f"{'stage':28} {'threads':>7} {'mem_mb':>7} {'runtime':>8} {'gpu':>3} {'gpu_mem_mb':>10} {'jobs at once':>13}")
+    print(f"{'stage':28} {'threads':>7} {'mem_mb':>7} {'runtime':>8} {'gpu':>3} {'gpu_mem_mb':>10} "
+          f"{'jobs at once':>13}")
     for stage in STAGE:
         need = resources.job_resources(cfg, stage)
         at_once = resources.concurrent_jobs(cfg, stage, totals) if totals and "gpu" in need else "-"
