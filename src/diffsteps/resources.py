@@ -75,11 +75,17 @@ def unet_units(cfg: StudyConfig) -> int:
     return sum(cfg.model.channels * mult * (side // 2**level) ** 2 for level, mult in enumerate(cfg.model.channel_mult))
 
 
+def _level_weights(cfg: StudyConfig) -> list[int]:
+    """The 3×3 weights of each level of the UNet: two convolutions per residual block, 2·blocks + 1 blocks a level,
+    each at most 2·width in and width out."""
+    return [9 * 2 * (cfg.model.channels * m) ** 2 * 2 * (2 * cfg.model.num_res_blocks + 1)
+            for m in cfg.model.channel_mult]
+
+
 def unet_parameters(cfg: StudyConfig) -> int:
-    """An upper bound on the UNet's parameters from its widths: 3×3 convolutions dominate (two per residual
-    block, 2·blocks + 1 blocks a level and three in the middle, each at most 2·width in and width out)."""
-    widths = [cfg.model.channels * m for m in cfg.model.channel_mult]
-    return sum(9 * 2 * w * w * 2 * (2 * cfg.model.num_res_blocks + 1) for w in widths) + 9 * 2 * widths[-1] ** 2 * 3
+    """An upper bound on the UNet's parameters from its widths: 3×3 convolutions dominate (the levels', and three
+    blocks in the middle at the last width)."""
+    return sum(_level_weights(cfg)) + 9 * 2 * (cfg.model.channels * cfg.model.channel_mult[-1]) ** 2 * 3
 
 
 def _unet_forward_mib(cfg: StudyConfig, batch: int) -> float:
@@ -165,13 +171,9 @@ RUNTIME_FLOOR_MIN = 10
 
 
 def unet_flops(cfg: StudyConfig) -> float:
-    """Forward FLOPs of the study's UNet on one image: 2 × Σ_level (the level's 3×3 weights, as in
-    :func:`unet_parameters`) × side_level²."""
+    """Forward FLOPs of the study's UNet on one image: 2 × Σ_level (the level's 3×3 weights) × side_level²."""
     _, side = image_shape(cfg.data)
-    blocks = 2 * (2 * cfg.model.num_res_blocks + 1)
-    per_level = [9 * 2 * (cfg.model.channels * m) ** 2 * blocks * (side // 2**level) ** 2
-                 for level, m in enumerate(cfg.model.channel_mult)]
-    return 2.0 * sum(per_level)
+    return 2.0 * sum(w * (side // 2**level) ** 2 for level, w in enumerate(_level_weights(cfg)))
 
 
 def data_mib(cfg: StudyConfig) -> float:

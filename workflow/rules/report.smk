@@ -1,12 +1,14 @@
+REPORT_OUTPUTS = stage_outputs("report")  # results.csv, report.md, report.html, metrics.json (cells.LAYOUT)
+
+
 rule report:
     input:
         unpack(get_report_inputs),
         code=list(plan.STAGE["report"].modules),
     output:
-        csv=report("reports/results.csv", category="Results", caption="../report/results.rst"),
-        md="reports/report.md",
-        html="reports/report.html",
-        metrics="reports/metrics.json",
+        # the tidy table is also an item of Snakemake's own report
+        csv=report(REPORT_OUTPUTS.pop("csv"), category="Results", caption="../report/results.rst"),
+        **REPORT_OUTPUTS,
     params:
         values=stage_params("report"),
         reads=stage_keys("report"),

@@ -87,8 +87,8 @@ def run_resources(args) -> int:
         print(f"{stage:28} {resources.job_threads(cfg, stage):>7} {need['mem_mb']:>7} {need['runtime']:>8} "
               f"{need.get('gpu', '-'):>3} {need.get('gpu_mem_mb', '-'):>10} {at_once:>13}")
     print("(runtime in minutes: what a batch system such as SLURM is told, README \"Cluster\")")
-    if cfg.train.device == "cpu":
-        return 0  # no job takes a GPU
+    if not any(resources.on_gpu(cfg, stage) for stage in STAGE):
+        return 0  # train.device: cpu, no job takes a GPU
     if totals is None:
         print("no GPU found (nvidia-smi): give its memory with --gpu-memory-mib to get the --resources to use")
         return 0
