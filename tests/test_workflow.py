@@ -23,7 +23,7 @@ from diffsteps.metrics.fidelity import METRICS
 from diffsteps.features.inception_weights import NO_LOGITS
 from diffsteps.reporting.summary import QUALITY_METRICS
 
-from .workflow_repo import BARE_ENV, dry_run_jobs, dvc_changed, dvc_changed_stages, set_param, sh
+from .workflow_repo import BARE_ENV, ENV, dry_run_jobs, dvc_changed, dvc_changed_stages, set_param, sh
 
 
 @pytest.mark.slow
@@ -281,3 +281,104 @@ def test_every_job_asked_for_the_memory_and_time_it_used(smoke):
     for rule, metric in (("train", "training_peak_memory_mb"), ("sample", "sampling_peak_memory_mb")):
         peaks = df.loc[(df["metric"] == metric) & (df["status"] == "ok"), "value"]
         assert len(peaks) and peaks.max() <= resources.job_resources(cfg, rule)["mem_mb"], (rule, peaks.max())
+
+
+# ---- a rerun recomputes: training's resumable state belongs to the code and params that wrote it, one writer each
+
+MODEL = "results/models/digits/ddpm/train0/model.pt"
+LOG = "logs/train/digits/ddpm/train0.log"
+CELL_STATE = ".cache/resume/digits/ddpm/train0"
+
+
+def _ema(repo) -> dict:
+    import torch
+
+    return torch.load(repo / MODEL, weights_only=True)["ema"]
+
+
+def _same(a: dict, b: dict) -> bool:
+    import torch
+
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _kill_training_after_a_checkpoint(repo, env) -> int:
+    """Start `snakemake -f` of the DDPM model, wait for its first checkpoint, SIGKILL the job's own process (a child
+    of Snakemake, as a user or a batch system kills it), stop Snakemake; return the PID that held the cell's lock."""
+    import subprocess
+
+    import psutil
+
+    snake = subprocess.Popen(["snakemake", "--cores", "1", "-f", MODEL], cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    lock, deadline = repo / CELL_STATE / "lock", time.monotonic() + 180
+    while not (lock.exists() and lock.read_text().strip() and list((repo / CELL_STATE).glob("*/checkpoint.pt"))):
+        assert snake.poll() is None and time.monotonic() < deadline, "training never wrote a checkpoint"
+        time.sleep(0.1)
+    jobs = [p for p in psutil.Process(snake.pid).children(recursive=True) if "train" in p.cmdline()]
+    assert len(jobs) == 1, [p.cmdline() for p in jobs]
+    # the rule execs the command: the job's shell is the Python process itself, nothing sits between them
+    assert jobs[0].cmdline()[:3] == [sys.executable, "-m", "diffsteps"] and jobs[0].ppid() == snake.pid
+    jobs[0].kill()
+    snake.wait(timeout=120)
+    return int(lock.read_text())
+
+
+@pytest.mark.slow
+def test_a_killed_training_job_leaves_no_process_writing_its_state(smoke, tmp_path):
+    """kill -9 of a training job's process (warm start on): the worker that held the cell's lock is gone within
+    seconds, its checkpoint stops changing, and the rerun resumes from it."""
+    import psutil
+
+    repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
+    set_param(repo, "train.images", 32 * 200)
+    writer = _kill_training_after_a_checkpoint(repo, ENV)
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(writer) and psutil.Process(writer).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, f"process {writer} still holds the training state of a killed job"
+        time.sleep(0.1)
+    (checkpoint,) = (repo / CELL_STATE).glob("*/checkpoint.pt")
+    seen = checkpoint.stat().st_mtime_ns
+    time.sleep(2)
+    assert checkpoint.stat().st_mtime_ns == seen
+    sh(repo, "snakemake", "--cores", "1", MODEL)
+    assert "resumed from its checkpoint at step" in (repo / LOG).read_text()
+
+
+@pytest.mark.slow
+def test_a_forced_rerun_retrains(smoke, tmp_path):
+    """A finished run keeps no resumable state, so `snakemake -f` and `dvc repro -f` train from step 0 (the same
+    bytes: the same seed on the CPU gives the same weights)."""
+    repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
+    before = _ema(repo)
+    assert not list((repo / CELL_STATE).glob("*/checkpoint.pt"))
+    sh(repo, "snakemake", "--cores", "1", "-f", MODEL)
+    assert "started at step 0/" in (repo / LOG).read_text() and _same(_ema(repo), before)
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc:
+        (name,) = [s.name for s in dvc.index.stages if MODEL in {os.path.relpath(o.fs_path, repo) for o in s.outs}]
+    (repo / LOG).unlink()
+    sh(repo, "dvc", "repro", "-f", "--single-item", name)
+    assert "started at step 0/" in (repo / LOG).read_text() and _same(_ema(repo), before)
+
+
+@pytest.mark.slow
+def test_a_code_edit_of_training_retrains_from_step_zero(smoke, tmp_path):
+    """The issue's case: state that the old code left (a run killed after a checkpoint), then a real change of the
+    loss. Snakemake reruns the model (its code changed), training starts at step 0 instead of resuming, and the
+    weights differ from the old code's."""
+    repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
+    env = {**ENV, "PYTHONPATH": str(repo / "src")}  # the jobs run the repository's copy of the package, edits included
+    set_param(repo, "train.images", 32 * 200)
+    sh(repo, "snakemake", "--cores", "1", MODEL, env=env)
+    trained = _ema(repo)
+    _kill_training_after_a_checkpoint(repo, env)
+    assert list((repo / CELL_STATE).glob("*/checkpoint.pt")), "the old code's state to resume into"
+    loss = repo / "src/diffsteps/objectives.py"
+    loss.write_text(loss.read_text().replace("return self.process.loss(", "return 0.0 * self.process.loss("))
+    assert "train" in dry_run_jobs(repo, MODEL)
+    sh(repo, "snakemake", "--cores", "1", MODEL, env=env)
+    log = (repo / LOG).read_text()
+    assert "started at step 0/200" in log and "resumed" not in log, log
+    assert not _same(_ema(repo), trained)

@@ -42,3 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         # one line naming what is wrong, exit status 2, no traceback
         print(f"diffsteps {args.command}: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
+    except BlockingIOError as exc:
+        # another live process holds the state this command would write (training.resume: its PID is named); this
+        # one has written nothing: exit EX_TEMPFAIL
+        print(f"diffsteps {args.command}: error: {exc.strerror}", file=sys.stderr)
+        return 75

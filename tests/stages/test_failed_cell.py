@@ -78,7 +78,7 @@ def test_collapsed_gan_is_a_failed_cell_with_its_curves_and_last_good_checkpoint
     log = pd.read_csv(model / "loss.csv")
     assert {"d_loss", "r1", "d_accuracy"} <= set(log.columns) and 0 < len(log) and log.step.max() < failed_at
     assert log.d_accuracy.iloc[-1] == 1.0
-    (checkpoint,) = (tmp_path / ".cache/resume").glob("*/checkpoint.pt")
+    (checkpoint,) = (tmp_path / ".cache/resume/digits/ddgan/T1/train0").glob("*/checkpoint.pt")  # kept: the run failed
     assert 0 < torch.load(checkpoint, weights_only=True)["step"] < failed_at
     assert plot_training_diagnostics({"ddgan T1 train0": model / "loss.csv"}, tmp_path / "d.png").stat().st_size > 0
     samples = tmp_path / "s"

@@ -34,7 +34,9 @@ wildcard_constraints:
     **plan.WILDCARD_CONSTRAINTS,
 
 
-PY = f"{sys.executable} -m diffsteps"  # the interpreter that runs Snakemake (the venv's)
+# the interpreter that runs Snakemake (the venv's), exec'd: the job's shell becomes the command, so a job that is
+# killed (by Snakemake, SLURM or kill -9) leaves no process behind it still writing its outputs
+PY = f"exec {sys.executable} -m diffsteps"
 # what every command is told: the params file, and the stage and params keys its record saves
 CELL = "--params params.yaml --stage {rule} --keys {params.reads}"
 LOGS = "logs"

@@ -6,9 +6,10 @@ of ``probe_n`` samples of the EMA generator at its T, in the study's domain feat
 training statistics (``--stats``, ``--weights``, ``--domain-meta``; the split's hash from ``--data-dir``). GAN failure shows up
 there before the run ends.
 
-Resumable state lives in ``.cache/resume/<hash>``, keyed by the hash of the resolved config slice
-and the cell, outside DVC's declared outputs (DVC deletes those before it runs a stage), so a
-killed run continues where it stopped and never resumes into a run with other parameters.
+Resumable state lives in ``.cache/resume/<dataset>/<model>/train<seed>/<key>`` (:mod:`~.training.resume`), keyed
+by the params slice, the cell, the training data and the code this command runs, and held under the cell's lock for
+the whole job: a killed run continues where it stopped, never into the state of other params or code, and a run
+that finished removes its state, so a forced rerun retrains.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from ..rows import make_row
 from ..models.unet import count_parameters
 from ..training.checkpoint import load_ema_model
 from ..training.loop import train
+from ..training.resume import ResumeState, loaded_code_digest
 from .common import add_common, cell_config, record, resolve_device, run_cell, setup
 
-RESUME_ROOT = Path(".cache/resume")
 
 
 def register(sub) -> None:
@@ -47,13 +48,15 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def resume_dir(params: dict, method: str, seed: int, data_sha256: str, T: int | None = None) -> Path:
-    """Keyed by the params slice the cell reads (:func:`~.common.cell_config`), the cell (with T for a fixed-T
-    run) and the training data's content hash."""
-    key = {"params": params, "method": method, "seed": seed, "data": data_sha256}
-    if T is not None:
-        key["T"] = T
-    return RESUME_ROOT / config_hash(key)
+def resume_state(cfg, args, data_sha256: str) -> ResumeState:
+    """The cell's resumable state: its folder is the data set, the model (the run, at its T for a fixed-T run)
+    and the training seed; its key the params slice the cell reads (:func:`~.common.cell_config`), the cell, the
+    training data's content hash and the digest of the code this command runs (every package module it has loaded:
+    called once the method and its probe are imported)."""
+    model = args.method if args.T is None else f"{args.method}/T{args.T}"
+    key = {"params": cell_config(cfg, args), "method": args.method, "seed": args.train_seed, "data": data_sha256,
+           "T": args.T, "code": loaded_code_digest()}
+    return ResumeState(Path(cfg.data.dataset) / model / f"train{args.train_seed}", config_hash(key))
 
 
 def _probe_args(args, method) -> str | None:
@@ -92,9 +95,10 @@ def run(args) -> int:
             # the noise's shape over t, for the report (closed form; Gaussian is 0)
             "noise_skewness": noise_skewness(method, cfg.noise.T)}
     no_probe = _probe_args(args, method)
+    data_sha = read_json(args.data_dir / "data.json")["sha256"]["train"]
+    state = resume_state(cfg, args, data_sha)
 
     def work() -> None:
-        data_sha = read_json(args.data_dir / "data.json")["sha256"]["train"]
         probe = None
         if not no_probe:
             # only the probe runs torch-fidelity (its batching and FID): a run without one never imports it, and
@@ -102,8 +106,7 @@ def run(args) -> int:
             from ..training.probe import domain_fid_probe
 
             probe = domain_fid_probe(method, cfg, args.stats, args.weights, data_sha, device)
-        res = train(method, images, cfg.train, args.train_seed, out,
-                    resume_dir(cell_config(cfg, args), args.method, args.train_seed, data_sha, args.T), device,
+        res = train(method, images, cfg.train, args.train_seed, out, state.dir, device,
                     progress=not args.no_progress, probe=probe,
                     probe_every=method.options.probe_every if probe else 0)
         rows = [make_row(**ident, n=res.images_seen, metric=m, value=v) for m, v in (
@@ -115,6 +118,7 @@ def run(args) -> int:
                   "log_snr": method.log_snr_curve(model), "probe": no_probe or "domain FID"}
         atomic_write_json(out / "train.json", record(cfg, args, device=device, cell=cell, rows=rows,
                                                 result=result))
+        state.finished()  # every output is written: a rerun of this cell trains from step 0
 
     def failed(message: str) -> None:
         # placeholders that cannot be mistaken for a model: train.json says why, downstream cells fail in turn
@@ -124,4 +128,5 @@ def run(args) -> int:
         atomic_write_json(out / "train.json", record(cfg, args, status="failed", error=message,
                                                      device=device, cell=cell))
 
-    return run_cell(work, failed)
+    with state.hold():  # one writer per cell, for the whole job (a second one fails here, having written nothing)
+        return run_cell(work, failed)

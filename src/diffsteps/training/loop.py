@@ -254,8 +254,8 @@ def train(method: Method, train_images: np.ndarray, cfg: TrainConfig, seed: int,
     Writes ``out_dir/model.pt`` (EMA weights) and ``out_dir/loss.csv`` (one row every ``log_every`` steps and at
     the end: step, images_seen, the learner's values averaged since the previous row, lr, training seconds so
     far and, with a ``probe``, its value on the EMA model every ``probe_every`` steps and at the end, else nan),
-    and keeps ``resume_dir/checkpoint.pt`` (a re-run of a finished run only rewrites the outputs) with
-    ``resume_dir/config.json`` saying which run it belongs to. Sets the global torch seed. Probe time is not
+    and keeps ``resume_dir/checkpoint.pt`` with ``resume_dir/config.json`` saying which run it belongs to (the
+    caller removes them once its outputs are written: :mod:`.resume`). Sets the global torch seed. Probe time is not
     training time: ``seconds`` excludes it.
     """
     _check_images(train_images, method)
@@ -267,9 +267,10 @@ def train(method: Method, train_images: np.ndarray, cfg: TrainConfig, seed: int,
     if not run.resume():
         atomic_write_json(resume_dir / "config.json", run.fingerprint)
     resumed_from = run.step
-    if resumed_from:  # a killed or pre-empted job's rerun says where it picked up (tests/cluster: pre-emption)
-        log.info("train %s seed %d: resumed from its checkpoint at step %d/%d", method.name, seed, resumed_from,
-                 cfg.steps)
+    # where it picked up: a killed or pre-empted job's rerun resumes (tests/cluster: pre-emption), anything else
+    # (new code, new params, a finished run forced again) starts at step 0
+    log.info("train %s seed %d: %s at step %d/%d", method.name, seed,
+             "resumed from its checkpoint" if resumed_from else "started", resumed_from, cfg.steps)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for net in run.learner.networks():
