@@ -90,16 +90,10 @@ def test_undefined_run_lists_the_defined_ones(raw):
 
 
 def test_unknown_family_lists_the_registered_ones(raw):
-    from diffsteps.registry import METHODS
-
     raw["method_config"]["magic"] = {"family": "magic"}
-    with pytest.raises(ConfigError, match=r"method_config.magic.family = 'magic'.*must be one of \['ddpm'"):
+    with pytest.raises(ConfigError, match=r"method_config.magic.family = 'magic'.*must be one of the method families "
+                                          r"\['ddgan', 'ddgm', 'ddpm', 'mixture', 'vdm'\]"):
         validate_mapping(raw)
-    # the schema's families, the options types and the method registry name the same families
-    from diffsteps.params import load_schema
-    from diffsteps.method_options import FAMILY_OPTIONS
-    schema_families = load_schema()["properties"]["method_config"]["additionalProperties"]["properties"]["family"]
-    assert sorted(schema_families["enum"]) == sorted(FAMILY_OPTIONS) == sorted(METHODS)
 
 
 @pytest.mark.parametrize("run,entry,key,expected", [
@@ -121,12 +115,13 @@ def test_bad_run_options_name_the_key(raw, run, entry, key, expected):
 
 def test_reference_runs_must_be_in_the_study(raw):
     raw["sampling"]["reference"]["methods"] = ["mixture", "ddgm_skewed_l2"]
-    with pytest.raises(ConfigError, match=r"sampling.reference.methods\[1\] = 'ddgm_skewed_l2'.*must be one of methods"):
+    with pytest.raises(ConfigError, match=r"sampling.reference.methods\[1\] = 'ddgm_skewed_l2'.*must be one of the runs sampled"):
         validate_mapping(raw)
 
 
 def test_run_options_are_typed():
-    from diffsteps.method_options import DDGMOptions, MixtureOptions, PhiSchedule
+    from diffsteps.families.ddgm import DDGMOptions
+    from diffsteps.families.mixture import MixtureOptions, PhiSchedule
 
     cfg = validate_mapping(yaml.safe_load(preset_path("smoke").read_text()))
     assert cfg.method_config["ddgm"] == DDGMOptions(family="ddgm", theta0=0.1, loss="l1")
@@ -151,11 +146,10 @@ def test_cross_field_rules(raw, dotted, value, expected):
 def test_replicates_are_validated(raw):
     raw["train"]["replicates"] = {"methods": ["ddpm"], "seeds": [1, 2]}
     raw["sampling"]["reference"]["methods"] = ["ddpm"]
-    raw["evaluation"]["nll"]["replicates"] = ["ddpm"]
     cfg = validate_mapping(raw)
     assert cfg.train.seeds_of("ddpm") == (*cfg.train.seeds, 1, 2) and cfg.train.seeds_of("ddgm") == cfg.train.seeds
-    with pytest.raises(ConfigError, match=r"train.replicates.methods\[0\] = 'ddgan'.*must be one of methods"):
-        validate_mapping(_set(copy.deepcopy(raw), "train.replicates.methods", ["ddgan"]))
+    with pytest.raises(ConfigError, match=r"train.replicates.methods\[0\] = 'ddgm'.*must be one of methods"):
+        validate_mapping(_set(copy.deepcopy(raw), "train.replicates.methods", ["ddgm"]))  # defined, not in the study
     with pytest.raises(ConfigError, match=r"train.replicates.seeds\[0\] = \d+ .*must not be one of train.seeds"):
         validate_mapping(_set(copy.deepcopy(raw), "train.replicates.seeds", list(cfg.train.seeds[:1])))
     with pytest.raises(ConfigError, match=r"sampling.reference.methods\[0\] = 'ddpm'.*train.replicates.methods"):
@@ -168,7 +162,6 @@ def test_replicate_grids_repeat_every_cell_of_the_replicated_runs(raw):
 
     raw["train"]["replicates"] = {"methods": ["ddpm"], "seeds": [7]}
     raw["sampling"]["reference"]["methods"] = ["ddpm"]
-    raw["evaluation"]["nll"]["replicates"] = ["ddpm"]
     cfg = to_plain(validate_mapping(raw))
     base = [w for w in cells.iter_wildcards(cfg, "sample") if w["method"] == "ddpm" and w["ts"] == cfg["train"]["seeds"][0]]
     extra = [w for w in cells.iter_wildcards(cfg, "sample") if w["ts"] == 7]
@@ -180,19 +173,35 @@ def test_replicate_grids_repeat_every_cell_of_the_replicated_runs(raw):
 
 
 def test_bound_runs_are_validated_against_the_families_declarations(raw):
-    """evaluation.nll.methods lists runs whose family defines a bound (the others are no job at all), and
-    evaluation.nll.replicates is exactly those of them that train.replicates replicates."""
+    """evaluation.nll.methods lists runs whose family defines a bound (the others are no job at all); a replicated
+    bounded run gets the bound of each of its training runs, with nothing more to say."""
+    from diffsteps import cells
+
     assert validate_mapping(raw).evaluation.nll.methods == ("ddpm", "vdm")
-    for run in ("ddgm_skewed", "mixture"):
+    for run in ("ddgm_skewed", "mixture", "ddgan"):
         with pytest.raises(ConfigError, match=rf"evaluation.nll.methods\[1\] = '{run}'.*defines no bound .*the runs "
                                               r"with one are \['ddpm', 'vdm'\]"):
             validate_mapping(_set(copy.deepcopy(raw), "evaluation.nll.methods", ["ddpm", run]))
-    with pytest.raises(ConfigError, match=r"evaluation.nll.methods\[0\] = 'ddgan'.*must be one of methods"):
-        validate_mapping(_set(copy.deepcopy(raw), "evaluation.nll.methods", ["ddgan"]))
     raw["train"]["replicates"] = {"methods": ["ddgm_skewed", "vdm", "ddpm"], "seeds": [7]}
     raw["sampling"]["reference"]["methods"] = ["ddpm"]
-    raw["evaluation"]["nll"]["replicates"] = ["ddpm"]
-    with pytest.raises(ConfigError, match=r"evaluation.nll.replicates = \['ddpm'\] .*must be \['vdm', 'ddpm'\]"):
-        validate_mapping(raw)
-    raw["evaluation"]["nll"]["replicates"] = ["vdm", "ddpm"]
-    assert validate_mapping(raw).evaluation.nll.replicates == ("vdm", "ddpm")
+    validate_mapping(raw)
+    bounds = {(w["method"], w["ts"]) for w in cells.iter_wildcards(raw, "nll")}
+    assert bounds == {(run, ts) for run in ("ddpm", "vdm") for ts in (*raw["train"]["seeds"], 7)}
+
+
+def test_a_run_with_a_chain_of_its_own_has_its_own_grid(raw):
+    """DDGAN's step counts are an option of its run: one model per T, sampled at NFE = T with its own sampler; it
+    cannot take the study's reference chain, and its T are checked like any option."""
+    from diffsteps import cells
+
+    ddgan = raw["method_config"]["ddgan"]
+    models = [w["model"] for w in cells.iter_wildcards(raw, "train") if w["method"] == "ddgan"]
+    assert models == [f"ddgan/T{T}" for T in ddgan["T"] for _ in raw["train"]["seeds"]]
+    own = [w for w in cells.iter_wildcards(raw, "sample") if w["method"] == "ddgan"]
+    assert {(w["sampler"], w["spacing"], w["budget"]) for w in own} == {("ancestral-betatilde", "uniform", T)
+                                                                        for T in ddgan["T"]}
+    with pytest.raises(ConfigError, match=r"sampling.reference.methods\[0\] = 'ddgan'.*sampled at every budget"):
+        validate_mapping(_set(copy.deepcopy(raw), "sampling.reference.methods", ["ddgan"]))
+    for T, expected in (([1, 1], "non-unique"), ([0], "must be ≥ 1"), ([], "should be non-empty")):
+        with pytest.raises(ConfigError, match=r"method_config.ddgan.T.*" + re.escape(expected)):
+            validate_mapping(_set(copy.deepcopy(raw), "method_config.ddgan.T", T))

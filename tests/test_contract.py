@@ -1,29 +1,71 @@
-"""One contract for every registered noise process and method, with no per-class special cases."""
+"""One contract for every registered family (its torch-free declaration), noise process and method, with no
+per-class special cases."""
 
 import dataclasses
+import importlib
 
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 
-from diffsteps.sampler_registry import FIXED_T_SAMPLER, SamplerSpec
-from diffsteps.samplers import sampler_for
-from diffsteps.methods import DiffusionMethod, Method
-from diffsteps.noise import NoiseProcess, Schedule, make_betas
-from diffsteps.registry import METHODS, method_class
+import jsonschema
+
+from diffsteps import families
+from diffsteps.families.base import MethodOptions
+from diffsteps.methods import method_class
+from diffsteps.methods.base import Method
+from diffsteps.methods.diffusion import DiffusionMethod
+from diffsteps.noise.base import NoiseProcess
+from diffsteps.noise.schedule import Schedule, make_betas
 from diffsteps.rng import BatchRNG
+from diffsteps.sampler_registry import SAMPLERS, SamplerSpec
+from diffsteps.samplers import sampler_for
+from diffsteps.spacing import SPACINGS
 
 SHAPE = (4, 1, 8, 8)
 
 
 RUNS = ["ddpm", "ddgm", "mixture", "vdm", "ddgan"]  # the smoke preset's runs: one per family (checked below)
-T_FIXED = 3  # the step count a fixed-T run is built at here; the others are sampled at this budget
+T_FIXED = 3  # the step count a model per T (DDGAN) is built at here; the others are sampled at this budget
+
+
+def _method(family):
+    return importlib.import_module(f"diffsteps.methods.{family}").METHOD
 
 
 def _build(cfg, run):
-    """A run's method as the stages build it: a fixed-T run (DDGAN) at its T, the others without one."""
-    return method_class(cfg, run)(cfg, run, SHAPE[1:], T_FIXED if cfg.method_config[run].fixed_T else None)
+    """A run's method as the stages build it: a family with a model per T (DDGAN) at one T, the others without."""
+    per_T = "budget" in type(cfg.method_config[run]).grid.models
+    return method_class(cfg, run)(cfg, run, SHAPE[1:], T_FIXED if per_T else None)
+
+
+@pytest.mark.parametrize("family", families.names())
+def test_family_declaration_contract(family):
+    """Every family module declares its options (named by the module), a valid schema that the registry fixes the
+    family in, a grid whose models and cells are its own, and traits the sampler registry can read; its method's
+    module names the same options."""
+    cls = families.options_type(family)
+    assert issubclass(cls, MethodOptions) and cls.family_name() == family and _method(family).options_type is cls
+    schema = families.entry_schema(family)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert not jsonschema.Draft202012Validator(schema).is_valid({"family": "not-" + family})
+    required = {k: [1] if k == "T" else 0.5 for k in schema.get("required", ())}  # the smallest valid entry
+    options = families.parse_run("r", {"family": family, **required})
+    assert type(options) is cls and isinstance(options.describe(), str)
+    grid = cls.grid
+    assert grid.model.startswith("{method}") and set(grid.models) <= set(grid.cells) | {"budget"}
+    for key in (*grid.models.values(), *grid.cells.values()):  # a list of the study or of the run's own options
+        assert key.startswith(("sampling.", "method_config.{run}.")), key
+        if key.startswith("method_config."):
+            assert key.rsplit(".", 1)[-1] in {f.name for f in dataclasses.fields(cls)}
+    # a family runs every sampler of the study, or has one of its own (and then a fixed chain and spacing)
+    assert cls.eps_prediction or (cls.own_sampler is not None and cls.own_spacing in SPACINGS)
+    applies = [d.kind for d in SAMPLERS.values() if d.applies_to(cls)]
+    assert applies == list(SAMPLERS) if cls.eps_prediction else applies == [SamplerSpec.parse(cls.own_sampler).kind]
+    assert not cls.probed or cls.own_sampler is not None  # a probe samples the family's own chain
+    assert isinstance(cls.gaussian_marginals, bool) and isinstance(cls.stochastic_reaches_data_law, bool)
+    assert cls.networks >= 1 and isinstance(cls.uses_noise_schedule, bool)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +81,7 @@ def _process(cfg, run):
 
 def test_smoke_runs_cover_every_noise_process(smoke_cfg):
     covered = {type(_process(smoke_cfg, run)) for run in RUNS}
-    assert covered >= {m.noise_cls for m in (METHODS[f] for f in METHODS) if issubclass(m, DiffusionMethod)}
+    assert covered >= {m.noise_cls for m in map(_method, families.names()) if issubclass(m, DiffusionMethod)}
 
 
 @pytest.mark.parametrize("run", RUNS)
@@ -59,7 +101,7 @@ def test_noise_process_contract(run, smoke_cfg, schedule):
     assert fs.x_t.shape == SHAPE and fs.eps.shape == SHAPE
     assert process.loss(torch.zeros(SHAPE), fs.eps).shape == (SHAPE[0],)
     assert process.prior_sample(SHAPE, BatchRNG(0)).shape == SHAPE
-    chain = schedule.chain(10, "uniform")
+    chain = schedule.chain(10, SPACINGS["uniform"])
     assert process.reverse_noise(SHAPE, chain, 3, BatchRNG(0)).shape == SHAPE
     assert isinstance(process.markov_forward, bool)
     assert process.nll_undefined_reason is None or len(process.nll_undefined_reason) > 20
@@ -88,8 +130,8 @@ def test_declared_markov_chain_matches_marginal(run, smoke_cfg):
 
 def test_smoke_runs_cover_every_method_family(smoke_cfg):
     """The contracts run the smoke preset's runs, so those runs must cover the registry."""
-    assert set(RUNS) == set(smoke_cfg.methods) | set(smoke_cfg.fixed_T.methods)
-    assert {smoke_cfg.method_config[run].family for run in RUNS} == set(METHODS)
+    assert set(RUNS) == set(smoke_cfg.methods)
+    assert {smoke_cfg.method_config[run].family for run in RUNS} == set(families.names())
 
 
 @pytest.mark.parametrize("run", RUNS)
@@ -112,12 +154,13 @@ def test_method_contract(run, smoke_cfg):
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
     assert model in learner.networks() and learner.health({c: float(v) for c, v in values.items()}) is None
     learner.load_state_dict(learner.state_dict())
-    # a fixed-T run samples only its own cell (FIXED_T_SAMPLER at NFE = T); the others any sampler of the study
-    spec = sampler_for(SamplerSpec.parse(FIXED_T_SAMPLER if method.T else cfg.sampling.samplers[0]))
-    gen = method.generate(model, T_FIXED, spec, "uniform", 5, 0, batch_size=2, device=torch.device("cpu"))
+    # a family with a chain of its own samples only that (its sampler at NFE = T); the others any sampler of the study
+    own = type(method.options).own_sampler
+    spec, uniform = sampler_for(SamplerSpec.parse(own or cfg.sampling.samplers[0])), SPACINGS["uniform"]
+    gen = method.generate(model, T_FIXED, spec, uniform, 5, 0, batch_size=2, device=torch.device("cpu"))
     assert gen.images.shape == (5, *SHAPE[1:]) and gen.images.dtype == np.uint8 and gen.nfe == T_FIXED
     # one seed per sample: the set does not depend on the batch size
-    again = method.generate(model, T_FIXED, spec, "uniform", 5, 0, batch_size=5, device=torch.device("cpu"))
+    again = method.generate(model, T_FIXED, spec, uniform, 5, 0, batch_size=5, device=torch.device("cpu"))
     assert np.abs(gen.images.astype(int) - again.images.astype(int)).max() <= 1
     # every bound cell is either computed (finite, per image, with its draws) or says why it is not defined
     for variance in ("betatilde", "beta", None):  # None: the continuous-time bound
@@ -125,7 +168,7 @@ def test_method_contract(run, smoke_cfg):
         if reason is not None:
             assert len(reason) > 20
             continue
-        chain = (3, variance, "uniform") if variance else (None, None, None)
+        chain = (3, variance, uniform) if variance else (None, None, None)
         terms = method.nll(model, gen.images, *chain, 0, batch_size=5, device=torch.device("cpu"))
         bpd = terms.bits_per_dim(int(np.prod(SHAPE[1:])))
         assert all(torch.isfinite(v).all() and v.shape == (5,) for v in bpd.values()) and terms.draws >= 1

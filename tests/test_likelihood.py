@@ -7,8 +7,9 @@ from scipy import stats
 
 from diffsteps.likelihood import (bits_per_dim, discretized_gaussian_log_likelihood, gaussian_kl, ancestral_vlb,
                                    reverse_variance)
-from diffsteps.noise import Schedule, make_betas
+from diffsteps.noise.schedule import Schedule, make_betas
 from diffsteps.rng import StackedRNG
+from diffsteps.spacing import SPACINGS
 
 
 def test_gaussian_kl_matches_torch_distributions():
@@ -53,7 +54,7 @@ def test_vlb_of_gaussian_data_with_exact_optimal_denoiser(variance):
     """
     m, s2, D, n = 0.1, 0.09, 4, 4000
     sched = Schedule(make_betas("linear", 1000))
-    chain = sched.chain(8, "uniform")
+    chain = sched.chain(8, SPACINGS["uniform"])
     g = torch.Generator().manual_seed(0)
     x0 = (m + s2**0.5 * torch.randn(n, 1, 2, 2, generator=g, dtype=torch.float64))
     terms = ancestral_vlb(_optimal_denoiser(m, s2, sched.alpha_bar), chain, x0, variance, StackedRNG(1, range(n)),
@@ -80,7 +81,7 @@ def test_vlb_decoder_term_against_direct_computation():
     """With a denoiser that returns x̂0 exactly at the first step, the decoder term is the discretised
     Gaussian centred on x0 with the stated variance."""
     sched = Schedule(make_betas("linear", 1000))
-    chain = sched.chain(4, "uniform")
+    chain = sched.chain(4, SPACINGS["uniform"])
     x0 = torch.tensor([-1.0, -1 + 2 * 100 / 255, 1.0], dtype=torch.float64).reshape(3, 1, 1, 1)
     ab = sched.alpha_bar
 

@@ -21,6 +21,7 @@ from diffsteps.likelihood import (bits_per_dim, discrete_decoder_nll, pixel_leve
 from diffsteps.models.unet import UNetSpec
 from diffsteps.models.vdm import VDMNetwork
 from diffsteps.noise.logsnr import alpha_sigma, build_schedule, grid_times
+from diffsteps.spacing import SPACINGS
 
 from .vdm_helpers import GaussianDenoiser
 
@@ -41,7 +42,7 @@ def expected_bounds(schedule, Ts, mu, s2, m, s2_model):
         g0, g1 = (float(v) for v in schedule.endpoints())
         out = {}
         for T in Ts:
-            gam = schedule(torch.from_numpy(grid_times(schedule, T, "uniform")).float()).double().numpy()
+            gam = schedule(torch.from_numpy(grid_times(schedule, T, SPACINGS["uniform"])).float()).double().numpy()
             err = np.array([per_dim_error(g, mu, s2, m, s2_model) for g in gam[1:]])
             out[T] = 0.5 * float(np.sum(np.expm1(np.diff(gam)) * err)) / LN2
     f = lambda g: per_dim_error(g, mu, s2, m, s2_model)  # noqa: E731

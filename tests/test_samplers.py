@@ -4,13 +4,15 @@ import torch
 from scipy import stats
 
 from diffsteps.sampler_registry import SamplerSpec
-from diffsteps.method_options import PhiSchedule
-from diffsteps.noise import GaussianNoise, Schedule, make_betas
+from diffsteps.families.mixture import PhiSchedule
+from diffsteps.noise.gaussian import GaussianNoise
+from diffsteps.noise.schedule import Schedule, make_betas
 from diffsteps.noise.gamma import GammaNoise
 from diffsteps.noise.mixture import MixtureNoise
 from diffsteps.rng import BatchRNG, StackedRNG
 from diffsteps.noise.reverse import predict_x0
 from diffsteps.samplers import ddim_sigma, sample
+from diffsteps.spacing import SPACINGS
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ SHAPE = (6, 1, 4, 4)
 
 
 def run(process, name, K, spacing="uniform", seed=0, clip=True, x_T=None):
-    chain = process.schedule.chain(K, spacing)
+    chain = process.schedule.chain(K, SPACINGS[spacing])
     return sample(toy_denoiser, process, chain, SamplerSpec.parse(name), SHAPE, StackedRNG(seed, range(SHAPE[0])),
                   clip_x0=clip, x_T=x_T)
 
@@ -40,7 +42,7 @@ def test_ddim_eta1_equals_ancestral_betatilde(process, K, spacing):
 
 
 def test_ddim_eta1_sigma_is_posterior_std(process):
-    chain = process.schedule.chain(20, "uniform")
+    chain = process.schedule.chain(20, SPACINGS["uniform"])
     for i in range(2, chain.K + 1):
         assert ddim_sigma(chain, i, 1.0) ** 2 == pytest.approx(float(chain.beta_tilde[i]), rel=1e-10)
 
@@ -67,7 +69,7 @@ def test_nfe_equals_budget_and_same_start_across_budgets(process):
 
 def test_large_variance_never_uses_the_ddim_form(process):
     """σ² = β' exceeds 1 − ᾱ'_{i−1} on short chains, so the DDIM form would need √(negative)."""
-    chain = process.schedule.chain(5, "uniform")
+    chain = process.schedule.chain(5, SPACINGS["uniform"])
     assert any(float(chain.beta[i]) > 1 - float(chain.alpha_bar[i - 1]) for i in range(2, 6))
     out = run(process, "ancestral-beta", 5)
     assert torch.isfinite(out.x0).all()
@@ -99,7 +101,7 @@ def test_gamma_sampler_approaches_gaussian_as_theta0_vanishes(process):
     θ0 = 1e-4 (every injected z has skewness ≤ 0.02) cannot be told from the Gaussian sampler's by a two-sample
     KS test, while θ0 = 0.5 (z at τ_1 = 1 has k̄ = 4e-4, almost a point mass) gives a clearly different law."""
     schedule = process.schedule
-    den, chain = gaussian_data_denoiser(schedule), schedule.chain(10, "uniform")
+    den, chain = gaussian_data_denoiser(schedule), schedule.chain(10, SPACINGS["uniform"])
     spec, shape = SamplerSpec.parse("ancestral-betatilde"), (5000, 1, 1, 1)
 
     def draw(proc, seed):
@@ -148,7 +150,7 @@ def test_gamma_last_step_adds_no_noise(process, K):
     k̄_1 = 4e-4 at θ0 = 0.5) and draws nothing at the last step (k̄_0 = 0, which would give 0/0): its output is
     exactly the noiseless posterior mean c0_1·x̂_0 + ct_1·x_1 of the last network input x_1."""
     proc = GammaNoise(process.schedule, theta0=0.5, loss="l1")
-    chain = process.schedule.chain(K, "uniform")
+    chain = process.schedule.chain(K, SPACINGS["uniform"])
     seen = []
 
     def den(x, t):

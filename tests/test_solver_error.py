@@ -5,11 +5,13 @@ import math
 import pytest
 import torch
 
-from diffsteps.noise import GaussianNoise, Schedule, make_betas
+from diffsteps.noise.gaussian import GaussianNoise
+from diffsteps.noise.schedule import Schedule, make_betas
 from diffsteps.noise.logsnr import ContinuousGaussian, build_schedule
 from diffsteps.rng import StackedRNG
 from diffsteps.sampler_registry import SamplerSpec
 from diffsteps.samplers import sample
+from diffsteps.spacing import SPACINGS
 from diffsteps.solver_error import (CONTINUOUS_START_K, CONVERGED_SHARE, cell_errors, fitted_order, reference_solve,
                                     rms_distance)
 
@@ -26,7 +28,7 @@ def eps_exact(alpha_bar_of):
 
 def solver(process, chain_of, den):
     def solve(name, K, spacing):
-        return sample(den, process, chain_of(K, spacing), SamplerSpec.parse(name), SHAPE, StackedRNG(3, range(64)),
+        return sample(den, process, chain_of(K, SPACINGS[spacing]), SamplerSpec.parse(name), SHAPE, StackedRNG(3, range(64)),
                       clip_x0=False).x0
     return solve
 

@@ -13,13 +13,15 @@ import pytest
 import torch
 from scipy import stats
 
-from diffsteps.noise import GaussianNoise, Schedule, make_betas
+from diffsteps.noise.gaussian import GaussianNoise
+from diffsteps.noise.schedule import Schedule, make_betas
 from diffsteps.noise.logsnr import ContinuousGaussian, build_schedule
 from diffsteps.noise.schedule import Chain
 from diffsteps.spacing import karras_sigmas
 from diffsteps.rng import BatchRNG
 from diffsteps.sampler_registry import SAMPLERS, SamplerSpec, registered_names
 from diffsteps.samplers import SAMPLER_FUNCTIONS, sample
+from diffsteps.spacing import SPACINGS
 
 MU, S = 0.3, 0.5
 EVERY = list(registered_names())  # every registered sampler: a new one is tested here without an edit
@@ -93,9 +95,9 @@ def test_nfe_is_exact(name, K, continuous):
     spec = SamplerSpec.parse(name)
     if continuous:
         proc = ContinuousGaussian(build_schedule("fixed_linear"))
-        chain = proc.chain(K, "uniform")
+        chain = proc.chain(K, SPACINGS["uniform"])
     else:
-        chain, proc = PROCESS.schedule.chain(K, "uniform"), PROCESS
+        chain, proc = PROCESS.schedule.chain(K, SPACINGS["uniform"]), PROCESS
     den = Counting(lambda x, t: torch.tanh(x) * 0.3)
     res = sample(den, proc, chain, spec, (3, 1, 2, 2), BatchRNG(0))
     assert res.nfe == den.calls == spec.nfe(K)
@@ -130,7 +132,7 @@ def test_every_sampler_tends_to_the_data_law_as_K_reaches_T(name):
     shape = (4000, 1, 1, 1)
 
     def draw(K):
-        chain = PROCESS.schedule.chain(K, "uniform")
+        chain = PROCESS.schedule.chain(K, SPACINGS["uniform"])
         return sample(den, PROCESS, chain, SamplerSpec.parse(name), shape, BatchRNG(7),
                       clip_x0=False).x0.double().flatten().numpy()
 

@@ -97,7 +97,7 @@ def test_bad_names_and_budgets_are_rejected_listing_the_options():
 
 def test_chain_uses_the_spacing():
     s = Schedule(make_betas("linear", T))
-    chain = s.chain(10, "karras")
+    chain = s.chain(10, SPACINGS["karras"])
     assert np.array_equal(chain.tau[1:].numpy(), discrete_times(ALPHA_BAR, 10, "karras")) and chain.tau[0] == 0
 
 
@@ -143,7 +143,7 @@ def test_vdm_chain_on_logsnr_grid_is_uniform_in_its_learned_lambda():
     with torch.no_grad():
         for p in sched.parameters():
             p.add_(0.3 * torch.randn_like(p))
-    chain = ContinuousGaussian(sched).chain(12, "logsnr")
+    chain = ContinuousGaussian(sched).chain(12, SPACINGS["logsnr"])
     assert np.array_equal(chain.tau.numpy(), grid_times(sched, 12, "logsnr"))
     lam_chain = lam(chain.alpha_bar.numpy())
     steps = np.diff(lam_chain)

@@ -45,6 +45,10 @@ def make_repo(dest: Path, preset: str = "smoke") -> Path:
         else:
             shutil.copy2(src, dst)
     shutil.copy2(ROOT / "src/diffsteps/presets" / f"{preset}.yaml", dest / "params.yaml")
+    from diffsteps.config import read_raw
+    from diffsteps.workflow import dvc_yaml_text
+
+    (dest / "dvc.yaml").write_text(dvc_yaml_text(read_raw(dest / "params.yaml")))  # the preset's runs' stage groups
     (dest / ".gitignore").write_text("/results/\n/reports/\n/.cache/\n/.snakemake/\n/logs/\n")
     sh(dest, "git", "init", "-q")
     sh(dest, "git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A")

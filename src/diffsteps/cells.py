@@ -1,103 +1,79 @@
 """The study's cells: which artifacts exist under the current params, and where each one lives.
 
-Every stage of the DAG writes one kind of cell; :data:`LAYOUT` gives, per stage, the path patterns of
-its outputs and the *variants* that enumerate its cells (wildcards ranging over params lists). The
-workflow (:mod:`diffsteps.workflow`: inputs, code dependencies, params slices, dvc.yaml) is built on
-this layout, and the report reads exactly the cells listed here, never a glob of ``results/``, so
-leftovers of earlier configurations cannot leak into it. No other stage imports this module.
+Every stage of the DAG writes one kind of cell; :data:`LAYOUT` gives, per stage, the path patterns of its outputs,
+and :func:`grids` the *grids* that enumerate its cells under the params: wildcards ranging over params lists. A
+stage of the study as a whole (the data, the feature extractors, the floor, the report) has one grid. A stage of a
+run (train, sample, evaluate, nll, solver error, probe) has the grids that the run's family declares
+(:class:`~diffsteps.families.base.Grid`: a run trained once and sampled at every budget with every sampler, or one
+model per T sampled on its own chain), repeated for its replicate training seeds and, where the params ask for it,
+for its reference chain; no run is special-cased here. The workflow (:mod:`diffsteps.workflow`: inputs, code
+dependencies, params slices, dvc.yaml) is built on these grids, and the report reads exactly the cells listed here,
+never a glob of ``results/``, so leftovers of earlier configurations cannot leak into it. No stage imports this
+module.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 from .config import lookup
-from .sampler_registry import FIXED_T_SAMPLER, FIXED_T_SPACING
+from .families import names, options_type
+from .families.base import MethodOptions
 
 DATA = "results/data/{dataset}"
 DOMAIN = "results/features/{dataset}/domain"
 REFSTATS = "results/refstats/{dataset}"
 INCEPTION = "results/resources/inception"  # the Inception weights: one file for every data set
-#: ``{model}`` is the run (``ddpm``), or the run at one T for a fixed-T run (``ddgan/T4``): one pattern, one rule
+#: ``{model}`` is a run's network: the run (``ddpm``), or the run at one T for a family with a model per T
+#: (``ddgan/T4``), as the family's grid spells it: one pattern, one rule
 MODEL = "results/models/{dataset}/{model}/train{ts}"
 SAMPLES = "results/samples/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
 EVAL = "results/eval/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
 NLL = "results/nll/{dataset}/{method}/train{ts}"
 SOLVER_ERROR = "results/solver_error/{dataset}/{method}/train{ts}"
+PROBE = "results/probe/{dataset}/{model}/train{ts}"
 FLOOR = "results/eval/{dataset}/floor"
 REPORT = "reports"
 
+#: more training runs of some runs (``train.replicates``): each of their grids is repeated over these seeds
+REPLICATE_RUNS, REPLICATE_SEEDS = "train.replicates.methods", "train.replicates.seeds"
+
 
 @dataclass(frozen=True)
-class Variant:
-    """One family of cells of a stage, as a run's family declares its grid: wildcards ranging over params
-    lists (``matrix``) or fixed to a params value (``fixed``), both mapping a wildcard to a dotted
-    params.yaml key, or to a literal (``constants``: a fixed-T run's one sampler and spacing); ``derived``
-    wildcards are formatted from the others (the ``{model}`` a cell's network is, ``ddgan/T{budget}``).
-
-    A family whose step count is fixed at training (``fixed_T`` on its options type: DDGAN) has its runs
-    under ``fixed_T.methods``: its variants range over them and over ``fixed_T.T`` (one model per T,
-    sampled at NFE = T). DVC's matrices are products of params lists, so each grid is one matrix group
-    (``suffix``) of the same stage; Snakemake runs one rule per stage."""
+class CellGrid:
+    """One family of cells of a stage: wildcards ranging over params lists (``matrix``) or fixed to a params value
+    (``fixed``), both mapping a wildcard to a dotted params.yaml key, or to a literal (``constants``: the run
+    itself, a family's own sampler); ``derived`` wildcards are formatted from the others (the ``{model}`` a cell's
+    network is). ``run`` is the run the cells belong to (None for a stage of the whole study), ``suffix`` names the
+    grid among the run's (``-reference``, ``-replicates``): DVC's matrices are products of params lists, so each
+    grid is one DVC stage group, ``<stage>[-<run>]<suffix>``; Snakemake runs one rule per stage."""
 
     suffix: str
     matrix: Mapping[str, str]
     fixed: Mapping[str, str] = field(default_factory=dict)
     constants: Mapping[str, str] = field(default_factory=dict)
     derived: Mapping[str, str] = field(default_factory=dict)
+    run: str | None = None
 
-    @property
-    def fixed_T(self) -> bool:
-        """Whether this is the grid of the fixed-T runs (their params and inputs differ: no noise.*, a probe)."""
-        return self.matrix.get("method") == FIXED_T_RUNS
+    def group(self, stage: str) -> str:
+        """The DVC stage group of these cells."""
+        return stage + (f"-{self.run}" if self.run is not None else "") + self.suffix
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a stage's outputs live (patterns over the wildcards) and which cells it has."""
+    """Where a stage's outputs live (patterns over the wildcards), and whether its cells belong to a run."""
 
     outputs: Mapping[str, str]
-    variants: tuple[Variant, ...]
-
-
-FIXED_T_RUNS = "fixed_T.methods"
-#: more training runs of some runs (``train.replicates``): each of their grids is repeated over these seeds
-REPLICATE_RUNS, REPLICATE_SEEDS = "train.replicates.methods", "train.replicates.seeds"
-_DATASET = {"dataset": "data.dataset"}
-_ONE = (Variant("", {}, _DATASET),)
-_RUN = {"model": "{method}"}  # a run trained once: its model is the run's
-_AT_T = {"model": "{method}/T{budget}"}  # a fixed-T run's model at T = budget
-_CELL = Variant("", {"method": "methods", "sampler": "sampling.samplers", "spacing": "sampling.spacings",
-                     "budget": "sampling.budgets", "ts": "train.seeds", "seed": "sampling.seeds"}, _DATASET,
-                derived=_RUN)
-#: a fixed-T run (DDGAN) at each T, sampled with its one sampler at NFE = T
-_FIXED_T_CELL = Variant("_fixed_T", {"method": FIXED_T_RUNS, "budget": "fixed_T.T", "ts": "train.seeds",
-                                     "seed": "sampling.seeds"}, _DATASET,
-                        {"sampler": FIXED_T_SAMPLER, "spacing": FIXED_T_SPACING}, _AT_T)
-_REFERENCE = Variant("_reference", {"method": "sampling.reference.methods", "ts": "train.seeds",
-                                    "seed": "sampling.reference.seeds"},
-                     {**_DATASET, "sampler": "sampling.reference.sampler", "spacing": "sampling.reference.spacing",
-                      "budget": "sampling.reference.budget"}, derived=_RUN)
-
-
-def replicated(*variants: Variant) -> tuple[Variant, ...]:
-    """Each variant of the runs trained once, followed by its replicate grid: the same cells for the runs of
-    ``train.replicates.methods`` at ``train.replicates.seeds`` (a reference variant keeps its runs, which the
-    params rules require to be replicated). One more matrix group per grid, empty when there are no replicates."""
-    out = []
-    for v in variants:
-        out.append(v)
-        if v.matrix.get("ts") == "train.seeds" and v.matrix.get("method") in ("methods", "sampling.reference.methods"):
-            runs = REPLICATE_RUNS if v.matrix["method"] == "methods" else v.matrix["method"]
-            out.append(Variant(f"{v.suffix}_replicates", {**v.matrix, "method": runs, "ts": REPLICATE_SEEDS}, v.fixed,
-                               v.constants, v.derived))
-    return tuple(out)
+    per_run: bool = False
 
 
 def _model(base: str) -> dict[str, str]:
-    return {"model": f"{base}/model.pt", "meta": f"{base}/train.json", "loss": f"{base}/loss.csv"}
+    return {"model": f"{base}/model.pt", "meta": f"{base}/train.json", "loss": f"{base}/loss.csv",
+            "snapshots": f"{base}/snapshots.pt"}
 
 
 def _samples(base: str) -> dict[str, str]:
@@ -105,76 +81,137 @@ def _samples(base: str) -> dict[str, str]:
 
 
 LAYOUT: dict[str, Layout] = {
-    "prepare_data": Layout({"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz", "meta": f"{DATA}/data.json"},
-                           _ONE),
-    "train_domain": Layout({"weights": f"{DOMAIN}/extractor.pt", "meta": f"{DOMAIN}/extractor.json"}, _ONE),
-    "inception_weights": Layout({"weights": f"{INCEPTION}/inception.pth", "meta": f"{INCEPTION}/inception.json"},
-                                (Variant("", {}),)),
-    "reference_stats": Layout({"stats": f"{REFSTATS}/domain.npz", "meta": f"{REFSTATS}/domain.json"}, _ONE),
-    "reference_stats_inception": Layout({"stats": f"{REFSTATS}/inception.npz", "meta": f"{REFSTATS}/inception.json"},
-                                        _ONE),
-    "train": Layout(_model(MODEL), replicated(
-        Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET, derived=_RUN),
-        Variant("_fixed_T", {"method": FIXED_T_RUNS, "budget": "fixed_T.T", "ts": "train.seeds"}, _DATASET,
-                derived=_AT_T))),
-    "sample": Layout(_samples(SAMPLES), replicated(_CELL, _REFERENCE, _FIXED_T_CELL)),
-    "evaluate": Layout({"metrics": f"{EVAL}/metrics.json", "pairs": f"{EVAL}/pairs.npz"},
-                       replicated(_CELL, _REFERENCE, _FIXED_T_CELL)),
+    "prepare_data": Layout({"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz", "meta": f"{DATA}/data.json"}),
+    "train_domain": Layout({"weights": f"{DOMAIN}/extractor.pt", "meta": f"{DOMAIN}/extractor.json"}),
+    "inception_weights": Layout({"weights": f"{INCEPTION}/inception.pth", "meta": f"{INCEPTION}/inception.json"}),
+    "reference_stats": Layout({"stats": f"{REFSTATS}/domain.npz", "meta": f"{REFSTATS}/domain.json"}),
+    "reference_stats_inception": Layout({"stats": f"{REFSTATS}/inception.npz", "meta": f"{REFSTATS}/inception.json"}),
+    "train": Layout(_model(MODEL), per_run=True),
+    "sample": Layout(_samples(SAMPLES), per_run=True),
+    "evaluate": Layout({"metrics": f"{EVAL}/metrics.json", "pairs": f"{EVAL}/pairs.npz"}, per_run=True),
     # every bound of one trained run (its K-step chains at each variance, spacing and budget, and its T = ∞ bound)
     # in one job, for the runs of evaluation.nll.methods only: a run whose family defines no bound (Gamma and
     # mixture noise, DDGAN) has no job at all, and the report takes the reason from the family's declaration;
     # a cell of a bounded run that is not defined (VDM at σ² = β, DDPM at T = ∞) is a row of its run's job
-    "nll": Layout({"nll": f"{NLL}/nll.json"},
-                  (Variant("", {"method": "evaluation.nll.methods", "ts": "train.seeds"}, _DATASET, derived=_RUN),
-                   Variant("_replicates", {"method": "evaluation.nll.replicates", "ts": REPLICATE_SEEDS}, _DATASET,
-                           derived=_RUN))),
-    # every deterministic sampler × spacing × budget of one trained run against its reference ODE solve
-    # (fixed-T runs have none: their one sampler is stochastic)
-    "solver_error": Layout({"errors": f"{SOLVER_ERROR}/solver_error.json"},
-                           replicated(Variant("", {"method": "methods", "ts": "train.seeds"}, _DATASET,
-                                               derived=_RUN))),
-    "floor": Layout({"metrics": f"{FLOOR}/metrics.json"}, _ONE),
+    "nll": Layout({"nll": f"{NLL}/nll.json"}, per_run=True),
+    # every deterministic sampler × spacing × budget of one trained run against its reference ODE solve (a family
+    # with a chain of its own has none: its one sampler is stochastic)
+    "solver_error": Layout({"errors": f"{SOLVER_ERROR}/solver_error.json"}, per_run=True),
+    # the domain-FID curve of a probed run's EMA snapshots, one job per model
+    "probe": Layout({"probe": f"{PROBE}/probe.json"}, per_run=True),
+    "floor": Layout({"metrics": f"{FLOOR}/metrics.json"}),
     # reports/figures/ is rewritten with the report but not declared: a directory output makes Snakemake
     # miss new inputs of this rule, and report.html embeds every figure anyway (self-contained)
     "report": Layout({"csv": f"{REPORT}/results.csv", "md": f"{REPORT}/report.md", "html": f"{REPORT}/report.html",
-                      "metrics": f"{REPORT}/metrics.json"}, _ONE),
+                      "metrics": f"{REPORT}/metrics.json"}),
 }
+
+_DATASET = {"dataset": "data.dataset"}
+
+
+def family_of(cfg: Mapping[str, Any], run: str) -> type[MethodOptions]:
+    """The options type of a run's family (plain params ``cfg``), importing that family's declaration."""
+    return options_type(lookup(cfg, f"method_config.{run}.family"), f"method_config.{run}.family")
+
+
+def _own(run: str, keys: Mapping[str, str]) -> dict[str, str]:
+    return {k: v.format(run=run) for k, v in keys.items()}
+
+
+def family_has_cells(stage: str, family: type[MethodOptions]) -> bool:
+    """Whether a run of ``family`` can have cells of ``stage`` at all (by its traits; the params then say which
+    runs do): a bound where the family defines one, a solver error where the study's samplers apply, a probe where
+    it is probed."""
+    return {"nll": family.nll_undefined_reason is None, "solver_error": family.eps_prediction,
+            "probe": family.probed}.get(stage, True)
+
+
+def _run_grids(cfg: Mapping[str, Any], stage: str, run: str) -> list[CellGrid]:
+    """The grids of one run's cells of ``stage``, as its family declares them (before replicate seeds)."""
+    family = family_of(cfg, run)
+    if not family_has_cells(stage, family):
+        return []
+    grid = family.grid
+    const = {"method": run}
+    model = {"model": grid.model}
+    models = _own(run, grid.models)
+    seeds = {"ts": "train.seeds"}
+    if stage in ("train", "probe"):
+        return [CellGrid("", {**models, **seeds}, _DATASET, const, model, run)]
+    if stage in ("sample", "evaluate"):
+        own = CellGrid("", {**_own(run, grid.cells), **seeds, "seed": "sampling.seeds"}, _DATASET,
+                       {**const, **grid.constants}, model, run)
+        if run not in lookup(cfg, "sampling.reference.methods"):
+            return [own]
+        ref = {k: f"sampling.reference.{k}" for k in ("sampler", "spacing", "budget")}
+        return [own, CellGrid("-reference", {**seeds, "seed": "sampling.reference.seeds"}, {**_DATASET, **ref}, const,
+                              model, run)]
+    if stage == "nll":
+        return [CellGrid("", seeds, _DATASET, const, model, run)] if run in lookup(cfg, "evaluation.nll.methods") else []
+    if stage == "solver_error":
+        return [CellGrid("", seeds, _DATASET, const, model, run)]
+    raise KeyError(f"stage {stage!r} has no cells of a run")
+
+
+def grids(cfg: Mapping[str, Any], stage: str) -> list[CellGrid]:
+    """Every grid of a stage's cells under the plain params ``cfg``: one for a stage of the whole study; per run of
+    ``methods``, its family's grids, each followed by the same cells at the replicate seeds of a replicated run."""
+    if not LAYOUT[stage].per_run:
+        return [CellGrid("", {}, _DATASET)]
+    out = []
+    for run in lookup(cfg, "methods"):
+        for g in _run_grids(cfg, stage, run):
+            out.append(g)
+            if run in lookup(cfg, REPLICATE_RUNS):
+                out.append(CellGrid(f"{g.suffix}-replicates", {**g.matrix, "ts": REPLICATE_SEEDS}, g.fixed, g.constants,
+                                    g.derived, run))
+    return out
 
 
 def iter_wildcards(cfg: Mapping[str, Any], stage: str) -> Iterator[dict[str, Any]]:
-    """Every cell of a stage under the current params (variants in order, matrix in product order), with
-    its derived wildcards."""
-    for variant in LAYOUT[stage].variants:
-        fixed = {**variant.constants, **{k: lookup(cfg, v) for k, v in variant.fixed.items()}}
-        keys = list(variant.matrix)
-        for combo in itertools.product(*(lookup(cfg, variant.matrix[k]) for k in keys)):
+    """Every cell of a stage under the current params (grids in order, matrix in product order), with its derived
+    wildcards."""
+    for grid in grids(cfg, stage):
+        fixed = {**grid.constants, **{k: lookup(cfg, v) for k, v in grid.fixed.items()}}
+        keys = list(grid.matrix)
+        for combo in itertools.product(*(lookup(cfg, grid.matrix[k]) for k in keys)):
             wc = {**fixed, **dict(zip(keys, combo))}
-            yield {**wc, **{k: v.format(**wc) for k, v in variant.derived.items()}}
+            yield {**wc, **{k: v.format(**wc) for k, v in grid.derived.items()}}
 
 
-def variant_of(cfg: Mapping[str, Any], stage: str, method: str | None) -> Variant:
-    """The variant a job of ``stage`` for the run ``method`` belongs to: its fixed-T grid for a run listed under
-    fixed_T.methods, else the stage's first variant (its other variants read the same params and inputs)."""
-    variants = LAYOUT[stage].variants
-    fixed = method is not None and method in lookup(cfg, FIXED_T_RUNS)
-    return next((v for v in variants if v.fixed_T), variants[0]) if fixed else variants[0]
-
-
-def model_of(cfg: Mapping[str, Any], method: str, budget: Any = None) -> str:
-    """The ``{model}`` wildcard of a run's network: the run, or ``<run>/T<budget>`` for a fixed-T run."""
-    derived = variant_of(cfg, "train", method).derived["model"]
-    return derived.format(method=method, budget=budget)
+def model_of(cfg: Mapping[str, Any], run: str, budget: Any = None) -> str:
+    """The ``{model}`` wildcard of a run's network (of the cell at ``budget``, for a family with a model per T)."""
+    return family_of(cfg, run).grid.model.format(method=run, budget=budget)
 
 
 def run_of(model: str) -> str:
-    """The run of a ``{model}`` wildcard (``ddgan/T4`` → ``ddgan``)."""
+    """The run of a ``{model}`` wildcard: every family's model pattern starts with it (``ddgan/T4`` → ``ddgan``)."""
     return model.split("/", 1)[0]
 
 
-def T_of(model: str) -> int | None:
-    """The T of a fixed-T run's ``{model}`` (``ddgan/T4`` → 4), None for a run trained once."""
-    _, _, T = model.partition("/T")
-    return int(T) if T else None
+def _pattern(fmt: str) -> str:
+    """A family's model format as a regular expression (``{method}`` a run name, other wildcards integers)."""
+    out, pos = [], 0
+    for m in re.finditer(r"\{(\w+)\}", fmt):
+        out.append(re.escape(fmt[pos:m.start()]))
+        out.append(f"(?P<{m.group(1)}>[a-z0-9_]+)" if m.group(1) == "method" else f"(?P<{m.group(1)}>\\d+)")
+        pos = m.end()
+    return "".join(out) + re.escape(fmt[pos:])
+
+
+def model_axes(cfg: Mapping[str, Any], model: str) -> dict[str, int]:
+    """The wildcards of a ``{model}`` besides its run (``ddgan/T4`` → ``{"budget": 4}``; ``ddpm`` → ``{}``)."""
+    fmt = family_of(cfg, run_of(model)).grid.model
+    m = re.fullmatch(_pattern(fmt), model)
+    if m is None:
+        raise ValueError(f"model {model!r} does not follow its family's pattern {fmt!r}")
+    return {k: int(v) for k, v in m.groupdict().items() if k != "method"}
+
+
+def model_constraint() -> str:
+    """The Snakemake constraint of ``{model}``: any family's model pattern (without named groups)."""
+    formats = sorted({options_type(f).grid.model for f in names()})
+    return "|".join(re.sub(r"\(\?P<\w+>", "(?:", _pattern(f)) for f in formats)
 
 
 def all_outputs(cfg: Mapping[str, Any], stage: str) -> list[str]:
@@ -195,6 +232,7 @@ def report_inputs(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
         "nll": all_outputs(cfg, "nll"),
         "floor": all_outputs(cfg, "floor"),
         "solver_error": all_outputs(cfg, "solver_error"),
+        "probe": all_outputs(cfg, "probe"),
         "train": [p for p in all_outputs(cfg, "train") if p.endswith(("train.json", "loss.csv"))],
         "samples": [p for p in all_outputs(cfg, "sample") if p.endswith(("sample.json", "grid.png"))],
     }

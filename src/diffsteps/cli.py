@@ -16,7 +16,8 @@ import sys
 COMMANDS = {
     "prepare-data": "data", "download-data": "data", "train-domain": "domain", "inception-weights": "inception",
     "reference-stats": "refstats", "train": "train", "sample": "sample", "evaluate": "evaluate", "floor": "evaluate",
-    "nll": "nll", "solver-error": "solver_error", "report": "report", "preset": "study", "validate": "study", "dvc-yaml": "study",
+    "nll": "nll", "solver-error": "solver_error", "probe": "probe", "report": "report", "preset": "study",
+    "validate": "study", "dvc-yaml": "study",
     "resources": "study",
 }
 

@@ -2,7 +2,8 @@
 depends on exactly these files (module granularity), so editing report code never retrains.
 
 The import graph is read from the source (every ``import`` and ``from ... import`` anywhere in a module,
-function bodies too), so a lazy import is a dependency like any other. The same graph shows that the
+function bodies too, but not under ``if TYPE_CHECKING:``, which never runs), so a lazy import is a dependency like
+any other. A family's code, which a stage imports by name at run time, is added per job by the workflow. The same graph shows that the
 package has no import cycles (:func:`cycles`), between modules or between rooms (subpackages and
 top-level modules)."""
 
@@ -20,7 +21,10 @@ def _imports(path: Path, module: str) -> set[str]:
     """Names of this package that ``module`` imports anywhere in its body (modules, or names inside them)."""
     package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for block in [n for n in ast.walk(tree) if isinstance(n, ast.If) and _type_checking(n.test)]:
+        block.body = []  # imports for type checkers only never run: they are no dependency
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -32,6 +36,12 @@ def _imports(path: Path, module: str) -> set[str]:
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == "diffsteps")
     return found
+
+
+def _type_checking(test: ast.expr) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``)."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 @lru_cache(maxsize=None)

@@ -30,7 +30,7 @@ import torch
 from torch.nn import functional as F
 
 from .noise.logsnr import LogSNRSchedule, VarianceGradient, alpha_sigma, grid_times
-from .noise.schedule import Chain
+from .noise.schedule import Chain, TimeGrid
 from .rng import RNG
 from .noise.reverse import Denoiser, predict_x0
 
@@ -177,10 +177,12 @@ class LogSNRDenoiser(Protocol):
 
 
 def vdm_bound(net: LogSNRDenoiser, x: torch.Tensor, u: torch.Tensor, eps: torch.Tensor, *, T: int | None = None,
-              spacing: str = "uniform", clip_x0: bool = False, router: VarianceGradient | None = None) -> NLLTerms:
+              spacing: TimeGrid | None = None, clip_x0: bool = False, router: VarianceGradient | None = None
+              ) -> NLLTerms:
     """One Monte-Carlo draw of VDM's bound per image (module docstring), in nats, for x (B, C, H, W)
     on the 256-level grid, with the draws supplied: u (B,) in [0, 1) picks the time (t = u for
-    T = None, else step i = ⌊u·T⌋ + 1 of the ``spacing`` grid) and ε (B, C, H, W) is shared by z_t and z_0.
+    T = None, else step i = ⌊u·T⌋ + 1 of the ``spacing`` grid, uniform i/T without one) and ε (B, C, H, W) is
+    shared by z_t and z_0.
 
     The network runs in float32 (or the caller's autocast); the terms are computed in x's dtype.
     ``clip_x0`` clips x̂ to [−1, 1] and uses the ε̂ consistent with it (as the samplers do); the bound

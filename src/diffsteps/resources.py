@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 
-from .config import StudyConfig
+from .config import StudyConfig, lookup, to_plain
 from .data.shapes import image_count, image_shape
 
 #: one CUDA context (torch 2.11, CUDA 13, H200): measured with nvidia-smi around a fresh process
@@ -60,13 +60,30 @@ INCEPTION_MIB_PER_IMAGE = 13.4
 INCEPTION_WEIGHTS_MIB = 91
 #: the domain classifier's forward, per input pixel and image: 291 MiB at batch 1000 of 32×32 (reference statistics)
 DOMAIN_BYTES_PER_PIXEL = 300.0
-#: a DDGAN step holds the generator's and the discriminator's activations and moments (both UNet-sized)
-GAN_FACTOR = 2
 MIB = 2**20
 
 #: the stages whose jobs run on the GPU (their rules declare gpu=1 and gpu_mem_mb)
 GPU_STAGES = ("train_domain", "reference_stats", "reference_stats_inception", "train", "sample", "evaluate", "nll",
-              "solver_error", "floor")
+              "solver_error", "probe", "floor")
+
+
+def networks(cfg: StudyConfig) -> int:
+    """The most UNet-sized networks one training step of the study holds (a DDGAN step: generator and
+    discriminator, their activations and moments)."""
+    return max(type(cfg.method_config[run]).networks for run in cfg.methods)
+
+
+def own_budgets(cfg: StudyConfig) -> list[int]:
+    """The step counts of the runs whose family samples its own grid of budgets (DDGAN's T), from their grids."""
+    plain = to_plain(cfg)
+    keys = [(run, type(cfg.method_config[run]).grid.cells.get("budget", "")) for run in cfg.methods]
+    return [b for run, key in keys if key.startswith("method_config.") for b in lookup(plain, key.format(run=run))]
+
+
+def probe_snapshots(cfg: StudyConfig) -> int:
+    """The most snapshots a probe job scores (every probe_every steps, and the final weights)."""
+    every = [cfg.method_config[run].snapshot_every() for run in cfg.methods if type(cfg.method_config[run]).probed]
+    return max((cfg.train.steps // e + 1 for e in every if e), default=1)
 
 
 def unet_units(cfg: StudyConfig) -> int:
@@ -107,9 +124,9 @@ def tensor_mib(cfg: StudyConfig, stage: str) -> float:
     inception = ev.inception.weights is not None
     if stage == "train":
         step = 20 * unet_parameters(cfg) / MIB + cfg.train.batch_size * unet_units(cfg) * UNET_TRAIN_BYTES_PER_UNIT / MIB
-        # a fixed-T (DDGAN) run trains two networks, and probes its generator at the sampling batch
-        gan = cfg.fixed_T.methods and cfg.fixed_T.T
-        return max(step * (GAN_FACTOR if gan else 1), _unet_forward_mib(cfg, s.batch_size) if gan else 0.0)
+        return step * networks(cfg)
+    if stage == "probe":  # a generator's forward at the sampling batch, then the domain features of its samples
+        return max(_unet_forward_mib(cfg, s.batch_size), _domain_forward_mib(cfg, ev.batch_size))
     if stage == "sample":
         return _unet_forward_mib(cfg, min(s.batch_size, s.n_samples))
     if stage == "nll":
@@ -196,13 +213,14 @@ def _work_seconds(cfg: StudyConfig, stage: str, threads: int) -> float:
     flops = unet_flops(cfg) / (GPU_FLOPS if gpu else CPU_FLOPS_PER_THREAD * threads)  # seconds a forward image
     inception = 1.0 / (INCEPTION_IMG_PER_S["gpu"] if gpu else INCEPTION_IMG_PER_S["cpu"] * threads)
     s, ev = cfg.sampling, cfg.evaluation
-    gan = bool(cfg.fixed_T.methods and cfg.fixed_T.T)
     if stage == "train":
-        return 3 * cfg.train.images * flops * (GAN_FACTOR if gan else 1)
+        return 3 * cfg.train.images * flops * networks(cfg)
     if stage == "sample":
-        # the longest chain: the reference's, or Heun's 2K − 1 evaluations at the largest budget
-        nfe = max(s.reference.budget if s.reference.methods else 0, 2 * max(s.budgets), *(cfg.fixed_T.T or (0,)))
+        # the longest chain: the reference's, or Heun's 2K − 1 evaluations at the largest budget, or a run's own T
+        nfe = max(s.reference.budget if s.reference.methods else 0, 2 * max(s.budgets), *own_budgets(cfg))
         return s.n_samples * nfe * flops
+    if stage == "probe":
+        return probe_snapshots(cfg) * ev.probe.n * max(own_budgets(cfg), default=1) * flops
     if stage == "nll":
         # the K = T chain once, then each budget's chain per variance, every term over ``draws`` draws
         nfe = cfg.noise.T + len(ev.nll.variances) * sum(ev.nll.budgets)

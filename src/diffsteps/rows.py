@@ -15,8 +15,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .sampler_registry import SAMPLER_COLUMN_SPEC, SAMPLER_COLUMNS, spelled
-from .spacing import SPACINGS
 
 
 class SchemaError(ValueError):
@@ -28,9 +26,11 @@ COLUMN_SPEC: dict[str, tuple[str, str]] = {
     "dataset": ("object", "data set name, e.g. digits"),
     "method": ("object", "the run, as named in params.yaml methods (e.g. ddpm, ddgm_skewed); None for the floor"),
     "family": ("object", "the run's method family (ddpm, ddgm, mixture, ...); None for the real-data floor"),
-    "sampler": ("object", f"sampler id ({spelled()}), 'real-data' for the floor, None for training rows"),
-    "spacing": ("object", f"time discretisation of the step budget: {', '.join(SPACINGS)}"),
-    **SAMPLER_COLUMN_SPEC,  # the samplers' parameters (DDIM's eta, an ancestral chain's variance), from the registry
+    "sampler": ("object", "sampler id (diffsteps.sampler_registry), 'real-data' for the floor, None for training rows"),
+    "spacing": ("object", "time discretisation of the step budget (diffsteps.spacing)"),
+    # the samplers' parameters: each named group of a sampler's grammar fills the column of its name
+    "eta": ("float64", "DDIM η; None for other samplers"),
+    "variance": ("object", "reverse variance of an ancestral chain: betatilde or beta; None otherwise"),
     "noise": ("object", "noise family and parameters, e.g. gaussian or gamma(theta0=0.001)"),
     "nfe": ("Int64", "number of network evaluations"),
     "train_seed": ("Int64", "training seed of the model"),
@@ -55,7 +55,7 @@ COLUMN_SPEC: dict[str, tuple[str, str]] = {
 COLUMNS: tuple[str, ...] = tuple(COLUMN_SPEC)
 
 #: The columns that identify what was measured (everything but the measurement and its provenance).
-IDENTITY_COLUMNS: tuple[str, ...] = ("dataset", "method", "family", "sampler", "spacing", *SAMPLER_COLUMNS, "noise",
+IDENTITY_COLUMNS: tuple[str, ...] = ("dataset", "method", "family", "sampler", "spacing", "eta", "variance", "noise",
                                      "nfe", "train_seed", "seed", "metric")
 #: Rows that differ only in these columns may be averaged (they are repeats over seeds).
 SEED_COLUMNS: tuple[str, ...] = ("train_seed", "seed")

@@ -6,30 +6,36 @@ One :class:`SamplerDecl` per sampler kind says:
 - the **result columns** its parameters fill in every row (DDIM's ``eta``, an ancestral chain's ``variance``);
 - the **NFE** of a K-step run (Heun evaluates the network twice per step but once on the last);
 - whether it is **deterministic** (a solver of the probability-flow ODE, or of the DDIM ODE under non-Gaussian
-  noise), and its order as an ODE solver;
-- which **families** it applies to (a fixed-T generator such as DDGAN's has one sampler: its posterior chain).
+  noise), and its order as an ODE solver.
 
-Everything that spells a sampler name elsewhere is generated from :data:`SAMPLERS`: the params schema's
-pattern (``python -m diffsteps dvc-yaml`` writes it), the Snakemake wildcard constraint, the CLI's parser and
-the row columns. The functions that run them are :data:`diffsteps.samplers.SAMPLER_FUNCTIONS`, keyed by
-:attr:`SamplerDecl.kind`; the contract test checks that the two registries agree.
+Which families a sampler applies to, and what it converges to there, are traits of the family
+(:mod:`diffsteps.families`): every sampler runs on a family whose network predicts ε̂ on any chain, and a family
+whose chain is fixed at training (DDGAN) has one sampler of its own. Everything that spells a sampler name
+elsewhere is generated from :data:`SAMPLERS`: the params schema's pattern, the Snakemake wildcard constraint and
+the CLI's parser; the result columns its parameters fill are columns of the row schema (:mod:`diffsteps.rows`). The
+functions that run them are :data:`diffsteps.samplers.SAMPLER_FUNCTIONS`, keyed by :attr:`SamplerDecl.kind`; the
+contract test checks that the registries agree.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from .errors import ConfigError
 
-#: the families whose network predicts ε̂ on a chain it was not trained at (trained once, sampled at every K)
-EPS_FAMILIES = frozenset({"ddpm", "ddgm", "mixture", "vdm"})
-#: the families whose noise is Gaussian: there E[ε | x_t] is the score, and every sampler tends to the data law
-GAUSSIAN_FAMILIES = frozenset({"ddpm", "vdm", "ddgan"})
-#: the families under whose noise a stochastic sampler on ε̂ = E[ε | x_t] need not tend to the data law (STUDY.md:
-#: mixture noise has no Markov forward chain with its marginals, so its reverse chain is not a posterior chain)
-NOT_DATA_LAW_STOCHASTIC = frozenset({"mixture"})
+
+class FamilyTraits(Protocol):
+    """What the registry reads of a family (its options type, :class:`diffsteps.families.base.MethodOptions`)."""
+
+    eps_prediction: bool
+    own_sampler: str | None
+    gaussian_marginals: bool
+    stochastic_reaches_data_law: bool
+
+    @classmethod
+    def family_name(cls) -> str: ...
 
 
 class SamplerNameError(ValueError):
@@ -45,8 +51,7 @@ class SamplerDecl:
     nfe: Callable[[int], int]  # network evaluations of a K-step run
     deterministic: Callable[[dict[str, Any]], bool]
     order: int | None = None  # the order of the ODE solver (deterministic samplers)
-    columns: tuple[tuple[str, str, str], ...] = ()  # result columns it fills: (named group, pandas dtype, meaning)
-    families: frozenset[str] = EPS_FAMILIES
+    columns: tuple[str, ...] = ()  # its named groups: each fills the result column of that name (diffsteps.rows)
     convert: dict[str, Callable[[str], Any]] = field(default_factory=dict)
     check: Callable[[dict[str, Any]], str | None] = lambda params: None
     examples: tuple[str, ...] = ()  # names of this grammar the contract tests run (the plain name when empty)
@@ -55,8 +60,12 @@ class SamplerDecl:
         """Identifiers of this kind for tests and docs: its examples, or its grammar when it has no parameter."""
         return self.examples or (self.grammar,)
 
-    def applies_to(self, family: str) -> bool:
-        return family in self.families
+    def applies_to(self, family: FamilyTraits) -> bool:
+        """Every sampler runs on a family that predicts ε̂ on any chain; a family whose chain is fixed at training
+        runs its own sampler only."""
+        if family.eps_prediction:
+            return True
+        return family.own_sampler is not None and re.fullmatch(self.grammar, family.own_sampler) is not None
 
 
 def _k(K: int) -> int:
@@ -87,13 +96,11 @@ def _eta_in_unit(params: dict[str, Any]) -> str | None:
 SAMPLERS: dict[str, SamplerDecl] = {d.kind: d for d in (
     SamplerDecl("ddim", r"ddim-eta(?P<eta>\d+(?:\.\d+)?)", "ddim-eta<η> (e.g. ddim-eta0, ddim-eta1, ddim-eta0.5)",
                 "DDIM (arXiv 2010.02502); η = 0 is the first-order (Euler) solver of the probability-flow ODE",
-                _k, _eta_zero, order=1, columns=(("eta", "float64", "DDIM η; None for other samplers"),), convert={"eta": float},
+                _k, _eta_zero, order=1, columns=("eta",), convert={"eta": float},
                 check=_eta_in_unit, examples=("ddim-eta0", "ddim-eta0.5", "ddim-eta1")),
     SamplerDecl("ancestral", r"ancestral-(?P<variance>betatilde|beta)", "ancestral-betatilde or ancestral-beta",
                 "the ancestral posterior chain with σ² = β̃' (betatilde) or β' (beta, DDIM's σ̂)",
-                _k, _never, columns=(("variance", "object", "reverse variance of an ancestral chain: betatilde or beta; "
-                                                    "None otherwise"),), families=EPS_FAMILIES | {"ddgan"},
-                examples=("ancestral-betatilde", "ancestral-beta")),
+                _k, _never, columns=("variance",), examples=("ancestral-betatilde", "ancestral-beta")),
     SamplerDecl("dpmpp-2m", r"dpmpp-2m", "dpmpp-2m",
                 "DPM-Solver++(2M) (arXiv 2211.01095, Alg. 2): second-order multistep on x̂_0, NFE = K",
                 _k, _always, order=2),
@@ -105,20 +112,13 @@ SAMPLERS: dict[str, SamplerDecl] = {d.kind: d for d in (
                 _k, _always, order=4),
 )}
 
-#: the result columns sampler parameters fill, in registry order: name → (pandas dtype, meaning) (rows.py lays them out)
-SAMPLER_COLUMN_SPEC: dict[str, tuple[str, str]] = {c: (dtype, meaning) for d in SAMPLERS.values()
-                                                   for c, dtype, meaning in d.columns}
-SAMPLER_COLUMNS: tuple[str, ...] = tuple(SAMPLER_COLUMN_SPEC)
+#: the result columns sampler parameters fill, in registry order (each a column of diffsteps.rows)
+SAMPLER_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(c for d in SAMPLERS.values() for c in d.columns))
 #: the grammar of every sampler identifier, unanchored (the wildcard constraint) and anchored (the schema)
 SAMPLER_PATTERN = "|".join(d.grammar for d in SAMPLERS.values())
 SAMPLER_NAME_RE = re.compile(rf"^(?:{SAMPLER_PATTERN})$")
 #: the same grammar without named groups (a Snakemake wildcard constraint becomes a named group itself)
 SAMPLER_CONSTRAINT = re.sub(r"\(\?P<\w+>", "(?:", SAMPLER_PATTERN)
-
-#: the one sampler of a fixed-T run (DDGAN): draw x_{t−1} from the posterior q(x_{t−1} | x_t, x̂_0), i.e.
-#: ancestral sampling with σ² = β̃ on the run's own T-step chain (its cells' spacing is "uniform": the chain's
-#: times are uniform in the SDE's time)
-FIXED_T_SAMPLER, FIXED_T_SPACING = "ancestral-betatilde", "uniform"
 
 
 def registered_names() -> tuple[str, ...]:
@@ -180,17 +180,18 @@ class SamplerSpec:
         return {c: self.param(c) for c in SAMPLER_COLUMNS}
 
 
-def data_law_caveat(sampler: str, family: str) -> str | None:
-    """What ``sampler`` on ``family`` solves when that is not the Gaussian probability flow, or None.
+def data_law_caveat(sampler: str, family: FamilyTraits) -> str | None:
+    """What ``sampler`` on ``family`` (its options type) solves when that is not the Gaussian probability flow, or None.
 
     Under non-Gaussian noise (Gamma, mixture) a deterministic sampler solves the DDIM ODE built on
-    ε̂ = E[ε | x_t], which is not the score; under mixture noise a stochastic one need not tend to the data
-    law even with the exact denoiser (STUDY.md, Samplers)."""
+    ε̂ = E[ε | x_t], which is not the score; where the family says so (mixture noise), a stochastic one need not
+    tend to the data law even with the exact denoiser (STUDY.md, Samplers)."""
     spec = SamplerSpec.parse(sampler)
-    if family in GAUSSIAN_FAMILIES:
+    name = family.family_name()
+    if family.gaussian_marginals:
         return None
     if spec.deterministic:
-        return f"a solver of the DDIM ODE under {family} noise (ε̂ = E[ε | x_t] is not the score)"
-    if family in NOT_DATA_LAW_STOCHASTIC:
-        return f"under {family} noise E[ε | x_t] is not the score: this chain need not tend to the data law"
+        return f"a solver of the DDIM ODE under {name} noise (ε̂ = E[ε | x_t] is not the score)"
+    if not family.stochastic_reaches_data_law:
+        return f"under {name} noise E[ε | x_t] is not the score: this chain need not tend to the data law"
     return None

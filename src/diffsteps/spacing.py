@@ -31,12 +31,23 @@ KARRAS_RHO = 7.0
 @dataclass(frozen=True)
 class Spacing:
     """A named discretisation. ``kind`` says in which coordinate the positions u are uniform: ``time``
-    (``warp`` maps u to a fraction of the time range), ``logsnr`` (λ) or ``karras`` (σ̃^{1/ρ})."""
+    (``warp`` maps u to a fraction of the time range), ``logsnr`` (λ) or ``karras`` (σ̃^{1/ρ}).
+
+    A method is handed its spacing as this object (:meth:`discrete`, :meth:`continuous`), as it is handed its
+    sampler: the noise processes and training never import this module."""
 
     name: str
     kind: str
     warp: Callable[[np.ndarray], np.ndarray] | None = None
     trailing: bool = False
+
+    def discrete(self, alpha_bar: np.ndarray, K: int) -> np.ndarray:
+        """:func:`discrete_times` of this spacing."""
+        return discrete_times(alpha_bar, K, self.name)
+
+    def continuous(self, K: int, gamma: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        """:func:`continuous_times` of this spacing."""
+        return continuous_times(K, self.name, gamma)
 
 
 def _identity(u: np.ndarray) -> np.ndarray:
@@ -58,6 +69,7 @@ SPACINGS: dict[str, Spacing] = {s.name: s for s in (
 
 
 def spacing(name: str) -> Spacing:
+    """The registered spacing ``name``; an unknown name is a ValueError listing the registered ones."""
     if name not in SPACINGS:
         raise ValueError(f"spacing = {name!r} is invalid: must be one of {list(SPACINGS)}")
     return SPACINGS[name]

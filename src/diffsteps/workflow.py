@@ -1,14 +1,15 @@
 """The study DAG, defined once for Snakemake and DVC: the stage table.
 
-:data:`STAGES` lists every stage with its input path patterns, the package modules it depends on (the
-closure of its command's imports: editing report code never retrains) and the params.yaml keys it
-reads; its outputs and cells are its :data:`~.cells.LAYOUT` entry. ``workflow/rules/*.smk`` take their
-inputs, outputs and params from here through the ``get_*``/``stage_*`` helpers of ``common.smk``, and
-pass each command the stage name and keys its record saves (``--stage``, ``--keys``): no stage imports
-this module, so editing the table reruns only what the edit changes. ``dvc.yaml`` is generated from
-the same table by ``python -m diffsteps dvc-yaml`` (a test fails if the committed file drifts). Every
-DVC stage runs ``snakemake`` for its own outputs, so Snakemake's metadata stays current when DVC
-drives the run.
+:data:`STAGES` lists every stage with its input path patterns, the package modules it depends on (the closure of
+its command's imports, and for a job of a run the closure of its run's family: editing report code never retrains,
+and editing one family reruns the jobs of its runs alone) and the params.yaml keys it reads; its outputs and cells
+are its :data:`~.cells.LAYOUT` entry and :func:`~.cells.grids`. ``workflow/rules/*.smk`` take their inputs,
+outputs and params from here through the ``get_*``/``stage_*`` helpers of ``common.smk``, and pass each command the
+stage name and keys its record saves (``--stage``, ``--keys``): no stage imports this module, so editing the table
+reruns only what the edit changes. ``dvc.yaml`` is generated from the same table and the runs of params.yaml
+(``python -m diffsteps dvc-yaml``; a Snakemake run rewrites it when the runs change, and a test fails if the
+committed file drifts). Every DVC stage runs ``snakemake`` for its own outputs, so Snakemake's metadata stays current
+when DVC drives the run.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from __future__ import annotations
 import base64
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .cells import (DATA, DOMAIN, INCEPTION, LAYOUT, MODEL, REFSTATS, SAMPLES, T_of, Variant, model_of, run_of,
-                    variant_of)
+from . import cells
+from .cells import DATA, DOMAIN, INCEPTION, LAYOUT, MODEL, REFSTATS, SAMPLES, CellGrid
 from .codedeps import PKG, module_closure
 from .config import lookup
+from .families import module_name
 from .sampler_registry import SAMPLER_CONSTRAINT
 from .spacing import SPACINGS
 
@@ -32,16 +34,16 @@ TRAIN_KEYS = ("train.images", "train.batch_size", "train.lr", "train.warmup_imag
 MODEL_KEYS = ("data", "model", "noise", *TRAIN_KEYS)
 EVAL_KEYS = ("evaluation.batch_size", "evaluation.kid_subset_size", "evaluation.kid_subsets",
              "evaluation.prc_neighborhood", "evaluation.inception", "evaluation.memorisation")
-#: what a fixed-T model depends on: no noise.* (its chain is the VP-SDE of its own options)
-FIXED_T_MODEL_KEYS = ("data", "model", *TRAIN_KEYS)
 _NLL_KEYS = (*MODEL_KEYS, "sampling.clip_x0", "sampling.spacings", "evaluation.nll.budgets",
              "evaluation.nll.variances", "evaluation.nll.n_images", "evaluation.nll.batch_size", "evaluation.nll.seed",
              "evaluation.nll.draws")
+#: where a job's family code comes from: the torch implementation (a stage that runs the method) or the declaration
+METHODS, FAMILIES = "diffsteps.methods", "diffsteps.families"
 
 WILDCARD_CONSTRAINTS = {
     "dataset": r"[a-z0-9_]+",
     "method": r"[a-z0-9_]+",
-    "model": r"[a-z0-9_]+(?:/T\d+)?",  # a run, or a fixed-T run at one T (cells.model_of)
+    "model": cells.model_constraint(),  # a run, or a run at one T: generated from the families' grids
     "sampler": SAMPLER_CONSTRAINT,  # generated from the registries: adding a sampler or spacing needs no edit here
     "spacing": "|".join(SPACINGS),
     "variance": r"betatilde|beta",
@@ -52,18 +54,10 @@ WILDCARD_CONSTRAINTS = {
 
 
 @dataclass(frozen=True)
-class Reads:
-    """What the cells of a grid read: extra input path patterns and the params.yaml keys."""
-
-    params: tuple[str, ...]
-    inputs: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Stage:
     """One stage of the DAG: its inputs (path patterns), the CLI command module it runs (``entry``, in
     ``diffsteps.stages``; its code dependencies follow from its imports) and the params.yaml keys it reads.
-    Its outputs and cells are its :data:`~.cells.LAYOUT` entry: one grid per variant, one rule in Snakemake."""
+    Its outputs and cells are its :data:`~.cells.LAYOUT` entry: one DVC group per grid, one rule in Snakemake."""
 
     name: str
     inputs: Mapping[str, str]
@@ -71,42 +65,62 @@ class Stage:
     params: tuple[str, ...]
     #: DVC deps that stand for many Snakemake inputs (the report reads whole result folders)
     dvc_dir_deps: tuple[str, ...] = ()
-    #: the stage belongs to one run ({method}) and also reads that run's options, method_config.<run>
-    #: (only those: editing one run's options reruns that run alone)
-    per_run: bool = False
-    #: what the cells of the fixed-T runs read instead of ``params`` and besides ``inputs``, where it differs
-    #: (DDGAN's chain is its own VP-SDE, so no noise.*; its training probe reads the domain features)
-    fixed_T: Reads | None = None
+    #: the family code a job runs besides :attr:`modules`, imported by name at run time: the job's own run's
+    #: (``METHODS``: its torch implementation; ``FAMILIES``: its declaration), every run's for a stage of the study
+    family_code: str | None = None
     #: the outputs (keys of its layout) that dvc.yaml declares as DVC metrics instead of plain outs
     dvc_metrics: tuple[str, ...] = ()
+
+    @property
+    def per_run(self) -> bool:
+        """Each job of the stage belongs to one run ({method}, or the run of its {model})."""
+        return LAYOUT[self.name].per_run
+
+    @property
+    def reads_run(self) -> bool:
+        """Each job runs its run's method, so it reads that run's options, method_config.<run>.* (evaluate's jobs
+        belong to a run too, but read its samples only)."""
+        return self.family_code == METHODS
 
     @property
     def outputs(self) -> Mapping[str, str]:
         return LAYOUT[self.name].outputs
 
-    @property
-    def variants(self) -> tuple[Variant, ...]:
-        return LAYOUT[self.name].variants
-
-    def reads(self, variant: Variant) -> Reads:
-        """The inputs and params of one variant's cells."""
-        if variant.fixed_T and self.fixed_T is not None:
-            return Reads(self.fixed_T.params, {**self.inputs, **self.fixed_T.inputs})
-        return Reads(self.params, self.inputs)
-
-    def param_keys(self, variant: Variant, method: str | None = None) -> tuple[str, ...]:
-        """Dotted params.yaml keys of a cell; ``method`` fills the run's own key (DVC passes a template)."""
-        params = self.reads(variant).params
-        if not self.per_run:
-            return params
-        if method is None:
+    def param_keys(self, cfg: Mapping[str, Any], run: str | None = None) -> tuple[str, ...]:
+        """Dotted params.yaml keys of one job (of ``run`` for a stage of a run): the stage's keys (a family whose
+        chain is its own reads no ``noise.*``) and the run's options, one key per option it sets except the lists
+        its grid ranges over (a new T of DDGAN is a new job, never a change of the others)."""
+        if not self.reads_run:
+            return self.params
+        if run is None:
             raise ValueError(f"stage {self.name!r} reads the options of one run: a method (run) is required")
-        return (*params, f"method_config.{method}")
+        family = cells.family_of(cfg, run)
+        keys = [k for k in self.params if family.uses_noise_schedule or k.split(".")[0] != "noise"]
+        grid_lists = {v.format(run=run) for v in (*family.grid.models.values(), *family.grid.cells.values())}
+        options = [f"method_config.{run}.{k}" for k in lookup(cfg, f"method_config.{run}")]
+        return (*keys, *(k for k in options if k not in grid_lists))
 
     @property
     def modules(self) -> tuple[str, ...]:
-        """The package files this stage runs: the closure of its entry module's imports, plus the schema."""
+        """The package files this stage's command runs whatever the run: the closure of its entry module's imports,
+        plus the schema it checks its params against."""
         return (*module_closure(f"diffsteps.stages.{self.entry}"), f"{PKG}/schemas/params.schema.yaml")
+
+    def code(self, cfg: Mapping[str, Any], run: str | None = None) -> tuple[str, ...]:
+        """The package files one job runs: :attr:`modules` and the code of its run's family (of every run of the
+        study for a stage of the whole study that reads families)."""
+        if self.family_code is None:
+            return self.modules
+        runs = [run] if run is not None else list(lookup(cfg, "methods"))
+        families = sorted({cells.family_of(cfg, r).family_name() for r in runs})
+        extra = {f for fam in families for f in family_files(self.family_code, fam)}
+        return (*self.modules, *sorted(extra - set(self.modules)))
+
+
+def family_files(code: str, family: str) -> tuple[str, ...]:
+    """The package files of a family's code (``code``: :data:`METHODS` or :data:`FAMILIES`): the closure of its
+    module."""
+    return module_closure(f"{code}.{family}" if code == METHODS else module_name(family))
 
 
 _SPLITS = {"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz", "data_meta": f"{DATA}/data.json"}
@@ -116,9 +130,6 @@ _SCORING = {"stats": f"{REFSTATS}/domain.npz", "inception": f"{REFSTATS}/incepti
             "inception_weights": f"{INCEPTION}/inception.pth", "inception_meta": f"{INCEPTION}/inception.json",
             "data_meta": f"{DATA}/data.json"}
 _MODEL_IN = {"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json"}
-#: the domain features behind a fixed-T run's training-time FID probe (the train command's --stats, --weights, ...)
-PROBE_INPUTS = {"stats": f"{REFSTATS}/domain.npz", "weights": f"{DOMAIN}/extractor.pt",
-                "domain_meta": f"{DOMAIN}/extractor.json"}
 
 STAGES: tuple[Stage, ...] = (
     Stage("prepare_data", inputs={}, entry="data", params=("data",)),
@@ -128,7 +139,6 @@ STAGES: tuple[Stage, ...] = (
     # a copy of the user's file (its content is then what DVC and the records hash), or a not-computed marker
     Stage("inception_weights", inputs={}, entry="inception", params=("evaluation.inception.weights",)),
     # one stage per (split, extractor, weights, N): editing Inception's N never touches the domain statistics
-    # (which the fixed-T runs' training probe reads)
     Stage("reference_stats",
           inputs={**_SPLITS, "weights": f"{DOMAIN}/extractor.pt", "weights_meta": f"{DOMAIN}/extractor.json"},
           entry="refstats", params=("data", "evaluation.batch_size")),
@@ -136,52 +146,51 @@ STAGES: tuple[Stage, ...] = (
           inputs={**_SPLITS, "weights": f"{INCEPTION}/inception.pth", "weights_meta": f"{INCEPTION}/inception.json"},
           entry="refstats", params=("data", "evaluation.batch_size", "evaluation.inception.n",
                                     "evaluation.inception.n_ref")),
-    # one model per run and training seed (and per T of a fixed-T run, whose probe samples at its own T)
+    # one model per run and training seed (and per T of a family with a model per T)
     Stage("train", inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json"}, entry="train",
-          per_run=True, params=MODEL_KEYS,
-          fixed_T=Reads((*FIXED_T_MODEL_KEYS, "sampling.batch_size", "evaluation.batch_size"), PROBE_INPUTS)),
-    Stage("sample", inputs=_MODEL_IN, entry="sample", per_run=True,
-          params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"),
-          fixed_T=Reads((*FIXED_T_MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"))),
+          params=MODEL_KEYS, family_code=METHODS),
+    Stage("sample", inputs=_MODEL_IN, entry="sample", params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"),
+          family_code=METHODS),
     Stage("evaluate",
           inputs={"samples": f"{SAMPLES}/samples.npz", "sample_meta": f"{SAMPLES}/sample.json",
                   "train": f"{DATA}/train.npz", **_SCORING},
           entry="evaluate", params=EVAL_KEYS),
-    Stage("nll", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", per_run=True,
-          params=_NLL_KEYS),
-    Stage("solver_error", inputs=_MODEL_IN, entry="solver_error", per_run=True,
+    Stage("nll", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", params=_NLL_KEYS,
+          family_code=METHODS),
+    Stage("solver_error", inputs=_MODEL_IN, entry="solver_error",
           params=(*MODEL_KEYS, "sampling.samplers", "sampling.spacings", "sampling.budgets", "sampling.clip_x0",
-                  "evaluation.solver_error")),
+                  "evaluation.solver_error"), family_code=METHODS),
+    # the domain FID of a probed run's EMA snapshots (its training curve), after training: training reads no features
+    Stage("probe", inputs={**_MODEL_IN, "snapshots": f"{MODEL}/snapshots.pt", "stats": f"{REFSTATS}/domain.npz",
+                           "weights": f"{DOMAIN}/extractor.pt", "domain_meta": f"{DOMAIN}/extractor.json",
+                           "data_meta": f"{DATA}/data.json"},
+          entry="probe", params=(*MODEL_KEYS, "sampling.clip_x0", "evaluation.probe"), family_code=METHODS),
     Stage("floor", inputs={"heldout": f"{DATA}/heldout.npz", **_SCORING}, entry="evaluate", params=EVAL_KEYS),
     Stage("report", inputs={}, entry="report",
           # the values behind results (train.threads, checkpoint_every, ... change none of them)
-          params=("preset", "methods", "fixed_T", "method_config", "data", "model", "noise", *TRAIN_KEYS, "train.seeds", "train.replicates",
-                  "sampling", "evaluation"),
+          params=("preset", "methods", "method_config", "data", "model", "noise", *TRAIN_KEYS, "train.seeds",
+                  "train.replicates", "sampling", "evaluation"),
           dvc_dir_deps=("results/eval/{dataset}", "results/nll/{dataset}", "results/solver_error/{dataset}",
-                        "results/models/{dataset}",
+                        "results/models/{dataset}", "results/probe/{dataset}",
                         "results/features/{dataset}/domain", "results/samples/{dataset}"),
-          dvc_metrics=("metrics",)),
+          family_code=FAMILIES, dvc_metrics=("metrics",)),
 )
 STAGE = {s.name: s for s in STAGES}
 assert set(STAGE) == set(LAYOUT), "every stage has a cell layout and every layout a stage"
 
 
 def _job_run(wildcards: Any) -> str | None:
-    """The run of a Snakemake job: its {method}, or the run of its {model} (training jobs)."""
+    """The run of a Snakemake job: its {method}, or the run of its {model} (training and probe jobs)."""
     names = set(wildcards.keys())
     if "method" in names:
         return wildcards.method
-    return run_of(wildcards.model) if "model" in names else None
-
-
-def _job_variant(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> Variant:
-    return variant_of(cfg, stage, _job_run(wildcards))
+    return cells.run_of(wildcards.model) if "model" in names else None
 
 
 def cell_keys(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> tuple[str, ...]:
-    """The params keys one job reads: its grid's, with the job's run where the stage reads a run's options
-    (``wildcards`` is Snakemake's wildcards object). The rule passes them to the command (``--keys``)."""
-    return STAGE[stage].param_keys(_job_variant(cfg, stage, wildcards), _job_run(wildcards))
+    """The params keys one job reads, with its run's options where the stage reads them (``wildcards`` is
+    Snakemake's wildcards object). The rule passes them to the command (``--keys``)."""
+    return STAGE[stage].param_keys(cfg, _job_run(wildcards))
 
 
 def cell_params(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> dict[str, Any]:
@@ -190,54 +199,54 @@ def cell_params(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> dict[str,
 
 
 def job_inputs(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> dict[str, Any]:
-    """Snakemake's ``input:`` of one job: its grid's inputs, the ``{model}`` of its run filled in, and the
-    package files the stage runs (editing one reruns exactly its dependants)."""
+    """Snakemake's ``input:`` of one job: its stage's inputs, the ``{model}`` of its run filled in, and the package
+    files the job runs (editing one reruns exactly its dependants)."""
     wc = dict(wildcards.items())
     run = _job_run(wildcards)
     if run is not None:
-        wc.setdefault("model", model_of(cfg, run, wc.get("budget")))
-    inputs = {k: v.format(**wc) for k, v in STAGE[stage].reads(_job_variant(cfg, stage, wildcards)).inputs.items()}
-    return {**inputs, "code": list(STAGE[stage].modules)}
+        wc.setdefault("model", cells.model_of(cfg, run, wc.get("budget")))
+    inputs = {k: v.format(**wc) for k, v in STAGE[stage].inputs.items()}
+    return {**inputs, "code": list(STAGE[stage].code(cfg, run))}
 
 
-def train_args(wildcards: Any, inputs: Any) -> str:
-    """The train command's arguments that follow from its {model}: the run, its T (fixed-T runs) and the
-    probe's inputs where the job has them."""
-    run, T = run_of(wildcards.model), T_of(wildcards.model)
-    probe = [f"--{key.replace('_', '-')} {inputs[key]}" for key in PROBE_INPUTS if key in inputs.keys()]
-    return " ".join([f"--method {run}", *([f"--T {T}"] if T is not None else []), *probe])
+def model_args(cfg: Mapping[str, Any], wildcards: Any) -> str:
+    """The arguments of a command of one model that follow from its {model}: the run, and its T for a family with
+    a model per T."""
+    axes = cells.model_axes(cfg, wildcards.model)
+    T = [f"--T {axes['budget']}"] if "budget" in axes else []
+    return " ".join([f"--method {cells.run_of(wildcards.model)}", *T])
 
 
 # --------------------------------------------------------------------------------------------
 # dvc.yaml generation
 
 
-def _dvc_pattern(pattern: str, variant: Variant) -> str:
-    subs = {**variant.constants, **{k: f"${{{v}}}" for k, v in variant.fixed.items()}}
-    subs.update({k: f"${{item.{k}}}" for k in variant.matrix})
-    subs.update({k: v.format(**subs) for k, v in variant.derived.items()})
+def _dvc_pattern(pattern: str, grid: CellGrid) -> str:
+    subs = {**grid.constants, **{k: f"${{{v}}}" for k, v in grid.fixed.items()}}
+    subs.update({k: f"${{item.{k}}}" for k in grid.matrix})
+    subs.update({k: v.format(**subs) for k, v in grid.derived.items()})
     return pattern.format(**subs)
 
 
-def dvc_stages() -> dict[str, Any]:
-    """The ``stages:`` mapping of dvc.yaml: one templated stage (a DVC matrix) per stage variant."""
+def dvc_stages(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``stages:`` mapping of dvc.yaml under the plain params ``cfg``: one templated stage group (a DVC matrix)
+    per grid of :func:`~.cells.grids`, so per stage, run and grid of the run's family."""
     out: dict[str, Any] = {}
     for stage in STAGES:
-        for variant in stage.variants:
-            reads = stage.reads(variant)
-            outs = [_dvc_pattern(p, variant) for k, p in stage.outputs.items() if k not in stage.dvc_metrics]
-            metrics = [_dvc_pattern(stage.outputs[k], variant) for k in stage.dvc_metrics]
-            deps = [_dvc_pattern(p, variant) for p in (*reads.inputs.values(), *stage.dvc_dir_deps)]
+        for grid in cells.grids(cfg, stage.name):
+            outs = [_dvc_pattern(p, grid) for k, p in stage.outputs.items() if k not in stage.dvc_metrics]
+            metrics = [_dvc_pattern(stage.outputs[k], grid) for k in stage.dvc_metrics]
+            deps = [_dvc_pattern(p, grid) for p in (*stage.inputs.values(), *stage.dvc_dir_deps)]
             entry: dict[str, Any] = {}
-            if variant.matrix:
-                entry["matrix"] = {k: f"${{{v}}}" for k, v in variant.matrix.items()}
+            if grid.matrix:
+                entry["matrix"] = {k: f"${{{v}}}" for k, v in grid.matrix.items()}
             entry["cmd"] = f"DIFFSTEPS_UNDER_DVC=1 snakemake --cores all {outs[0]}"
-            entry["deps"] = sorted(set(deps)) + list(stage.modules)
-            entry["params"] = list(stage.param_keys(variant, "${item.method}" if stage.per_run else None))
+            entry["deps"] = sorted(set(deps)) + list(stage.code(cfg, grid.run))
+            entry["params"] = list(stage.param_keys(cfg, grid.run))
             entry["outs"] = outs
             if metrics:
                 entry["metrics"] = metrics
-            out[stage.name + variant.suffix] = entry
+            out[grid.group(stage.name)] = entry
     return out
 
 
@@ -249,13 +258,40 @@ DVC_PLOTS = ({"FID against NFE": {"template": "fid_vs_nfe", "x": "nfe",
                                    "y": {LAYOUT["report"].outputs["csv"]: "value"}}},)
 
 
-def dvc_yaml_text() -> str:
+def dvc_yaml_text(cfg: Mapping[str, Any]) -> str:
+    """dvc.yaml for the plain params ``cfg``: it depends on the runs of params.yaml (their families, options and
+    lists: which groups exist), never on the values that DVC reads through ``${...}``."""
     import yaml
 
-    header = ("# GENERATED by `python -m diffsteps dvc-yaml` from src/diffsteps/workflow.py: do not edit by hand.\n"
-              "# Every stage runs Snakemake for its own outputs, so both tools share one DAG and one metadata.\n")
-    return header + yaml.safe_dump({"vars": ["params.yaml"], "stages": dvc_stages(), "plots": list(DVC_PLOTS)},
+    header = ("# GENERATED by `python -m diffsteps dvc-yaml` from src/diffsteps/workflow.py and the runs of params.yaml:\n"
+              "# do not edit by hand (a Snakemake run rewrites it when the runs change). Every stage runs Snakemake for\n"
+              "# its own outputs, so both tools share one DAG and one metadata.\n")
+    return header + yaml.safe_dump({"vars": ["params.yaml"], "stages": dvc_stages(cfg), "plots": list(DVC_PLOTS)},
                                    sort_keys=False, width=120, allow_unicode=True)
+
+
+class DVCYamlStale(RuntimeError):
+    """dvc.yaml does not hold the stage groups of params.yaml's runs (and DVC is the one running: it cannot change)."""
+
+
+def sync_dvc_yaml(cfg: Mapping[str, Any], root: Path = Path(".")) -> bool:
+    """Keep dvc.yaml the generated text of ``cfg``: rewrite it when it differs (the runs changed: a new run, option
+    or replicated run is a new stage group), and return whether it did. Under DVC (it runs Snakemake for one
+    stage, having read dvc.yaml already) a stale file is an error that says what to run."""
+    path = root / "dvc.yaml"
+    if not (root / ".dvc").is_dir():
+        return False
+    text = dvc_yaml_text(cfg)
+    if path.exists() and path.read_text() == text:
+        return False
+    if os.environ.get("DIFFSTEPS_UNDER_DVC"):
+        raise DVCYamlStale(f"{path.resolve()} does not match the runs of params.yaml (their families, options or "
+                           "replicated, reference and bounded runs changed): run `python -m diffsteps dvc-yaml`, then "
+                           "`dvc repro` again")
+    from .io import atomic_write_text
+
+    atomic_write_text(path, text)
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,8 +328,6 @@ def forget_foreign_outputs(paths: list[str], root: Path = Path(".")) -> list[str
             rec.unlink()
             forgotten.append(p)
     return forgotten
-
-
 
 
 class DVCSyncError(RuntimeError):

@@ -13,6 +13,7 @@ import torch
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
 from diffsteps.config import (ClaimsConfig, DomainConfig, EvaluationConfig, InceptionConfig, MemorisationConfig, NLLConfig,
+                              ProbeConfig,
                              SolverErrorConfig, StepsNeededConfig)
 from diffsteps.io import sha256_file
 from diffsteps.features.extract import INCEPTION_EXTRACTOR, extract_features
@@ -33,7 +34,8 @@ EVAL = EvaluationConfig(batch_size=8, kid_subset_size=2, kid_subsets=1, prc_neig
                         inception=InceptionConfig(CONVERTED, None, None, None, None),
                         memorisation=MemorisationConfig(0.5, 4),
                         domain=DomainConfig(channels=8, epochs=1, batch_size=8, lr=1e-3, seed=0, min_accuracy=0.5),
-                        nll=NLLConfig(methods=(), replicates=(), budgets=(4,), variances=("beta",), n_images=4, batch_size=4, seed=0, draws=1),
+                        nll=NLLConfig(methods=(), budgets=(4,), variances=("beta",), n_images=4, batch_size=4, seed=0, draws=1),
+                        probe=ProbeConfig(8),
                         solver_error=SolverErrorConfig(8, 0, 8, 256), steps_needed=StepsNeededConfig(0.1, 0.02, 200, 0),
                         claims=ClaimsConfig(0.1))
 

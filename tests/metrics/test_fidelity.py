@@ -11,6 +11,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from diffsteps.config import (ClaimsConfig, DomainConfig, EvaluationConfig, InceptionConfig, MemorisationConfig, NLLConfig,
+                              ProbeConfig,
                              SolverErrorConfig, StepsNeededConfig)
 from diffsteps.io import sha256_array, sha256_file
 from diffsteps.features import extract as features_module
@@ -26,7 +27,8 @@ DOMAIN = DomainConfig(channels=16, epochs=5, batch_size=64, lr=0.003, seed=0, mi
 EVAL = EvaluationConfig(batch_size=128, kid_subset_size=100, kid_subsets=10, prc_neighborhood=3,
                         inception=InceptionConfig(None, None, None, None, None),
                         memorisation=MemorisationConfig(quantile=0.5, pairs=4), domain=DOMAIN,
-                        nll=NLLConfig(methods=(), replicates=(), budgets=(4,), variances=("beta",), n_images=16, batch_size=16, seed=0, draws=1),
+                        nll=NLLConfig(methods=(), budgets=(4,), variances=("beta",), n_images=16, batch_size=16, seed=0, draws=1),
+                        probe=ProbeConfig(8),
                         solver_error=SolverErrorConfig(8, 0, 8, 256), steps_needed=StepsNeededConfig(0.1, 0.02, 200, 0),
                         claims=ClaimsConfig(0.1))
 

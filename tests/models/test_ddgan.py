@@ -10,7 +10,8 @@ from scipy import stats
 
 from diffsteps.models.ddgan import DDGANGenerator, Discriminator, DiscriminatorSpec, minibatch_stddev
 from diffsteps.models.unet import UNet, UNetSpec
-from diffsteps.noise import GaussianNoise, Schedule, vp_sde_betas
+from diffsteps.noise.gaussian import GaussianNoise
+from diffsteps.noise.schedule import Schedule, vp_sde_betas
 from diffsteps.objectives import AdversarialObjective, forward_pair, r1_penalty
 from diffsteps.rng import BatchRNG
 

@@ -10,9 +10,10 @@ import pytest
 import torch
 from scipy import special, stats
 
-from diffsteps.noise import Schedule, make_betas
+from diffsteps.noise.schedule import Schedule, make_betas
 from diffsteps.noise.gamma import GammaNoise
 from diffsteps.rng import BatchRNG
+from diffsteps.spacing import SPACINGS
 
 EPS64 = np.finfo(np.float64).eps
 
@@ -208,6 +209,6 @@ def test_respaced_chain_k_bar_equals_k_bar_at_tau(schedule, K, spacing):
     """On a respaced chain k'_i = β'_i/(ᾱ'_i θ0²) summed over the chain is k̄ at τ_i exactly (the sum telescopes
     to (1/ᾱ'_i − 1)/θ0²), so the sampler's noise law at τ is the training law there."""
     p = GammaNoise(schedule, theta0=0.5, loss="l1")
-    chain = schedule.chain(K, spacing)
+    chain = schedule.chain(K, SPACINGS[spacing])
     k_prime = np.cumsum(chain.beta[1:].numpy() / (chain.alpha_bar[1:].numpy() * 0.5**2))
     np.testing.assert_allclose(k_prime, p.k_bar[chain.tau[1:].numpy()], rtol=1e-9)

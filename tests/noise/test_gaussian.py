@@ -2,7 +2,8 @@ import pytest
 import torch
 from scipy import stats
 
-from diffsteps.noise import GaussianNoise, Schedule, make_betas
+from diffsteps.noise.gaussian import GaussianNoise
+from diffsteps.noise.schedule import Schedule, make_betas
 from diffsteps.rng import BatchRNG
 
 

@@ -23,6 +23,7 @@ from diffsteps.noise.logsnr import (GAMMA_MAX, GAMMA_MIN, SCHEDULES, ContinuousG
 from diffsteps.objectives import VDMObjective
 from diffsteps.rng import BatchRNG
 from diffsteps.noise.reverse import ancestral_step, predict_x0
+from diffsteps.spacing import SPACINGS
 
 from ..vdm_helpers import GaussianDenoiser
 
@@ -311,8 +312,8 @@ def test_chain_matches_schedule(K, spacing):
     """chain(K, spacing): tau = grid_times(K, spacing) (i/K or (i/K)²), ᾱ'_i = sigmoid(−γ(t_i)) in float64,
     β'_i = 1 − ᾱ'_i/ᾱ'_{i−1}, ᾱ'_0 = α_0² < 1, ᾱ'_K = α_1²."""
     sched = curved(3)
-    chain = ContinuousGaussian(sched).chain(K, spacing)
-    t = grid_times(sched, K, spacing)
+    chain = ContinuousGaussian(sched).chain(K, SPACINGS[spacing])
+    t = grid_times(sched, K, SPACINGS[spacing])
     expected_t = np.arange(K + 1) / K if spacing == "uniform" else (np.arange(K + 1) / K) ** 2
     np.testing.assert_allclose(t, expected_t, rtol=1e-15, atol=0)
     assert chain.tau.dtype == torch.float64 and np.array_equal(chain.tau.numpy(), t)
@@ -334,7 +335,7 @@ def test_ancestral_step_on_chain_is_vdm_update(K, spacing):
     """One ancestral β̃ step on chain(K) from t = t_i to s = t_{i−1} is VDM's update (appendix A.4):
     with c = −expm1(γ_s − γ_t), mean = (α_s/α_t)·(z_t − c·σ_t·ε̂) and variance σ_s²·c, in float64."""
     sched = curved(5)
-    chain = ContinuousGaussian(sched).chain(K, spacing)
+    chain = ContinuousGaussian(sched).chain(K, SPACINGS[spacing])
     with torch.no_grad():
         gamma = sched(chain.tau.float()).double()
     g = torch.Generator().manual_seed(K)

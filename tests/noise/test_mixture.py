@@ -12,10 +12,10 @@ import pytest
 import torch
 from scipy import stats
 
-from diffsteps.method_options import PhiSchedule
-from diffsteps.noise import Schedule, make_betas
+from diffsteps.families.mixture import PhiSchedule
+from diffsteps.noise.schedule import Schedule, make_betas
 from diffsteps.noise.mixture import MixtureNoise
-from diffsteps.registry import method_class
+from diffsteps.methods import method_class
 from diffsteps.rng import BatchRNG, StackedRNG
 
 T = 1000

@@ -3,12 +3,13 @@ import pytest
 import torch
 
 from diffsteps.noise.schedule import Schedule, make_betas
+from diffsteps.spacing import SPACINGS
 
 
 @pytest.mark.parametrize("K", [2, 10, 100])
 def test_respaced_chain_closed_form(K):
     s = Schedule(make_betas("linear", 1000))
-    chain = s.chain(K, "uniform")
+    chain = s.chain(K, SPACINGS["uniform"])
     ab = s.alpha_bar
     # ᾱ'_i = ᾱ_{τ_i}, and β' telescopes back to ᾱ': ∏_{j≤i}(1 − β'_j) = ᾱ'_i
     assert torch.allclose(chain.alpha_bar[1:], ab[chain.tau[1:]])
@@ -34,7 +35,7 @@ def test_linear_schedule_endpoints_and_cosine_range():
 def test_posterior_matches_gaussian_conditioning():
     """q(x_{i−1} | x_i, x_0) from the joint Gaussian of (x_{i−1}, x_i) given x_0 (scalar case)."""
     s = Schedule(make_betas("linear", 1000))
-    chain = s.chain(10, "quad")
+    chain = s.chain(10, SPACINGS["quad"])
     c0, ct = chain.posterior_coefs()
     for i in range(2, chain.K + 1):
         ab_p, ab = chain.alpha_bar[i - 1], chain.alpha_bar[i]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffsteps.noise import GaussianNoise, Schedule, vp_sde_betas
+from diffsteps.noise.gaussian import GaussianNoise
+from diffsteps.noise.schedule import Schedule, vp_sde_betas
 from diffsteps.noise.schedule import VP_T_EPS
 from diffsteps.rng import BatchRNG
 from diffsteps.noise.reverse import ancestral_step

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from diffsteps.method_options import FAMILY_OPTIONS
-from diffsteps.registry import METHODS
+import importlib
+
+from diffsteps import families
 from diffsteps.stages.nll import bound_cells
 
 SPACINGS = ("uniform", "quad", "logsnr")
@@ -25,11 +26,14 @@ def test_continuous_time_chains_differ_by_spacing_at_every_K():
     assert len({c["chain"] for c in cells[:-1]}) == len(SPACINGS)
 
 
-@pytest.mark.parametrize("family", sorted(FAMILY_OPTIONS))
-def test_the_method_classes_take_the_declarations_of_their_family(family):
-    """One source: the torch-free options type declares the bound; the method class answers from it."""
-    declared, method = FAMILY_OPTIONS[family], METHODS[family]
-    assert method.nll_undefined_reason == declared.nll_undefined_reason
-    assert method.continuous_time == declared.continuous_time
+@pytest.mark.parametrize("family", families.names())
+def test_the_method_classes_take_the_declarations_of_their_family(family, smoke_cfg):
+    """One source: the torch-free options type declares the bound; the method answers from it."""
+    declared = families.options_type(family)
+    method_cls = importlib.import_module(f"diffsteps.methods.{family}").METHOD
+    run = next(r for r in smoke_cfg.methods if type(smoke_cfg.method_config[r]) is declared)
+    per_T = "budget" in declared.grid.models
+    method = method_cls(smoke_cfg, run, (1, 8, 8), 2 if per_T else None)
+    assert method.options_type is declared and method.continuous_time == declared.continuous_time
     for variance in ("betatilde", "beta", None):
         assert method.nll_reason(variance) == declared.bound_reason(variance)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffsteps.methods import DDGAN
+from diffsteps.methods.ddgan import DDGAN
 from diffsteps.learners import AdversarialLearner
 from diffsteps.training.loop import TrainingDiverged, train
 

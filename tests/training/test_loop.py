@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffsteps.methods import DDPM
+from diffsteps.methods.ddpm import DDPM
 from diffsteps.training.checkpoint import ModelFileError, ResumeMismatch, load_ema_model
 from diffsteps.training.loop import TrainingDiverged, train
 from diffsteps.training.loop import EpochSampler, learning_rate
@@ -222,7 +222,7 @@ def test_epoch_sampler_permutes_and_round_trips():
 def test_vdm_resume_is_bit_identical(smoke_cfg, tcfg, images, tmp_path):
     """VDM's learned schedule (EMA included), its variance-objective gradients and its low-discrepancy
     times resume bit-identically as well: nothing of its state lives outside the checkpoint."""
-    from diffsteps.methods import VDM
+    from diffsteps.methods.vdm import VDM
 
     class Dies(VDM):
         def objective(self):

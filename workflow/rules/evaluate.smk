@@ -59,6 +59,29 @@ rule nll:
         " --data-dir results/data/{wildcards.dataset} --train-seed {wildcards.ts} --out {output.nll} > {log} 2>&1"
 
 
+rule probe:
+    # the domain-FID curve of a probed run's EMA snapshots (DDGAN), after its training
+    input:
+        unpack(stage_inputs("probe")),
+    output:
+        **stage_outputs("probe"),
+    params:
+        values=stage_params("probe"),
+        reads=stage_keys("probe"),
+        run=lambda wildcards: cells.run_of(wildcards.model),
+    log:
+        f"{LOGS}/probe/{{dataset}}/{{model}}/train{{ts}}.log",
+    benchmark:
+        f"{BENCH}/probe/{{dataset}}/{{model}}/train{{ts}}.tsv"
+    threads: 1
+    resources:
+        **job_resources("probe"),
+    shell:
+        "{PY} probe " + CELL + " --threads {threads} --method {params.run} --model-dir $(dirname {input.model})"
+        " --train-seed {wildcards.ts} --stats {input.stats} --weights {input.weights} --domain-meta {input.domain_meta}"
+        " --data-meta {input.data_meta} --out {output.probe} > {log} 2>&1"
+
+
 rule floor:
     input:
         unpack(stage_inputs("floor")),

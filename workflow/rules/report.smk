@@ -4,7 +4,7 @@ REPORT_OUTPUTS = stage_outputs("report")  # results.csv, report.md, report.html,
 rule report:
     input:
         unpack(get_report_inputs),
-        code=list(plan.STAGE["report"].modules),
+        code=plan.STAGE["report"].code(config),
     output:
         # the tidy table is also an item of Snakemake's own report
         csv=report(REPORT_OUTPUTS.pop("csv"), category="Results", caption="../report/results.rst"),

@@ -1,5 +1,5 @@
 rule train:
-    # one model per run and training seed, and per T of a fixed-T run ({model} = <run>/T<T>, cells.model_of)
+    # one model per run and training seed, and per T of a family with a model per T ({model} = <run>/T<T>)
     input:
         unpack(stage_inputs("train")),
     output:
@@ -7,7 +7,7 @@ rule train:
     params:
         values=stage_params("train"),
         reads=stage_keys("train"),
-        args=train_args,
+        args=model_args,
         out_dir=out_dir,
     log:
         f"{LOGS}/train/{{dataset}}/{{model}}/train{{ts}}.log",

@@ -1,10 +1,3 @@
-"""Noise processes: the forward corruption, kept apart from networks and samplers."""
-
-from .base import ForwardSample, NoiseProcess, expand_like
-from .gamma import GammaNoise
-from .gaussian import GaussianNoise
-from .mixture import MixtureNoise
-from .schedule import Chain, Schedule, make_betas, vp_sde_betas
-
-__all__ = ["Chain", "ForwardSample", "GammaNoise", "GaussianNoise", "MixtureNoise", "NoiseProcess", "Schedule", "expand_like",
-           "make_betas", "vp_sde_betas"]
+"""Noise processes: the forward corruption, kept apart from networks and samplers. Import from the submodules
+(``.schedule``, ``.gaussian``, ``.gamma``, ...): nothing is imported here, so that the code of a job holds the noise
+of its own family and no other."""

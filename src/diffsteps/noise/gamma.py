@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .base import LOSSES, NoiseProcess, expand_like, noise_loss
-from ..method_options import DDGMOptions
+from ..families.ddgm import DDGMOptions
 
 
 class GammaNoise(NoiseProcess):
@@ -26,7 +26,7 @@ class GammaNoise(NoiseProcess):
 
     name = "gamma"
     markov_forward = True  # Γ(k̄_{t−1}, θ_{t−1})·√α_t + Γ(k_t, θ_t) = Γ(k̄_t, θ_t): the scales agree
-    nll_undefined_reason = DDGMOptions.nll_undefined_reason  # the family's declaration (method_options)
+    nll_undefined_reason = DDGMOptions.nll_undefined_reason  # the family's declaration (diffsteps.families)
 
     def __init__(self, schedule, theta0: float, loss: str):
         super().__init__(schedule)

@@ -33,8 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..rng import RNG
-from .schedule import Chain
-from ..spacing import continuous_times
+from .schedule import Chain, TimeGrid
 
 #: VDM's initial endpoints: SNR from e^{13.3} ≈ 6e5 (σ_0 ≈ 1.3e-3) down to e^{−5} ≈ 6.7e-3
 GAMMA_MIN, GAMMA_MAX = -13.3, 5.0
@@ -214,15 +213,18 @@ def alpha_sigma(gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def grid_times(schedule: LogSNRSchedule, K: int, spacing: str) -> np.ndarray:
+def grid_times(schedule: LogSNRSchedule, K: int, spacing: TimeGrid | None = None) -> np.ndarray:
     """t_0 = 0 < … < t_K = 1 of the K-step ``spacing`` grid of a trained schedule, (K+1,) float64
-    (:func:`~diffsteps.spacing.continuous_times`; ``logsnr`` and ``karras`` invert this schedule's γ)."""
+    (:meth:`~.schedule.TimeGrid.continuous`: ``logsnr`` and ``karras`` invert this schedule's γ); without a
+    spacing the uniform grid i/K (the discrete-T training loss's)."""
+    if spacing is None:
+        return np.arange(K + 1, dtype=np.float64) / K
     device = schedule.gamma_0.device
 
     def gamma(t: np.ndarray) -> np.ndarray:
         return schedule(torch.from_numpy(t).float().to(device)).double().cpu().numpy()
 
-    return continuous_times(K, spacing, gamma)
+    return spacing.continuous(K, gamma)
 
 
 class ContinuousGaussian:
@@ -246,7 +248,7 @@ class ContinuousGaussian:
         return rng.randn(tuple(shape), device=device)
 
     @torch.no_grad()
-    def chain(self, K: int, spacing: str = "uniform") -> Chain:
+    def chain(self, K: int, spacing: TimeGrid | None = None) -> Chain:
         """The K-step chain on :func:`grid_times`: ``tau`` holds the times t_i (the denoiser's input),
         ᾱ'_i = α²(t_i) = sigmoid(−γ(t_i)) in float64. Index 0 is t = 0, where ᾱ'_0 = α_0² < 1: the
         last reverse step lands on z_0, which the decoder reads."""

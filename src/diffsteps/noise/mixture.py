@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .base import NoiseProcess, expand_like
-from ..method_options import MixtureOptions
+from ..families.mixture import MixtureOptions
 
 
 class MixtureNoise(NoiseProcess):
@@ -33,7 +33,7 @@ class MixtureNoise(NoiseProcess):
 
     name = "mixture"
     markov_forward = False
-    nll_undefined_reason = MixtureOptions.nll_undefined_reason  # the family's declaration (method_options)
+    nll_undefined_reason = MixtureOptions.nll_undefined_reason  # the family's declaration (diffsteps.families)
 
     def __init__(self, schedule, p: float, phi):
         super().__init__(schedule)

@@ -8,11 +8,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
 
-from ..spacing import discrete_times
+
+class TimeGrid(Protocol):
+    """Where the K steps of a chain sit (a spacing of :mod:`diffsteps.spacing`, handed in by the caller, so that a
+    noise process and training never depend on the spacings): distinct integer times of a discrete schedule, or
+    times in [0, 1] of a continuous one."""
+
+    name: str
+
+    def discrete(self, alpha_bar: np.ndarray, K: int) -> np.ndarray: ...
+
+    def continuous(self, K: int, gamma: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray: ...
+
 
 def make_betas(schedule: str, T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
     """β_1..β_T as float64, shape (T,).
@@ -122,10 +134,15 @@ class Schedule:
         """ᾱ_t for t = 0..T, shape (T+1,), float64, ᾱ_0 = 1."""
         return torch.from_numpy(np.concatenate([[1.0], np.cumprod(1.0 - self.betas)]))
 
-    def chain(self, K: int | None = None, spacing: str = "uniform") -> Chain:
-        """The K-step respaced chain on the ``spacing`` grid (:func:`~diffsteps.spacing.discrete_times`); the full
-        T-step chain when K is None or K = T, whatever the spacing."""
+    def chain(self, K: int | None = None, spacing: TimeGrid | None = None) -> Chain:
+        """The K-step respaced chain on the ``spacing`` grid (:meth:`TimeGrid.discrete`); the full T-step chain
+        when K is None or K = T, whatever the spacing."""
         T = self.T
-        tau = np.arange(1, T + 1) if K is None or K == T else discrete_times(self.alpha_bar.numpy(), K, spacing)
+        if K is None or K == T:
+            tau = np.arange(1, T + 1)
+        elif spacing is None:
+            raise ValueError(f"a {K}-step chain of a {T}-step schedule needs a spacing")
+        else:
+            tau = spacing.discrete(self.alpha_bar.numpy(), K)
         tau = torch.from_numpy(np.concatenate([[0], tau]))
         return Chain.from_alpha_bar(tau, self.alpha_bar[tau])

@@ -22,7 +22,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-from ..method_options import FAMILY_OPTIONS
+from ..families import names, options_type
 from .figures import footnote as _footnote
 from .figures import save_figure
 from .plots_training import plot_log_snr, plot_noise_skewness, plot_training_curves, plot_training_diagnostics
@@ -30,7 +30,7 @@ from ..rows import CONTEXT_COLUMNS, CONTINUOUS_SAMPLER, FLOOR_SAMPLER
 from .summary import NLL_TERMS, VARIANT_COLUMNS, excluded_note, metric_label, missing, ok_rows, pareto_front, \
     run_label, seed_summary, slug, text, variant_label
 
-__all__ = ["fixed_T_family", "plot_all", "plot_log_snr", "plot_nll_vs_nfe", "plot_noise_skewness",
+__all__ = ["own_chain_family", "plot_all", "plot_log_snr", "plot_nll_vs_nfe", "plot_noise_skewness",
            "plot_quality_vs_cost", "plot_quality_vs_nfe", "plot_training_curves",
            "quality_cost_points", "save_figure"]
 
@@ -84,9 +84,10 @@ def _quality_axis(metric: str, n: Any, extractor: Any) -> str:
     return f"{metric_label(metric, n)}\n({text(extractor, 'unknown features')})"
 
 
-def fixed_T_family(family: Any) -> bool:
-    """Whether rows of this method family come from fixed-T runs (one model per T, e.g. DDGAN)."""
-    return not missing(family) and family in FAMILY_OPTIONS and FAMILY_OPTIONS[family].fixed_T
+def own_chain_family(family: Any) -> bool:
+    """Whether rows of this method family come from runs that sample only a chain of their own (DDGAN: one model
+    per T, its own sampler, NFE = T)."""
+    return not missing(family) and family in names() and options_type(family).own_sampler is not None
 
 
 def _floor_line(ax: plt.Axes, floor_ok: pd.DataFrame) -> None:
@@ -98,8 +99,8 @@ def _floor_line(ax: plt.Axes, floor_ok: pd.DataFrame) -> None:
 
 def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, errors: str = "band") -> dict[str, Path]:
     """``metric`` vs NFE (log x), one figure per context, one panel per (sampler, spacing), one line per
-    run: each noise family's curve sits beside its Gaussian twin on the same sampler and chain. A
-    fixed-T run (DDGAN: one model per T, its own sampler, NFE = T) is drawn on every panel.
+    run: each noise family's curve sits beside its Gaussian twin on the same sampler and chain. A run with a
+    chain of its own (DDGAN: one model per T, its own sampler, NFE = T) is drawn on every panel.
 
     ``errors`` is ``band`` (mean ± sd over seeds as a shaded band) or ``bars`` (error bars). The
     real-data floor is a horizontal line labelled with its N.
@@ -115,8 +116,8 @@ def plot_quality_vs_nfe(df: pd.DataFrame, metric: str, out_dir: str | Path, erro
             continue  # nothing to draw; the failures are listed in the report's tables
         ok = ok.assign(nfe=ok["nfe"].astype(float), run=[run_label(r) for r in ok.to_dict("records")])
         ok["chain"] = ok["sampler"].astype(str) + " / " + ok["spacing"].astype(str)
-        # a fixed-T run (DDGAN) has one sampler on its own chain per T: its points go on every panel
-        fixed = ok["family"].map(fixed_T_family).astype(bool)
+        # a run with a chain of its own (DDGAN) has one sampler per T: its points go on every panel
+        fixed = ok["family"].map(own_chain_family).astype(bool)
         ok.loc[fixed, "run"] = ok.loc[fixed, "run"] + " (one model per T, own sampler)"
         runs = sorted(ok["run"].unique())
         chains = sorted(ok.loc[~fixed, "chain"].unique()) or sorted(ok["chain"].unique())
@@ -303,8 +304,10 @@ def plot_quality_vs_cost(df: pd.DataFrame, out_dir: str | Path, metric: str = "f
 
 def plot_all(df: pd.DataFrame, out_dir: str | Path, loss_csvs: Mapping[str, str | Path] | None = None,
              noise_skewness: Mapping[str, Mapping[str, list[float]]] | None = None,
-             log_snr: Mapping[str, Mapping[str, list[float]]] | None = None) -> dict[str, Path]:
-    """Every figure the data allows, as ``{caption: png path}`` in report order."""
+             log_snr: Mapping[str, Mapping[str, list[float]]] | None = None,
+             probes: Mapping[str, Mapping[str, list[float]]] | None = None) -> dict[str, Path]:
+    """Every figure the data allows, as ``{caption: png path}`` in report order (``probes``: the probe curve of a
+    model, ``{label: {"images_seen": [...], "probe_fid": [...]}}``, labelled as its loss log)."""
     sns.set_theme(style="whitegrid", context="paper")
     out_dir = Path(out_dir)
     figures: dict[str, Path] = {}
@@ -315,7 +318,7 @@ def plot_all(df: pd.DataFrame, out_dir: str | Path, loss_csvs: Mapping[str, str 
         figures.update(plot_quality_vs_cost(df, out_dir, metric))
     if loss_csvs:
         figures["Training loss"] = plot_training_curves(loss_csvs, out_dir / "training_loss.png")
-        diagnostics = plot_training_diagnostics(loss_csvs, out_dir / "training_diagnostics.png")
+        diagnostics = plot_training_diagnostics(loss_csvs, out_dir / "training_diagnostics.png", probes)
         if diagnostics is not None:
             figures["Training diagnostics (adversarial losses, R1, discriminator accuracy, FID probe)"] = diagnostics
     if noise_skewness:

@@ -15,7 +15,7 @@ from .aggregate import ReportInputError
 from .figures import footnote as _footnote
 from .figures import save_figure
 
-#: the columns of every loss.csv; anything after them is a learner's diagnostic (or the probe)
+#: the columns of every loss.csv; anything after them is a learner's diagnostic
 LOSS_COLUMNS = ("step", "images_seen", "loss", "lr", "seconds")
 DIAGNOSTIC_LABELS = {"loss": "generator loss softplus(−D(fake))", "d_loss": "discriminator loss (real + fake)",
                      "r1": "R1 penalty (lazy; applied steps)", "d_accuracy": "discriminator accuracy",
@@ -60,12 +60,18 @@ def plot_training_curves(loss_csvs: Mapping[str, str | Path], out_path: str | Pa
     return save_figure(fig, Path(out_path))
 
 
-def plot_training_diagnostics(loss_csvs: Mapping[str, str | Path], out_path: str | Path) -> Path | None:
+def plot_training_diagnostics(loss_csvs: Mapping[str, str | Path], out_path: str | Path,
+                              probes: Mapping[str, Mapping[str, list[float]]] | None = None) -> Path | None:
     """One panel per value a learner logs besides the loss (and the loss itself, beside them), over
-    images seen, for every log that has such values (DDGAN: ``d_loss``, ``r1``, ``d_accuracy`` and the
-    ``probe_fid`` points); None when no log has any. A run stopped as collapsed or diverged has its
-    curves up to the failure, which is how a reader sees what went wrong."""
+    images seen, for every log that has such values (DDGAN: ``d_loss``, ``r1``, ``d_accuracy``), with the probe
+    stage's ``probe_fid`` points of a model (``probes``: its curve under the label of its log); None when no log has
+    any. A run stopped as collapsed or diverged has its curves up to the failure, which is how a reader sees what
+    went wrong."""
     logs = {label: read_loss_csv(loss_csvs[label]) for label in sorted(loss_csvs)}
+    for label, curve in (probes or {}).items():
+        if label in logs:  # the probe's points join the log rows at their images seen (the others: nan)
+            logs[label] = logs[label].merge(pd.DataFrame(curve)[["images_seen", "probe_fid"]], on="images_seen",
+                                            how="outer").sort_values("images_seen")
     logs = {label: log for label, log in logs.items() if set(log.columns) - set(LOSS_COLUMNS) and not log.empty}
     if not logs:
         return None
@@ -78,7 +84,7 @@ def plot_training_diagnostics(loss_csvs: Mapping[str, str | Path], out_path: str
         for label, log in logs.items():
             if column not in log.columns:
                 continue
-            shown = log[log[column].notna()]  # the probe runs every probe_every steps only
+            shown = log[log[column].notna()]  # the probe scores every probe_every steps only
             ax.plot(shown["images_seen"], shown[column], color=palette[label], lw=1.2, label=label,
                     marker="o" if column == "probe_fid" else None, ms=3)
         if column == "d_accuracy":

@@ -61,8 +61,7 @@ def meta_from_config(cfg: Any, network: str | None = None) -> dict[str, Any]:
     m, s, ev = cfg.model, cfg.sampling, cfg.evaluation
     ref = s.reference
     return {
-        "preset": cfg.preset, "dataset": cfg.data.dataset, "methods": ", ".join(cfg.methods) + (
-            f"; trained per T ∈ {list(cfg.fixed_T.T)}: {', '.join(cfg.fixed_T.methods)}" if cfg.fixed_T.methods else ""),
+        "preset": cfg.preset, "dataset": cfg.data.dataset, "methods": ", ".join(_run_text(cfg, run) for run in cfg.methods),
         "network": network or (f"UNet, width {m.channels}, levels {list(m.channel_mult)}, "
                                f"{m.num_res_blocks} res block(s) per level, attention at {list(m.attn_resolutions)}"),
         "train_images": cfg.train.images, "train_batch_size": cfg.train.batch_size,
@@ -77,12 +76,20 @@ def meta_from_config(cfg: Any, network: str | None = None) -> dict[str, Any]:
     }
 
 
+def _run_text(cfg: Any, run: str) -> str:
+    """A run as the configuration table names it: with the lists its family's grid trains one model per value of
+    (``ddgan (a model per T ∈ [1, 4])``)."""
+    options = cfg.method_config[run]
+    axes = [key.rsplit(".", 1)[-1] for key in type(options).grid.models.values()]
+    return run + "".join(f" (a model per {a} ∈ {list(getattr(options, a))})" for a in axes)
+
+
 def unbounded_runs(cfg: Any) -> dict[str, str]:
     """The runs of the study with no bound job (:mod:`diffsteps.stages.nll` runs for ``evaluation.nll.methods``
     only), each with what the report says instead of a number: its family's declared reason, or that its bound
     was not asked for."""
     out = {}
-    for run in (*cfg.methods, *cfg.fixed_T.methods):
+    for run in cfg.methods:
         if run in cfg.evaluation.nll.methods:
             continue
         reason = cfg.method_config[run].nll_undefined_reason

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from ..rows import FLOOR_SAMPLER
-from ..sampler_registry import FIXED_T_SAMPLER, SamplerSpec, data_law_caveat
+from ..families import options_type
+from ..sampler_registry import SamplerSpec, data_law_caveat
 from .render import Block, Bullets, Paragraph, Table
 from .summary import missing, text
 
@@ -203,7 +204,7 @@ def best_spacing(needed: dict[tuple[str, str], Needed], sampler: str) -> tuple[s
 
 
 def _cell(answer_: RunAnswer, needed: dict[tuple[str, str], Needed], sampler: str, several_spacings: bool) -> str:
-    if not SamplerSpec.parse(sampler).decl.applies_to(answer_.family):
+    if not SamplerSpec.parse(sampler).decl.applies_to(options_type(answer_.family)):
         return "n/a"
     best = best_spacing(needed, sampler)
     if best is None:
@@ -299,12 +300,12 @@ def caveats(df: pd.DataFrame, answers: Sequence[RunAnswer], s: Settings) -> list
     seen = set()
     for a in answers:
         for smp in {smp for smp, _ in a.to_own}:
-            why = data_law_caveat(smp, a.family) if smp != FLOOR_SAMPLER else None
+            why = data_law_caveat(smp, options_type(a.family)) if smp != FLOOR_SAMPLER else None
             if why and (a.family, smp) not in seen:
                 seen.add((a.family, smp))
                 notes.append(f"{a.method} / {smp}: {why}.")
     notes.append(f"Headline metric: {s.metric} (study-internal features; not comparable to published CIFAR-10 "
-                 "Inception FID). 'n/a': the sampler does not apply to the family (a fixed-T generator samples only "
+                 "Inception FID). 'n/a': the sampler does not apply to the family (a generator fixed at its T samples only "
                  "its own chain); '—': not run.")
     return notes
 
@@ -312,7 +313,7 @@ def caveats(df: pd.DataFrame, answers: Sequence[RunAnswer], s: Settings) -> list
 def settings_from_config(cfg: Any, metric: str = "fid") -> Settings:
     """:class:`Settings` from a :class:`~diffsteps.config.StudyConfig`."""
     sn, ref = cfg.evaluation.steps_needed, cfg.sampling.reference
-    samplers = tuple(dict.fromkeys((*cfg.sampling.samplers, ref.sampler, *(
-        (FIXED_T_SAMPLER,) if cfg.fixed_T.methods else ()))))
+    own = (type(cfg.method_config[run]).own_sampler for run in cfg.methods)
+    samplers = tuple(dict.fromkeys((*cfg.sampling.samplers, ref.sampler, *(s for s in own if s is not None))))
     return Settings(sn.tolerance, sn.solver_error, sn.bootstrap, sn.seed, ref.sampler, ref.spacing, ref.budget,
                     metric, samplers)

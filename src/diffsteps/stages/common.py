@@ -6,11 +6,10 @@ import argparse
 import logging
 import sys
 import traceback
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ..config import StudyConfig, config_slice
+from ..config import StudyConfig, config_slice, read_config
 from ..io import provenance
-from ..params import load_config
 
 if TYPE_CHECKING:
     import torch
@@ -28,9 +27,11 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="the dotted params.yaml keys this cell reads (default: every section)")
 
 
-def setup(args: argparse.Namespace) -> StudyConfig:
-    """Validate params first (bad input stops before any expensive work), then set threads."""
-    cfg = load_config(args.params)
+def setup(args: argparse.Namespace, sections: Sequence[str]) -> StudyConfig:
+    """Read and check this command's slice of params first (bad input stops before any expensive work): the
+    ``sections`` it reads (the whole file was validated where the DAG was built; a command of a run adds its run's
+    options with :func:`diffsteps.families.with_runs`); then set threads."""
+    cfg = read_config(args.params, sections)
     if args.threads:
         import torch  # here, not at the top: the report and the planning commands never need torch
 

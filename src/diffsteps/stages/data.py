@@ -7,6 +7,8 @@ from pathlib import Path
 from ..data import datasets
 from .common import add_common, setup
 
+SECTIONS = ("data",)
+
 
 def register(sub) -> None:
     p = sub.add_parser("prepare-data", help="write train/held-out splits as uint8 arrays with content hashes")
@@ -20,7 +22,7 @@ def register(sub) -> None:
 
 
 def run_prepare(args) -> int:
-    cfg = setup(args)
+    cfg = setup(args, SECTIONS)
     datasets.prepare(cfg.data, args.out_dir)  # writes data.json last, with content hashes and provenance
     return 0
 

@@ -9,6 +9,8 @@ from ..io import atomic_torch_save, atomic_write_json
 from ..features.classifier import train_domain_classifier
 from .common import add_common, record, resolve_device, setup
 
+SECTIONS = ("data", "train", "evaluation")  # train: its device
+
 NO_LABELS = "not available: the data set has no labels, so no domain classifier can be trained"
 
 
@@ -21,7 +23,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    cfg = setup(args)
+    cfg = setup(args, SECTIONS)
     device = resolve_device(cfg.train.device)
     train_x, train_y = load_split(args.data_dir / "train.npz")
     held_x, held_y = load_split(args.data_dir / "heldout.npz")

@@ -22,11 +22,11 @@ from ..features.extract import DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR
 from ..features.refstats import RefStats, load_reference_stats
 from ..metrics.fidelity import (closest_pairs, floor_rows, inception_score_row, not_available_rows, not_computed_rows,
                                 score)
-from ..rows import FLOOR_SAMPLER, make_row
-from ..sampler_registry import SAMPLER_COLUMNS
+from ..rows import FLOOR_SAMPLER, IDENTITY_COLUMNS, make_row
 from .common import add_common, record, resolve_device, run_cell, setup
 
-CELL_KEYS = ("method", "family", "sampler", "spacing", *SAMPLER_COLUMNS, "noise", "nfe", "train_seed", "seed")
+CELL_KEYS = tuple(c for c in IDENTITY_COLUMNS if c not in ("dataset", "metric"))  # what a sample.json names
+SECTIONS = ("data", "train", "evaluation")  # train: its device
 INCEPTION_PREFIX = "inception_"
 
 
@@ -125,7 +125,7 @@ def _as_rows(raw_rows: list[dict[str, Any]], ident: dict[str, Any]) -> list[dict
 
 
 def run_evaluate(args) -> int:
-    cfg = setup(args)
+    cfg = setup(args, SECTIONS)
     device = resolve_device(cfg.train.device)
     meta = read_json(args.samples_dir / "sample.json")
     ident = {"dataset": cfg.data.dataset, **{k: meta["cell"].get(k) for k in CELL_KEYS}}
@@ -155,7 +155,7 @@ def run_evaluate(args) -> int:
 
 
 def run_floor(args) -> int:
-    cfg = setup(args)
+    cfg = setup(args, SECTIONS)
     device = resolve_device(cfg.train.device)
     heldout, _ = load_split(args.heldout)
     split_sha = read_json(args.data_meta)["sha256"]["train"]

@@ -9,6 +9,8 @@ from ..io import atomic_write_json
 from ..features.inception_weights import build_resource
 from .common import add_common, record, setup
 
+SECTIONS = ("evaluation",)
+
 
 def register(sub) -> None:
     p = sub.add_parser("inception-weights", help="build the Inception weights named by evaluation.inception.weights")
@@ -19,7 +21,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    cfg = setup(args)
+    cfg = setup(args, SECTIONS)
     result = build_resource(cfg.evaluation.inception.weights, args.out)
     atomic_write_json(args.meta, record(cfg, args, status=result["status"], error=result["reason"], result=result))
     return 0

@@ -19,10 +19,14 @@ import numpy as np
 
 from ..data.datasets import load_split
 from ..io import atomic_write_json
-from ..registry import method_class, run_identity
+from ..methods import run_identity
 from ..rows import CONTINUOUS_SAMPLER, make_row
+from ..spacing import SPACINGS
 from ..training.checkpoint import load_trained
+from ..families import with_runs
 from .common import add_common, record, resolve_device, run_cell, setup
+
+SECTIONS = ("data", "model", "noise", "train", "sampling", "evaluation")  # train: its device; sampling: its spacings
 
 TERMS = ("total", "prior", "recon", "diffusion")
 
@@ -55,18 +59,18 @@ def bound_cells(budgets: Sequence[int], variances: Sequence[str], spacings: Sequ
 
 
 def run(args) -> int:
-    cfg = setup(args)
-    method_cls = method_class(cfg, args.method)
-    reason = method_cls.nll_reason  # the family's declaration: which cells have a bound
+    cfg = with_runs(setup(args, SECTIONS), args.params, (args.method,))
+    family = type(cfg.method_config[args.method])
+    reason = family.bound_reason  # the family's declaration: which cells have a bound
     if all(reason(v) is not None for v in (*cfg.evaluation.nll.variances, None)):
-        raise ValueError(f"--method = {args.method!r}: its family {method_cls.name!r} defines no bound "
+        raise ValueError(f"--method = {args.method!r}: its family {family.family_name()!r} defines no bound "
                          f"({reason(None)}); list only runs with one under evaluation.nll.methods")
     device = resolve_device(cfg.train.device)
     n_images = cfg.evaluation.nll.n_images
     base = {"dataset": cfg.data.dataset, "method": args.method, **run_identity(cfg, args.method),
             "train_seed": args.train_seed, "seed": cfg.evaluation.nll.seed}
     nll = cfg.evaluation.nll
-    cells = bound_cells(nll.budgets, nll.variances, cfg.sampling.spacings, cfg.noise.T, method_cls.continuous_time)
+    cells = bound_cells(nll.budgets, nll.variances, cfg.sampling.spacings, cfg.noise.T, family.continuous_time)
 
     def ident(cell: dict[str, Any]) -> dict[str, Any]:
         sampler = CONTINUOUS_SAMPLER if cell["budget"] is None else f"ancestral-{cell['variance']}"
@@ -89,8 +93,9 @@ def run(args) -> int:
                 rows += rows_with(cell, "not_defined", why)
                 continue
             if cell["chain"] not in computed:
-                terms = method.nll(model, images, cell["budget"], cell["variance"], cell["spacing"],
-                                   cfg.evaluation.nll.seed, batch_size=cfg.evaluation.nll.batch_size, device=device)
+                spacing = None if cell["spacing"] is None else SPACINGS[cell["spacing"]]
+                terms = method.nll(model, images, cell["budget"], cell["variance"], spacing, cfg.evaluation.nll.seed,
+                                   batch_size=cfg.evaluation.nll.batch_size, device=device)
                 computed[cell["chain"]] = (terms.bits_per_dim(dims), terms.draws)
             bpd, draws = computed[cell["chain"]]
             for t in TERMS:

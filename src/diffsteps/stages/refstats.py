@@ -13,6 +13,8 @@ from ..features.extract import EXTRACTORS, INCEPTION_EXTRACTOR
 from ..features.refstats import reference_stats
 from .common import add_common, record, resolve_device, setup
 
+SECTIONS = ("data", "train", "evaluation")  # train: its device
+
 
 def register(sub) -> None:
     p = sub.add_parser("reference-stats", help="one extractor's statistics of the training split and the floor's features")
@@ -30,7 +32,7 @@ def register(sub) -> None:
 def run(args) -> int:
     """Statistics of one extractor. The domain features use both whole splits; Inception uses
     evaluation.inception.n_ref training and evaluation.inception.n held-out images (its floor's N)."""
-    cfg = setup(args)
+    cfg = setup(args, SECTIONS)
     device = resolve_device(cfg.train.device)
     ev = cfg.evaluation
     weights = read_json(args.weights_meta)

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from ..cells import report_inputs
-from ..config import to_plain
+from ..config import SECTIONS, to_plain
 from ..io import atomic_write_json, read_json
 from ..reporting.aggregate import collect, write_csv
 from ..reporting.dvc_metrics import study_metrics
@@ -20,6 +20,7 @@ from ..reporting.plots_solver import plot_solver_error
 from ..reporting.report import build_report, meta_from_config, unbounded_runs
 from ..reporting.steps import settings_from_config
 from ..reporting.summary import run_label
+from ..families import with_runs
 from .common import add_common, setup
 
 
@@ -37,14 +38,16 @@ def headline_metric(cfg) -> str:
 
 
 def run(args) -> int:
-    cfg = setup(args)
+    cfg = with_runs(setup(args, SECTIONS), args.params)  # every section, and the runs of methods
     inputs = report_inputs(to_plain(cfg))
     train_records = [p for p in inputs["train"] if p.endswith(".json")]
     df = collect([*inputs["eval"], *inputs["nll"], *inputs["solver_error"], *inputs["floor"], *train_records])
     out = args.out_dir
     write_csv(df, out / "results.csv")
-    # results/models/<dataset>/<method>[/T<T>]/train<ts>/loss.csv → "<method>[ T<T>] train<ts>"
+    # results/models/<dataset>/<model>/train<ts>/loss.csv → "<model> train<ts>" (a model is <run>[/T<T>]); the probe
+    # curve of a probed model (results/probe/<dataset>/<model>/train<ts>/probe.json) goes beside its losses
     loss = {" ".join(Path(p).parts[3:-1]): p for p in inputs["train"] if p.endswith(".csv")}
+    probes = {" ".join(Path(p).parts[3:-1]): read_json(p).get("curve") for p in inputs["probe"]}
     shutil.rmtree(out / "figures", ignore_errors=True)  # figures of an earlier configuration must not linger
     # one curve per run (the first training seed's record; the noise does not depend on the seed)
     skewness, log_snr, parameters = {}, {}, {}
@@ -57,7 +60,7 @@ def run(args) -> int:
             log_snr.setdefault(cell["method"] + (f" (T = {cell['T']})" if cell.get("T") else ""), result["log_snr"])
         if result.get("parameters"):
             parameters.setdefault(cell["method"], result["parameters"])
-    figures = plot_all(df, out / "figures", loss, skewness, log_snr)
+    figures = plot_all(df, out / "figures", loss, skewness, log_snr, {k: v for k, v in probes.items() if v})
     figures.update(plot_closest_pairs(df, inputs["pairs"], out / "figures"))
     figures.update(plot_solver_error(df, out / "figures"))
     grids = [Path(p) for p in inputs["samples"] if p.endswith("grid.png")]

@@ -9,13 +9,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..sampler_registry import SamplerSpec
-from ..spacing import SPACINGS
 from ..io import atomic_save_grid, atomic_save_npz, atomic_write_json, peak_memory_mb
-from ..registry import run_identity
+from ..methods import run_identity
+from ..sampler_registry import SamplerSpec
 from ..samplers import sampler_for
+from ..spacing import SPACINGS
 from ..training.checkpoint import load_trained
+from ..families import with_runs
 from .common import add_common, record, resolve_device, run_cell, setup
+
+SECTIONS = ("data", "model", "noise", "train", "sampling")  # train: its device
 
 
 def register(sub) -> None:
@@ -33,14 +36,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    cfg = setup(args)
+    cfg = with_runs(setup(args, SECTIONS), args.params, (args.method,))
     spec = SamplerSpec.parse(args.sampler, "--sampler", source="command line")
-    options = cfg.method_config.get(args.method)  # an unknown run is refused by run_identity below
-    if options is not None and options.fixed_T:
-        if args.budget not in cfg.fixed_T.T:  # its model was trained at this T
-            raise ValueError(f"--budget = {args.budget} is invalid for the fixed-T run {args.method!r}: must be one of "
-                             f"fixed_T.T = {list(cfg.fixed_T.T)}")
-    elif not 2 <= args.budget <= cfg.noise.T:
+    # a family with a chain of its own (DDGAN) checks its sampler, spacing and T itself, when it loads its model
+    if cfg.method_config[args.method].eps_prediction and not 2 <= args.budget <= cfg.noise.T:
         raise ValueError(f"--budget = {args.budget} is invalid: must be 2 ≤ budget ≤ noise.T = {cfg.noise.T}")
     device = resolve_device(cfg.train.device)
     cell = {"method": args.method, "sampler": spec.name, "spacing": args.spacing, "budget": args.budget,
@@ -53,8 +52,8 @@ def run(args) -> int:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
-        gen = method.generate(model, args.budget, sampler_for(spec), args.spacing, cfg.sampling.n_samples, args.seed,
-                              batch_size=cfg.sampling.batch_size, device=device)
+        gen = method.generate(model, args.budget, sampler_for(spec), SPACINGS[args.spacing], cfg.sampling.n_samples,
+                              args.seed, batch_size=cfg.sampling.batch_size, device=device)
         wall = time.perf_counter() - start
         images = gen.images  # rounded to uint8 once
         atomic_save_npz(out / "samples.npz", images=images)

@@ -8,13 +8,17 @@ import math
 from pathlib import Path
 
 from ..io import atomic_write_json
-from ..registry import run_identity
+from ..methods import run_identity
 from ..rows import make_row
 from ..sampler_registry import SamplerSpec
 from ..samplers import sampler_for
 from ..solver_error import cell_errors, reference_solve
+from ..spacing import SPACINGS
 from ..training.checkpoint import load_trained
+from ..families import with_runs
 from .common import add_common, record, resolve_device, run_cell, setup
+
+SECTIONS = ("data", "model", "noise", "train", "sampling", "evaluation")  # train: its device
 
 METRIC = "solver_error"
 #: the reference's own row: its sampler and NFE, and the shift of halving its step (the convergence check)
@@ -31,20 +35,21 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def solved_samplers(cfg, family: str) -> list[SamplerSpec]:
-    """The deterministic samplers of ``sampling.samplers`` that apply to ``family``."""
+def solved_samplers(cfg, family) -> list[SamplerSpec]:
+    """The deterministic samplers of ``sampling.samplers`` that apply to ``family`` (its options type)."""
     specs = [SamplerSpec.parse(name) for name in cfg.sampling.samplers]
     return [s for s in specs if s.deterministic and s.decl.applies_to(family)]
 
 
 def run(args) -> int:
-    cfg = setup(args)
+    cfg = with_runs(setup(args, SECTIONS), args.params, (args.method,))
     ident = {"dataset": cfg.data.dataset, "method": args.method, **run_identity(cfg, args.method),
              "train_seed": args.train_seed, "seed": cfg.evaluation.solver_error.seed, "metric": METRIC}
-    specs = solved_samplers(cfg, ident["family"])
-    if cfg.method_config[args.method].fixed_T:
-        raise ValueError(f"--method = {args.method!r} is invalid: a fixed-T run has no ODE to solve (its one sampler "
-                         "is stochastic)")
+    family = type(cfg.method_config[args.method])
+    specs = solved_samplers(cfg, family)
+    if not specs:
+        raise ValueError(f"--method = {args.method!r} is invalid: no deterministic sampler of sampling.samplers applies "
+                         f"to its family {family.family_name()!r}, so it has no ODE to solve")
     device = resolve_device(cfg.train.device)
     ev = cfg.evaluation.solver_error
     grid = [(s, spacing, K) for s in specs for spacing in cfg.sampling.spacings for K in cfg.sampling.budgets]
@@ -53,7 +58,7 @@ def run(args) -> int:
         method, model = load_trained(cfg, args.method, args.model_dir, device)
 
         def solve(name: str, K: int, spacing: str):
-            return method.generate(model, K, sampler_for(SamplerSpec.parse(name)), spacing, ev.n, ev.seed,
+            return method.generate(model, K, sampler_for(SamplerSpec.parse(name)), SPACINGS[spacing], ev.n, ev.seed,
                                    batch_size=ev.batch_size, device=device).x
 
         endpoints = {(s.name, spacing, K): solve(s.name, K, spacing) for s, spacing, K in grid}

@@ -6,12 +6,13 @@ import os
 import subprocess
 from pathlib import Path
 
-from ..params import available_presets, load_config, preset_path
-from ..io import atomic_write_text
 from .. import resources
+from ..config import read_raw
 from ..features.inception_source import check_weights_spec
+from ..io import atomic_write_text
+from ..params import available_presets, load_config, preset_path
 from ..reruns import architecture_path, with_rerun_table
-from ..workflow import STAGE, dvc_yaml_text
+from ..workflow import STAGE, dvc_yaml_text, sync_dvc_yaml
 
 
 def register(sub) -> None:
@@ -22,8 +23,9 @@ def register(sub) -> None:
     p = sub.add_parser("validate", help="validate params.yaml and print the resolved study")
     p.add_argument("--params", default="params.yaml", type=Path)
     p.set_defaults(func=run_validate)
-    p = sub.add_parser("dvc-yaml", help="regenerate what the stage table in diffsteps.workflow generates: dvc.yaml and "
-                                        "the rerun table of docs/ARCHITECTURE.md")
+    p = sub.add_parser("dvc-yaml", help="regenerate what the stage table in diffsteps.workflow generates: dvc.yaml (for "
+                                        "the runs of params.yaml) and the rerun table of docs/ARCHITECTURE.md")
+    p.add_argument("--params", default="params.yaml", type=Path)
     p.add_argument("--out", default="dvc.yaml", type=Path)
     p.add_argument("--check", action="store_true", help="exit 1 when a file differs from the generated text")
     p.set_defaults(func=run_dvc_yaml)
@@ -42,6 +44,8 @@ def run_preset(args) -> int:
     load_config(preset_path(args.name))  # a preset is itself validated before it replaces params.yaml
     atomic_write_text(args.params, text)
     print(f"params.yaml now holds preset {args.name!r}")
+    if sync_dvc_yaml(read_raw(args.params), args.params.parent):  # its runs are dvc.yaml's stage groups
+        print("dvc.yaml rewritten for its runs")
     return 0
 
 
@@ -53,8 +57,9 @@ def run_validate(args) -> int:
 
 
 def run_dvc_yaml(args) -> int:
+    load_config(args.params)  # the runs must be valid before their stages are written
     docs = architecture_path(args.out.parent)
-    generated = {args.out: dvc_yaml_text(), docs: with_rerun_table(docs.read_text())}
+    generated = {args.out: dvc_yaml_text(read_raw(args.params)), docs: with_rerun_table(docs.read_text())}
     if args.check:
         stale = [path for path, text in generated.items() if path.read_text() != text] if args.out.exists() else [args.out]
         for path in generated:

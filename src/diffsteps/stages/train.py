@@ -1,10 +1,9 @@
-"""``train``: one model per (method, training seed) (and per T for fixed-T runs such as DDGAN), the
-same budget in images seen for every model.
+"""``train``: one model per (run, training seed), and per T for a family with one model per T (DDGAN), the same
+budget in images seen for every model.
 
-A fixed-T run may log a domain-FID *probe* during training (``probe_every`` > 0 in its options): the FID
-of ``probe_n`` samples of the EMA generator at its T, in the study's domain features, against the
-training statistics (``--stats``, ``--weights``, ``--domain-meta``; the split's hash from ``--data-dir``). GAN failure shows up
-there before the run ends.
+A probed family's run (DDGAN with ``probe_every`` > 0) also keeps its EMA weights every ``probe_every`` steps
+(``snapshots.pt``; empty for the others): the probe stage scores them after training, so training runs no evaluation
+and its code holds no feature extractor.
 
 Resumable state lives in ``.cache/resume/<dataset>/<model>/train<seed>/<key>`` (:mod:`~.training.resume`), keyed
 by the params slice, the cell, the training data and the code this command runs, and held under the cell's lock for
@@ -22,13 +21,16 @@ import numpy as np
 from ..config import config_hash, to_plain
 from ..data.datasets import load_split
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json
-from ..registry import method_class, run_identity
-from ..rows import make_row
+from ..methods import method_class, run_identity
 from ..models.unet import count_parameters
+from ..rows import make_row
 from ..training.checkpoint import load_ema_model
-from ..training.loop import train
+from ..training.loop import SNAPSHOTS_NAME, train
 from ..training.resume import ResumeState, loaded_code_digest
+from ..families import with_runs
 from .common import add_common, cell_config, record, resolve_device, run_cell, setup
+
+SECTIONS = ("data", "model", "noise", "train")
 
 
 
@@ -39,11 +41,8 @@ def register(sub) -> None:
     p.add_argument("--train-seed", required=True, type=int)
     p.add_argument("--data-dir", required=True, type=Path)
     p.add_argument("--out-dir", required=True, type=Path)
-    p.add_argument("--T", type=int, default=None, help="the step count of a fixed-T run (DDGAN); omit for others")
-    probe = p.add_argument_group("domain-FID probe of fixed-T runs (all four, or none: no probe)")
-    probe.add_argument("--stats", type=Path, help="domain-feature statistics of the training split")
-    probe.add_argument("--weights", type=Path, help="the domain extractor checkpoint")
-    probe.add_argument("--domain-meta", type=Path, help="extractor.json of the domain classifier")
+    p.add_argument("--T", type=int, default=None, help="the step count of one model of a family with a model per T "
+                                                     "(DDGAN); omit for the others")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -52,26 +51,11 @@ def resume_state(cfg, args, data_sha256: str) -> ResumeState:
     """The cell's resumable state: its folder is the data set, the model (the run, at its T for a fixed-T run)
     and the training seed; its key the params slice the cell reads (:func:`~.common.cell_config`), the cell, the
     training data's content hash and the digest of the code this command runs (every package module it has loaded:
-    called once the method and its probe are imported)."""
+    called once the run's method is imported)."""
     model = args.method if args.T is None else f"{args.method}/T{args.T}"
     key = {"params": cell_config(cfg, args), "method": args.method, "seed": args.train_seed, "data": data_sha256,
            "T": args.T, "code": loaded_code_digest()}
     return ResumeState(Path(cfg.data.dataset) / model / f"train{args.train_seed}", config_hash(key))
-
-
-def _probe_args(args, method) -> str | None:
-    """Why the probe cannot run (None when it can); bad combinations of arguments raise."""
-    given = [a for a in ("stats", "weights", "domain_meta") if getattr(args, a) is not None]
-    if given and len(given) < 3:
-        raise ValueError(f"--stats, --weights and --domain-meta go together; got only {given}")
-    if not getattr(method.options, "probe_every", 0):
-        return "no probe: probe_every is 0 or the run has none"
-    if not given:
-        return "no probe: --stats/--weights/--domain-meta not given"
-    domain = read_json(args.domain_meta)
-    if domain["status"] != "ok":
-        return f"no probe: the domain extractor failed ({domain['error']})"
-    return None
 
 
 def noise_skewness(method, T: int) -> dict[str, list[float]] | None:
@@ -82,40 +66,31 @@ def noise_skewness(method, T: int) -> dict[str, list[float]] | None:
 
 
 def run(args) -> int:
-    cfg = setup(args)
+    cfg = with_runs(setup(args, SECTIONS), args.params, (args.method,))
     images, _ = load_split(args.data_dir / "train.npz")
     method = method_class(cfg, args.method)(cfg, args.method, images.shape[1:], args.T)
     device = resolve_device(cfg.train.device)
     out = args.out_dir
     ident = {"dataset": cfg.data.dataset, "method": args.method, **run_identity(cfg, args.method),
              "train_seed": args.train_seed}
-    if args.T is not None:  # a fixed-T model serves one cell: its rows carry its NFE
+    if args.T is not None:  # a model per T serves one cell: its rows carry its NFE
         ident["nfe"] = args.T
     cell = {**ident, "image_shape": list(images.shape[1:]), "T": args.T,
             # the noise's shape over t, for the report (closed form; Gaussian is 0)
             "noise_skewness": noise_skewness(method, cfg.noise.T)}
-    no_probe = _probe_args(args, method)
     data_sha = read_json(args.data_dir / "data.json")["sha256"]["train"]
     state = resume_state(cfg, args, data_sha)
 
     def work() -> None:
-        probe = None
-        if not no_probe:
-            # only the probe runs torch-fidelity (its batching and FID): a run without one never imports it, and
-            # starts in the time of torch alone
-            from ..training.probe import domain_fid_probe
-
-            probe = domain_fid_probe(method, cfg, args.stats, args.weights, data_sha, device)
         res = train(method, images, cfg.train, args.train_seed, out, state.dir, device,
-                    progress=not args.no_progress, probe=probe,
-                    probe_every=method.options.probe_every if probe else 0)
+                    progress=not args.no_progress, snapshot_every=method.options.snapshot_every())
         rows = [make_row(**ident, n=res.images_seen, metric=m, value=v) for m, v in (
             ("training_seconds", res.seconds), ("training_peak_memory_mb", res.peak_memory_mb),
             ("train_loss_final", res.final_loss))]
         # the trained (EMA) network's size and noise schedule, for the report's comparisons
         model = load_ema_model(method, out / "model.pt", device)
         result = {**to_plain(dataclasses.asdict(res)), "parameters": count_parameters(model),
-                  "log_snr": method.log_snr_curve(model), "probe": no_probe or "domain FID"}
+                  "log_snr": method.log_snr_curve(model)}
         atomic_write_json(out / "train.json", record(cfg, args, device=device, cell=cell, rows=rows,
                                                 result=result))
         state.finished()  # every output is written: a rerun of this cell trains from step 0
@@ -125,6 +100,7 @@ def run(args) -> int:
         atomic_torch_save(out / "model.pt", {"status": "failed", "error": message})
         if not (out / "loss.csv").exists():  # the header alone: no log row was written
             atomic_write_text(out / "loss.csv", "step,images_seen,loss,lr,seconds\n")
+        atomic_torch_save(out / SNAPSHOTS_NAME, {})  # a failed run's snapshots are not scored
         atomic_write_json(out / "train.json", record(cfg, args, status="failed", error=message,
                                                      device=device, cell=cell))
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config import to_plain
 from ..io import atomic_torch_save, read_json
-from ..registry import method_class
+from ..methods import method_class
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: bumped when the checkpoint layout changes, so an old file is refused instead of half-loaded

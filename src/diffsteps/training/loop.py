@@ -12,8 +12,8 @@ x0 = images / 127.5 − 1, with
 - health checks on every step's values: a non-finite value, or the learner's own verdict (DDGAN:
   a discriminator that wins every batch for too long), stops the run with :class:`TrainingDiverged`
   before that state is checkpointed, so the last checkpoint is the last good state;
-- optionally a *probe* (a callable on the EMA model, e.g. a domain FID of a few samples) every
-  ``probe_every`` steps, logged in ``loss.csv`` as ``probe_fid``.
+- optionally *snapshots* of the EMA weights every ``snapshot_every`` steps (``snapshots.pt``), which the probe
+  stage scores after training (DDGAN's domain-FID curve), so that training never runs an evaluation.
 
 Every random number comes from a stream derived from ``seed``: the model initialisation (global
 generator, seeded before ``build_model``; it also drives dropout), the data order and the learner's
@@ -29,29 +29,27 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..config import TrainConfig, to_plain
-from ..io import atomic_write_json, atomic_write_text, peak_memory_mb, sha256_array
-from ..methods import Method, to_model_space
+from ..io import atomic_torch_save, atomic_write_json, atomic_write_text, peak_memory_mb, sha256_array
+from ..methods.base import Method, to_model_space
 from ..rng import BatchRNG, sample_seed
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, load_ema_model, model_spec, save_checkpoint, save_model
 from .ema import EMA
 from ..learners import learning_rate
 
-__all__ = ["EpochSampler", "TrainResult", "TrainingDiverged", "learning_rate", "load_ema_model", "train"]
+__all__ = ["EpochSampler", "SNAPSHOTS_NAME", "TrainResult", "TrainingDiverged", "learning_rate", "load_ema_model", "train"]
 
 # sub-streams of a training seed (rng.sample_seed(seed, stream)); the model initialisation uses seed itself
 _DATA_STREAM, _OBJECTIVE_STREAM = 1, 2
 #: train-config keys that do not change the trained weights, so a resume may differ in them
 _RESUME_FREE_KEYS = ("checkpoint_every", "seeds", "device", "threads")
-PROBE_COLUMN = "probe_fid"
-#: a probe is a function of the EMA model returning one number (lower is better), e.g. a domain FID
-Probe = Callable[[torch.nn.Module], float]
+SNAPSHOTS_NAME = "snapshots.pt"
 
 
 log = logging.getLogger(__name__)
@@ -212,12 +210,10 @@ class _Run:
         self.last_loss = values[-1][0]
         self.pending.clear()
 
-    def log_row(self, probe: float | None = None) -> dict[str, float]:
+    def log_row(self) -> dict[str, float]:
         row = {"step": self.step, "images_seen": self.step * self.cfg.batch_size,
                **{c: float(np.mean([v[c] for v in self.interval])) for c in self.learner.columns},
                "lr": self.learner.lr(self.step - 1), "seconds": round(self.seconds, 3)}
-        if probe is not None:
-            row[PROBE_COLUMN] = probe
         self.log.append(row)
         self.interval = []
         return row
@@ -235,32 +231,46 @@ def _check_images(images: np.ndarray, method: Method) -> None:
 
 
 def _write_loss_csv(path: Path, log: list[dict[str, float]], columns: tuple[str, ...]) -> None:
-    """One row per log row; a value a row lacks (a probe between probe steps) is written as nan."""
+    """One row per log row (a value a row lacks is written as nan)."""
     lines = [",".join(columns)] + [",".join(repr(row.get(c, math.nan)) for c in columns) for row in log]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def loss_columns(learner_columns: tuple[str, ...], probe: bool) -> tuple[str, ...]:
-    """loss.csv's header: step, images_seen, the learner's values, lr, seconds[, probe_fid]."""
-    return ("step", "images_seen", *learner_columns, "lr", "seconds", *((PROBE_COLUMN,) if probe else ()))
+def loss_columns(learner_columns: tuple[str, ...]) -> tuple[str, ...]:
+    """loss.csv's header: step, images_seen, the learner's values, lr, seconds."""
+    return ("step", "images_seen", *learner_columns, "lr", "seconds")
+
+
+def _snapshot_path(resume_dir: Path, step: int) -> Path:
+    return resume_dir / f"snapshot-{step:09d}.pt"
+
+
+def _write_snapshots(resume_dir: Path, out: Path, last: int) -> None:
+    """``out`` (``snapshots.pt``): {step: EMA state dict} of every snapshot up to step ``last`` (empty without)."""
+    snaps = {}
+    for path in sorted(resume_dir.glob("snapshot-*.pt")):
+        step = int(path.stem.split("-")[1])
+        if step <= last:
+            snaps[step] = torch.load(path, map_location="cpu", weights_only=True)
+    atomic_torch_save(out, snaps)
 
 
 def train(method: Method, train_images: np.ndarray, cfg: TrainConfig, seed: int, out_dir: str | Path,
-          resume_dir: str | Path, device: torch.device | str, progress: bool = True, probe: Probe | None = None,
-          probe_every: int = 0) -> TrainResult:
+          resume_dir: str | Path, device: torch.device | str, progress: bool = True,
+          snapshot_every: int = 0) -> TrainResult:
     """Train ``method`` on uint8 images (N, C, H, W) for ``cfg.steps`` steps; resume from ``resume_dir`` if it
     holds a checkpoint of the same run.
 
     Writes ``out_dir/model.pt`` (EMA weights) and ``out_dir/loss.csv`` (one row every ``log_every`` steps and at
     the end: step, images_seen, the learner's values averaged since the previous row, lr, training seconds so
-    far and, with a ``probe``, its value on the EMA model every ``probe_every`` steps and at the end, else nan),
+    far) and ``out_dir/snapshots.pt`` (the EMA weights every ``snapshot_every`` steps before the last, by step;
+    empty when ``snapshot_every`` is 0),
     and keeps ``resume_dir/checkpoint.pt`` with ``resume_dir/config.json`` saying which run it belongs to (the
-    caller removes them once its outputs are written: :mod:`.resume`). Sets the global torch seed. Probe time is not
-    training time: ``seconds`` excludes it.
+    caller removes them once its outputs are written: :mod:`.resume`). Sets the global torch seed.
     """
     _check_images(train_images, method)
-    if probe is not None and probe_every < 1:
-        raise ValueError(f"probe_every = {probe_every} is invalid: a probe needs probe_every ≥ 1 (steps)")
+    if snapshot_every < 0:
+        raise ValueError(f"snapshot_every = {snapshot_every} is invalid: must be ≥ 0 (steps; 0: no snapshots)")
     out_dir, resume_dir, device = Path(out_dir), Path(resume_dir), torch.device(device)
     batch = cfg.batch_size
     run = _Run(method, train_images, cfg, seed, device, resume_dir / CHECKPOINT_NAME)
@@ -276,20 +286,21 @@ def train(method: Method, train_images: np.ndarray, cfg: TrainConfig, seed: int,
     for net in run.learner.networks():
         net.train()
     started, base_seconds = time.perf_counter(), run.seconds
-    columns = loss_columns(run.learner.columns, probe is not None)
+    columns = loss_columns(run.learner.columns)
     try:
-        _train_steps(run, method, seed, probe, probe_every, started, base_seconds, resumed_from, progress)
+        _train_steps(run, method, seed, snapshot_every, started, base_seconds, resumed_from, progress)
     except TrainingDiverged:
         _write_loss_csv(out_dir / "loss.csv", run.log, columns)  # the curves up to the failure, for the report
         raise
     save_model(out_dir / "model.pt", run.ema.model, method, run.step, run.step * batch)
     _write_loss_csv(out_dir / "loss.csv", run.log, columns)
+    _write_snapshots(resume_dir, out_dir / SNAPSHOTS_NAME, run.step - 1)
     return TrainResult(steps=run.step, images_seen=run.step * batch, seconds=run.seconds,
                        peak_memory_mb=peak_memory_mb(device), final_loss=run.log[-1]["loss"], device=str(device),
                        resumed_from_step=resumed_from)
 
 
-def _train_steps(run: _Run, method: Method, seed: int, probe: Probe | None, probe_every: int, started: float,
+def _train_steps(run: _Run, method: Method, seed: int, snapshot_every: int, started: float,
                  base_seconds: float, resumed_from: int, progress: bool) -> None:
     cfg = run.cfg
     total, batch = cfg.steps, cfg.batch_size
@@ -299,19 +310,17 @@ def _train_steps(run: _Run, method: Method, seed: int, probe: Probe | None, prob
             run.train_step()
             bar.update(batch)
             done = run.step == total
-            probe_due = probe is not None and (done or run.step % probe_every == 0)
-            log_due = done or probe_due or run.step % cfg.log_every == 0
+            snapshot_due = snapshot_every > 0 and not done and run.step % snapshot_every == 0
+            log_due = done or run.step % cfg.log_every == 0
             checkpoint_due = done or run.step % cfg.checkpoint_every == 0
-            if log_due or checkpoint_due:
-                run.flush()
+            if log_due or checkpoint_due or snapshot_due:
+                run.flush()  # a diverged state is never logged, snapshotted or checkpointed
                 run.seconds = base_seconds + time.perf_counter() - started
+            if snapshot_due:  # beside the checkpoint, so that a resumed run keeps the snapshots it had
+                atomic_torch_save(_snapshot_path(run.checkpoint.parent, run.step),
+                                  {k: v.detach().cpu() for k, v in run.ema.model.state_dict().items()})
             if log_due:
-                probed = None
-                if probe_due:
-                    paused = time.perf_counter()
-                    probed = float(probe(run.ema.model))
-                    started += time.perf_counter() - paused  # the probe is monitoring, not training
-                row = run.log_row(probed)
+                row = run.log_row()
                 bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
             if checkpoint_due:
                 run.save()
