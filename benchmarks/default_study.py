@@ -90,8 +90,8 @@ def main() -> int:
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu, {os.cpu_count()} cores"
     params = yaml.safe_load((work / "params.yaml").read_text())
-    fixed = params.get("fixed_T", {"methods": [], "T": []})
-    methods = [*params["methods"], *(f"{m} (T = {', '.join(map(str, fixed['T']))})" for m in fixed["methods"])]
+    methods = [m + (f" (T = {', '.join(map(str, params['method_config'][m]['T']))})"
+                    if "T" in params["method_config"][m] else "") for m in params["methods"]]
     result = {"preset": args.preset or "params.yaml", "methods": methods, "git_commit": commit.strip(),
               "wall_seconds": round(wall, 1), "returncode": proc.returncode,
               "snakemake_process_cpu_seconds": round(own_cpu, 1),

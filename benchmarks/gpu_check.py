@@ -63,9 +63,8 @@ from diffsteps import resources  # noqa: E402
 from default_study import rule_seconds  # noqa: E402
 
 #: what the slice runs: DDPM alone, one training seed, its 1000-step reference
-SLICE = {"methods": ["ddpm"], "fixed_T.methods": [], "train.seeds": [0], "train.replicates.methods": [],
-         "train.replicates.seeds": [], "sampling.reference.methods": ["ddpm"], "evaluation.nll.methods": ["ddpm"],
-         "evaluation.nll.replicates": []}
+SLICE = {"methods": ["ddpm"], "train.seeds": [0], "train.replicates.methods": [],
+         "train.replicates.seeds": [], "sampling.reference.methods": ["ddpm"], "evaluation.nll.methods": ["ddpm"]}
 #: the gpu preset's slice: 250 training steps of 128; every sampler at K = 4, 10, 25 on two spacings (not five),
 #: N = 500, Inception on every cell; the K = 10 bound only (each K = 1000 bound cell is 200k img·NFE)
 GPU_SLICE = {**SLICE, "train.images": 32000, "sampling.spacings": ["uniform", "logsnr"],

@@ -13,6 +13,7 @@ compute at measured throughputs, plus what each job costs beyond that, as measur
     cell's N), where ``evaluation.inception`` selects the cell;
   * nll: ``n_images`` × K for a discrete chain's K-step bound, ``n_images`` × ``draws`` for VDM's, none for a
     cell whose bound is not defined;
+  * probe: ``evaluation.probe.n`` × T for each EMA snapshot of a probed model and its final weights;
   * solver_error: ``n`` × the NFE of every deterministic cell of the run, plus its reference (DDIM at K = T,
     or Heun doubled from K = 64 up to ``max_K``, the worst case);
   * the rest (data, the domain classifier, the report): none, their compute is seconds on a CPU.
@@ -60,7 +61,6 @@ from diffsteps import cells, resources  # noqa: E402  (the planner of this check
 from diffsteps.config import to_plain  # noqa: E402
 from diffsteps.data.datasets import DATASETS, resolve  # noqa: E402
 from diffsteps.params import load_config, validate_mapping  # noqa: E402
-from diffsteps.registry import METHODS  # noqa: E402
 from diffsteps.sampler_registry import SamplerSpec  # noqa: E402
 from diffsteps.stages.nll import bound_cells  # noqa: E402
 from default_study import copy_checkout  # noqa: E402
@@ -89,9 +89,23 @@ def dry_run_jobs(preset: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M) if m.group(1) != "all"}
 
 
-def method_of(cfg: dict, run: str):
-    """The method class of a run (its declarations: which bounds it defines, continuous time)."""
-    return METHODS[cfg["method_config"][run]["family"]]
+def as_today(params: dict) -> dict:
+    """A measured slice's params in today's layout: before issue 26 a fixed-T run (DDGAN) was listed under
+    ``fixed_T: {methods, T}`` with its probe's ``probe_n`` in its options, and the bounded runs' replicates under
+    ``evaluation.nll.replicates``. The same study, spelled as params.yaml spells it now."""
+    import copy
+
+    out = copy.deepcopy(params)
+    fixed = out.pop("fixed_T", {"methods": [], "T": []})
+    out["methods"] = [*out["methods"], *fixed["methods"]]
+    probe_n = []
+    for entry in out["method_config"].values():
+        if entry["family"] == "ddgan":
+            entry.setdefault("T", list(fixed["T"]) or [1])
+            probe_n.append(entry.pop("probe_n", 256))
+    out["evaluation"]["nll"].pop("replicates", None)
+    out["evaluation"].setdefault("probe", {"n": max(probe_n, default=256)})
+    return out
 
 
 def cell_work(cfg: dict, stage: str, wc: dict, n_train: int) -> dict[str, float]:
@@ -100,7 +114,11 @@ def cell_work(cfg: dict, stage: str, wc: dict, n_train: int) -> dict[str, float]
     s, ev = cfg["sampling"], cfg["evaluation"]
     inc, nll = ev["inception"], ev["nll"]
     if stage == "train":
-        return {"train_images": cfg["train"]["images"], "gan": wc["method"] in cfg["fixed_T"]["methods"]}
+        return {"train_images": cfg["train"]["images"], "gan": cells.family_of(cfg, wc["method"]).networks > 1}
+    if stage == "probe":  # its own chain at the model's T, for every snapshot and the final weights
+        every = cfg["method_config"][wc["method"]].get("probe_every", 0)
+        snapshots = -(-cfg["train"]["images"] // cfg["train"]["batch_size"]) // every + 1 if every else 0
+        return {"img_nfe": snapshots * ev["probe"]["n"] * int(wc["budget"])}
     if stage == "sample":
         return {"img_nfe": s["n_samples"] * SamplerSpec.parse(wc["sampler"]).nfe(int(wc["budget"]))}
     if inc["weights"] is None and stage in ("evaluate", "floor", "reference_stats_inception"):
@@ -115,17 +133,17 @@ def cell_work(cfg: dict, stage: str, wc: dict, n_train: int) -> dict[str, float]
     if stage == "reference_stats_inception":
         return {"inception_images": (inc["n_ref"] or n_train) + (inc["n"] or cfg["data"]["n_heldout"])}
     if stage == "nll":  # one job per run: every distinct chain of its defined cells
-        method = method_of(cfg, wc["method"])
+        method = cells.family_of(cfg, wc["method"])  # its declarations: which bounds it defines, continuous time
         chains = {cell["chain"]: cell["budget"] for cell in
                   bound_cells(nll["budgets"], nll["variances"], s["spacings"], cfg["noise"]["T"], method.continuous_time)
-                  if method.nll_reason(cell["variance"]) is None}
+                  if method.bound_reason(cell["variance"]) is None}
         # VDM's bounds sample the time: draws an image whatever K; a discrete K-step bound evaluates every step
         return {"img_nfe": nll["n_images"] * sum(nll["draws"] if method.continuous_time else K for K in chains.values())}
     if stage == "solver_error":
         se = ev["solver_error"]
         nfe = sum(spec.nfe(K) for spec in map(SamplerSpec.parse, s["samplers"]) if spec.deterministic
                   for _ in s["spacings"] for K in s["budgets"])
-        if method_of(cfg, wc["method"]).continuous_time:  # Heun refined from K = 64 up to max_K (worst case)
+        if cells.family_of(cfg, wc["method"]).continuous_time:  # Heun refined from K = 64 up to max_K (worst case)
             K, ref = 64, 0
             while K <= se["max_K"]:
                 ref, K = ref + SamplerSpec.parse("heun").nfe(K), 2 * K
@@ -163,7 +181,7 @@ def slice_overheads(measured: dict, rates: dict[str, float], gan_factor: float) 
     start-up, CUDA's set-up, loading, the CPU-side metrics and the waiting for the GPU beside other jobs. A slice
     stopped at the check's deadline counts the jobs that finished, each with its rule's mean compute."""
     part = measured["parts"]["slice"]
-    work = rule_work(validate_mapping(part["params"]), gan_factor)
+    work = rule_work(validate_mapping(as_today(part["params"])), gan_factor)
     out = {}
     for rule, timed in part["rules"].items():  # a rule's benchmark files are in a folder of its name
         done = timed["jobs"] / work[rule]["jobs"] if rule in work else 0.0
@@ -212,7 +230,9 @@ def main() -> int:
     totals = resources.suggested_totals(args.gpu_memory_mib, cores=2 * args.slots)
     rows, startup_total, compute_total, job_total, memory_bound = {}, 0.0, 0.0, 0.0, 0.0
     for rule, v in sorted(per.items()):
-        start = v["jobs"] * (startup_s[f"{RULE_COMMAND[rule]} (warm)"] + (args.cuda_init_s if rule in GPU_RULES else 0.0))
+        # a command the record predates (probe, issue 26) takes the slowest start-up recorded
+        warm = startup_s.get(f"{RULE_COMMAND[rule]} (warm)", max(v for k, v in startup_s.items() if k.endswith("(warm)")))
+        start = v["jobs"] * (warm + (args.cuda_init_s if rule in GPU_RULES else 0.0))
         compute = compute_s(v, rates)
         # calibrated: the slice's seconds per job beyond compute (start-up included) where it ran this rule
         job_s = v["jobs"] * overheads[rule] + compute if rule in overheads else start + compute

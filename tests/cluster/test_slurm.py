@@ -31,7 +31,7 @@ from ..workflow_repo import BARE_ENV, BIN, dry_run_jobs, make_repo, set_param, s
 pytestmark = pytest.mark.slow
 
 #: the sub-DAG: one Gaussian run, one sampler and seed, its reference chain, its bound; GPU stages on the fake GPU
-SUB_DAG = {"methods": ["ddpm"], "fixed_T.methods": [], "sampling.seeds": [0], "sampling.samplers": ["ddim-eta0"],
+SUB_DAG = {"methods": ["ddpm"], "sampling.seeds": [0], "sampling.samplers": ["ddim-eta0"],
            "sampling.reference.seeds": [0], "evaluation.nll.methods": ["ddpm"], "train.device": "auto"}
 #: the README's command (workflow/profiles/slurm), with the first status check after 1 s instead of 40 (short jobs)
 SLURM = (f"{BIN}/snakemake", "--profile", "workflow/profiles/slurm", "--slurm-init-seconds-before-status-checks", "1")

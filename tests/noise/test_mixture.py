@@ -16,6 +16,7 @@ from diffsteps.families.mixture import PhiSchedule
 from diffsteps.noise.schedule import Schedule, make_betas
 from diffsteps.noise.mixture import MixtureNoise
 from diffsteps.methods import method_class
+from diffsteps.spacing import SPACINGS
 from diffsteps.rng import BatchRNG, StackedRNG
 
 T = 1000
@@ -177,7 +178,7 @@ def test_config_p_and_phi_are_used_in_training_and_sampling(smoke_cfg):
 
     # sampling: the noise injected at every stochastic step and the start x_T
     n = 400
-    chain = proc.schedule.chain(max(cfg.sampling.budgets), "uniform")
+    chain = proc.schedule.chain(max(cfg.sampling.budgets), SPACINGS["uniform"])
     for i in range(2, chain.K + 1):
         tau = int(chain.tau[i - 1])
         z = proc.reverse_noise((n, 1, 8, 8), chain, i, StackedRNG(i, range(n))).double().flatten().numpy()

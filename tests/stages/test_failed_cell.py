@@ -65,15 +65,15 @@ def test_collapsed_gan_is_a_failed_cell_with_its_curves_and_last_good_checkpoint
     cli(tmp_path, "prepare-data", "--out-dir", str(data))
     from diffsteps.workflow import STAGE
 
-    # as the rule calls it: the stage and the params keys its record saves (those of the fixed-T runs' grid)
-    train = STAGE["train"]
-    keys = train.param_keys(next(v for v in train.variants if v.fixed_T), "ddgan")
+    # as the rule calls it: the stage and the params keys its record saves (those of the run's family)
+    keys = STAGE["train"].param_keys(raw, "ddgan")
     cli(tmp_path, "train", "--method", "ddgan", "--T", "1", "--train-seed", "0", "--data-dir", str(data),
         "--out-dir", str(model), "--no-progress", "--stage", "train", "--keys", *keys)
     rec = json.loads((model / "train.json").read_text())
     assert rec["status"] == "failed" and "discriminator accuracy pinned at 1" in rec["error"], rec["error"]
-    # the record saves the params of the stage that ran: a fixed-T model reads no noise.*, and the probe's batch sizes
-    assert rec["stage"] == "train" and "noise" not in rec["config"] and {"method_config.ddgan", "sampling.batch_size"} <= set(rec["config"])
+    # the record saves the params of the stage that ran: DDGAN reads no noise.*, each of its options but its list of T
+    assert rec["stage"] == "train" and "noise" not in rec["config"] and "method_config.ddgan.T" not in rec["config"]
+    assert {"method_config.ddgan.lr_g", "method_config.ddgan.collapse_steps"} <= set(rec["config"])
     failed_at = int(rec["error"].split("diverged at step ")[1].split(":")[0])
     log = pd.read_csv(model / "loss.csv")
     assert {"d_loss", "r1", "d_accuracy"} <= set(log.columns) and 0 < len(log) and log.step.max() < failed_at

@@ -1,12 +1,11 @@
 """DDGAN through the training loop: the AdversarialLearner's resume, collapse rule, divergence checks,
-its loss.csv columns and probe, and a short real run on digits that beats the untrained generator."""
+its loss.csv columns and EMA snapshots, and a short real run on digits whose probe beats the untrained generator."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
 import math
-import time
 
 import numpy as np
 import pytest
@@ -285,37 +284,28 @@ def test_r1_positive_on_every_interval_with_a_regularised_step(straight):
     assert all(float(r["r1"]) > 0 for r in rows(root))  # every 4-step interval holds two lazy R1 steps
 
 
-def test_probe_is_logged_and_its_time_excluded(cfg, tcfg, images, tmp_path):
-    calls = []
-
-    def probe(model):
-        assert isinstance(model, torch.nn.Module)
-        time.sleep(0.3)
-        calls.append(model)
-        return 100.0 + len(calls)
-
-    started = time.perf_counter()
-    res = run(cfg, tcfg, images, tmp_path, probe=probe, probe_every=5)
-    wall = time.perf_counter() - started
-    assert len(calls) == 3  # steps 5 and 10, and the end (12)
-    assert header(tmp_path) == ["step", "images_seen", "loss", "d_loss", "r1", "d_accuracy", "lr", "seconds",
-                                "probe_fid"]
-    logged = rows(tmp_path)
-    # log rows every log_every = 4 steps, at every probe and at the end
-    assert [int(r["step"]) for r in logged] == [4, 5, 8, 10, 12]
-    probed = {int(r["step"]): float(r["probe_fid"]) for r in logged}
-    assert (probed[5], probed[10], probed[12]) == (101.0, 102.0, 103.0)
-    assert math.isnan(probed[4]) and math.isnan(probed[8])
-    # 0.9 s of sleeping is monitoring, not training: it is in the wall time but not in `seconds`
-    assert res.seconds < wall - 3 * 0.3
-    assert float(logged[-1]["seconds"]) == round(res.seconds, 3)
-    seconds = [float(r["seconds"]) for r in logged]
-    assert seconds == sorted(seconds)
+def test_snapshots_are_the_ema_weights_every_snapshot_every_steps(cfg, tcfg, images, tmp_path):
+    """snapshots.pt holds the EMA weights at steps 5 and 10 of a 12-step run (not the last: that is model.pt), each
+    bit-equal to the final EMA of a run stopped there; without snapshots the file is empty."""
+    run(cfg, tcfg, images, tmp_path / "a", snapshot_every=5)
+    snaps = torch.load(tmp_path / "a" / "out" / "snapshots.pt", weights_only=True)
+    assert sorted(snaps) == [5, 10]
+    run(cfg, dataclasses.replace(tcfg, images=32 * 10), images, tmp_path / "b")
+    assert_identical(snaps[10], torch.load(tmp_path / "b" / "out" / "model.pt", weights_only=True)["ema"])
+    assert torch.load(tmp_path / "b" / "out" / "snapshots.pt", weights_only=True) == {}
+    with pytest.raises(ValueError, match="snapshot_every = -1"):
+        run(cfg, tcfg, images, tmp_path / "c", snapshot_every=-1)
 
 
-def test_probe_needs_probe_every(cfg, tcfg, images, tmp_path):
-    with pytest.raises(ValueError, match="probe_every"):
-        run(cfg, tcfg, images, tmp_path, probe=lambda model: 0.0, probe_every=0)
+def test_snapshots_survive_a_resume(cfg, tcfg, images, tmp_path):
+    """A run interrupted in step 7 (checkpoint at 4, snapshot at 5) and resumed keeps the snapshots of a straight
+    run."""
+    with pytest.raises(Interrupted):
+        run(cfg, tcfg, images, tmp_path / "k", method=Scripted(cfg, raise_at(7)), snapshot_every=5)
+    run(cfg, tcfg, images, tmp_path / "k", snapshot_every=5)
+    run(cfg, tcfg, images, tmp_path / "s", snapshot_every=5)
+    assert_identical(torch.load(tmp_path / "k" / "out" / "snapshots.pt", weights_only=True),
+                     torch.load(tmp_path / "s" / "out" / "snapshots.pt", weights_only=True))
 
 
 # ---- 5. real training on digits
@@ -329,7 +319,7 @@ def test_short_gan_training_on_digits_improves_domain_fid(smoke_cfg, tmp_path):
     from diffsteps.features.classifier import train_domain_classifier
     from diffsteps.features.extract import DOMAIN_EXTRACTOR
     from diffsteps.features.refstats import reference_stats
-    from diffsteps.training.probe import domain_fid_probe
+    from diffsteps.stages.probe import generator_fid
     from diffsteps.training.checkpoint import load_ema_model
 
     steps, batch = 300, 32
@@ -344,21 +334,25 @@ def test_short_gan_training_on_digits_improves_domain_fid(smoke_cfg, tmp_path):
     reference_stats(x_train, split_sha, x_held, record["sha256"]["heldout"], DOMAIN_EXTRACTOR, weights,
                     tmp_path / "stats.npz", n=None, n_heldout=None, seed=0, batch_size=smoke_cfg.evaluation.batch_size)
 
-    cfg = with_options(smoke_cfg, lr_g=5e-4, lr_d=5e-4, probe_n=256)
+    cfg = with_options(smoke_cfg, lr_g=5e-4, lr_d=5e-4)
     method = DDGAN(cfg, "ddgan", x_train.shape[1:], 1)
-    probe = domain_fid_probe(method, cfg, tmp_path / "stats.npz", weights, split_sha, CPU)
+    ref = dict(np.load(tmp_path / "stats.npz"))
+
+    def probe(model):  # the probe stage's FID of 256 samples
+        return generator_fid(method, model, {"mu": ref["mu"], "sigma": ref["sigma"]}, weights, 256, cfg, CPU)
+
     torch.manual_seed(0)  # the loop's initialisation for training seed 0
     untrained = probe(method.build_model())
 
     tcfg = dataclasses.replace(cfg.train, images=batch * steps, batch_size=batch, warmup_images=0,
                                checkpoint_every=steps, log_every=50)
-    res = train(method, x_train, tcfg, 0, tmp_path / "out", tmp_path / "resume", CPU, progress=False, probe=probe,
-                probe_every=100)
-    trained = probe(load_ema_model(method, tmp_path / "out" / "model.pt", CPU))
-
-    assert res.steps == steps and math.isfinite(res.final_loss)
-    logged = rows(tmp_path)
-    assert float(logged[-1]["probe_fid"]) == pytest.approx(trained)  # the end-of-run probe is model.pt's FID
-    assert [int(r["step"]) for r in logged if not math.isnan(float(r["probe_fid"]))] == [100, 200, 300]
-    assert max(float(r["d_accuracy"]) for r in logged) < 1.0  # no collapse
-    assert trained < 0.5 * untrained, (trained, untrained)
+    res = train(method, x_train, tcfg, 0, tmp_path / "out", tmp_path / "resume", CPU, progress=False,
+                snapshot_every=100)
+    model = load_ema_model(method, tmp_path / "out" / "model.pt", CPU)
+    trained = probe(model)
+    snaps = torch.load(tmp_path / "out" / "snapshots.pt", weights_only=True)
+    assert res.steps == steps and math.isfinite(res.final_loss) and sorted(snaps) == [100, 200]
+    model.load_state_dict(snaps[100])
+    early = probe(model)
+    assert max(float(r["d_accuracy"]) for r in rows(tmp_path)) < 1.0  # no collapse
+    assert trained < 0.5 * untrained and early < untrained, (trained, early, untrained)

@@ -3,7 +3,7 @@
 - **NFE_δ**: the smallest NFE on the grid at which a run's headline FID (mean over seeds) is within (1 + δ) of its
   *converged* FID: its reference cell (e.g. 1000-step ancestral DDPM) where it has one, else its best cell
   (flagged). "> max" when it never gets there, "≤ min" when it is there at the smallest NFE.
-- **To DDPM's 1000-step FID**: the same with DDPM's reference FID as the target, which puts a fixed-T run (DDGAN,
+- **To DDPM's 1000-step FID**: the same with DDPM's reference FID as the target, which puts a run with a model per T (DDGAN,
   NFE = T) and every diffusion run on one scale.
 - **NFE_ε**: the smallest NFE at which a deterministic sampler's solver error is ≤ ε.
 - **Uncertainty**: a bootstrap over training seeds, and over sampling seeds within each, shared by every cell of

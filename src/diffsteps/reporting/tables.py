@@ -161,7 +161,7 @@ def cost_tables(df: pd.DataFrame) -> list[Table]:
         pivot_table(sampling, (("dataset", "dataset"),) + CELL_INDEX, SAMPLING_COST_METRICS,
                     "Sampling cost: mean ± sd over seeds", {"device": _devices}),
         pivot_table(training, (("dataset", "dataset"), ("method", "method"), ("noise", "noise"),
-                               ("nfe", "T (a fixed-T run's model)"), ("train_seed", "train seed")), TRAINING_COST_METRICS,
+                               ("nfe", "T (a model per T, DDGAN)"), ("train_seed", "train seed")), TRAINING_COST_METRICS,
                     "Training cost per model", {"device": _devices}),
     ]
 

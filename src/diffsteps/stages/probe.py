@@ -46,6 +46,17 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def generator_fid(method, model: torch.nn.Module, ref_stats: dict, weights: Path, n: int, cfg, device) -> float:
+    """FID of ``n`` samples of ``model`` on the family's own chain at its T (seed :data:`PROBE_SEED`), in domain
+    features (extractor ``weights``), against ``ref_stats`` ({"mu", "sigma"} of the training split)."""
+    family = type(method.options)
+    sampler, spacing = sampler_for(SamplerSpec.parse(family.own_sampler)), SPACINGS[family.own_spacing]
+    gen = method.generate(model, method.T, sampler, spacing, n, PROBE_SEED, batch_size=cfg.sampling.batch_size,
+                          device=device)
+    features = extract_features(gen.images, DOMAIN_EXTRACTOR, weights, cfg.evaluation.batch_size, device)
+    return frechet_distance(feature_statistics(features), ref_stats)
+
+
 def run(args) -> int:
     cfg = with_runs(setup(args, SECTIONS), args.params, (args.method,))
     options = cfg.method_config[args.method]
@@ -56,7 +67,6 @@ def run(args) -> int:
     device = resolve_device(cfg.train.device)
     cell = {"dataset": cfg.data.dataset, "method": args.method, **run_identity(cfg, args.method),
             "train_seed": args.train_seed, "seed": PROBE_SEED}
-    sampler, spacing = sampler_for(SamplerSpec.parse(family.own_sampler)), SPACINGS[family.own_spacing]
 
     def work() -> None:
         why = None if options.snapshot_every() else "no probe: probe_every is 0"
@@ -76,12 +86,10 @@ def run(args) -> int:
         curve = {"step": [], "images_seen": [], "probe_fid": []}
         for step, state in [*sorted(snapshots.items()), (train_meta["steps"], final)]:
             model.load_state_dict(state)
-            gen = method.generate(model, method.T, sampler, spacing, cfg.evaluation.probe.n, PROBE_SEED,
-                                  batch_size=cfg.sampling.batch_size, device=device)
-            features = extract_features(gen.images, DOMAIN_EXTRACTOR, args.weights, cfg.evaluation.batch_size, device)
             curve["step"].append(int(step))
             curve["images_seen"].append(int(step) * batch)
-            curve["probe_fid"].append(frechet_distance(feature_statistics(features), ref.stats))
+            curve["probe_fid"].append(generator_fid(method, model, ref.stats, args.weights, cfg.evaluation.probe.n, cfg,
+                                                    device))
         atomic_write_json(args.out, record(cfg, args, device=device, cell=cell, curve=curve,
                                            reason=None, n=cfg.evaluation.probe.n))
 

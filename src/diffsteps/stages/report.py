@@ -56,7 +56,7 @@ def run(args) -> int:
         cell, result = rec.get("cell", {}), rec.get("result") or {}
         if cell.get("noise_skewness"):
             skewness.setdefault(run_label(cell), cell["noise_skewness"])
-        if result.get("log_snr"):  # the first training seed's schedule stands for the run (for each T of a fixed-T run)
+        if result.get("log_snr"):  # the first training seed's schedule stands for the run (for each T of a model per T)
             log_snr.setdefault(cell["method"] + (f" (T = {cell['T']})" if cell.get("T") else ""), result["log_snr"])
         if result.get("parameters"):
             parameters.setdefault(cell["method"], result["parameters"])

@@ -59,7 +59,9 @@ def run_validate(args) -> int:
 def run_dvc_yaml(args) -> int:
     load_config(args.params)  # the runs must be valid before their stages are written
     docs = architecture_path(args.out.parent)
-    generated = {args.out: dvc_yaml_text(read_raw(args.params)), docs: with_rerun_table(docs.read_text())}
+    generated = {args.out: dvc_yaml_text(read_raw(args.params))}
+    if docs.exists():  # the checkout's notes (a study's copy of the workflow may have none)
+        generated[docs] = with_rerun_table(docs.read_text())
     if args.check:
         stale = [path for path, text in generated.items() if path.read_text() != text] if args.out.exists() else [args.out]
         for path in generated:

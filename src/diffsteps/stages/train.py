@@ -48,7 +48,7 @@ def register(sub) -> None:
 
 
 def resume_state(cfg, args, data_sha256: str) -> ResumeState:
-    """The cell's resumable state: its folder is the data set, the model (the run, at its T for a fixed-T run)
+    """The cell's resumable state: its folder is the data set, the model (the run, at its T for a model per T)
     and the training seed; its key the params slice the cell reads (:func:`~.common.cell_config`), the cell, the
     training data's content hash and the digest of the code this command runs (every package module it has loaded:
     called once the run's method is imported)."""

@@ -7,7 +7,7 @@ checkpoint of another configuration or data set.
 
 ``model.pt`` (in the output directory) holds only what sampling needs:
 ``{"ema": state_dict, "model_spec": dict | None, "method": str, "T": int | None, "steps": int,
-"images_seen": int}`` (T: the step count of a fixed-T method such as DDGAN).
+"images_seen": int}`` (T: the step count of a model per T, as DDGAN has).
 Both are written atomically and read with ``weights_only=True`` (no code runs on load).
 """
 
@@ -69,7 +69,7 @@ def load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] |
 
 def save_model(path: Path, ema_model: nn.Module, method, steps: int, images_seen: int) -> None:
     """Write ``model.pt``: the EMA weights (on the CPU, so any device can load them), what built them and,
-    for a fixed-T method, the T it was trained at."""
+    for a model per T (DDGAN), the T it was trained at."""
     atomic_torch_save(path, {"ema": {k: v.detach().cpu() for k, v in ema_model.state_dict().items()},
                              "model_spec": model_spec(ema_model), "method": method.name, "T": method.T,
                              "steps": steps, "images_seen": images_seen})
@@ -102,7 +102,7 @@ class UpstreamFailed(RuntimeError):
 
 
 def load_trained(cfg, run: str, model_dir: Path, device: torch.device | str):
-    """(method, EMA model) of a training cell (with its T for a fixed-T run); raises :class:`UpstreamFailed`
+    """(method, EMA model) of a training cell (with its T for a model per T); raises :class:`UpstreamFailed`
     if that training failed."""
     train_meta = read_json(model_dir / "train.json")
     if train_meta["status"] != "ok":
