@@ -2,9 +2,9 @@
 
 Each (setting, T) trains the ``ddgan`` run of params.yaml with the options overridden by the setting,
 from nothing, for the full training budget, one thread per run (two runs side by side on 2 cores),
-and records the probe (domain FID of ``probe_n`` samples of the EMA generator against the training
-statistics) every ``probe_every`` steps. Needs the data, domain extractor and reference statistics:
-``snakemake --cores all results/refstats/<dataset>/domain.json`` first.
+keeping the EMA snapshots every ``probe_every`` steps, and scores them as the probe stage does (domain FID of
+``evaluation.probe.n`` samples of each against the training statistics). Needs the data, domain extractor and
+reference statistics: ``snakemake --cores all results/refstats/<dataset>/domain.json`` first.
 
     python benchmarks/ddgan_rates.py --T 1 4 --setting '{"lr_g": 2e-4, "lr_d": 2e-4}' ...
 
@@ -26,36 +26,39 @@ OUT = ROOT / "benchmarks" / "results"
 
 
 def one(setting: dict, T: int) -> dict:
+    import numpy as np
     import torch
 
-    from diffsteps.params import load_config
     from diffsteps.data.datasets import load_split
-    from diffsteps.io import read_json
-    from diffsteps.methods import DDGAN
-    from diffsteps.stages.train import domain_fid_probe
-    from diffsteps.training.loop import TrainingDiverged, train
+    from diffsteps.methods.ddgan import DDGAN
+    from diffsteps.params import load_config
+    from diffsteps.stages.probe import generator_fid
+    from diffsteps.training.loop import SNAPSHOTS_NAME, TrainingDiverged, train
 
     torch.set_num_threads(1)
     cfg = load_config(ROOT / "params.yaml")
     options = dataclasses.replace(cfg.method_config["ddgan"], **setting)
     cfg = dataclasses.replace(cfg, method_config={**cfg.method_config, "ddgan": options})
-    data = ROOT / "results/data" / cfg.data.dataset
-    images, _ = load_split(data / "train.npz")
+    images, _ = load_split(ROOT / "results/data" / cfg.data.dataset / "train.npz")
     method = DDGAN(cfg, "ddgan", images.shape[1:], T)
-    probe = domain_fid_probe(method, cfg, ROOT / f"results/refstats/{cfg.data.dataset}/domain.npz",
-                             ROOT / f"results/features/{cfg.data.dataset}/domain/extractor.pt",
-                             read_json(data / "data.json")["sha256"]["train"], torch.device("cpu"))
+    ref = np.load(ROOT / f"results/refstats/{cfg.data.dataset}/domain.npz")
+    weights = ROOT / f"results/features/{cfg.data.dataset}/domain/extractor.pt"
     with tempfile.TemporaryDirectory() as tmp:
         try:
             res = train(method, images, cfg.train, cfg.train.seeds[0], Path(tmp) / "out", Path(tmp) / "resume", "cpu",
-                        progress=False, probe=probe, probe_every=options.probe_every)
+                        progress=False, snapshot_every=options.snapshot_every())
             status, seconds = "ok", res.seconds
         except TrainingDiverged as exc:
-            status, seconds = f"failed: {exc}", None
-        log = (Path(tmp) / "out" / "loss.csv").read_text().splitlines()
-    header = log[0].split(",")
-    rows = [dict(zip(header, map(float, line.split(",")))) for line in log[1:]]
-    probes = [(int(r["step"]), r["probe_fid"]) for r in rows if r["probe_fid"] == r["probe_fid"]]
+            return {"setting": setting, "T": T, "status": f"failed: {exc}", "training_seconds": None, "probe_fid": []}
+        model = method.build_model()
+        states = torch.load(Path(tmp) / "out" / SNAPSHOTS_NAME, weights_only=True)
+        states[res.steps] = torch.load(Path(tmp) / "out" / "model.pt", weights_only=True)["ema"]
+        probes = []
+        for step, state in sorted(states.items()):
+            model.load_state_dict(state)
+            fid = generator_fid(method, model, {"mu": ref["mu"], "sigma": ref["sigma"]}, weights,
+                                cfg.evaluation.probe.n, cfg, torch.device("cpu"))
+            probes.append((int(step), fid))
     return {"setting": setting, "T": T, "status": status, "training_seconds": seconds, "probe_fid": probes}
 
 

@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling scripts, also when l
 from diffsteps import cells, resources  # noqa: E402  (the planner of this checkout)
 from diffsteps.config import to_plain  # noqa: E402
 from diffsteps.data.datasets import DATASETS, resolve  # noqa: E402
+from diffsteps.families import parse_run  # noqa: E402
 from diffsteps.params import load_config, validate_mapping  # noqa: E402
 from diffsteps.sampler_registry import SamplerSpec  # noqa: E402
 from diffsteps.stages.nll import bound_cells  # noqa: E402
@@ -116,9 +117,9 @@ def cell_work(cfg: dict, stage: str, wc: dict, n_train: int) -> dict[str, float]
     if stage == "train":
         return {"train_images": cfg["train"]["images"], "gan": cells.family_of(cfg, wc["method"]).networks > 1}
     if stage == "probe":  # its own chain at the model's T, for every snapshot and the final weights
-        every = cfg["method_config"][wc["method"]].get("probe_every", 0)
-        snapshots = -(-cfg["train"]["images"] // cfg["train"]["batch_size"]) // every + 1 if every else 0
-        return {"img_nfe": snapshots * ev["probe"]["n"] * int(wc["budget"])}
+        steps = -(-cfg["train"]["images"] // cfg["train"]["batch_size"])
+        points = parse_run(wc["method"], cfg["method_config"][wc["method"]]).probe_points(steps)
+        return {"img_nfe": points * ev["probe"]["n"] * int(wc["budget"])}
     if stage == "sample":
         return {"img_nfe": s["n_samples"] * SamplerSpec.parse(wc["sampler"]).nfe(int(wc["budget"]))}
     if inc["weights"] is None and stage in ("evaluate", "floor", "reference_stats_inception"):

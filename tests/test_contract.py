@@ -3,6 +3,7 @@ per-class special cases."""
 
 import dataclasses
 import importlib
+import re
 
 import numpy as np
 import pytest
@@ -71,6 +72,15 @@ def test_family_declaration_contract(family):
 @pytest.fixture(scope="module")
 def schedule():
     return Schedule(make_betas("linear", 1000))
+
+
+def test_every_sampler_parameter_is_a_column_of_the_row_schema():
+    """The row schema (rows.py) holds every column a sampler's parameters fill: each named group of a sampler's
+    grammar is a column it declares, and an identity column of every row."""
+    from diffsteps.rows import IDENTITY_COLUMNS
+
+    for decl in SAMPLERS.values():
+        assert set(decl.columns) == set(re.compile(decl.grammar).groupindex) <= set(IDENTITY_COLUMNS), decl.kind
 
 
 def _process(cfg, run):

@@ -80,10 +80,10 @@ def own_budgets(cfg: StudyConfig) -> list[int]:
     return [b for run, key in keys if key.startswith("method_config.") for b in lookup(plain, key.format(run=run))]
 
 
-def probe_snapshots(cfg: StudyConfig) -> int:
-    """The most snapshots a probe job scores (every probe_every steps, and the final weights)."""
-    every = [cfg.method_config[run].snapshot_every() for run in cfg.methods if type(cfg.method_config[run]).probed]
-    return max((cfg.train.steps // e + 1 for e in every if e), default=1)
+def probe_points(cfg: StudyConfig) -> int:
+    """The most weights a probe job scores (its snapshots and the final weights)."""
+    return max((cfg.method_config[run].probe_points(cfg.train.steps) for run in cfg.methods
+                if type(cfg.method_config[run]).probed), default=1)
 
 
 def unet_units(cfg: StudyConfig) -> int:
@@ -220,7 +220,7 @@ def _work_seconds(cfg: StudyConfig, stage: str, threads: int) -> float:
         nfe = max(s.reference.budget if s.reference.methods else 0, 2 * max(s.budgets), *own_budgets(cfg))
         return s.n_samples * nfe * flops
     if stage == "probe":
-        return probe_snapshots(cfg) * ev.probe.n * max(own_budgets(cfg), default=1) * flops
+        return probe_points(cfg) * ev.probe.n * max(own_budgets(cfg), default=1) * flops
     if stage == "nll":
         # the K = T chain once, then each budget's chain per variance, every term over ``draws`` draws
         nfe = cfg.noise.T + len(ev.nll.variances) * sum(ev.nll.budgets)

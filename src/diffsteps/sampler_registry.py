@@ -38,10 +38,6 @@ class FamilyTraits(Protocol):
     def family_name(cls) -> str: ...
 
 
-class SamplerNameError(ValueError):
-    """A sampler identifier follows no registered grammar."""
-
-
 @dataclass(frozen=True)
 class SamplerDecl:
     kind: str
@@ -114,9 +110,8 @@ SAMPLERS: dict[str, SamplerDecl] = {d.kind: d for d in (
 
 #: the result columns sampler parameters fill, in registry order (each a column of diffsteps.rows)
 SAMPLER_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(c for d in SAMPLERS.values() for c in d.columns))
-#: the grammar of every sampler identifier, unanchored (the wildcard constraint) and anchored (the schema)
+#: the grammar of every sampler identifier, unanchored
 SAMPLER_PATTERN = "|".join(d.grammar for d in SAMPLERS.values())
-SAMPLER_NAME_RE = re.compile(rf"^(?:{SAMPLER_PATTERN})$")
 #: the same grammar without named groups (a Snakemake wildcard constraint becomes a named group itself)
 SAMPLER_CONSTRAINT = re.sub(r"\(\?P<\w+>", "(?:", SAMPLER_PATTERN)
 

@@ -164,7 +164,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("probe", inputs={**_MODEL_IN, "snapshots": f"{MODEL}/snapshots.pt", "stats": f"{REFSTATS}/domain.npz",
                            "weights": f"{DOMAIN}/extractor.pt", "domain_meta": f"{DOMAIN}/extractor.json",
                            "data_meta": f"{DATA}/data.json"},
-          entry="probe", params=(*MODEL_KEYS, "sampling.clip_x0", "evaluation.probe"), family_code=METHODS),
+          entry="probe", params=(*MODEL_KEYS, "sampling.clip_x0", "evaluation.batch_size", "evaluation.probe"),
+          family_code=METHODS),
     Stage("floor", inputs={"heldout": f"{DATA}/heldout.npz", **_SCORING}, entry="evaluate", params=EVAL_KEYS),
     Stage("report", inputs={}, entry="report",
           # the values behind results (train.threads, checkpoint_every, ... change none of them)
@@ -285,9 +286,9 @@ def sync_dvc_yaml(cfg: Mapping[str, Any], root: Path = Path(".")) -> bool:
     if path.exists() and path.read_text() == text:
         return False
     if os.environ.get("DIFFSTEPS_UNDER_DVC"):
-        raise DVCYamlStale(f"{path.resolve()} does not match the runs of params.yaml (their families, options or "
-                           "replicated, reference and bounded runs changed): run `python -m diffsteps dvc-yaml`, then "
-                           "`dvc repro` again")
+        raise DVCYamlStale(f"{path.resolve()} does not match the stage table and the runs of params.yaml (the runs, "
+                           "their options, the replicated, reference or bounded runs, or a stage's code changed): run "
+                           "`python -m diffsteps dvc-yaml`, then `dvc repro` again")
     from .io import atomic_write_text
 
     atomic_write_text(path, text)

@@ -145,7 +145,7 @@ def test_nll_figure_draws_the_continuous_bound_and_names_undefined_variances(tmp
     assert "for: vdm (σ² = beta)" in seen["text"]
 
 
-def test_fixed_T_runs_are_drawn_on_every_panel(tmp_path, monkeypatch):
+def test_runs_with_a_chain_of_their_own_are_drawn_on_every_panel(tmp_path, monkeypatch):
     """A DDGAN run has one sampler on its own chain per T: its points join every sampler's panel (same
     axes as the diffusion runs), and it adds no panel of its own."""
     rows = [make_row(dataset="d", method="ddpm", family="ddpm", noise="gaussian", sampler=sampler, spacing="uniform",

@@ -109,6 +109,31 @@ def test_the_code_digest_changes_with_any_loaded_module(tmp_path):
                                     check=True).stdout.strip()
     before = digest()
     assert before == digest() and len(before) == 64
+    # the launcher only dispatches (a warm worker imports cli alone, a cold start warm and __main__ too): left out
+    launched = probe.replace("import diffsteps.objectives;", "import diffsteps.objectives, diffsteps.cli, diffsteps.warm;")
+    assert subprocess.run([sys.executable, "-c", launched, str(tmp_path)], capture_output=True, text=True,
+                          check=True).stdout.strip() == before
     path = tmp_path / "diffsteps/objectives.py"
     path.write_text(path.read_text() + "\n# an edit\n")
     assert digest() != before
+
+
+def test_the_resume_key_holds_the_training_config_its_checkpoint_is_checked_against():
+    """State of another log interval (the checkpoint's log would not fit) is under another key, so a run with a new
+    one starts from step 0 instead of refusing the old checkpoint; threads, devices and checkpoint intervals change
+    no weight and keep the key."""
+    import argparse
+    import dataclasses
+
+    from diffsteps.config import read_config
+    from diffsteps.families import with_runs
+    from diffsteps.stages.train import SECTIONS, resume_state
+
+    cfg = with_runs(read_config(SMOKE, SECTIONS), SMOKE, ["ddpm"])
+    args = argparse.Namespace(method="ddpm", T=None, train_seed=0, keys=["model", "train.images"])
+
+    def key(**train):
+        return resume_state(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train)), args, "sha").key
+
+    assert key() == key(threads=4, device="cuda", checkpoint_every=7, seeds=(3,))
+    assert key() != key(log_every=cfg.train.log_every + 1) and key() != key(lr=0.5)

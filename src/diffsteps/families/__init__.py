@@ -10,6 +10,7 @@ family is a new module here (and its method in ``diffsteps.methods``): nothing l
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import pkgutil
 from pathlib import Path
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 _NOT_FAMILIES = frozenset({"base"})
 
 
+@functools.lru_cache(maxsize=None)
 def names() -> tuple[str, ...]:
     """Every family: the modules of this package (sorted)."""
     return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_FAMILIES))

@@ -47,7 +47,8 @@ class MethodOptions:
 
     family: str
 
-    #: the JSON schema of one entry of method_config of this family (``family`` itself is checked by the registry)
+    #: the JSON schema of one entry of method_config of this family (its ``family`` key is fixed by
+    #: :func:`diffsteps.families.entry_schema`)
     schema: ClassVar[Mapping[str, Any]] = {}
     #: which models and sampling cells a run of this family has
     grid: ClassVar[Grid] = SHARED_GRID
@@ -106,6 +107,12 @@ class MethodOptions:
         """Steps between the EMA snapshots that training keeps for the probe stage (0: none; a probed family's
         option)."""
         return 0
+
+    def probe_points(self, steps: int) -> int:
+        """The weights the probe scores after a run of ``steps`` steps: a snapshot every :meth:`snapshot_every`
+        steps before the last, and the final weights (none without snapshots)."""
+        every = self.snapshot_every()
+        return (steps - 1) // every + 1 if every else 0
 
     def problems(self) -> list[tuple[str, Any, str]]:
         """Cross-field errors the schema cannot state, as (option, value, what is expected); none by default."""

@@ -65,8 +65,9 @@ def run(args) -> int:
         raise ValueError(f"--method = {args.method!r} is invalid: its family {family.family_name()!r} is not probed "
                          "(it keeps no EMA snapshots)")
     device = resolve_device(cfg.train.device)
+    T = read_json(args.model_dir / "train.json")["cell"].get("T")  # the model's T: its cells' NFE
     cell = {"dataset": cfg.data.dataset, "method": args.method, **run_identity(cfg, args.method),
-            "train_seed": args.train_seed, "seed": PROBE_SEED}
+            "train_seed": args.train_seed, "seed": PROBE_SEED, "T": T}
 
     def work() -> None:
         why = None if options.snapshot_every() else "no probe: probe_every is 0"

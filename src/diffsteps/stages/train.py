@@ -25,7 +25,7 @@ from ..methods import method_class, run_identity
 from ..models.unet import count_parameters
 from ..rows import make_row
 from ..training.checkpoint import load_ema_model
-from ..training.loop import SNAPSHOTS_NAME, train
+from ..training.loop import SNAPSHOTS_NAME, resumed_train_config, train
 from ..training.resume import ResumeState, loaded_code_digest
 from ..families import with_runs
 from .common import add_common, cell_config, record, resolve_device, run_cell, setup
@@ -49,12 +49,13 @@ def register(sub) -> None:
 
 def resume_state(cfg, args, data_sha256: str) -> ResumeState:
     """The cell's resumable state: its folder is the data set, the model (the run, at its T for a model per T)
-    and the training seed; its key the params slice the cell reads (:func:`~.common.cell_config`), the cell, the
-    training data's content hash and the digest of the code this command runs (every package module it has loaded:
+    and the training seed; its key the params slice the cell reads (:func:`~.common.cell_config`) with all of the
+    training config a checkpoint is checked against, the cell, the training data's content hash and the digest of
+    the code this command runs (every package module it has loaded:
     called once the run's method is imported)."""
     model = args.method if args.T is None else f"{args.method}/T{args.T}"
-    key = {"params": cell_config(cfg, args), "method": args.method, "seed": args.train_seed, "data": data_sha256,
-           "T": args.T, "code": loaded_code_digest()}
+    key = {"params": cell_config(cfg, args), "train": resumed_train_config(cfg.train), "method": args.method,
+           "seed": args.train_seed, "data": data_sha256, "T": args.T, "code": loaded_code_digest()}
     return ResumeState(Path(cfg.data.dataset) / model / f"train{args.train_seed}", config_hash(key))
 
 

@@ -47,8 +47,8 @@ __all__ = ["EpochSampler", "SNAPSHOTS_NAME", "TrainResult", "TrainingDiverged", 
 
 # sub-streams of a training seed (rng.sample_seed(seed, stream)); the model initialisation uses seed itself
 _DATA_STREAM, _OBJECTIVE_STREAM = 1, 2
-#: train-config keys that do not change the trained weights, so a resume may differ in them
-_RESUME_FREE_KEYS = ("checkpoint_every", "seeds", "device", "threads")
+#: train-config keys that change neither the trained weights nor the log, so a resume may differ in them
+_RESUME_FREE_KEYS = ("checkpoint_every", "seeds", "replicates", "device", "threads")
 SNAPSHOTS_NAME = "snapshots.pt"
 
 
@@ -106,9 +106,16 @@ class EpochSampler:
         self.perm, self.pos = state["perm"].clone(), int(state["pos"])
 
 
+def resumed_train_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The training config a checkpoint must agree with to be resumed (all but :data:`_RESUME_FREE_KEYS`): its
+    fingerprint holds it, and the key of the resume state (:mod:`.resume`) too, so that state of another config is
+    never found (a run with a new one starts from step 0)."""
+    return {k: v for k, v in to_plain(cfg).items() if k not in _RESUME_FREE_KEYS}
+
+
 def _fingerprint(method: Method, model: torch.nn.Module, images: np.ndarray, cfg: TrainConfig, seed: int) -> dict:
     """What must match for a checkpoint to be resumed: it decides every weight of the run."""
-    train = {k: v for k, v in to_plain(cfg).items() if k not in _RESUME_FREE_KEYS}
+    train = resumed_train_config(cfg)
     return {"method": method.name, "options": to_plain(method.options), "T": method.T, "seed": seed, "train": train,
             "model_spec": model_spec(model),
             "image_shape": list(images.shape[1:]), "data_sha256": sha256_array(images)}

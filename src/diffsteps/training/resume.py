@@ -9,8 +9,9 @@ runs a stage)::
 
 ``key`` hashes everything that determines the trained weights: the params slice the cell reads, the run, its
 seed (and T), the training split's content hash and the *code digest*, the sha256 of every package module the train
-command has loaded when training starts (:func:`loaded_code_digest`: the closure of its imports, which is also
-what the workflow declares as its code dependencies). So a killed job resumes only into the state its own code and params wrote, an
+command has loaded when training starts (:func:`loaded_code_digest`: its imports, which the suite checks are within
+what the workflow declares as the job's code; the launcher, which only dispatches and differs between a warm and a
+cold start, is left out). So a killed job resumes only into the state its own code and params wrote, an
 edit of any module in training's code closure starts from step 0, and a run that finished removes its state
 (:meth:`ResumeState.finished`): a forced rerun (``snakemake -f``, ``dvc repro -f``) retrains.
 
@@ -34,6 +35,9 @@ from typing import Iterator
 
 RESUME_ROOT = Path(".cache/resume")
 LOCK_NAME = "lock"
+#: the modules that start a command (a warm worker imports cli alone, a cold start __main__ and warm too): they only
+#: dispatch it, so the digest leaves them out and a run killed warm resumes cold
+LAUNCHER = ("cli", "warm", "__main__")
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +48,13 @@ class ResumeLocked(BlockingIOError):
 
 def loaded_code_digest(package: str = __name__.split(".")[0]) -> str:
     """sha256 over the package-relative path and the bytes on disk of every module of ``package`` loaded in this
-    process: the code that runs. (A warm worker imports the package fresh from disk, so this is the code on disk.)"""
+    process but the :data:`LAUNCHER`: the code that runs. (A warm worker imports the package fresh from disk, so
+    this is the code on disk.)"""
     root = Path(sys.modules[package].__file__).parent
+    launcher = {f"{package}.{m}" for m in LAUNCHER}
     files = sorted(Path(m.__file__) for name, m in list(sys.modules.items())
-                   if (name == package or name.startswith(package + ".")) and getattr(m, "__file__", None))
+                   if (name == package or name.startswith(package + ".")) and name not in launcher
+                   and getattr(m, "__file__", None))
     h = hashlib.sha256()
     for path in files:
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
