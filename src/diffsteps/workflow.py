@@ -233,11 +233,14 @@ def dvc_stages(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The ``stages:`` mapping of dvc.yaml under the plain params ``cfg``: one templated stage group (a DVC matrix)
     per grid of :func:`~.cells.grids`, so per stage, run and grid of the run's family."""
     out: dict[str, Any] = {}
+    dataset, built = lookup(cfg, "data.dataset"), cells.every_output(cfg)
     for stage in STAGES:
+        # a folder the study writes nothing into (no probed run, no bound) is no dependency: DVC needs it to exist
+        folders = [f for f in stage.dvc_dir_deps if any(p.startswith(f.format(dataset=dataset) + "/") for p in built)]
         for grid in cells.grids(cfg, stage.name):
             outs = [_dvc_pattern(p, grid) for k, p in stage.outputs.items() if k not in stage.dvc_metrics]
             metrics = [_dvc_pattern(stage.outputs[k], grid) for k in stage.dvc_metrics]
-            deps = [_dvc_pattern(p, grid) for p in (*stage.inputs.values(), *stage.dvc_dir_deps)]
+            deps = [_dvc_pattern(p, grid) for p in (*stage.inputs.values(), *folders)]
             entry: dict[str, Any] = {}
             if grid.matrix:
                 entry["matrix"] = {k: f"${{{v}}}" for k, v in grid.matrix.items()}

@@ -156,7 +156,7 @@ def test_a_preempted_training_job_resumes_from_its_checkpoint(tmp_path):
                              stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 300
-        while not list((cluster / ".cache/resume").glob("*/checkpoint.pt")):
+        while not list((cluster / ".cache/resume").rglob("checkpoint.pt")):
             assert first.poll() is None, "the SLURM run ended before its first checkpoint"
             assert time.monotonic() < deadline, "no checkpoint within 300 s"
             time.sleep(0.2)
