@@ -47,7 +47,7 @@ def _holder(lock: Path) -> str:
 
 @pytest.fixture
 def repo(tmp_path):
-    _params(tmp_path, steps=400)
+    _params(tmp_path, steps=300)
     res = subprocess.run([sys.executable, "-m", "diffsteps", "prepare-data", "--params", "params.yaml", "--out-dir",
                           "results/data/digits"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
