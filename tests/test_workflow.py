@@ -23,7 +23,7 @@ from diffsteps.metrics.fidelity import METRICS
 from diffsteps.features.inception_weights import NO_LOGITS
 from diffsteps.reporting.summary import QUALITY_METRICS
 
-from .workflow_repo import BARE_ENV, ENV, dry_run_jobs, dvc_changed, dvc_changed_stages, set_param, sh
+from .workflow_repo import BARE_ENV, ENV, dry_run_jobs, dvc_changed, dvc_changed_stages, dvc_status, set_param, sh
 
 
 @pytest.mark.slow
@@ -222,8 +222,8 @@ def _dvc_changed_by(repo, cfg, modules) -> dict[str, set[tuple[str, str | None]]
     """With every module of ``modules`` edited at once, one `dvc status`: per module, (stage, family of its run) of
     every DVC stage that names the module among its changed deps (DVC checks each stage's own deps only)."""
     out: dict[str, set] = {m: set() for m in modules}
-    for name, changes in json.loads(sh(repo, "dvc", "status", "--json").stdout or "{}").items():
-        stage, *rest = name.split(":")[-1].split("@")[0].split("-")
+    for name, changes in dvc_status(repo).items():
+        stage, *rest = name.split("@")[0].split("-")
         key = (stage, cfg.method_config[rest[0]].family if rest else None)
         for change in changes:
             for module in (change.get("changed deps") or {}):

@@ -65,9 +65,15 @@ def dry_run_jobs(repo: Path, *targets: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
+def dvc_status(repo: Path) -> dict[str, list]:
+    """`dvc status --json`: full name of each changed stage (e.g. sample-ddpm@...) → what changed in it."""
+    return {name.split(":")[-1]: changes
+            for name, changes in json.loads(sh(repo, "dvc", "status", "--json").stdout or "{}").items()}
+
+
 def dvc_changed_stages(repo: Path) -> list[str]:
-    """Full names of the stages that `dvc status` reports as changed (e.g. sample@ddpm-ddim-eta0-...)."""
-    return [name.split(":")[-1] for name in json.loads(sh(repo, "dvc", "status", "--json").stdout or "{}")]
+    """Full names of the stages that `dvc status` reports as changed (e.g. sample-ddpm@...)."""
+    return list(dvc_status(repo))
 
 
 def dvc_changed(repo: Path) -> set[str]:
