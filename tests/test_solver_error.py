@@ -1,47 +1,37 @@
-"""The solver error's reference solve and fitted order, with exact denoisers on Gaussian data (closed form)."""
-
-import math
+"""The solver error's reference solve (RK4 refined by its Richardson estimate), what it resolves, and the fitted
+order, against the exact mixture oracle (tests/mixture_oracle.py) and closed-form power laws."""
 
 import pytest
 import torch
 
 from diffsteps.noise.gaussian import GaussianNoise
-from diffsteps.noise.schedule import Schedule, make_betas
-from diffsteps.noise.logsnr import ContinuousGaussian, build_schedule
-from diffsteps.rng import StackedRNG
+from diffsteps.rng import BatchRNG
 from diffsteps.sampler_registry import SamplerSpec
-from diffsteps.samplers import sample
-from diffsteps.spacing import SPACINGS
-from diffsteps.solver_error import (CONTINUOUS_START_K, CONVERGED_SHARE, cell_errors, fitted_order, reference_solve,
+from diffsteps.samplers import rk4, sample
+from diffsteps.solver_error import (RESOLUTION, cell_errors, fitted_order, reference_solve, resolves, richardson,
                                     rms_distance)
+from diffsteps.spacing import EXACT_LOGSNR, SPACINGS
 
-MU, S = 0.2, 0.4
-SHAPE = (64, 1, 2, 2)
+from . import mixture_oracle
 
-
-def eps_exact(alpha_bar_of):
-    def den(x, t):
-        ab = alpha_bar_of(t).double().reshape(-1, 1, 1, 1)
-        return ((1 - ab).sqrt() * (x.double() - ab.sqrt() * MU) / (ab * S**2 + 1 - ab)).float()
-    return den
+PROCESS = GaussianNoise(mixture_oracle.DISCRETE)
 
 
-def solver(process, chain_of, den):
+def oracle(continuous: bool):
+    """(x_T, exact endpoint, solve(name, K, spacing), reference solve(M)) on the mixture oracle."""
+    start, exact = mixture_oracle.exact_from_seed(64, 0, continuous)
+    den = mixture_oracle.eps_denoiser(continuous)
+    chain_of = mixture_oracle.continuous_chain if continuous else mixture_oracle.discrete_chain
+
     def solve(name, K, spacing):
-        return sample(den, process, chain_of(K, SPACINGS[spacing]), SamplerSpec.parse(name), SHAPE, StackedRNG(3, range(64)),
-                      clip_x0=False).x0
-    return solve
+        return sample(den, PROCESS, chain_of(K, SPACINGS[spacing]), SamplerSpec.parse(name), start.shape,
+                      BatchRNG(0), clip_x0=False, x_T=start).x0
 
+    def solve_reference(M):
+        chain = chain_of(2 * M + (0 if continuous else 1), EXACT_LOGSNR)
+        return rk4(den, PROCESS, chain, start.shape, BatchRNG(0), clip_x0=False, x_T=start).x0
 
-def nfe_of(name, K):
-    return SamplerSpec.parse(name).nfe(K)
-
-
-CONTINUOUS = ContinuousGaussian(build_schedule("fixed_linear"))
-CONT_SOLVE = solver(CONTINUOUS, CONTINUOUS.chain,
-                    eps_exact(lambda t: torch.sigmoid(-CONTINUOUS.schedule(t.float()).double())))
-DISCRETE = GaussianNoise(Schedule(make_betas("linear", 1000)))
-DISC_SOLVE = solver(DISCRETE, DISCRETE.schedule.chain, eps_exact(lambda t: DISCRETE.schedule.alpha_bar[t.long()]))
+    return start, exact, solve, solve_reference
 
 
 def smallest_of(endpoints):
@@ -50,47 +40,52 @@ def smallest_of(endpoints):
     return smallest
 
 
-def test_continuous_reference_is_converged_in_the_study_sense():
-    """Refined until halving its step moves it by < 1% of the smallest reported error (STUDY.md)."""
-    endpoints = {(n, "uniform", K): CONT_SOLVE(n, K, "uniform") for n in ("ddim-eta0", "heun") for K in (5, 10, 20)}
-    ref = reference_solve(CONT_SOLVE, nfe_of, smallest_of(endpoints), continuous=True, T=None)
-    assert ref.converged and ref.sampler == "heun" and ref.K > CONTINUOUS_START_K
-    smallest = smallest_of(endpoints)(ref.x)
-    half = CONT_SOLVE("heun", ref.K // 2, "logsnr")
-    assert float(rms_distance(half, ref.x).mean()) == pytest.approx(ref.shift)
-    assert ref.shift < CONVERGED_SHARE * smallest
-    assert ref.nfe == 2 * ref.K - 1
+@pytest.mark.parametrize("continuous", [False, True], ids=["discrete", "continuous"])
+def test_reference_is_refined_until_it_resolves_the_smallest_error(continuous):
+    """Refined until its Richardson estimate is ≤ 10% of the smallest reported error, and that estimate is honest:
+    the true distance to the independent DOP853 solve is within a factor 3 of it."""
+    _, exact, solve, solve_reference = oracle(continuous)
+    endpoints = {(n, "karras", K): solve(n, K, "karras") for n in ("ddim-eta0", "heun") for K in (5, 10, 20)}
+    ref = reference_solve(solve_reference, lambda M: 4 * M, smallest_of(endpoints), max_steps=1024)
+    true = float(rms_distance(ref.x, exact).mean())
+    assert ref.converged and ref.estimate <= RESOLUTION * smallest_of(endpoints)(ref.x)
+    assert ref.estimate / 3 <= true <= 3 * ref.estimate
+    assert ref.order == pytest.approx(4.0, abs=0.6)  # RK4
+    assert true <= RESOLUTION * smallest_of(endpoints)(exact)
 
 
-def test_continuous_reference_reaches_the_exact_flow():
-    """For Gaussian data the endpoint of the flow is affine in x_T: x_0 = μ + (z_1/α_1 − μ)·s/√(s² + σ̃_1²)
-    (then times α_0 on the z_0 side); the converged reference matches it far below every reported error."""
-    x_T = CONTINUOUS.prior_sample(SHAPE, StackedRNG(3, range(64)))
-    g0, g1 = (float(v) for v in CONTINUOUS.schedule.endpoints())
-    a1, st1 = math.sqrt(1 / (1 + math.exp(g1))), math.exp(g1 / 2)
-    a0, st0 = math.sqrt(1 / (1 + math.exp(g0))), math.exp(g0 / 2)
-    exact = a0 * (MU + (x_T.double() / a1 - MU) * math.sqrt((S**2 + st0**2) / (S**2 + st1**2)))
-    endpoints = {("ddim-eta0", "uniform", 10): CONT_SOLVE("ddim-eta0", 10, "uniform")}
-    ref = reference_solve(CONT_SOLVE, nfe_of, smallest_of(endpoints), continuous=True, T=None)
-    assert float(rms_distance(ref.x, exact).mean()) < CONVERGED_SHARE * smallest_of(endpoints)(ref.x)
+def test_a_reference_capped_by_max_K_is_not_converged():
+    _, _, solve, solve_reference = oracle(False)
+    endpoints = {("heun", "karras", 200): solve("heun", 200, "karras")}
+    ref = reference_solve(solve_reference, lambda M: 4 * M + 1, smallest_of(endpoints), max_steps=32)
+    assert not ref.converged and ref.steps == 32 and ref.nfe == 129
+    assert not resolves(ref.estimate, smallest_of(endpoints)(ref.x))
 
 
-def test_discrete_reference_is_ddim_at_T():
-    endpoints = {("heun", "uniform", 10): DISC_SOLVE("heun", 10, "uniform")}
-    ref = reference_solve(DISC_SOLVE, nfe_of, smallest_of(endpoints), continuous=False, T=1000)
-    assert (ref.sampler, ref.K, ref.nfe) == ("ddim-eta0", 1000, 1000)
-    assert torch.equal(ref.x, DISC_SOLVE("ddim-eta0", 1000, "uniform"))
-    assert ref.shift > 0
+def test_richardson_estimate_of_a_power_law_is_exact():
+    """x_M = x* + c·M^−p: the estimate from M, 2M, 4M is the true error of x_4M and the order is p."""
+    exact, c = torch.zeros(4, 1, 2, 2), torch.full((4, 1, 2, 2), 0.3)
+    x = {M: exact + c * M**-3.0 for M in (8, 16, 32)}
+    estimate, order = richardson(x[8], x[16], x[32])
+    assert order == pytest.approx(3.0)
+    assert estimate == pytest.approx(float(rms_distance(x[32], exact).mean()), rel=1e-9)
 
 
-def test_errors_fall_with_nfe_at_the_solvers_order():
-    endpoints = {(n, "uniform", K): CONT_SOLVE(n, K, "uniform") for n in ("ddim-eta0", "dpmpp-2m")
-                 for K in (16, 32, 64)}
-    ref = reference_solve(CONT_SOLVE, nfe_of, smallest_of(endpoints), continuous=True, T=None)
+def test_resolves_is_the_ten_percent_rule():
+    assert resolves(1e-4, 1e-3) and not resolves(1.1e-4, 1e-3)
+
+
+def test_errors_fall_with_nfe_at_the_solvers_order_against_the_reference():
+    """Measured against the converged reference (not against DDIM at K = T), first- and second-order solvers show
+    their orders on the exact continuous grid."""
+    _, _, solve, solve_reference = oracle(True)
+    Ks = (16, 32, 64)
+    endpoints = {(n, "logsnr", K): solve(n, K, "logsnr") for n in ("ddim-eta0", "dpmpp-2m", "heun") for K in Ks}
+    ref = reference_solve(solve_reference, lambda M: 4 * M, smallest_of(endpoints), max_steps=1024)
     errs = cell_errors(endpoints, ref.x)
-    for name, order in (("ddim-eta0", 1), ("dpmpp-2m", 2)):
-        ks = (16, 32, 64)
-        fitted = fitted_order([nfe_of(name, K) for K in ks], [float(errs[(name, "uniform", K)].mean()) for K in ks])
+    for name, order in (("ddim-eta0", 1), ("dpmpp-2m", 2), ("heun", 2)):
+        spec = SamplerSpec.parse(name)
+        fitted = fitted_order([spec.nfe(K) for K in Ks], [float(errs[(name, "logsnr", K)].mean()) for K in Ks])
         assert fitted == pytest.approx(order, abs=0.3)
 
 

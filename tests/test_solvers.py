@@ -22,6 +22,9 @@ from diffsteps.rng import BatchRNG
 from diffsteps.sampler_registry import SAMPLERS, SamplerSpec, registered_names
 from diffsteps.samplers import SAMPLER_FUNCTIONS, sample
 from diffsteps.spacing import SPACINGS
+from diffsteps.solver_error import fitted_order
+
+from . import mixture_oracle
 
 MU, S = 0.3, 0.5
 EVERY = list(registered_names())  # every registered sampler: a new one is tested here without an edit
@@ -65,13 +68,56 @@ def rms_error(name: str, K: int) -> float:
     return float((out - exact_endpoint(start)).pow(2).mean().sqrt())
 
 
-@pytest.mark.parametrize("name,lo,hi", [("ddim-eta0", 0.7, 1.3), ("dpmpp-2m", 1.7, 2.3), ("heun", 1.7, 2.3),
-                                         ("ipndm", 2.0, 6.0)])
-def test_empirical_order_of_convergence(name, lo, hi):
-    K = 32  # past the pre-asymptotic range of the ρ = 7 grid (measured: orders 0.99, 2.16, 2.10, 2.19 here)
-    e1, e2 = rms_error(name, K), rms_error(name, 2 * K)
-    order = math.log2(e1 / e2)
-    assert lo <= order <= hi, f"{name}: error {e1:.3g} at K = {K}, {e2:.3g} at 2K: order {order:.2f}"
+DETERMINISTIC = [name for name in EVERY if SamplerSpec.parse(name).deterministic]
+
+
+def oracle_errors(name: str, spacing: str, Ks, continuous: bool) -> list[float]:
+    """The mean RMS error of ``name`` at each K against the mixture oracle's independent DOP853 solve."""
+    start, exact = mixture_oracle.exact_from_seed(64, 0, continuous)
+    chain_of = mixture_oracle.continuous_chain if continuous else mixture_oracle.discrete_chain
+    den = mixture_oracle.eps_denoiser(continuous)
+    return [mixture_oracle.rms_error(sample(den, PROCESS, chain_of(K, SPACINGS[spacing]), SamplerSpec.parse(name),
+                                            start.shape, BatchRNG(0), clip_x0=False, x_T=start).x0, exact)
+            for K in Ks]
+
+
+@pytest.mark.parametrize("spacing", list(SPACINGS))
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_mixture_oracle_order_matches_the_declared_order_on_exact_grids(name, spacing):
+    """Non-Gaussian (2-D mixture) data, exact denoiser, the spacing's exact grid on a continuous schedule: the order
+    fitted over K = 64, 128, 256, where the error is asymptotic, is the declared one ± 0.3 (measured: DDIM 1.00,
+    DPM-Solver++(2M) 1.97–2.01, Heun 2.00–2.03, iPNDM 3.45–3.74)."""
+    Ks = (64, 128, 256)
+    errors = oracle_errors(name, spacing, Ks, continuous=True)
+    spec = SamplerSpec.parse(name)
+    order = fitted_order([spec.nfe(K) for K in Ks], errors)
+    assert order == pytest.approx(spec.decl.order, abs=0.3), f"{name} / {spacing}: errors {errors}, order {order:.2f}"
+
+
+@pytest.mark.parametrize("spacing", list(SPACINGS))
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_mixture_oracle_order_on_integer_grids_never_diverges(name, spacing):
+    """The study's discrete schedule (T = 1000), times rounded to integers: every solver's error falls with every
+    doubling of K up to 256, iPNDM included (fixed Adams–Bashforth weights on these uneven grids stalled at 1.5e-4
+    and rose). The rounding bends the orders (measured over K = 16–128: trailing's last step, a jump from T/K to the
+    data, gives 1.3–1.4 for the higher-order solvers; DPM-Solver++(2M) on uniform 1.6): the report's figure shows
+    the trained models' own slopes."""
+    Ks = (16, 32, 64, 128, 256)
+    errors = oracle_errors(name, spacing, Ks, continuous=False)
+    assert all(b < a for a, b in zip(errors, errors[1:])), f"{name} / {spacing}: errors {errors} at K = {Ks}"
+
+
+def test_mixture_oracle_reference_is_independent_and_converged():
+    """The oracle's DOP853 solve agrees with the project's RK4 reference (a different method) on the discrete ODE to
+    far below every error the order tests fit, so neither is the other's artefact."""
+    from diffsteps.samplers import rk4
+    from diffsteps.spacing import EXACT_LOGSNR
+
+    start, exact = mixture_oracle.exact_from_seed(64, 0, False)
+    out = rk4(mixture_oracle.eps_denoiser(False), PROCESS, mixture_oracle.discrete_chain(2 * 128 + 1, EXACT_LOGSNR),
+              start.shape, BatchRNG(0), clip_x0=False, x_T=start)
+    assert out.nfe == 4 * 128 + 1
+    assert mixture_oracle.rms_error(out.x0, exact) < 1e-6
 
 
 def test_second_order_solvers_beat_ddim_at_equal_steps():

@@ -168,8 +168,8 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class SolverErrorConfig:
-    """The solver-error stage: ``n`` images from the sampling seed ``seed``, in batches of ``batch_size``; a
-    continuous model's reference is refined up to ``max_K`` steps."""
+    """The solver-error stage: ``n`` images from the sampling seed ``seed``, in batches of ``batch_size``; the
+    reference solve is refined up to ``max_K`` RK4 steps (:mod:`diffsteps.solver_error`)."""
 
     n: int
     seed: int

@@ -226,8 +226,10 @@ def _work_seconds(cfg: StudyConfig, stage: str, threads: int) -> float:
         nfe = cfg.noise.T + len(ev.nll.variances) * sum(ev.nll.budgets)
         return ev.nll.n_images * ev.nll.draws * nfe * flops
     if stage == "solver_error":
-        # K doubling up to max_K sums to < 2·max_K steps; a second-order step costs two evaluations
-        return ev.solver_error.n * 4 * ev.solver_error.max_K * len(s.samplers) * flops
+        # every sampler's cells (Heun: two evaluations a step), then the RK4 reference: its steps doubling up to
+        # max_K sum to < 2·max_K steps of four evaluations each
+        cells = len(s.samplers) * len(s.spacings) * 2 * sum(s.budgets)
+        return ev.solver_error.n * (cells + 8 * ev.solver_error.max_K) * flops
     if stage in ("evaluate", "floor", "reference_stats_inception"):
         # what one job scores: a cell's samples, the held-out split (at most the data set) or the training images
         scored = {"evaluate": ev.inception.n or s.n_samples, "floor": ev.inception.n or image_count(cfg.data),

@@ -16,8 +16,11 @@ with x̂_0 = (x − σ ε̂)/α and ε̂ = (x̃ − x̂_0)/σ̃.
   first and last steps and D = (1 + 1/(2r)) x̂_0 − (1/(2r)) x̂_0^{prev}, r = h_prev/h, in between.
 - ``heun``: x̃' = x̃_i + (σ̃_{i−1} − σ̃_i) d_i, then x̃_{i−1} = x̃_i + (σ̃_{i−1} − σ̃_i)(d_i + d')/2 with d' at
   (x̃', i−1); the last step is Euler. NFE = 2K − 1.
-- ``ipndm``: x̃_{i−1} = x̃_i + (σ̃_{i−1} − σ̃_i) Σ_j c_j d_{i+j}, Adams–Bashforth of order min(steps so far, 4):
-  (1), (3, −1)/2, (23, −16, 5)/12, (55, −59, 37, −9)/24. NFE = K.
+- ``ipndm``: x̃_{i−1} = x̃_i + Σ_j w_j d_{i+j}, variable-step Adams–Bashforth of order min(steps so far, 4): w_j
+  integrates the Lagrange polynomial through the last σ̃ nodes over [σ̃_i, σ̃_{i−1}] (on an even grid the fixed
+  (1), (3, −1)/2, (23, −16, 5)/12, (55, −59, 37, −9)/24). The data end of a discrete chain is the final denoising
+  x̂_0, as for every solver. NFE = K.
+- ``rk4``: the solver error's reference (:mod:`diffsteps.solver_error`), not a sampler of the study.
 
 Every solver forms (x̂_0, ε̂) with :func:`~.noise.reverse.predict_x0`, so clipping x̂_0 gives one consistent pair.
 Tensors: x (B, C, H, W); the chain's arrays are float64 on the CPU.
@@ -30,6 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from .noise.reverse import Ancestral, Denoiser, NoiseSource, Sampler, SampleResult, denoise, elapsed, start, walk
@@ -126,25 +130,89 @@ def heun(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence
     return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=elapsed(t0, device))
 
 
-#: Adams–Bashforth coefficients of iPNDM by order, newest derivative first
-IPNDM_COEFS: tuple[tuple[float, ...], ...] = ((1.0,), (3 / 2, -1 / 2), (23 / 12, -16 / 12, 5 / 12),
-                                              (55 / 24, -59 / 24, 37 / 24, -9 / 24))
+def adams_bashforth_weights(nodes: Sequence[float], a: float, b: float) -> list[float]:
+    """Weights w_j with ∫_a^b p(s) ds = Σ_j w_j p(nodes_j) for every polynomial p of degree < len(nodes): the
+    integrals of the Lagrange basis of ``nodes`` over [a, b] (variable-step Adams–Bashforth when the nodes are the
+    past grid points). Computed in float64 on s' = (s − a)/(b − a), where the nodes lie O(1) apart."""
+    h = b - a
+    u = [(n - a) / h for n in nodes]
+    weights = []
+    for j, uj in enumerate(u):
+        basis = np.polynomial.Polynomial([1.0])
+        for k, uk in enumerate(u):
+            if k != j:
+                basis *= np.polynomial.Polynomial([-uk, 1.0]) / (uj - uk)
+        antiderivative = basis.integ()
+        weights.append(h * float(antiderivative(1.0) - antiderivative(0.0)))
+    return weights
+
+
+#: the most past derivatives iPNDM combines (order 4)
+IPNDM_MAX_ORDER = 4
 
 
 def ipndm(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence[int], rng: RNG, *,
           clip_x0: bool = True, device: torch.device | str = "cpu", x_T: torch.Tensor | None = None,
           prediction: str = "eps") -> SampleResult:
     """Improved PNDM (arXiv 2204.13902, as in DEIS's iPNDM) on x̃ with d = ε̂: Adams–Bashforth whose order
-    grows 1, 2, 3, 4 as the history fills. NFE = K."""
+    grows 1, 2, 3, 4 as the history fills, with variable-step weights on the chain's own σ̃ grid
+    (:func:`adams_bashforth_weights`). On an even grid they are the fixed (1), (3, −1)/2, (23, −16, 5)/12,
+    (55, −59, 37, −9)/24; on the study's uneven grids the fixed ones are not consistent. NFE = K."""
     t0, x, nfe = time.perf_counter(), start(process, shape, rng, device, x_T), 0
     xt = x / _alpha_sigma(chain, chain.K)[0]
-    history: list[torch.Tensor] = []  # newest first, at most 3 earlier derivatives kept
+    history: list[tuple[float, torch.Tensor]] = []  # (σ̃, d), newest first
     for i in range(chain.K, 0, -1):
         _, d = denoise(denoiser, _alpha_sigma(chain, i)[0] * xt, chain, i, clip_x0, prediction)
         nfe += 1
-        history = [d, *history][:4]
-        slope = sum(c * h for c, h in zip(IPNDM_COEFS[len(history) - 1], history))
-        xt = xt + (_sigma_tilde(chain, i - 1) - _sigma_tilde(chain, i)) * slope
+        sig, sig_next = _sigma_tilde(chain, i), _sigma_tilde(chain, i - 1)
+        if sig_next == 0.0:  # the data end of a discrete chain: the final denoising x̂_0, as every solver ends
+            xt = xt - sig * d
+            break
+        history = [(sig, d), *history][:IPNDM_MAX_ORDER]
+        w = adams_bashforth_weights([s for s, _ in history], sig, sig_next)
+        xt = xt + sum(wj * dj for wj, (_, dj) in zip(w, history))
+    return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=elapsed(t0, device))
+
+
+def rk4(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence[int], rng: RNG, *,
+        clip_x0: bool = True, device: torch.device | str = "cpu", x_T: torch.Tensor | None = None,
+        prediction: str = "eps") -> SampleResult:
+    """The solver error's reference (not a sampler of the study): classical fourth-order Runge–Kutta on
+
+        dx̃/ds = x̃ − x̂_0(α x̃, t(s)),   s = log σ̃,
+
+    stepping two chain indices at a time, i → i−2 with index i−1 as the midpoint in s (a grid uniform in λ =
+    −s, :data:`~.spacing.EXACT_LOGSNR`). The data end of a discrete chain (σ̃ = 0, where s = −∞) is the final
+    denoising x_0 = x̂_0 at τ_1, as every solver of the study ends. The state is float64; the denoiser is called
+    in x_T's precision. NFE = 4 per step (+1 for the final denoising)."""
+    t0, nfe = time.perf_counter(), 0
+    x = start(process, shape, rng, device, x_T)
+    dtype = x.dtype
+    xt = x.double() / _alpha_sigma(chain, chain.K)[0]
+
+    def f(state: torch.Tensor, i: int) -> torch.Tensor:
+        nonlocal nfe
+        nfe += 1
+        x0, _ = denoise(denoiser, (_alpha_sigma(chain, i)[0] * state).to(dtype), chain, i, clip_x0, prediction)
+        return state - x0.double()
+
+    i = chain.K
+    while i > 0:
+        if float(chain.alpha_bar[i - 1]) == 1.0:  # the data end: x_0 = x̂_0(x_1)
+            xt = xt - f(xt, i)
+            break
+        if i < 2:
+            raise ValueError(f"rk4: a chain of K = {chain.K} steps does not pair into midpoint steps")
+        s0, sm, s1 = (math.log(_sigma_tilde(chain, j)) for j in (i, i - 1, i - 2))
+        if abs(sm - 0.5 * (s0 + s1)) > 1e-3 * abs(s1 - s0):  # float32 schedules (VDM's γ) move it by ~1e-5·h
+            raise ValueError(f"rk4: chain index {i - 1} is not the midpoint in log σ̃ of {i} and {i - 2}")
+        h = s1 - s0
+        k1 = f(xt, i)
+        k2 = f(xt + 0.5 * h * k1, i - 1)
+        k3 = f(xt + 0.5 * h * k2, i - 1)
+        k4 = f(xt + h * k3, i - 2)
+        xt = xt + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        i -= 2
     return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=elapsed(t0, device))
 
 

@@ -1,16 +1,23 @@
 """Solver error (STUDY.md, "How many steps"): how far a deterministic sampler's K-step endpoint lies from a
 reference solve of the same model's ODE, started from the same x_T.
 
-- The reference: DDIM (η = 0) at K = T for a discrete model, which is queried only at integer t, so that is
-  the finest solve it has; for a continuous one (VDM), Heun on the ``logsnr`` grid (uniform in λ, where the
-  flow is smoothest) at a K doubled until halving the step moves the endpoint by less than
-  :data:`CONVERGED_SHARE` of the smallest error reported against it.
+- The ODE: for a discrete-time model, the one with log ᾱ piecewise linear in t and the network queried at real t
+  (DPM-Solver's discrete-time wrapper), from t = T to t = 1, then the final denoising x_0 = x̂_0(x_1) with which
+  every solver of the study ends; integer-time samplers discretise it, since the interpolation is exact at the
+  integers. A continuous-time model (VDM) has its ODE on t ∈ [0, 1] already.
+- The reference: classical RK4 (:func:`diffsteps.samplers.rk4`, not one of the compared solvers) on a grid uniform
+  in λ (:data:`~diffsteps.spacing.EXACT_LOGSNR`), its steps doubled until its Richardson error estimate is at most
+  :data:`RESOLUTION` × the smallest error reported against it, or its steps reach ``evaluation.solver_error.max_K``.
+- The estimate: with endpoints x_M, x_2M, x_4M at M, 2M and 4M steps, the observed order p = log2(‖x_2M − x_M‖ /
+  ‖x_4M − x_2M‖) (clamped to [1, 4]) and the error of x_4M ≈ ‖x_4M − x_2M‖/(2^p − 1), mean RMS over images.
+- A cell is *resolved* when the estimate is at most :data:`RESOLUTION` × its error (:func:`resolves`); the report
+  shows only resolved cells and marks the rest.
 - The error of one image is the RMS pixel distance to its reference endpoint, in [−1, 1] units; a cell reports
   the mean over images (and its standard error). The samples are paired, so the mean has little variance.
 - On log–log axes against NFE the slope is the solver's empirical order (:func:`fitted_order`).
 
-Everything here is a function of a ``solve(sampler, K, spacing) → endpoints`` callable (N, C, H, W) float,
-so it is tested with exact denoisers as well as run on trained networks.
+Everything here is a function of a ``solve(M) → endpoints`` callable (N, C, H, W) float, so it is tested with
+exact denoisers as well as run on trained networks.
 """
 
 from __future__ import annotations
@@ -24,15 +31,14 @@ import numpy as np
 if TYPE_CHECKING:  # only tensor methods are called here: the report imports fitted_order without torch
     import torch
 
-#: the reference of a discrete model (its finest ODE solve) and of a continuous one (refined until converged)
-DISCRETE_REFERENCE, CONTINUOUS_REFERENCE = "ddim-eta0", "heun"
-#: converged: halving the reference's step moves it by less than this share of the smallest reported error
-CONVERGED_SHARE = 0.01
-#: where the continuous reference's refinement starts, and its grid (where it gives up is a parameter:
-#: ``evaluation.solver_error.max_K``)
-CONTINUOUS_START_K, CONTINUOUS_SPACING = 64, "logsnr"
-
-Solve = Callable[[str, int, str], "torch.Tensor"]
+#: the reference solver and its grid (named in the reference's row)
+REFERENCE_SOLVER, REFERENCE_SPACING = "rk4", "logsnr-exact"
+#: a reference resolves an error when its own error estimate is at most this share of it
+RESOLUTION = 0.1
+#: RK4 steps of the coarsest of the reference's solves (it doubles from there)
+START_STEPS = 8
+#: the order the Richardson estimate assumes is clamped to this range (RK4's order at most)
+ORDER_RANGE = (1.0, 4.0)
 
 
 def rms_distance(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -40,46 +46,53 @@ def rms_distance(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return (x.double() - ref.double()).pow(2).flatten(1).mean(1).sqrt()
 
 
+def resolves(estimate: float, error: float) -> bool:
+    """Whether a reference with error ``estimate`` can show ``error``: estimate ≤ :data:`RESOLUTION` × error."""
+    return estimate <= RESOLUTION * error
+
+
 @dataclass(frozen=True)
 class Reference:
-    """The reference endpoints ``x`` (N, C, H, W) and how they were solved: ``sampler`` on the ``spacing`` grid at
-    ``K`` steps (``nfe``),
-    ``shift`` = mean RMS distance to the same solve at half the steps, and whether that shift is below
-    :data:`CONVERGED_SHARE` of the smallest error (``converged``)."""
+    """The reference endpoints ``x`` (N, C, H, W), solved with ``steps`` RK4 steps (``nfe`` network evaluations),
+    its Richardson error ``estimate`` (mean RMS, [−1, 1] units) and the ``order`` observed between its last three
+    solves; ``converged``: the estimate resolves the smallest reported error."""
 
     x: torch.Tensor
-    sampler: str
-    spacing: str
-    K: int
+    steps: int
     nfe: int
-    shift: float
+    estimate: float
+    order: float
     converged: bool
 
 
-def reference_solve(solve: Solve, nfe_of: Callable[[str, int], int], errors_of: Callable[[torch.Tensor], float], *,
-                    continuous: bool, T: int | None, max_K: int = 2048) -> Reference:
-    """The reference for the solver error. ``errors_of(ref)`` gives the smallest mean error any reported cell has
-    against ``ref``; ``nfe_of(sampler, K)`` the NFE of a solve. A discrete model's reference is DDIM at K = T (its
-    shift is against K = T/2, reported, not acted on); a continuous model's (Heun, ``logsnr`` grid) is refined from
-    :data:`CONTINUOUS_START_K`, doubling K, until the shift is below :data:`CONVERGED_SHARE` × the smallest error
-    or K reaches ``max_K`` (then ``converged`` is False)."""
-    if not continuous:
-        if T is None:
-            raise ValueError("reference_solve: a discrete model needs its T")
-        x, half = solve(DISCRETE_REFERENCE, T, "uniform"), solve(DISCRETE_REFERENCE, T // 2, "uniform")
-        shift = float(rms_distance(half, x).mean())
-        return Reference(x, DISCRETE_REFERENCE, "uniform", T, nfe_of(DISCRETE_REFERENCE, T), shift,
-                         shift < CONVERGED_SHARE * errors_of(x))
-    K = CONTINUOUS_START_K
-    prev = solve(CONTINUOUS_REFERENCE, K, CONTINUOUS_SPACING)
+def richardson(coarse: torch.Tensor, mid: torch.Tensor, fine: torch.Tensor) -> tuple[float, float]:
+    """(error estimate of ``fine``, observed order) from solves at M, 2M and 4M steps (module docstring)."""
+    d1, d2 = float(rms_distance(mid, coarse).mean()), float(rms_distance(fine, mid).mean())
+    if d2 == 0.0:
+        return 0.0, ORDER_RANGE[1]
+    p = min(max(math.log2(d1 / d2) if d1 > 0 else ORDER_RANGE[0], ORDER_RANGE[0]), ORDER_RANGE[1])
+    return d2 / (2.0**p - 1.0), p
+
+
+def reference_solve(solve: Callable[[int], "torch.Tensor"], nfe_of: Callable[[int], int],
+                    smallest_error: Callable[["torch.Tensor"], float], *, max_steps: int = 1024,
+                    start_steps: int = START_STEPS) -> Reference:
+    """The reference of the solver error: ``solve(M)`` gives the endpoints of M RK4 steps, ``nfe_of(M)`` their
+    NFE, ``smallest_error(x)`` the smallest mean error of any reported cell against endpoints x. M doubles from
+    ``start_steps`` until the Richardson estimate of the finest solve resolves that error, or M reaches
+    ``max_steps`` (then ``converged`` is False)."""
+    if max_steps < 4 * start_steps:
+        raise ValueError(f"evaluation.solver_error.max_K = {max_steps} is invalid: the reference needs at least "
+                         f"three solves from {start_steps} steps, so max_K ≥ {4 * start_steps}")
+    M = start_steps
+    coarse, mid = solve(M), solve(2 * M)
     while True:
-        K *= 2
-        x = solve(CONTINUOUS_REFERENCE, K, CONTINUOUS_SPACING)
-        shift = float(rms_distance(prev, x).mean())
-        converged = shift < CONVERGED_SHARE * errors_of(x)
-        if converged or K >= max_K:
-            return Reference(x, CONTINUOUS_REFERENCE, CONTINUOUS_SPACING, K, nfe_of(CONTINUOUS_REFERENCE, K), shift, converged)
-        prev = x
+        fine = solve(4 * M)
+        estimate, order = richardson(coarse, mid, fine)
+        converged = resolves(estimate, smallest_error(fine))
+        if converged or 8 * M > max_steps:
+            return Reference(fine, 4 * M, nfe_of(4 * M), estimate, order, converged)
+        coarse, mid, M = mid, fine, 2 * M
 
 
 def fitted_order(nfe: Sequence[float], error: Sequence[float]) -> float | None:

@@ -15,6 +15,10 @@ A discrete model is queried only at integer t (:func:`discrete_times`): each tim
 of 1..T and ties are pushed apart, so the K times are distinct. A continuous model (VDM) takes the exact
 values (:func:`continuous_times`) on t ∈ [0, 1], with t_0 = 0 (z_0, which the decoder reads) and t_K = 1;
 there the chain already ends at the data, so ``uniform`` and ``trailing`` are the same grid i/K.
+
+:data:`EXACT_LOGSNR` is not a spacing of the study: it is the grid of the solver error's reference solve, uniform
+in λ at *real* times of a discrete schedule too (no rounding), where the ODE is the one with log ᾱ piecewise
+linear in t.
 """
 
 from __future__ import annotations
@@ -158,3 +162,30 @@ def continuous_times(K: int, name: str, gamma: Callable[[np.ndarray], np.ndarray
     t = invert_increasing(gamma, -2 * lam)
     t[0], t[-1] = 0.0, 1.0
     return t
+
+
+@dataclass(frozen=True)
+class ExactLogSNR:
+    """Uniform in λ at real-valued times: the reference solve's grid (a :class:`~.noise.schedule.TimeGrid`, never
+    in :data:`SPACINGS`). On a discrete schedule it spans t = 1..T of the ODE whose log ᾱ is piecewise linear in t
+    (its times are not rounded, so the chain reads ᾱ between the integers); on a continuous one it is ``logsnr``."""
+
+    name: str = "logsnr-exact"
+
+    def discrete(self, alpha_bar: np.ndarray, K: int) -> np.ndarray:
+        """t_1 = 1 < … < t_K = T, float64 (K,), with λ(t_i) uniform between λ(1) and λ(T)."""
+        T = len(alpha_bar) - 1
+        if K < 2:
+            raise ValueError(f"step count K = {K} is invalid: must be ≥ 2")
+        log_ab = np.log(np.asarray(alpha_bar, dtype=np.float64))
+        lam = np.linspace(float(log_snr(alpha_bar[1:2])[0]), float(log_snr(alpha_bar[T:])[0]), K)
+        # ᾱ = sigmoid(2λ): log ᾱ = −log(1 + e^{−2λ}); t(log ᾱ) is piecewise linear, like log ᾱ(t)
+        t = np.interp(np.logaddexp(0.0, -2 * lam), -log_ab, np.arange(T + 1, dtype=np.float64))
+        t[0], t[-1] = 1.0, float(T)
+        return t
+
+    def continuous(self, K: int, gamma: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        return continuous_times(K, "logsnr", gamma)
+
+
+EXACT_LOGSNR = ExactLogSNR()

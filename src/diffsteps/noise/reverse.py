@@ -105,7 +105,7 @@ def denoise(denoiser: Denoiser, x: torch.Tensor, chain: Chain, i: int, clip_x0: 
     """One network evaluation at chain index i: the consistent (x̂_0, ε̂) pair for x (B, C, H, W), from a
     denoiser that predicts ε̂ (``prediction="eps"``) or x̂_0 (``"x0"``, DDGAN's generator)."""
     t = torch.full((x.shape[0],), float(chain.tau[i]), device=x.device)
-    out = denoiser(x, t).float()
+    out = denoiser(x, t).to(x.dtype)  # in x's precision: a float64 solve keeps a float64 denoiser's digits
     ab = float(chain.alpha_bar[i])
     return predict_x0(x, out, ab, clip_x0) if prediction == "eps" else x0_pair(x, out, ab, clip_x0)
 

@@ -134,15 +134,24 @@ class Schedule:
         """ᾱ_t for t = 0..T, shape (T+1,), float64, ᾱ_0 = 1."""
         return torch.from_numpy(np.concatenate([[1.0], np.cumprod(1.0 - self.betas)]))
 
+    def alpha_bar_at(self, t: np.ndarray) -> np.ndarray:
+        """ᾱ(t) at real t ∈ [0, T] with log ᾱ piecewise linear between the integers (DPM-Solver's discrete-time
+        wrapper), float64: exact at integer t, so a chain on integer times and one on real times discretise one
+        ODE."""
+        return np.exp(np.interp(t, np.arange(self.T + 1, dtype=np.float64), np.log(self.alpha_bar.numpy())))
+
     def chain(self, K: int | None = None, spacing: TimeGrid | None = None) -> Chain:
-        """The K-step respaced chain on the ``spacing`` grid (:meth:`TimeGrid.discrete`); the full T-step chain
-        when K is None or K = T, whatever the spacing."""
+        """The K-step respaced chain on the ``spacing`` grid (:meth:`TimeGrid.discrete`), the full T-step chain
+        when K is None (or K = T without a spacing). A grid of integer times indexes ᾱ; one of real times (the
+        solver error's reference) reads :meth:`alpha_bar_at`."""
         T = self.T
-        if K is None or K == T:
+        if K is None or (K == T and spacing is None):
             tau = np.arange(1, T + 1)
         elif spacing is None:
             raise ValueError(f"a {K}-step chain of a {T}-step schedule needs a spacing")
         else:
             tau = spacing.discrete(self.alpha_bar.numpy(), K)
-        tau = torch.from_numpy(np.concatenate([[0], tau]))
+        tau = torch.from_numpy(np.concatenate([[0], tau]).astype(np.asarray(tau).dtype))
+        if tau.dtype.is_floating_point:
+            return Chain.from_alpha_bar(tau, torch.from_numpy(self.alpha_bar_at(tau.numpy())))
         return Chain.from_alpha_bar(tau, self.alpha_bar[tau])
