@@ -165,6 +165,9 @@ def test_claims_tables_summarise_each_run_then_detail_each_claim():
         ("method=ddgm_skewed, noise=gamma(theta0=0.5)", "inconclusive", "inconclusive 1")]
     assert detail.caption.startswith(gamma_claim.text) and "DDGM (arXiv 2110.05948)" in detail.caption
     assert len(detail.rows) == 2
+    # the caption states the rule that judged it: an equivalence test for "matches", never overlapping intervals
+    assert "equivalence test" in detail.caption and "match_margin" in detail.caption
+    assert "overlap" not in detail.caption
 
 
 @pytest.mark.parametrize("labels, overall", [

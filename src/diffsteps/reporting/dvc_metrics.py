@@ -5,7 +5,9 @@ A small nested object that DVC flattens into dotted columns (``m`` is the headli
     steps_needed.<run>.<sampler>.{nfe, low, high[, spacing]} NFE_δ with its 95% interval, at the spacing
                                                             that needs the fewest NFE (the report's first table;
                                                             the spacing is named where the study has several)
-    converged_<m>.<run>                                      the run's converged value, NFE_δ's target
+    best_of_solvers.<run>.{nfe, low, high, sampler, spacing} the fewest NFE of any sampler within δ of the ODE limit
+    converged_<m>.<run>.{ode, <stochastic sampler>}          the run's limits, NFE_δ's targets (a string where the
+                                                            limit was not measured: "no converged limit on this grid")
     <m>.<run>.<sampler>.<spacing>.<NFE>                      each cell's value, mean over training and sampling seeds
 
 An NFE is a number where it lies inside the grid, and the report's censored form where it does not: ``"> 49"``
@@ -20,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from .limits import Limit, Missing
 from .steps import Needed, Settings, answer, best_spacing, quality_rows, several_spacings
 from .summary import missing, seed_summary, text
 
@@ -29,14 +32,23 @@ def _nfe(n: Needed, v: float) -> int | str:
     return out if isinstance(out, str) else int(out)  # the grid's NFE are whole numbers
 
 
+def _limit(limit: Limit | Missing) -> float | str:
+    return limit.value if isinstance(limit, Limit) else str(limit)
+
+
 def study_metrics(df: pd.DataFrame, s: Settings) -> dict[str, Any]:
     """The metrics object of the tidy results frame ``df`` under the steps-needed settings ``s``."""
     steps: dict[str, dict[str, Any]] = {}
-    converged: dict[str, float] = {}
+    best: dict[str, dict[str, Any]] = {}
+    converged: dict[str, dict[str, float | str]] = {}
     answers = answer(df, s)
     several = several_spacings(answers)  # as in the report: a spacing only where it varies
     for a in answers:
-        converged[a.method] = a.converged
+        converged[a.method] = {kind: _limit(limit) for kind, limit in (("ode", a.ode), *a.chains.items())}
+        if a.best is not None:
+            sampler, spacing, n = a.best
+            best[a.method] = {"nfe": _nfe(n, n.estimate), "low": _nfe(n, n.low), "high": _nfe(n, n.high),
+                              "sampler": sampler, "spacing": spacing}
         row = {}
         for sampler in dict.fromkeys(smp for smp, _ in a.to_own):
             spacing, n = best_spacing(a.to_own, sampler)
@@ -51,4 +63,4 @@ def study_metrics(df: pd.DataFrame, s: Settings) -> dict[str, Any]:
             continue
         per_spacing = cells.setdefault(run, {}).setdefault(sampler, {}).setdefault(text(spacing), {})
         per_spacing[f"{float(nfe):g}"] = float(mean)
-    return {"steps_needed": steps, f"converged_{s.metric}": converged, s.metric: cells}
+    return {"steps_needed": steps, "best_of_solvers": best, f"converged_{s.metric}": converged, s.metric: cells}

@@ -1,5 +1,7 @@
 """Solver error against NFE on log–log axes, one figure per run, one line per (sampler, spacing), with the
-fitted slope (the empirical order) in the legend."""
+fitted slope (the empirical order) in the legend. Only the errors that the run's reference resolves are drawn as
+points and fitted (:func:`diffsteps.solver_error.resolves`); the rest are marked as open markers on the line of the
+reference's resolution."""
 
 from __future__ import annotations
 
@@ -8,9 +10,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ..solver_error import fitted_order
+from ..solver_error import RESOLUTION, fitted_order
 from .figures import footnote, save_figure
-from .steps import SOLVER_ERROR
+from .limits import SOLVER_ERROR, SolverErrors
 from .summary import ok_rows, slug, text
 
 
@@ -19,21 +21,30 @@ def plot_solver_error(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     rows = ok_rows(df[df["metric"] == SOLVER_ERROR])
     figures: dict[str, Path] = {}
     for method, run in rows.groupby("method", sort=False):
+        errors = SolverErrors.of(df, method)
+        floor = None if errors.estimate is None else errors.estimate / RESOLUTION
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for (sampler, spacing), part in run.groupby(["sampler", "spacing"], sort=False, dropna=False):
             curve = part.groupby("nfe")["value"].agg(["mean", "std", "count"]).reset_index().sort_values("nfe")
-            order = fitted_order(curve["nfe"].astype(float).tolist(), curve["mean"].tolist())
+            seen = curve["mean"].map(errors.resolved)
+            shown, hidden = curve[seen], curve[~seen]
+            order = fitted_order(shown["nfe"].astype(float).tolist(), shown["mean"].tolist())
             label = f"{sampler} / {text(spacing)}" + ("" if order is None else f" (slope {order:.2f})")
-            ax.errorbar(curve["nfe"].astype(float), curve["mean"], yerr=curve["std"].fillna(0.0), marker="o",
-                        ms=3, lw=1, capsize=2, label=label)
+            line = ax.errorbar(shown["nfe"].astype(float), shown["mean"], yerr=shown["std"].fillna(0.0), marker="o",
+                               ms=3, lw=1, capsize=2, label=label)
+            if len(hidden) and floor is not None:
+                ax.plot(hidden["nfe"].astype(float), [floor] * len(hidden), ls="none", marker="v", mfc="none",
+                        color=line.lines[0].get_color(), label=f"{sampler} / {text(spacing)}: below the resolution")
+        if floor is not None:
+            ax.axhline(floor, color="0.5", lw=0.8, ls=":", label=f"reference resolution ({floor:.1g})")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("NFE (network evaluations)")
         ax.set_ylabel("solver error: RMS distance to the reference solve ([−1, 1] units)")
         ax.set_title(f"{text(method)}: solver error vs NFE")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-        footnote(fig, "paired with the reference ODE solve from the same x_T (DDIM at K = T for a discrete model, "
-                      "refined Heun for a continuous one); slope = least-squares −d log error / d log NFE; bars: sd "
-                      "over training seeds")
+        footnote(fig, "paired with the converged RK4 reference solve of the same ODE from the same x_T; only errors "
+                      f"≥ {1 / RESOLUTION:g}× its Richardson estimate are drawn and fitted (open markers: below that "
+                      "resolution); slope = least-squares −d log error / d log NFE; bars: sd over training seeds")
         figures[f"solver error vs NFE — {text(method)}"] = save_figure(fig, Path(out_dir) / f"solver_error_{slug(method)}.png")
     return figures

@@ -1,13 +1,16 @@
 """The answer the report leads with (STUDY.md, "How many steps"): how many NFE each run needs, per sampler.
 
-- **NFE_δ**: the smallest NFE on the grid at which a run's headline FID (mean over seeds) is within (1 + δ) of its
-  *converged* FID: its reference cell (e.g. 1000-step ancestral DDPM) where it has one, else its best cell
-  (flagged). "> max" when it never gets there, "≤ min" when it is there at the smallest NFE.
-- **To DDPM's 1000-step FID**: the same with DDPM's reference FID as the target, which puts a run with a model per T (DDGAN,
-  NFE = T) and every diffusion run on one scale.
-- **NFE_ε**: the smallest NFE at which a deterministic sampler's solver error is ≤ ε.
+- **NFE_δ**: the smallest NFE on the grid from which a sampler's headline FID (mean over seeds) stays within ±δ of
+  the converged limit of *its kind* (:mod:`.limits`): the run's ODE limit for a deterministic solver, its own chain
+  limit for a stochastic sampler. "> max" when it never gets there, "≤ min" when it is there at the smallest NFE,
+  "no converged limit on this grid" when the limit was not measured (the caveats say what to add).
+- **Best of solvers**: the fewest NFE at which any sampler and spacing of the run comes within ±δ of its ODE limit,
+  naming which: the method's answer.
+- **To DDPM's 1000-step FID**: the NFE at which a run's FID is first ≤ (1 + δ) × DDPM's 1000-step FID, which puts a
+  run with a model per T (DDGAN, NFE = T) and every diffusion run on one scale.
+- **NFE_ε**: the smallest NFE at which a deterministic sampler's solver error is ≤ ε, where the reference resolves ε.
 - **Uncertainty**: a bootstrap over training seeds, and over sampling seeds within each, shared by every cell of
-  a run (paired); the 95% interval is read on the NFE grid.
+  a run (paired, limits included); the 95% interval is read on the NFE grid.
 
 Every function takes the tidy results frame (:mod:`diffsteps.rows`) and plain settings, so tests build frames.
 """
@@ -15,7 +18,7 @@ Every function takes the tidy results frame (:mod:`diffsteps.rows`) and plain se
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,16 +27,16 @@ import pandas as pd
 from ..rows import FLOOR_SAMPLER
 from ..families import options_type
 from ..sampler_registry import SamplerSpec, data_law_caveat
+from ..solver_error import RESOLUTION
+from .limits import (NO_LIMIT, SOLVER_ERROR, SOLVER_REFERENCE, Limit, Missing, Seeds, SolverErrors, chain_limit,
+                     curves, first_below, first_converged, ode_limit)
 from .render import Block, Bullets, Paragraph, Table
-from .summary import missing, text
-
-SOLVER_ERROR = "solver_error"
-SOLVER_REFERENCE = "solver_error_reference_shift"
+from .summary import text
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What the table needs from params.yaml: δ, ε, the bootstrap, and which cell is a run's reference."""
+    """What the table needs from params.yaml: δ, ε, the bootstrap, and the study's reference chain (K = T)."""
 
     tolerance: float
     solver_error: float
@@ -73,46 +76,6 @@ class Needed:
         return f"{self._fmt(self.estimate)} [{self._fmt(self.low)}, {self._fmt(self.high)}]"
 
 
-class Run:
-    """One run's cells of one metric: values indexed by (training seed, sampling seed), with the bootstrap
-    weights shared by all of them (B, n_t, n_s): replicate b counts how often each pair is drawn."""
-
-    def __init__(self, rows: pd.DataFrame, n_boot: int, rng: np.random.Generator):
-        self.ts = sorted({int(v) if not missing(v) else -1 for v in rows["train_seed"]})
-        self.ss = sorted({int(v) if not missing(v) else -1 for v in rows["seed"]})
-        nt, ns = len(self.ts), len(self.ss)
-        w = np.zeros((n_boot + 1, nt, ns))
-        w[0] = 1.0  # replicate 0: the data as they are (the point estimate)
-        for b in range(1, n_boot + 1):
-            for i in rng.integers(0, nt, nt):
-                np.add.at(w[b, i], rng.integers(0, ns, ns), 1.0)
-        self.weights = w
-
-    def means(self, cell: pd.DataFrame) -> np.ndarray:
-        """The cell's mean under every replicate, (B + 1,); NaN where a replicate drew none of its pairs."""
-        v = np.full((len(self.ts), len(self.ss)), np.nan)
-        for ts, s, value in zip(cell["train_seed"], cell["seed"], cell["value"]):
-            v[self.ts.index(-1 if missing(ts) else int(ts)), self.ss.index(-1 if missing(s) else int(s))] = value
-        have = ~np.isnan(v)
-        total = (self.weights * np.where(have, v, 0.0)).sum((1, 2))
-        count = (self.weights * have).sum((1, 2))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return total / count
-
-    @property
-    def n_train(self) -> int:
-        return len(self.ts)
-
-
-def first_within(grid: Sequence[float], curves: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Per replicate, the smallest grid NFE whose value is ≤ the replicate's target, else inf.
-    ``curves`` (B, G) in grid order, ``target`` (B,)."""
-    hit = curves <= target[:, None]
-    idx = np.where(hit.any(1), hit.argmax(1), -1)
-    out = np.asarray(grid, float)[np.maximum(idx, 0)]
-    return np.where(idx < 0, math.inf, out)
-
-
 def _needed(grid: Sequence[float], draws: np.ndarray) -> Needed:
     point, boot = draws[0], np.sort(draws[1:]) if len(draws) > 1 else draws
     lo = boot[int(math.floor(0.025 * (len(boot) - 1)))]
@@ -131,25 +94,24 @@ def quality_rows(df: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class RunAnswer:
-    """Everything the table says about one run."""
+    """Everything the table says about one run: its limits, NFE_δ per (sampler, spacing) against its kind's limit
+    (absent where the sampler's limit is :class:`~.limits.Missing`), the best of solvers, and the other targets."""
 
     method: str
     family: str
     n_train: int
-    converged: float | None  # the point estimate of its converged FID
-    converged_from: str  # "reference" or "best cell (…)"
+    ode: Limit | Missing
+    chains: dict[str, Limit | Missing]  # stochastic sampler → its chain limit
     to_own: dict[tuple[str, str], Needed]  # (sampler, spacing) → NFE_δ
+    best: tuple[str, str, Needed] | None  # (sampler, spacing, NFE) of the best of solvers
     to_ddpm: dict[tuple[str, str], Needed]
     to_error: dict[tuple[str, str], Needed]
+    error_unresolved: str | None = None  # why NFE_ε is not shown (the reference does not resolve ε)
+    samplers: tuple[str, ...] = field(default=())  # the samplers the run has cells of
 
-
-def _curves(run: Run, rows: pd.DataFrame) -> dict[tuple[str, str], tuple[list[float], np.ndarray]]:
-    """(sampler, spacing) → (NFE grid, replicate means (B + 1, G))."""
-    out = {}
-    for (sampler, spacing), part in rows.groupby(["sampler", "spacing"], dropna=False, sort=False):
-        grid = sorted({float(n) for n in part["nfe"] if not missing(n)})
-        out[(sampler, text(spacing))] = (grid, np.stack([run.means(part[part["nfe"] == n]) for n in grid], 1))
-    return out
+    def limit_of(self, sampler: str) -> Limit | Missing:
+        return self.ode if SamplerSpec.parse(sampler).deterministic else self.chains.get(
+            sampler, Missing("chain", f"{sampler} was not run", f"{sampler} to sampling.samplers"))
 
 
 def _is_reference(rows: pd.DataFrame, s: Settings) -> pd.Series:
@@ -161,39 +123,50 @@ def answer(df: pd.DataFrame, s: Settings) -> list[RunAnswer]:
     """The steps-needed answer for every run with headline rows (in the frame's order of runs)."""
     rows = quality_rows(df, s.metric)
     rng = np.random.default_rng(s.seed)
-    runs = {m: Run(part, s.bootstrap, rng) for m, part in rows.groupby("method", sort=False)}
-    conv: dict[str, tuple[np.ndarray, str]] = {}
-    for m, part in rows.groupby("method", sort=False):
-        ref = part[_is_reference(part, s)]
-        if not ref.empty:
-            conv[m] = (runs[m].means(ref), "reference")
-            continue
-        keys, cells = zip(*part.groupby(["sampler", "spacing", "nfe"], dropna=False))
-        stacked = np.stack([runs[m].means(c) for c in cells], 1)
-        key = keys[int(np.nanargmin(stacked[0]))]
-        conv[m] = (np.nanmin(stacked, 1), f"best cell ({key[0]}, {text(key[1])}, {text(key[2])} NFE), flagged: "
-                                         "no reference cell")
+    seeds = {m: Seeds(part, s.bootstrap, rng) for m, part in rows.groupby("method", sort=False)}
+    references = {m: seeds[m].means(part[_is_reference(part, s)]) for m, part in rows.groupby("method", sort=False)
+                  if _is_reference(part, s).any()}
     ddpm = next((m for m, part in rows.groupby("method", sort=False)
-                 if (part["family"] == "ddpm").all() and conv[m][1] == "reference"), None)
-    errors = df[(df["metric"] == SOLVER_ERROR) & (df["status"] == "ok")]
+                 if (part["family"] == "ddpm").all() and m in references), None)
     out = []
     for m, part in rows.groupby("method", sort=False):
-        run, (c, source) = runs[m], conv[m]
-        # the curves run over the study's budgets: the reference cell is the target, not a point of the grid
-        curves = _curves(run, part[~_is_reference(part, s)])
-        own = {k: _needed(g, first_within(g, v, (1 + s.tolerance) * c)) for k, (g, v) in curves.items()}
+        family = text(part["family"].iloc[0])
+        # the curves run over the study's budgets: the reference cell is a limit, not a point of the grid
+        run_curves = curves(seeds[m], part[~_is_reference(part, s)])
+        errors = SolverErrors.of(df, m)
+        ode = ode_limit(run_curves, errors, s.solver_error, family)
+        label = f"{s.reference_sampler}, K = T = {s.reference_nfe}"
+        stochastic = dict.fromkeys([smp for smp, _ in run_curves if not SamplerSpec.parse(smp).deterministic]
+                                   + ([s.reference_sampler] if m in references else []))
+        chains = {smp: chain_limit(smp, run_curves, references.get(m) if smp == s.reference_sampler else None, label,
+                                   family) for smp in stochastic}
+        own = {}
+        for (smp, sp), (grid, draws) in run_curves.items():
+            limit = ode if SamplerSpec.parse(smp).deterministic else chains[smp]
+            if isinstance(limit, Limit):
+                own[(smp, sp)] = _needed(grid, first_converged(grid, draws, limit.draws, s.tolerance))
+        best = None
+        if isinstance(ode, Limit):
+            hits = {k: first_converged(g, v, ode.draws, s.tolerance) for k, (g, v) in run_curves.items()}
+            fewest = np.min(np.stack(list(hits.values())), 0)
+            grid = sorted({n for g, _ in run_curves.values() for n in g})
+            (smp, sp), _ = min(hits.items(), key=lambda kv: (kv[1][0], kv[0][0]))
+            best = (smp, sp, _needed(grid, fewest))
         to_ddpm = {}
         if ddpm is not None:
-            target = (1 + s.tolerance) * conv[ddpm][0]
-            to_ddpm = {k: _needed(g, first_within(g, v, target)) for k, (g, v) in curves.items()}
-        err_rows = errors[errors["method"] == m]
-        to_error = {}
+            target = (1 + s.tolerance) * references[ddpm]
+            to_ddpm = {k: _needed(g, first_below(g, v, target)) for k, (g, v) in run_curves.items()}
+        to_error, unresolved = {}, None
+        err_rows = df[(df["metric"] == SOLVER_ERROR) & (df["status"] == "ok") & (df["method"] == m)]
         if not err_rows.empty:
-            erun = Run(err_rows, s.bootstrap, rng)
-            for k, (g, v) in _curves(erun, err_rows).items():
-                to_error[k] = _needed(g, first_within(g, v, np.full(len(v), s.solver_error)))
-        out.append(RunAnswer(m, text(part["family"].iloc[0]), run.n_train, float(c[0]), source, own, to_ddpm,
-                             to_error))
+            if errors.resolved(s.solver_error):
+                for k, (g, v) in curves(Seeds(err_rows, s.bootstrap, rng), err_rows).items():
+                    to_error[k] = _needed(g, first_below(g, v, np.full(len(v), s.solver_error)))
+            else:
+                unresolved = (f"its solver-error reference (estimate {errors.estimate:.2g}) does not resolve "
+                              f"ε = {s.solver_error:g}")
+        out.append(RunAnswer(m, family, seeds[m].n_train, ode, chains, own, best, to_ddpm, to_error, unresolved,
+                             tuple(dict.fromkeys(smp for smp, _ in run_curves))))
     return out
 
 
@@ -203,11 +176,14 @@ def best_spacing(needed: dict[tuple[str, str], Needed], sampler: str) -> tuple[s
     return min(options, key=lambda o: o[1].estimate) if options else None
 
 
-def _cell(answer_: RunAnswer, needed: dict[tuple[str, str], Needed], sampler: str, several_spacings: bool) -> str:
+def _cell(answer_: RunAnswer, needed: dict[tuple[str, str], Needed], sampler: str, several_spacings: bool,
+          own: bool = False) -> str:
     if not SamplerSpec.parse(sampler).decl.applies_to(options_type(answer_.family)):
         return "n/a"
     best = best_spacing(needed, sampler)
     if best is None:
+        if own and sampler in answer_.samplers and isinstance(answer_.limit_of(sampler), Missing):
+            return NO_LIMIT
         return "—"
     spacing, n = best
     return f"{n} ({spacing})" if several_spacings else str(n)
@@ -219,20 +195,36 @@ def _fewest(needed: dict[tuple[str, str], Needed]) -> tuple[str, str, Needed]:
     return smp, sp, n
 
 
-def _sentence(a: RunAnswer, s: Settings) -> str:
-    if not a.to_own:
-        return f"**{a.method}**: no {s.metric} rows."
-    smp, sp, n = _fewest(a.to_own)
+def _best_cell(a: RunAnswer) -> str:
+    if a.best is None:
+        return NO_LIMIT
+    smp, sp, n = a.best
     if math.isinf(n.estimate):
-        head = (f"**{a.method}** never comes within {s.tolerance:.0%} of its converged {s.metric} "
-                f"({a.converged:.3g}) on this grid (> {n.grid_max:g} NFE with every sampler)")
+        return f"{n}"
+    return f"{n} ({smp}, {sp})"
+
+
+def _sentence(a: RunAnswer, s: Settings) -> str:
+    seeds = "one training seed" if a.n_train == 1 else f"{a.n_train} training seeds"
+    parts = []
+    if isinstance(a.ode, Limit) and a.best is not None:
+        smp, sp, n = a.best
+        if math.isinf(n.estimate):
+            parts.append(f"**{a.method}**: no sampler comes within ±{s.tolerance:.0%} of its ODE limit FID_ODE∞ = "
+                         f"{a.ode} on this grid (> {n.grid_max:g} NFE)")
+        else:
+            parts.append(f"**{a.method}** needs {n} NFE (best of solvers: {smp}, {sp}) to come within ±{s.tolerance:.0%} "
+                         f"of its ODE limit FID_ODE∞ = {a.ode}")
+        ddim = best_spacing(a.to_own, "ddim-eta0")
+        if ddim is not None and smp != "ddim-eta0":
+            parts.append(f"DDIM (η = 0) needs {ddim[1]}")
+    elif not options_type(a.family).eps_prediction:
+        parts.append(f"**{a.method}**: {a.ode.why}, so no limit of its own; only the common target applies")
     else:
-        head = (f"**{a.method}** needs {n} NFE with {smp} ({sp}) to come within {s.tolerance:.0%} of its converged "
-                f"{s.metric} ({a.converged:.3g}, its {'reference cell' if a.converged_from == 'reference' else 'best cell'})")
-    ddim = best_spacing(a.to_own, "ddim-eta0")
-    if ddim is not None and smp != "ddim-eta0":
-        head += f"; DDIM (η = 0) needs {ddim[1]}"
-    parts = [head]
+        parts.append(f"**{a.method}**: {NO_LIMIT} for its ODE solvers ({a.ode.why}; to measure one, add {a.ode.add})")
+    for smp, limit in a.chains.items():
+        if isinstance(limit, Limit):
+            parts.append(f"its {smp} chain converges to FID_SDE∞ = {limit}")
     if a.to_ddpm:
         smp2, sp2, n2 = _fewest(a.to_ddpm)
         parts.append(f"DDPM's 1000-step {s.metric} is reached at {n2} NFE ({smp2}, {sp2})" if not math.isinf(n2.estimate)
@@ -241,72 +233,92 @@ def _sentence(a: RunAnswer, s: Settings) -> str:
         smp3, sp3, n3 = _fewest(a.to_error)
         parts.append(f"solver error ≤ {s.solver_error:g} at {n3} NFE ({smp3}, {sp3})" if not math.isinf(n3.estimate)
                      else f"no solver reaches error ≤ {s.solver_error:g} (> {n3.grid_max:g} NFE)")
-    seeds = "one training seed" if a.n_train == 1 else f"{a.n_train} training seeds"
     return "; ".join(parts) + f" ({seeds})."
 
 
 def several_spacings(answers: Sequence[RunAnswer]) -> bool:
     """Whether the answers span several spacings: only then does a cell name the spacing that needs the fewest NFE."""
-    return len({sp for a in answers for _, sp in a.to_own}) > 1
+    return len({sp for a in answers for _, sp in (*a.to_own, *a.to_ddpm)}) > 1
+
+
+def _limit_cell(limit: Limit | Missing | None) -> str:
+    return "—" if limit is None else str(limit)
 
 
 def steps_blocks(df: pd.DataFrame, s: Settings) -> list[Block]:
-    """The report's opening section: the table (one row per run, one column per sampler), the same for DDPM's
-    target and for the solver error, then one sentence per run and the caveats."""
+    """The report's opening section: the table (one row per run: its limits, the best of solvers, one column per
+    sampler), the same for DDPM's target and for the solver error, then one sentence per run and the caveats."""
     answers = answer(df, s)
     if not answers:
         return [Paragraph(f"No {s.metric} rows: the question cannot be answered from this run.")]
-    samplers = list(dict.fromkeys(s.samplers or sorted({smp for a in answers for smp, _ in a.to_own})))
+    samplers = list(dict.fromkeys(s.samplers or sorted({smp for a in answers for smp in a.samplers})))
     several = several_spacings(answers)
-
-    def table(attr: str, caption: str, only: Sequence[str] | None = None) -> Table:
-        use = [smp for smp in samplers if only is None or smp in only]
-        rows = tuple((a.method, f"{a.converged:.3g}" + ("" if a.converged_from == "reference" else " (best cell)"),
-                      str(a.n_train), *(_cell(a, getattr(a, attr), smp, several) for smp in use)) for a in answers)
-        return Table(("run", "converged " + s.metric, "training seeds", *use), rows, caption)
-
-    spacing_note = " (spacing with the fewest NFE in brackets)" if several else ""
     deterministic = [smp for smp in samplers if SamplerSpec.parse(smp).deterministic]
-    blocks: list[Block] = [
-        table("to_own", f"NFE_δ: NFE needed to come within δ = {s.tolerance:g} of the run's converged {s.metric} "
-                        f"(95% bootstrap interval on the NFE grid){spacing_note}"),
-    ]
+    spacing_note = " (spacing with the fewest NFE in brackets)" if several else ""
+
+    def chain_text(a: RunAnswer) -> str:
+        limits = [f"{smp}: {lim}" if isinstance(lim, Limit) else f"{smp}: {lim}" for smp, lim in a.chains.items()]
+        return "; ".join(limits) if limits else "—"
+
+    head = Table(("run", "training seeds", f"ODE limit {s.metric} (cell)", f"chain limit {s.metric}",
+                  "best of solvers (NFE)", *samplers),
+                 tuple((a.method, str(a.n_train), _limit_cell(a.ode), chain_text(a), _best_cell(a),
+                        *(_cell(a, a.to_own, smp, several, own=True) for smp in samplers)) for a in answers),
+                 f"NFE_δ: NFE from which each sampler stays within ±δ = {s.tolerance:g} of the converged {s.metric} of "
+                 f"its kind: the run's ODE limit (the cheapest ODE cell with solver error ≤ ε = {s.solver_error:g}) for "
+                 "a deterministic solver, its own chain limit (K = T) for a stochastic one; never a best cell. Best of "
+                 f"solvers: the fewest NFE of any sampler and spacing within ±δ of the ODE limit. 95% bootstrap "
+                 f"intervals on the NFE grid{spacing_note}")
+    blocks: list[Block] = [head]
     if any(a.to_ddpm for a in answers):
-        blocks.append(table("to_ddpm", f"NFE needed to come within δ = {s.tolerance:g} of DDPM's 1000-step "
-                                       f"{s.metric} (one target for every run, DDGAN's fixed T included)"))
-    if any(a.to_error for a in answers):
-        blocks.append(table("to_error", f"NFE_ε: NFE at which the solver error (RMS distance to the reference ODE "
-                                        f"solve from the same x_T, [−1, 1] units) is ≤ ε = {s.solver_error:g}",
-                            deterministic))
+        blocks.append(Table(("run", "training seeds", *samplers),
+                            tuple((a.method, str(a.n_train), *(_cell(a, a.to_ddpm, smp, several) for smp in samplers))
+                                  for a in answers),
+                            f"NFE needed to come within δ = {s.tolerance:g} of DDPM's 1000-step {s.metric} "
+                            "(FID ≤ (1 + δ) × target: one target for every run, DDGAN's fixed T included)"))
+    if any(a.to_error or a.error_unresolved for a in answers):
+        blocks.append(Table(("run", "training seeds", *deterministic),
+                            tuple((a.method, str(a.n_train), *(("reference unresolved",) * len(deterministic)
+                                                               if a.error_unresolved else
+                                                               (_cell(a, a.to_error, smp, several)
+                                                                for smp in deterministic)))
+                                  for a in answers if a.to_error or a.error_unresolved),
+                            f"NFE_ε: NFE at which the solver error (RMS distance to the converged RK4 reference solve "
+                            f"of the same ODE from the same x_T, [−1, 1] units) is ≤ ε = {s.solver_error:g}; shown where "
+                            f"the reference's error estimate is ≤ {RESOLUTION:g} ε"))
     blocks.append(Bullets(tuple(_sentence(a, s) for a in answers)))
     blocks.append(Bullets(tuple(caveats(df, answers, s))))
     return blocks
 
 
 def caveats(df: pd.DataFrame, answers: Sequence[RunAnswer], s: Settings) -> list[str]:
-    """What the table cannot say: one training seed, best-cell convergence, unconverged solver references, and
-    samplers that do not solve the Gaussian probability flow."""
+    """What the table cannot say: one training seed, limits not measured on this grid (and what to add),
+    unconverged solver references, and samplers that do not solve the Gaussian probability flow."""
     notes = []
     single = [a.method for a in answers if a.n_train == 1]
     if single:
         notes.append(f"One training seed for {', '.join(single)}: their intervals are over sampling seeds only and "
                      "do not cover training variation.")
-    flagged = [f"{a.method}: {a.converged_from}" for a in answers if a.converged_from != "reference"]
-    if flagged:
-        notes.append("Converged FID taken from the run's best cell: " + "; ".join(flagged) + ".")
+    for a in answers:
+        for limit in (a.ode, *a.chains.values()):
+            if isinstance(limit, Missing) and options_type(a.family).eps_prediction:
+                notes.append(f"{a.method}: {NO_LIMIT} ({limit.kind}): {limit.why}; add {limit.add}.")
+        if a.error_unresolved:
+            notes.append(f"{a.method}: NFE_ε not shown: {a.error_unresolved}.")
     ref = df[(df["metric"] == SOLVER_REFERENCE) & df["reason"].notna()]
     for m in sorted(set(ref["method"])):
-        notes.append(f"{m}: solver-error reference not converged ({text(ref[ref['method'] == m]['reason'].iloc[0])}).")
+        notes.append(f"{m}: solver-error reference {text(ref[ref['method'] == m]['reason'].iloc[0])}; the figure and "
+                     "NFE_ε show only the errors it resolves.")
     seen = set()
     for a in answers:
-        for smp in {smp for smp, _ in a.to_own}:
+        for smp in a.samplers:
             why = data_law_caveat(smp, options_type(a.family)) if smp != FLOOR_SAMPLER else None
             if why and (a.family, smp) not in seen:
                 seen.add((a.family, smp))
                 notes.append(f"{a.method} / {smp}: {why}.")
     notes.append(f"Headline metric: {s.metric} (study-internal features; not comparable to published CIFAR-10 "
-                 "Inception FID). 'n/a': the sampler does not apply to the family (a generator fixed at its T samples only "
-                 "its own chain); '—': not run.")
+                 "Inception FID). 'n/a': the sampler does not apply to the family (a generator fixed at its T samples "
+                 "only its own chain); '—': not run at the study's budgets.")
     return notes
 
 

@@ -211,8 +211,10 @@ def claims_tables(verdicts: pd.DataFrame) -> list[Table]:
                             "95% interval": format_interval(r["95% interval"]),
                             "n_a": text(r["n_a"]), "n_b": text(r["n_b"]), "note": text(r["note"], "")})
         tables.append(Table.from_records(records, columns, f"{claim} — source: {group['source'].iloc[0]}. Judged by "
-                                         "STUDY.md's rule (95% Welch interval over seeds; 'matches' = overlapping "
-                                         "95% intervals)"))
+                                         "STUDY.md's rule: the 95% Welch interval of the difference over the claim's "
+                                         "unit of replication (training runs for a method claim) excludes zero with "
+                                         "the claimed sign; 'matches' is an equivalence test: the interval lies inside "
+                                         "±δ, δ = evaluation.claims.match_margin × the reference side's mean"))
     return tables
 
 
