@@ -9,7 +9,7 @@ reference solve of the same model's ODE, started from the same x_T.
   in λ (:data:`~diffsteps.spacing.EXACT_LOGSNR`), its steps doubled until its Richardson error estimate is at most
   :data:`RESOLUTION` × the smallest error reported against it, or its steps reach ``evaluation.solver_error.max_K``.
 - The estimate: with endpoints x_M, x_2M, x_4M at M, 2M and 4M steps, the observed order p = log2(‖x_2M − x_M‖ /
-  ‖x_4M − x_2M‖) (clamped to [1, 4]) and the error of x_4M ≈ ‖x_4M − x_2M‖/(2^p − 1), mean RMS over images.
+  ‖x_4M − x_2M‖) (clamped to [0.25, 4]) and the error of x_4M ≈ ‖x_4M − x_2M‖/(2^p − 1), mean RMS over images.
 - A cell is *resolved* when the estimate is at most :data:`RESOLUTION` × its error (:func:`resolves`); the report
   shows only resolved cells and marks the rest.
 - The error of one image is the RMS pixel distance to its reference endpoint, in [−1, 1] units; a cell reports
@@ -37,8 +37,9 @@ REFERENCE_SOLVER, REFERENCE_SPACING = "rk4", "logsnr-exact"
 RESOLUTION = 0.1
 #: RK4 steps of the coarsest of the reference's solves (it doubles from there)
 START_STEPS = 8
-#: the order the Richardson estimate assumes is clamped to this range (RK4's order at most)
-ORDER_RANGE = (1.0, 4.0)
+#: the order the Richardson estimate assumes is clamped to this range: RK4's order at most, and well below 1, where
+#: a rough ODE (VDM's Fourier features) converges slowly, so that the estimate stays conservative
+ORDER_RANGE = (0.25, 4.0)
 
 
 def rms_distance(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
