@@ -12,7 +12,7 @@ A small nested object that DVC flattens into dotted columns (``m`` is the headli
 
 An NFE is a number where it lies inside the grid, and the report's censored form where it does not: ``"> 49"``
 (never within δ on the grid) or ``"≤ 4"`` (already within at the smallest budget). A sampler that does not apply
-to a run's family (the report's "n/a") has no entry. The numbers are those of the report: the same frame, the same
+to a run's family (the report's "n/a"), or whose limit was not measured, has no entry. The numbers are those of the report: the same frame, the same
 bootstrap seed.
 """
 
@@ -54,7 +54,8 @@ def study_metrics(df: pd.DataFrame, s: Settings) -> dict[str, Any]:
             spacing, n = best_spacing(a.to_own, sampler)
             row[sampler] = {"nfe": _nfe(n, n.estimate), "low": _nfe(n, n.low), "high": _nfe(n, n.high),
                             **({"spacing": spacing} if several else {})}
-        steps[a.method] = row
+        if row:  # DVC drops an empty object: a run without a limit has no entry (and a string in converged_<m>)
+            steps[a.method] = row
     cells: dict[str, Any] = {}
     means = seed_summary(quality_rows(df, s.metric), ["method", "sampler", "spacing", "nfe"])
     for run, sampler, spacing, nfe, mean in zip(means["method"], means["sampler"], means["spacing"], means["nfe"],
@@ -63,4 +64,5 @@ def study_metrics(df: pd.DataFrame, s: Settings) -> dict[str, Any]:
             continue
         per_spacing = cells.setdefault(run, {}).setdefault(sampler, {}).setdefault(text(spacing), {})
         per_spacing[f"{float(nfe):g}"] = float(mean)
-    return {"steps_needed": steps, "best_of_solvers": best, f"converged_{s.metric}": converged, s.metric: cells}
+    out = {"steps_needed": steps, "best_of_solvers": best, f"converged_{s.metric}": converged, s.metric: cells}
+    return {k: v for k, v in out.items() if v}  # DVC drops empty objects: leave them out, so the file is what it shows

@@ -43,7 +43,7 @@ def plot_solver_error(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
         ax.set_ylabel("solver error: RMS distance to the reference solve ([−1, 1] units)")
         ax.set_title(f"{text(method)}: solver error vs NFE")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-        footnote(fig, "paired with the converged RK4 reference solve of the same ODE from the same x_T; only errors "
+        footnote(fig, "paired with the RK4 reference solve of the same ODE from the same x_T; only errors "
                       f"≥ {1 / RESOLUTION:g}× its Richardson estimate are drawn and fitted (open markers: below that "
                       "resolution); slope = least-squares −d log error / d log NFE; bars: sd over training seeds")
         figures[f"solver error vs NFE — {text(method)}"] = save_figure(fig, Path(out_dir) / f"solver_error_{slug(method)}.png")
