@@ -24,13 +24,20 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
+from diffsteps.noise.gaussian import GaussianNoise
 from diffsteps.noise.schedule import Chain, Schedule, make_betas
+from diffsteps.rng import BatchRNG
+from diffsteps.sampler_registry import SamplerSpec
+from diffsteps.samplers import sample
+from diffsteps.spacing import SPACINGS
 
 WEIGHTS = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
 MEANS = torch.tensor([[0.6, 0.4], [-0.5, 0.2], [0.0, -0.7]], dtype=torch.float64)  # (components, 2)
 STDS = torch.tensor([0.15, 0.25, 0.1], dtype=torch.float64)
 GAMMA_0, GAMMA_1 = -13.3, 5.0
 DISCRETE = Schedule(make_betas("linear", 1000))
+#: what the samplers read of a process: nothing here, x_T is given and the solvers are deterministic
+PROCESS = GaussianNoise(DISCRETE)
 
 
 def posterior_mean(x: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
@@ -100,6 +107,13 @@ def exact_endpoint(start: torch.Tensor, continuous: bool) -> torch.Tensor:
         return (math.sqrt(ab_lo) * xt).reshape(start.shape)
     ab = torch.full((n, 1), ab_lo, dtype=torch.float64)
     return posterior_mean(xt * math.sqrt(ab_lo), ab).reshape(start.shape)
+
+
+def solve(name: str, K: int, spacing: str, start: torch.Tensor, continuous: bool) -> torch.Tensor:
+    """The endpoint of sampler ``name`` at K steps of ``spacing`` from x_T = ``start``, with the exact denoiser."""
+    chain = (continuous_chain if continuous else discrete_chain)(K, SPACINGS[spacing])
+    return sample(eps_denoiser(continuous), PROCESS, chain, SamplerSpec.parse(name), start.shape, BatchRNG(0),
+                  clip_x0=False, x_T=start).x0
 
 
 def rms_error(x: torch.Tensor, ref: torch.Tensor) -> float:

@@ -4,18 +4,14 @@ order, against the exact mixture oracle (tests/mixture_oracle.py) and closed-for
 import pytest
 import torch
 
-from diffsteps.noise.gaussian import GaussianNoise
 from diffsteps.rng import BatchRNG
 from diffsteps.sampler_registry import SamplerSpec
-from diffsteps.samplers import rk4, sample
+from diffsteps.samplers import rk4
 from diffsteps.solver_error import (RESOLUTION, cell_errors, fitted_order, reference_solve, resolves, richardson,
                                     rms_distance)
-from diffsteps.spacing import EXACT_LOGSNR, SPACINGS
+from diffsteps.spacing import EXACT_LOGSNR
 
 from . import mixture_oracle
-
-PROCESS = GaussianNoise(mixture_oracle.DISCRETE)
-
 
 def oracle(continuous: bool):
     """(x_T, exact endpoint, solve(name, K, spacing), reference solve(M)) on the mixture oracle."""
@@ -24,12 +20,11 @@ def oracle(continuous: bool):
     chain_of = mixture_oracle.continuous_chain if continuous else mixture_oracle.discrete_chain
 
     def solve(name, K, spacing):
-        return sample(den, PROCESS, chain_of(K, SPACINGS[spacing]), SamplerSpec.parse(name), start.shape,
-                      BatchRNG(0), clip_x0=False, x_T=start).x0
+        return mixture_oracle.solve(name, K, spacing, start, continuous)
 
     def solve_reference(M):
         chain = chain_of(2 * M + (0 if continuous else 1), EXACT_LOGSNR)
-        return rk4(den, PROCESS, chain, start.shape, BatchRNG(0), clip_x0=False, x_T=start).x0
+        return rk4(den, mixture_oracle.PROCESS, chain, start.shape, BatchRNG(0), clip_x0=False, x_T=start).x0
 
     return start, exact, solve, solve_reference
 

@@ -74,11 +74,7 @@ DETERMINISTIC = [name for name in EVERY if SamplerSpec.parse(name).deterministic
 def oracle_errors(name: str, spacing: str, Ks, continuous: bool) -> list[float]:
     """The mean RMS error of ``name`` at each K against the mixture oracle's independent DOP853 solve."""
     start, exact = mixture_oracle.exact_from_seed(64, 0, continuous)
-    chain_of = mixture_oracle.continuous_chain if continuous else mixture_oracle.discrete_chain
-    den = mixture_oracle.eps_denoiser(continuous)
-    return [mixture_oracle.rms_error(sample(den, PROCESS, chain_of(K, SPACINGS[spacing]), SamplerSpec.parse(name),
-                                            start.shape, BatchRNG(0), clip_x0=False, x_T=start).x0, exact)
-            for K in Ks]
+    return [mixture_oracle.rms_error(mixture_oracle.solve(name, K, spacing, start, continuous), exact) for K in Ks]
 
 
 @pytest.mark.parametrize("spacing", list(SPACINGS))

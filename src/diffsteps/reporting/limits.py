@@ -111,6 +111,7 @@ class SolverErrors:
 
     cells: dict[tuple[str, str, float], float]
     estimate: float | None
+    rows: pd.DataFrame  # the ok solver-error rows (one per cell and training seed), for the bootstrap of NFE_ε
 
     @classmethod
     def of(cls, df: pd.DataFrame, method: str) -> "SolverErrors":
@@ -119,7 +120,7 @@ class SolverErrors:
         cells = {(smp, text(sp), float(n)): float(v) for (smp, sp, n), v in
                  err.groupby(["sampler", "spacing", "nfe"], dropna=False)["value"].mean().items()}
         ref = ok[ok["metric"] == SOLVER_REFERENCE]["value"]
-        return cls(cells, float(ref.max()) if len(ref) else None)
+        return cls(cells, float(ref.max()) if len(ref) else None, err)
 
     def resolved(self, error: float) -> bool:
         """Whether the reference resolves ``error`` (no reference row: nothing is resolved)."""

@@ -28,7 +28,7 @@ from ..rows import FLOOR_SAMPLER
 from ..families import options_type
 from ..sampler_registry import SamplerSpec, data_law_caveat
 from ..solver_error import RESOLUTION
-from .limits import (NO_LIMIT, SOLVER_ERROR, SOLVER_REFERENCE, Limit, Missing, Seeds, SolverErrors, chain_limit,
+from .limits import (NO_LIMIT, SOLVER_REFERENCE, Limit, Missing, Seeds, SolverErrors, chain_limit,
                      curves, first_below, first_converged, ode_limit)
 from .render import Block, Bullets, Paragraph, Table
 from .summary import text
@@ -124,15 +124,15 @@ def answer(df: pd.DataFrame, s: Settings) -> list[RunAnswer]:
     rows = quality_rows(df, s.metric)
     rng = np.random.default_rng(s.seed)
     seeds = {m: Seeds(part, s.bootstrap, rng) for m, part in rows.groupby("method", sort=False)}
-    references = {m: seeds[m].means(part[_is_reference(part, s)]) for m, part in rows.groupby("method", sort=False)
-                  if _is_reference(part, s).any()}
+    is_reference = _is_reference(rows, s)
+    references = {m: seeds[m].means(part) for m, part in rows[is_reference].groupby("method", sort=False)}
     ddpm = next((m for m, part in rows.groupby("method", sort=False)
                  if (part["family"] == "ddpm").all() and m in references), None)
     out = []
     for m, part in rows.groupby("method", sort=False):
         family = text(part["family"].iloc[0])
         # the curves run over the study's budgets: the reference cell is a limit, not a point of the grid
-        run_curves = curves(seeds[m], part[~_is_reference(part, s)])
+        run_curves = curves(seeds[m], part[~is_reference[part.index]])
         errors = SolverErrors.of(df, m)
         ode = ode_limit(run_curves, errors, s.solver_error, family)
         label = f"{s.reference_sampler}, K = T = {s.reference_nfe}"
@@ -157,7 +157,7 @@ def answer(df: pd.DataFrame, s: Settings) -> list[RunAnswer]:
             target = (1 + s.tolerance) * references[ddpm]
             to_ddpm = {k: _needed(g, first_below(g, v, target)) for k, (g, v) in run_curves.items()}
         to_error, unresolved = {}, None
-        err_rows = df[(df["metric"] == SOLVER_ERROR) & (df["status"] == "ok") & (df["method"] == m)]
+        err_rows = errors.rows
         if not err_rows.empty:
             if errors.resolved(s.solver_error):
                 for k, (g, v) in curves(Seeds(err_rows, s.bootstrap, rng), err_rows).items():
@@ -241,10 +241,6 @@ def several_spacings(answers: Sequence[RunAnswer]) -> bool:
     return len({sp for a in answers for _, sp in (*a.to_own, *a.to_ddpm)}) > 1
 
 
-def _limit_cell(limit: Limit | Missing | None) -> str:
-    return "—" if limit is None else str(limit)
-
-
 def steps_blocks(df: pd.DataFrame, s: Settings) -> list[Block]:
     """The report's opening section: the table (one row per run: its limits, the best of solvers, one column per
     sampler), the same for DDPM's target and for the solver error, then one sentence per run and the caveats."""
@@ -257,12 +253,11 @@ def steps_blocks(df: pd.DataFrame, s: Settings) -> list[Block]:
     spacing_note = " (spacing with the fewest NFE in brackets)" if several else ""
 
     def chain_text(a: RunAnswer) -> str:
-        limits = [f"{smp}: {lim}" if isinstance(lim, Limit) else f"{smp}: {lim}" for smp, lim in a.chains.items()]
-        return "; ".join(limits) if limits else "—"
+        return "; ".join(f"{smp}: {lim}" for smp, lim in a.chains.items()) or "—"
 
     head = Table(("run", "training seeds", f"ODE limit {s.metric} (cell)", f"chain limit {s.metric}",
                   "best of solvers (NFE)", *samplers),
-                 tuple((a.method, str(a.n_train), _limit_cell(a.ode), chain_text(a), _best_cell(a),
+                 tuple((a.method, str(a.n_train), str(a.ode), chain_text(a), _best_cell(a),
                         *(_cell(a, a.to_own, smp, several, own=True) for smp in samplers)) for a in answers),
                  f"NFE_δ: NFE from which each sampler stays within ±δ = {s.tolerance:g} of the converged {s.metric} of "
                  f"its kind: the run's ODE limit (the cheapest ODE cell with solver error ≤ ε = {s.solver_error:g}) for "
