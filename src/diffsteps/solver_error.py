@@ -38,7 +38,8 @@ RESOLUTION = 0.1
 #: RK4 steps of the coarsest of the reference's solves (it doubles from there)
 START_STEPS = 8
 #: the order the Richardson estimate assumes is clamped to this range: RK4's order at most, and well below 1, where
-#: a rough ODE (VDM's Fourier features) converges slowly, so that the estimate stays conservative
+#: an ODE that is rough at the reference's step (a trained ε̂ wiggles over a few units of its 0–1000 time input) converges
+#: slowly, so that the estimate stays conservative
 ORDER_RANGE = (0.25, 4.0)
 
 

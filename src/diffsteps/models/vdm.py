@@ -59,7 +59,7 @@ class VDMNetwork(nn.Module):
         self.unet = UNet(widened)
         self.gamma = gamma
         self.fourier_min, self.fourier_max = fourier_min, fourier_max
-        g0, g1 = (float(g) for g in gamma.endpoints())  # the initial endpoints fix the normalisation for good
+        g0, g1 = (float(g.detach()) for g in gamma.endpoints())  # the initial endpoints fix the normalisation for good
         self.gamma_min, self.gamma_max = g0, g1
         self.spec = VDMSpec(unet=widened, schedule=gamma.kind, gamma_min=round(g0, 6), gamma_max=round(g1, 6),
                             fourier_min=fourier_min, fourier_max=fourier_max)
