@@ -109,8 +109,8 @@ def test_the_commands_load_only_the_code_their_jobs_declare(tmp_path):
     data, model = "results/data/digits", "results/models/digits/ddgm/train0"
     _loaded(tmp_path, "prepare-data", "--out-dir", data)
     runs = {"train": ("train", "--method", "ddgm", "--train-seed", "0", "--data-dir", data, "--out-dir", model),
-            "sample": ("sample", "--method", "ddgm", "--model-dir", model, "--sampler", "heun", "--spacing", "karras",
-                       "--budget", "4", "--train-seed", "0", "--seed", "0", "--out-dir", str(tmp_path / "s"))}
+            "sample": ("sample", "--method", "ddgm", "--sampler", "heun", "--spacing", "karras",
+                       "--cell", "4", "0", "0", model, str(tmp_path / "s"))}
     others = set().union(*(files for f, files in FAMILY_FILES.items() if f != "ddgm"))
     for stage, argv in runs.items():
         loaded = _loaded(tmp_path, *argv)

@@ -57,8 +57,8 @@ def test_warm_and_cold_samples_are_identical(study, sampler):
     arrays = {}
     for mode in (True, False):
         out = study / f"samples-{sampler}-{mode}"
-        _run(study, "sample", "--method", "ddpm", "--model-dir", "model", "--sampler", sampler, "--spacing", "uniform",
-             "--budget", 4, "--train-seed", 0, "--seed", 3, "--threads", 1, "--out-dir", out, warm_on=mode)
+        _run(study, "sample", "--method", "ddpm", "--sampler", sampler, "--spacing", "uniform",
+             "--cell", 4, 0, 3, "model", out, "--threads", 1, warm_on=mode)
         arrays[mode] = np.load(out / "samples.npz")["images"]
     assert arrays[True].size and np.array_equal(arrays[True], arrays[False])
 

@@ -122,13 +122,13 @@ def test_one_runs_options_rerun_that_run_alone_and_threads_rerun_nothing(smoke, 
     set_param(repo, "method_config.mixture.p", 0.4)
     cfg = load_config(repo / "params.yaml")
     s = cfg.sampling
-    cells = len(s.samplers) * len(s.spacings) * len(s.budgets) * len(cfg.train.seeds) * len(s.seeds)
+    groups = len(s.samplers) * len(s.spacings)  # one sampling (scoring) job per sampler and spacing of the run
     solver = len(cfg.train.seeds)  # its solver-error job; no bound job (mixture noise defines no bound)
-    assert dry_run_jobs(repo) == {"train": len(cfg.train.seeds), "sample": cells, "evaluate": cells,
+    assert dry_run_jobs(repo) == {"train": len(cfg.train.seeds), "sample": groups, "evaluate": groups,
                                   "solver_error": solver, "report": 1, "all": 1}
     changed = dvc_changed_stages(repo)
     # DVC lists the stages whose own params changed (evaluate follows once the samples do)
-    assert "report" in changed and len(changed) == 1 + len(cfg.train.seeds) + cells + solver
+    assert "report" in changed and len(changed) == 1 + len(cfg.train.seeds) + groups + solver
     assert all("mixture" in n for n in changed if n != "report"), changed
     set_param(repo, "method_config.mixture.p", cfg.method_config["mixture"].p)
     set_param(repo, "method_config.vdm.fourier_max", 8)  # a bounded run: its one bound job per training seed
@@ -136,22 +136,38 @@ def test_one_runs_options_rerun_that_run_alone_and_threads_rerun_nothing(smoke, 
 
 
 @pytest.mark.slow
-def test_new_budget_runs_only_new_cells(smoke, tmp_path):
+def test_new_budget_reruns_the_sampling_and_scoring_groups_that_sample_it(smoke, tmp_path):
+    """A new budget reruns the sampling and scoring jobs of the runs sampled at every budget (one per sampler and
+    spacing) and each run's solver error, never training, bounds, reference statistics or the reference chains."""
     repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
     cfg = load_config(repo / "params.yaml")
     set_param(repo, "sampling.budgets", [*cfg.sampling.budgets, 6])
     jobs = dry_run_jobs(repo)
     # the runs sampled at every budget (DDGAN samples its own T only)
     shared = [run for run in cfg.methods if type(cfg.method_config[run]).eps_prediction]
-    new_cells = len(shared) * len(cfg.sampling.samplers) * len(cfg.sampling.spacings) * len(
-        cfg.train.seeds) * len(cfg.sampling.seeds)
+    groups = len(shared) * len(cfg.sampling.samplers) * len(cfg.sampling.spacings)
     # each run's solver error covers every budget, so it is redone once per run and training seed
     solver = len(shared) * len(cfg.train.seeds)
-    assert jobs == {"sample": new_cells, "evaluate": new_cells, "solver_error": solver, "report": 1, "all": 1}, jobs
+    assert jobs == {"sample": groups, "evaluate": groups, "solver_error": solver, "report": 1, "all": 1}, jobs
+    # DVC: the sampling groups and solver errors whose params changed (scoring follows once the samples do)
     changed = dvc_changed_stages(repo)
-    assert sorted(n.split("@")[0].split("-")[0] for n in changed) == ["evaluate"] * new_cells + ["report"] + [
-        "sample"] * new_cells + ["solver_error"] * solver
-    assert all("-6-" in n for n in changed if "@" in n and not n.startswith("solver_error")), changed
+    assert sorted(n.split("@")[0].split("-")[0] for n in changed) == ["report"] + ["sample"] * groups + [
+        "solver_error"] * solver, changed
+    assert not any("reference" in n for n in changed), changed
+
+
+@pytest.mark.slow
+def test_new_sampler_adds_only_its_own_groups(smoke, tmp_path):
+    """A new sampler: one sampling and one scoring job per run it applies to and spacing, each run's solver error
+    (it covers every deterministic sampler) and the report; no other sampling or scoring job reruns."""
+    repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)
+    cfg = load_config(repo / "params.yaml")
+    set_param(repo, "sampling.samplers", [*cfg.sampling.samplers, "dpmpp-2m"])
+    shared = [run for run in cfg.methods if type(cfg.method_config[run]).eps_prediction]
+    groups = len(shared) * len(cfg.sampling.spacings)
+    solver = len(shared) * len(cfg.train.seeds)
+    assert dry_run_jobs(repo) == {"sample": groups, "evaluate": groups, "solver_error": solver, "report": 1,
+                                  "all": 1}
 
 
 @pytest.mark.slow
@@ -163,18 +179,18 @@ def test_a_new_T_of_ddgan_trains_one_model_per_T_and_its_options_rerun_it_alone(
     cfg = load_config(repo / "params.yaml")
     T = list(cfg.method_config["ddgan"].T)
     seeds = len(cfg.train.seeds)
-    cells = seeds * len(cfg.sampling.seeds)
     set_param(repo, "method_config.ddgan.T", [*T, 3])
-    assert dry_run_jobs(repo) == {"train": seeds, "sample": cells, "evaluate": cells, "probe": seeds, "report": 1,
-                                  "all": 1}
+    # its one sampling job holds every T (one sampler of its own): it reruns; training and the probe add the new T's
+    assert dry_run_jobs(repo) == {"train": seeds, "sample": 1, "evaluate": 1, "probe": seeds, "report": 1, "all": 1}
     changed = dvc_changed_stages(repo)
-    assert "report" in changed and all(n.split("@")[1].startswith("3-") for n in changed if n != "report"), changed
+    assert {n for n in changed if "@" not in n} == {"sample-ddgan", "report"}, changed
+    assert all(n.split("@")[1].startswith("3-") for n in changed if "@" in n), changed
     assert (repo / "dvc.yaml").read_text() == (smoke / "dvc.yaml").read_text()
     set_param(repo, "method_config.ddgan.T", T)
     set_param(repo, "method_config.ddgan.r1_gamma", 0.05)
     n_T = len(T)
-    assert dry_run_jobs(repo) == {"train": seeds * n_T, "sample": cells * n_T, "evaluate": cells * n_T,
-                                  "probe": seeds * n_T, "report": 1, "all": 1}
+    assert dry_run_jobs(repo) == {"train": seeds * n_T, "sample": 1, "evaluate": 1, "probe": seeds * n_T,
+                                  "report": 1, "all": 1}
     assert {n.split("@")[0] for n in dvc_changed_stages(repo)} == {"train-ddgan", "sample-ddgan", "probe-ddgan",
                                                                     "report"}
 
@@ -213,7 +229,7 @@ def _table_counts(module: str, cfg) -> dict[str, int]:
     from diffsteps.reruns import reruns
 
     plain = to_plain(cfg)
-    return {stage: sum(1 for w in cells.iter_wildcards(plain, stage) if jobs is None
+    return {stage: sum(1 for w, _ in cells.iter_jobs(plain, stage) if jobs is None
                        or cfg.method_config[w.get("method") or cells.run_of(w["model"])].family in jobs)
             for stage, jobs in reruns(module).items()}
 

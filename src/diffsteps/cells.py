@@ -30,8 +30,15 @@ INCEPTION = "results/resources/inception"  # the Inception weights: one file for
 #: ``{model}`` is a run's network: the run (``ddpm``), or the run at one T for a family with a model per T
 #: (``ddgan/T4``), as the family's grid spells it: one pattern, one rule
 MODEL = "results/models/{dataset}/{model}/train{ts}"
-SAMPLES = "results/samples/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
-EVAL = "results/eval/{dataset}/{method}/{sampler}-{spacing}/K{budget}/train{ts}-seed{seed}"
+#: every model of a run (a ``{model}`` starts with its run: :func:`run_of`)
+MODELS = "results/models/{dataset}/{method}"
+#: one sampling (scoring) job: every budget, training seed and sampling seed of a run's sampler and spacing, in one
+#: folder; each cell is a subfolder of it
+SAMPLE_JOB = "results/samples/{dataset}/{method}/{sampler}-{spacing}"
+EVAL_JOB = "results/eval/{dataset}/{method}/{sampler}-{spacing}"
+CELL = "K{budget}/train{ts}-seed{seed}"
+SAMPLES = f"{SAMPLE_JOB}/{CELL}"
+EVAL = f"{EVAL_JOB}/{CELL}"
 NLL = "results/nll/{dataset}/{method}/train{ts}"
 SOLVER_ERROR = "results/solver_error/{dataset}/{method}/train{ts}"
 PROBE = "results/probe/{dataset}/{model}/train{ts}"
@@ -57,6 +64,8 @@ class CellGrid:
     constants: Mapping[str, str] = field(default_factory=dict)
     derived: Mapping[str, str] = field(default_factory=dict)
     run: str | None = None
+    #: the params keys of the wildcards that each job ranges over inside itself (:func:`job_grids`)
+    inner: tuple[str, ...] = ()
 
     def group(self, stage: str) -> str:
         """The DVC stage group of these cells."""
@@ -65,10 +74,24 @@ class CellGrid:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a stage's outputs live (patterns over the wildcards), and whether its cells belong to a run."""
+    """Where a stage's outputs live (patterns over the wildcards), and whether its cells belong to a run.
+
+    ``inner``: the wildcards that one job ranges over inside itself (its cells), none for a stage of one job a cell;
+    such a job declares one folder, ``job`` (patterns over the other wildcards), that holds its cells' ``outputs``."""
 
     outputs: Mapping[str, str]
     per_run: bool = False
+    inner: tuple[str, ...] = ()
+    job: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def declared(self) -> Mapping[str, str]:
+        """What one job declares to Snakemake and DVC: its folder, or its cell's outputs."""
+        return self.job or self.outputs
+
+
+#: the wildcards a sampling or scoring job ranges over inside itself
+JOB_INNER = ("budget", "ts", "seed")
 
 
 def _model(base: str) -> dict[str, str]:
@@ -87,8 +110,12 @@ LAYOUT: dict[str, Layout] = {
     "reference_stats": Layout({"stats": f"{REFSTATS}/domain.npz", "meta": f"{REFSTATS}/domain.json"}),
     "reference_stats_inception": Layout({"stats": f"{REFSTATS}/inception.npz", "meta": f"{REFSTATS}/inception.json"}),
     "train": Layout(_model(MODEL), per_run=True),
-    "sample": Layout(_samples(SAMPLES), per_run=True),
-    "evaluate": Layout({"metrics": f"{EVAL}/metrics.json", "pairs": f"{EVAL}/pairs.npz"}, per_run=True),
+    # a job per (run, sampler, spacing): a process start, a model load and (scoring) an Inception load serve every
+    # budget, training seed and sampling seed; a new budget reruns the groups that sample it, a new sampler or
+    # spacing adds its own
+    "sample": Layout(_samples(SAMPLES), per_run=True, inner=JOB_INNER, job={"cells": SAMPLE_JOB}),
+    "evaluate": Layout({"metrics": f"{EVAL}/metrics.json", "pairs": f"{EVAL}/pairs.npz"}, per_run=True,
+                       inner=JOB_INNER, job={"cells": EVAL_JOB}),
     # every bound of one trained run (its K-step chains at each variance, spacing and budget, and its T = ∞ bound)
     # in one job, for the runs of evaluation.nll.methods only: a run whose family defines no bound (Gamma and
     # mixture noise, DDGAN) has no job at all, and the report takes the reason from the family's declaration;
@@ -168,15 +195,72 @@ def grids(cfg: Mapping[str, Any], stage: str) -> list[CellGrid]:
     return out
 
 
+def job_grids(cfg: Mapping[str, Any], stage: str) -> list[CellGrid]:
+    """The grids of a stage's *jobs*: its cell grids, for a stage whose jobs hold many cells (:attr:`Layout.inner`)
+    with those wildcards taken out (their params keys go to ``inner``: they are what the job reads) and the grids
+    that then coincide merged (a replicated run's training seeds join its own grid's jobs)."""
+    inner = LAYOUT[stage].inner
+    if not inner:
+        return grids(cfg, stage)
+    out: dict[tuple[str, str | None], CellGrid] = {}
+    for g in grids(cfg, stage):
+        keys = tuple(v for k, v in {**g.matrix, **g.fixed}.items() if k in inner)
+        suffix = g.suffix.removesuffix("-replicates")
+        if (suffix, g.run) in out:
+            seen = out[(suffix, g.run)]
+            out[(suffix, g.run)] = CellGrid(suffix, seen.matrix, seen.fixed, seen.constants, {}, g.run,
+                                            tuple(dict.fromkeys((*seen.inner, *keys))))
+            continue
+        out[(suffix, g.run)] = CellGrid(suffix, {k: v for k, v in g.matrix.items() if k not in inner},
+                                        {k: v for k, v in g.fixed.items() if k not in inner}, g.constants, {}, g.run,
+                                        keys)
+    return list(out.values())
+
+
+def job_wildcards(stage: str) -> tuple[str, ...]:
+    """The wildcards that name one job of ``stage`` (those of its declared outputs)."""
+    return tuple(dict.fromkeys(m for p in LAYOUT[stage].declared.values() for m in re.findall(r"\{(\w+)\}", p)))
+
+
+def iter_jobs(cfg: Mapping[str, Any], stage: str) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Every job of a stage under the plain params ``cfg``: its wildcards and its cells (:func:`iter_wildcards`, each
+    once: a cell of two grids, such as a reference chain that is also on the grid, is one cell)."""
+    if not LAYOUT[stage].inner:
+        for wc in iter_wildcards(cfg, stage):
+            yield wc, [wc]
+        return
+    names = job_wildcards(stage)
+    jobs: dict[tuple, dict[tuple, dict[str, Any]]] = {}
+    for wc in iter_wildcards(cfg, stage):
+        jobs.setdefault(tuple(wc[n] for n in names), {}).setdefault(tuple(sorted(wc.items())), wc)
+    for key, found in jobs.items():
+        yield dict(zip(names, key)), list(found.values())
+
+
+def job_cells(cfg: Mapping[str, Any], stage: str, wildcards: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The cells of the job of ``stage`` named by ``wildcards`` (its :func:`job_wildcards`, as strings or values)."""
+    names = job_wildcards(stage)
+    want = tuple(str(wildcards[n]) for n in names)
+    for job, found in iter_jobs(cfg, stage):
+        if tuple(str(job[n]) for n in names) == want:
+            return found
+    raise KeyError(f"no job of stage {stage!r} is named {dict(zip(names, want))} under these params")
+
+
 def iter_wildcards(cfg: Mapping[str, Any], stage: str) -> Iterator[dict[str, Any]]:
     """Every cell of a stage under the current params (grids in order, matrix in product order), with its derived
     wildcards."""
     for grid in grids(cfg, stage):
-        fixed = {**grid.constants, **{k: lookup(cfg, v) for k, v in grid.fixed.items()}}
-        keys = list(grid.matrix)
-        for combo in itertools.product(*(lookup(cfg, grid.matrix[k]) for k in keys)):
-            wc = {**fixed, **dict(zip(keys, combo))}
-            yield {**wc, **{k: v.format(**wc) for k, v in grid.derived.items()}}
+        yield from grid_wildcards(cfg, grid)
+
+
+def grid_wildcards(cfg: Mapping[str, Any], grid: CellGrid) -> Iterator[dict[str, Any]]:
+    """The wildcards of every cell (job, for a grid of :func:`job_grids`) of one grid, in product order."""
+    fixed = {**grid.constants, **{k: lookup(cfg, v) for k, v in grid.fixed.items()}}
+    keys = list(grid.matrix)
+    for combo in itertools.product(*(lookup(cfg, grid.matrix[k]) for k in keys)):
+        wc = {**fixed, **dict(zip(keys, combo))}
+        yield {**wc, **{k: v.format(**wc) for k, v in grid.derived.items()}}
 
 
 def model_of(cfg: Mapping[str, Any], run: str, budget: Any = None) -> str:
@@ -220,8 +304,16 @@ def all_outputs(cfg: Mapping[str, Any], stage: str) -> list[str]:
     return [p.format(**wc) for wc in iter_wildcards(cfg, stage) for p in patterns]
 
 
+def declared_outputs(cfg: Mapping[str, Any], stage: str) -> list[str]:
+    """What the jobs of a stage declare to Snakemake and DVC under the plain params ``cfg``: a folder per job of a
+    stage whose jobs hold many cells, else every cell's outputs."""
+    patterns = LAYOUT[stage].declared.values()
+    return [p.format(**job) for job, _ in iter_jobs(cfg, stage) for p in patterns]
+
+
 def every_output(cfg: Mapping[str, Any]) -> list[str]:
-    return [p for stage in LAYOUT for p in all_outputs(cfg, stage)]
+    """Every declared output of the study (:func:`declared_outputs` of every stage)."""
+    return [p for stage in LAYOUT for p in declared_outputs(cfg, stage)]
 
 
 def report_inputs(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -236,3 +328,11 @@ def report_inputs(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
         "train": [p for p in all_outputs(cfg, "train") if p.endswith(("train.json", "loss.csv"))],
         "samples": [p for p in all_outputs(cfg, "sample") if p.endswith(("sample.json", "grid.png"))],
     }
+
+
+def report_dependencies(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
+    """What the report rule waits for: the declared outputs holding :func:`report_inputs` (a sampling or scoring
+    job's folder, not the cells in it, which Snakemake cannot trace to their job)."""
+    inputs = report_inputs(cfg)
+    return {**{k: v for k, v in inputs.items() if k not in ("eval", "pairs", "samples")},
+            "eval": declared_outputs(cfg, "evaluate"), "samples": declared_outputs(cfg, "sample")}

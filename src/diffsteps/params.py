@@ -113,9 +113,12 @@ def check_cross_fields(cfg: StudyConfig, source: str) -> None:
     SamplerSpec.parse(s.reference.sampler, "sampling.reference.sampler")
     if s.reference.budget > T:
         raise ConfigError("sampling.reference.budget", s.reference.budget, f"must be ≤ noise.T = {T}", source)
-    if s.reference.budget in s.budgets and s.reference.sampler in s.samplers and s.reference.spacing in s.spacings:
-        raise ConfigError("sampling.reference.budget", s.reference.budget,
-                          "the reference cell duplicates a cell of the sampling grid; pick another budget", source)
+    if s.reference.methods and s.reference.sampler in s.samplers and s.reference.spacing in s.spacings:
+        # a sampling job holds every cell of one sampler and spacing: the reference chain is a job of its own
+        raise ConfigError("sampling.reference.sampler", s.reference.sampler,
+                          f"with spacing {s.reference.spacing!r} it is a sampler and spacing of the sampling grid "
+                          f"(sampling.samplers × sampling.spacings), whose jobs it would share; pick a sampler outside "
+                          "sampling.samplers (the 1000-step chain of DDPM is 'ancestral-betatilde')", source)
     for i, k in enumerate(cfg.evaluation.nll.budgets):
         if k > T:
             raise ConfigError(f"evaluation.nll.budgets[{i}]", k, f"a step budget must be ≤ noise.T = {T}", source)

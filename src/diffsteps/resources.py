@@ -80,6 +80,12 @@ def own_budgets(cfg: StudyConfig) -> list[int]:
     return [b for run, key in keys if key.startswith("method_config.") for b in lookup(plain, key.format(run=run))]
 
 
+def training_seeds(cfg: StudyConfig) -> int:
+    """The most training runs of one run (its seeds, and a replicated run's replicate seeds): a sampling or scoring
+    job holds the cells of all of them."""
+    return len(cfg.train.seeds) + (len(cfg.train.replicates.seeds) if cfg.train.replicates.methods else 0)
+
+
 def probe_points(cfg: StudyConfig) -> int:
     """The most weights a probe job scores (its snapshots and the final weights)."""
     return max((cfg.method_config[run].probe_points(cfg.train.steps) for run in cfg.methods
@@ -216,9 +222,11 @@ def _work_seconds(cfg: StudyConfig, stage: str, threads: int) -> float:
     if stage == "train":
         return 3 * cfg.train.images * flops * networks(cfg)
     if stage == "sample":
-        # the longest chain: the reference's, or Heun's 2K − 1 evaluations at the largest budget, or a run's own T
-        nfe = max(s.reference.budget if s.reference.methods else 0, 2 * max(s.budgets), *own_budgets(cfg))
-        return s.n_samples * nfe * flops
+        # a job samples every budget, training seed and sampling seed of one sampler and spacing: the most
+        # evaluations of any job, a reference job's, the grid's (Heun: 2K − 1 a chain) or a run's own T's
+        ref = s.reference.budget * len(s.reference.seeds) if s.reference.methods else 0
+        nfe = max(ref, 2 * sum(s.budgets) * len(s.seeds), sum(own_budgets(cfg)) * len(s.seeds))
+        return s.n_samples * nfe * training_seeds(cfg) * flops
     if stage == "probe":
         return probe_points(cfg) * ev.probe.n * max(own_budgets(cfg), default=1) * flops
     if stage == "nll":
@@ -231,8 +239,9 @@ def _work_seconds(cfg: StudyConfig, stage: str, threads: int) -> float:
         cells = len(s.samplers) * len(s.spacings) * 2 * sum(s.budgets)
         return ev.solver_error.n * (cells + 8 * ev.solver_error.max_K) * flops
     if stage in ("evaluate", "floor", "reference_stats_inception"):
-        # what one job scores: a cell's samples, the held-out split (at most the data set) or the training images
-        scored = {"evaluate": ev.inception.n or s.n_samples, "floor": ev.inception.n or image_count(cfg.data),
+        # what one job scores: its cells' samples, the held-out split (at most the data set) or the training images
+        cells = max(len(s.budgets), len(own_budgets(cfg))) * len(s.seeds) * training_seeds(cfg)
+        scored = {"evaluate": (ev.inception.n or s.n_samples) * cells, "floor": ev.inception.n or image_count(cfg.data),
                   "reference_stats_inception": ev.inception.n_ref or image_count(cfg.data)}[stage]
         return scored * inception if ev.inception.weights is not None else 0.0
     if stage in ("train_domain", "reference_stats"):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import cells
-from .cells import DATA, DOMAIN, INCEPTION, LAYOUT, MODEL, REFSTATS, SAMPLES, CellGrid
+from .cells import DATA, DOMAIN, INCEPTION, LAYOUT, MODEL, MODELS, REFSTATS, SAMPLE_JOB, CellGrid
 from .codedeps import PKG, module_closure
 from .config import lookup
 from .families import module_name
@@ -70,6 +70,12 @@ class Stage:
     family_code: str | None = None
     #: the outputs (keys of its layout) that dvc.yaml declares as DVC metrics instead of plain outs
     dvc_metrics: tuple[str, ...] = ()
+    #: DVC deps of a job whose cells read inputs that vary inside it (the run's models, one per training seed): the
+    #: folder that holds them (a DVC matrix cannot list them)
+    dvc_job_deps: tuple[str, ...] = ()
+    #: a job of many cells that reads which cells it has from the params lists (their keys are among its params: a
+    #: new budget reruns it); False where they follow from its input folder (scoring a sampling job's cells)
+    lists_cells: bool = False
 
     @property
     def per_run(self) -> bool:
@@ -84,7 +90,8 @@ class Stage:
 
     @property
     def outputs(self) -> Mapping[str, str]:
-        return LAYOUT[self.name].outputs
+        """What one job declares (:attr:`~.cells.Layout.declared`: the folder of a job of many cells)."""
+        return LAYOUT[self.name].declared
 
     def param_keys(self, cfg: Mapping[str, Any], run: str | None = None) -> tuple[str, ...]:
         """Dotted params.yaml keys of one job (of ``run`` for a stage of a run): the stage's keys (a family whose
@@ -149,12 +156,11 @@ STAGES: tuple[Stage, ...] = (
     # one model per run and training seed (and per T of a family with a model per T)
     Stage("train", inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json"}, entry="train",
           params=MODEL_KEYS, family_code=METHODS),
+    # a job per (run, sampler, spacing) (cells.LAYOUT): every trained model of the run
     Stage("sample", inputs=_MODEL_IN, entry="sample", params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"),
-          family_code=METHODS),
-    Stage("evaluate",
-          inputs={"samples": f"{SAMPLES}/samples.npz", "sample_meta": f"{SAMPLES}/sample.json",
-                  "train": f"{DATA}/train.npz", **_SCORING},
-          entry="evaluate", params=EVAL_KEYS),
+          family_code=METHODS, dvc_job_deps=(MODELS,), lists_cells=True),
+    Stage("evaluate", inputs={"samples": SAMPLE_JOB, "train": f"{DATA}/train.npz", **_SCORING}, entry="evaluate",
+          params=EVAL_KEYS),
     Stage("nll", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", params=_NLL_KEYS,
           family_code=METHODS),
     Stage("solver_error", inputs=_MODEL_IN, entry="solver_error",
@@ -188,10 +194,24 @@ def _job_run(wildcards: Any) -> str | None:
     return cells.run_of(wildcards.model) if "model" in names else None
 
 
+def _inner_keys(cfg: Mapping[str, Any], stage: str, wildcards: Mapping[str, Any]) -> tuple[str, ...]:
+    """The params keys of the lists one job of many cells ranges over (its grids' ``inner``; none for a job of one
+    cell): a new budget or seed changes its cells."""
+    if not STAGE[stage].lists_cells:
+        return ()
+    names = cells.job_wildcards(stage)
+    want = [str(wildcards[n]) for n in names]
+    keys = [k for g in cells.job_grids(cfg, stage) if g.run == wildcards["method"]
+            and any([str(job[n]) for n in names] == want for job in cells.grid_wildcards(cfg, g)) for k in g.inner]
+    return tuple(dict.fromkeys(keys))
+
+
 def cell_keys(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> tuple[str, ...]:
-    """The params keys one job reads, with its run's options where the stage reads them (``wildcards`` is
-    Snakemake's wildcards object). The rule passes them to the command (``--keys``)."""
-    return STAGE[stage].param_keys(cfg, _job_run(wildcards))
+    """The params keys one job reads, with its run's options where the stage reads them and the lists a job of many
+    cells ranges over (``wildcards`` is Snakemake's wildcards object). The rule passes them to the command
+    (``--keys``)."""
+    wc = dict(wildcards.items())
+    return (*STAGE[stage].param_keys(cfg, _job_run(wildcards)), *_inner_keys(cfg, stage, wc))
 
 
 def cell_params(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> dict[str, Any]:
@@ -202,12 +222,36 @@ def cell_params(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> dict[str,
 def job_inputs(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> dict[str, Any]:
     """Snakemake's ``input:`` of one job: its stage's inputs, the ``{model}`` of its run filled in, and the package
     files the job runs (editing one reruns exactly its dependants)."""
-    wc = dict(wildcards.items())
     run = _job_run(wildcards)
-    if run is not None:
-        wc.setdefault("model", cells.model_of(cfg, run, wc.get("budget")))
-    inputs = {k: v.format(**wc) for k, v in STAGE[stage].inputs.items()}
+    found: dict[str, list[str]] = {}
+    for wc in cells.job_cells(cfg, stage, dict(wildcards.items())):
+        if run is not None:
+            wc = {**wc, "model": wc.get("model") or cells.model_of(cfg, run, wc.get("budget"))}
+        for k, v in STAGE[stage].inputs.items():
+            found.setdefault(k, [])
+            if v.format(**wc) not in found[k]:
+                found[k].append(v.format(**wc))
+    # one path per key where the job reads one (a job of many cells reads each of its models)
+    inputs = {k: v[0] if len(v) == 1 else v for k, v in found.items()}
     return {**inputs, "code": list(STAGE[stage].code(cfg, run))}
+
+
+def job_cell_args(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> str:
+    """The ``--cell`` arguments of a job of many cells: for each cell, what its command reads and where it writes
+    (``sample``: budget, training seed, sampling seed, model folder, cell folder; ``evaluate``: the sample cell's
+    folder and its own)."""
+    import shlex
+
+    out = []
+    for wc in cells.job_cells(cfg, stage, dict(wildcards.items())):
+        wc = {**wc, "model": wc.get("model") or cells.model_of(cfg, wc["method"], wc.get("budget"))}
+        here = os.path.dirname(next(iter(LAYOUT[stage].outputs.values())).format(**wc))
+        if stage == "sample":
+            fields = [wc["budget"], wc["ts"], wc["seed"], MODEL.format(**wc), here]
+        else:
+            fields = [os.path.dirname(LAYOUT["sample"].outputs["samples"].format(**wc)), here]
+        out.append("--cell " + " ".join(shlex.quote(str(f)) for f in fields))
+    return " ".join(out)
 
 
 def model_args(cfg: Mapping[str, Any], wildcards: Any) -> str:
@@ -237,16 +281,19 @@ def dvc_stages(cfg: Mapping[str, Any]) -> dict[str, Any]:
     for stage in STAGES:
         # a folder the study writes nothing into (no probed run, no bound) is no dependency: DVC needs it to exist
         folders = [f for f in stage.dvc_dir_deps if any(p.startswith(f.format(dataset=dataset) + "/") for p in built)]
-        for grid in cells.grids(cfg, stage.name):
+        for grid in cells.job_grids(cfg, stage.name):
             outs = [_dvc_pattern(p, grid) for k, p in stage.outputs.items() if k not in stage.dvc_metrics]
             metrics = [_dvc_pattern(stage.outputs[k], grid) for k in stage.dvc_metrics]
-            deps = [_dvc_pattern(p, grid) for p in (*stage.inputs.values(), *folders)]
+            # a job of many cells depends on the folder of the inputs that vary inside it
+            inputs = stage.dvc_job_deps if stage.dvc_job_deps else stage.inputs.values()
+            deps = [_dvc_pattern(p, grid) for p in (*inputs, *folders)]
             entry: dict[str, Any] = {}
             if grid.matrix:
                 entry["matrix"] = {k: f"${{{v}}}" for k, v in grid.matrix.items()}
             entry["cmd"] = f"DIFFSTEPS_UNDER_DVC=1 snakemake --cores all {outs[0]}"
             entry["deps"] = sorted(set(deps)) + list(stage.code(cfg, grid.run))
-            entry["params"] = list(stage.param_keys(cfg, grid.run))
+            inner = grid.inner if stage.lists_cells else ()
+            entry["params"] = list(dict.fromkeys((*stage.param_keys(cfg, grid.run), *inner)))
             entry["outs"] = outs
             if metrics:
                 entry["metrics"] = metrics

@@ -28,8 +28,8 @@ def test_diverged_training_flows_to_a_failed_row(tmp_path):
     rec = json.loads((model / "train.json").read_text())
     assert rec["status"] == "failed" and "not finite" in rec["error"]
     samples = tmp_path / "s"
-    cli(tmp_path, "sample", "--method", "ddpm", "--model-dir", str(model), "--sampler", "ddim-eta0", "--spacing",
-        "uniform", "--budget", "4", "--train-seed", "0", "--seed", "0", "--out-dir", str(samples))
+    cli(tmp_path, "sample", "--method", "ddpm", "--sampler", "ddim-eta0", "--spacing", "uniform",
+        "--cell", "4", "0", "0", str(model), str(samples))
     srec = json.loads((samples / "sample.json").read_text())
     assert srec["status"] == "failed" and "training failed" in srec["error"]
     assert (samples / "grid.png").stat().st_size > 0
@@ -82,8 +82,8 @@ def test_collapsed_gan_is_a_failed_cell_with_its_curves_and_last_good_checkpoint
     assert 0 < torch.load(checkpoint, weights_only=True)["step"] < failed_at
     assert plot_training_diagnostics({"ddgan T1 train0": model / "loss.csv"}, tmp_path / "d.png").stat().st_size > 0
     samples = tmp_path / "s"
-    cli(tmp_path, "sample", "--method", "ddgan", "--model-dir", str(model), "--sampler", "ancestral-betatilde",
-        "--spacing", "uniform", "--budget", "1", "--train-seed", "0", "--seed", "0", "--out-dir", str(samples))
+    cli(tmp_path, "sample", "--method", "ddgan", "--sampler", "ancestral-betatilde", "--spacing", "uniform",
+        "--cell", "1", "0", "0", str(model), str(samples))
     srec = json.loads((samples / "sample.json").read_text())
     assert srec["status"] == "failed" and "training failed" in srec["error"]
 

@@ -73,7 +73,18 @@ def stage_inputs(stage):
 
 
 def stage_outputs(stage):
+    # a job of many cells declares the folder that holds them (cells.LAYOUT)
+    if cells.LAYOUT[stage].job:
+        return {k: directory(v) for k, v in plan.STAGE[stage].outputs.items()}
     return dict(plan.STAGE[stage].outputs)
+
+
+def cell_args(stage):
+    # per job of many cells: each cell's --cell arguments (what it reads, where it writes)
+    def args(wildcards):
+        return plan.job_cell_args(config, stage, wildcards)
+
+    return args
 
 
 def stage_params(stage):
@@ -102,7 +113,7 @@ def out_dir(wildcards, output):
 
 
 def get_report_inputs(wildcards):
-    return cells.report_inputs(config)
+    return cells.report_dependencies(config)
 
 
 def get_user_weights(wildcards):

@@ -1,4 +1,5 @@
 rule evaluate:
+    # every cell of one sampling job, with one load of each extractor and of the reference statistics
     input:
         unpack(stage_inputs("evaluate")),
     output:
@@ -6,16 +7,17 @@ rule evaluate:
     params:
         values=stage_params("evaluate"),
         reads=stage_keys("evaluate"),
+        cells=cell_args("evaluate"),
     log:
-        f"{LOGS}/evaluate/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.log",
+        f"{LOGS}/evaluate/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}.log",
     benchmark:
-        f"{BENCH}/evaluate/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.tsv"
+        f"{BENCH}/evaluate/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}.tsv"
     threads: 1
     resources:
         **job_resources("evaluate"),
     shell:
-        "{PY} evaluate " + CELL + " --threads {threads} --samples-dir $(dirname {input.samples})"
-        " --train {input.train}" + SCORING_ARGS + " --out {output.metrics} --pairs {output.pairs} > {log} 2>&1"
+        "{PY} evaluate " + CELL + " --threads {threads} --train {input.train}" + SCORING_ARGS +
+        " {params.cells} > {log} 2>&1"
 
 
 rule solver_error:

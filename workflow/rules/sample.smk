@@ -1,4 +1,5 @@
 rule sample:
+    # every budget, training seed and sampling seed of one run's sampler and spacing, in one process (cells.LAYOUT)
     input:
         unpack(stage_inputs("sample")),
     output:
@@ -6,15 +7,14 @@ rule sample:
     params:
         values=stage_params("sample"),
         reads=stage_keys("sample"),
-        out_dir=out_dir,
+        cells=cell_args("sample"),
     log:
-        f"{LOGS}/sample/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.log",
+        f"{LOGS}/sample/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}.log",
     benchmark:
-        f"{BENCH}/sample/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}/K{{budget}}/train{{ts}}-seed{{seed}}.tsv"
+        f"{BENCH}/sample/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}.tsv"
     threads: 1
     resources:
         **job_resources("sample"),
     shell:
-        "{PY} sample " + CELL + " --threads {threads} --method {wildcards.method} --model-dir $(dirname {input.model})"
-        " --sampler {wildcards.sampler} --spacing {wildcards.spacing} --budget {wildcards.budget}"
-        " --train-seed {wildcards.ts} --seed {wildcards.seed} --out-dir {params.out_dir} > {log} 2>&1"
+        "{PY} sample " + CELL + " --threads {threads} --method {wildcards.method}"
+        " --sampler {wildcards.sampler} --spacing {wildcards.spacing} {params.cells} > {log} 2>&1"

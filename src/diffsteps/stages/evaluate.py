@@ -9,6 +9,7 @@ selects; without weights they say "not computed". The evaluate stage also keeps 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +32,11 @@ INCEPTION_PREFIX = "inception_"
 
 
 def register(sub) -> None:
-    for name, images, func, help_ in (
-            ("evaluate", "--samples-dir", run_evaluate, "FID/KID/precision/recall/memorisation of one sample cell"),
-            ("floor", "--heldout", run_floor, "the real-data floor: held-out split against the training statistics")):
+    for name, func, help_ in (
+            ("evaluate", run_evaluate, "FID/KID/precision/recall/memorisation of the cells of one sampling job"),
+            ("floor", run_floor, "the real-data floor: held-out split against the training statistics")):
         p = sub.add_parser(name, help=help_)
         add_common(p)
-        p.add_argument(images, required=True, type=Path)
         p.add_argument("--stats", required=True, type=Path, help="domain-feature statistics of the training split")
         p.add_argument("--inception-stats", required=True, type=Path)
         p.add_argument("--weights", required=True, type=Path, help="the domain extractor checkpoint")
@@ -44,10 +44,15 @@ def register(sub) -> None:
         p.add_argument("--inception-meta", required=True, type=Path, help="the inception-weights stage's record")
         p.add_argument("--data-meta", required=True, type=Path, help="data.json of the split the statistics belong to")
         p.add_argument("--domain-meta", required=True, type=Path, help="extractor.json of the domain classifier")
-        p.add_argument("--out", required=True, type=Path)
         if name == "evaluate":
             p.add_argument("--train", required=True, type=Path, help="the training split (for the closest pairs)")
-            p.add_argument("--pairs", required=True, type=Path, help="closest (sample, training image) pairs (npz)")
+            p.add_argument("--cell", required=True, action="append", nargs=2, type=Path,
+                           metavar=("SAMPLES_DIR", "OUT_DIR"),
+                           help="one cell (repeatable): the sample cell's folder, and the folder to write its "
+                                "metrics.json and closest pairs (pairs.npz) to")
+        else:
+            p.add_argument("--heldout", required=True, type=Path)
+            p.add_argument("--out", required=True, type=Path)
         p.set_defaults(func=func)
 
 
@@ -64,7 +69,9 @@ class Extractor:
     status: str = "ok"
     reason: str | None = None
 
+    @functools.cache
     def ref(self, split_sha256: str) -> RefStats:
+        """The reference statistics, read once per job."""
         return load_reference_stats(self.stats, split_sha256, sha256_file(self.weights), self.name)
 
 
@@ -87,13 +94,12 @@ def _unscored(ex: Extractor, cfg, n: int | None) -> list[dict[str, Any]]:
     return _prefixed(not_computed_rows(ex.reason, n), ex.prefix)
 
 
-def _cell_rows(images: np.ndarray, train: np.ndarray, cfg, args, device, ident: dict[str, Any]
-               ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+def _cell_rows(images: np.ndarray, train: np.ndarray, cfg, extractors: list[Extractor], split_sha: str, device,
+               ident: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """Rows of every extractor that scores this cell, and the arrays of its closest pairs."""
-    split_sha = read_json(args.data_meta)["sha256"]["train"]
     rows: list[dict[str, Any]] = []
     pairs: dict[str, np.ndarray] = {}
-    for ex in _extractors(cfg, args):
+    for ex in extractors:
         if ex.name == INCEPTION_EXTRACTOR and not cfg.evaluation.inception.scores(ident["sampler"], ident["nfe"]):
             continue  # not one of the cells evaluation.inception selects: no rows at all
         floor_n = min(len(images), ex.floor_n or cfg.data.n_heldout)
@@ -127,31 +133,42 @@ def _as_rows(raw_rows: list[dict[str, Any]], ident: dict[str, Any]) -> list[dict
 def run_evaluate(args) -> int:
     cfg = setup(args, SECTIONS)
     device = resolve_device(cfg.train.device)
-    meta = read_json(args.samples_dir / "sample.json")
+    metas = [read_json(samples_dir / "sample.json") for samples_dir, _ in args.cell]  # every cell's, before any work
+    split_sha = read_json(args.data_meta)["sha256"]["train"]
+    extractors = _extractors(cfg, args)
+    train, _ = load_split(args.train)
+    for (samples_dir, out_dir), meta in zip(args.cell, metas):
+        _evaluate_cell(cfg, args, device, samples_dir, out_dir, meta, train, extractors, split_sha)
+    return 0
+
+
+def _evaluate_cell(cfg, args, device, samples_dir: Path, out_dir: Path, meta: dict[str, Any], train: np.ndarray,
+                   extractors: list[Extractor], split_sha: str) -> None:
+    """Score one sample cell into ``out_dir`` (metrics.json, pairs.npz); a failure is written as the cell's."""
     ident = {"dataset": cfg.data.dataset, **{k: meta["cell"].get(k) for k in CELL_KEYS}}
     if ident["nfe"] is None:
         ident["nfe"] = meta["cell"].get("budget")
+    metrics, pairs_path = out_dir / "metrics.json", out_dir / "pairs.npz"
 
     def work() -> None:
         if meta["status"] != "ok":
             raise RuntimeError(f"sampling failed: {meta['error']}")
-        images, _ = load_split(args.samples_dir / "samples.npz")
-        train, _ = load_split(args.train)
-        raw, pairs = _cell_rows(images, train, cfg, args, device, ident)
+        images, _ = load_split(samples_dir / "samples.npz")
+        raw, pairs = _cell_rows(images, train, cfg, extractors, split_sha, device, ident)
         rows = _as_rows(raw, ident)
         res = meta["result"]
         rows += [make_row(**ident, metric=m, value=res[k], n=res["n"], status="ok") for m, k in (
             ("sampling_seconds_per_image", "seconds_per_image"), ("sampling_peak_memory_mb", "peak_memory_mb"))]
-        atomic_save_npz(args.pairs, cell=np.array(json.dumps(ident, sort_keys=True)), **pairs)
-        atomic_write_json(args.out, record(cfg, args, device=device, cell=ident, rows=rows,
-                                      sample_device=meta["provenance"]["device"]))
+        atomic_save_npz(pairs_path, cell=np.array(json.dumps(ident, sort_keys=True)), **pairs)
+        atomic_write_json(metrics, record(cfg, args, device=device, cell=ident, rows=rows,
+                                          sample_device=meta["provenance"]["device"]))
 
     def failed(message: str) -> None:
-        atomic_save_npz(args.pairs, cell=np.array(json.dumps(ident, sort_keys=True)))  # no pairs: the cell failed
-        atomic_write_json(args.out, record(cfg, args, status="failed", error=message, device=device, cell=ident,
-                                      rows=[make_row(**ident, metric="fid", status="failed", reason=message)]))
+        atomic_save_npz(pairs_path, cell=np.array(json.dumps(ident, sort_keys=True)))  # no pairs: the cell failed
+        atomic_write_json(metrics, record(cfg, args, status="failed", error=message, device=device, cell=ident,
+                                          rows=[make_row(**ident, metric="fid", status="failed", reason=message)]))
 
-    return run_cell(work, failed)
+    run_cell(work, failed)
 
 
 def run_floor(args) -> int:
