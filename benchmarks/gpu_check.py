@@ -385,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     device = device_name("cuda" if torch.cuda.is_available() else "cpu")
     result: dict[str, Any] = {"device": device, "date": datetime.date.today().isoformat(),
                               "commit": args.commit or git_commit(), "tiny": args.tiny, "budget_s": args.budget_s,
-                              "parts": {}}
+                              # the slice's jobs: one per (run, sampler, spacing) since 2026-12-07 ("cell" before)
+                              "grain": "job", "parts": {}}
     if args.keep:
         earlier = json.loads(args.keep.read_text())
         result["parts"] = {name: {**part, "commit": part.get("commit", earlier["commit"])}

@@ -159,15 +159,17 @@ def rule_work(study, gan_factor: float) -> dict[str, dict[str, float]]:
     and Inception images, summed over its cells."""
     cfg, data = to_plain(study), study.data
     n_train = len(DATASETS[data.dataset](resolve(data)).images) - data.n_heldout  # the training split's size
-    per = defaultdict(lambda: {"jobs": 0, "train_images": 0.0, "img_nfe": 0.0, "inception_images": 0.0})
+    per = defaultdict(lambda: {"jobs": 0, "cells": 0, "train_images": 0.0, "img_nfe": 0.0, "inception_images": 0.0})
     for stage in cells.LAYOUT:
-        for wc in cells.iter_wildcards(cfg, stage):
+        for _, job_cells in cells.iter_jobs(cfg, stage):  # a sampling or scoring job holds many cells
             rule = per[stage]
             rule["jobs"] += 1
-            work = cell_work(cfg, stage, wc, n_train)
-            rule["train_images"] += work.get("train_images", 0) * (gan_factor if work.get("gan") else 1)
-            rule["img_nfe"] += work.get("img_nfe", 0)
-            rule["inception_images"] += work.get("inception_images", 0)
+            for wc in job_cells:
+                rule["cells"] += 1
+                work = cell_work(cfg, stage, wc, n_train)
+                rule["train_images"] += work.get("train_images", 0) * (gan_factor if work.get("gan") else 1)
+                rule["img_nfe"] += work.get("img_nfe", 0)
+                rule["inception_images"] += work.get("inception_images", 0)
     return {r: v for r, v in per.items() if v["jobs"]}
 
 
@@ -184,11 +186,14 @@ def slice_overheads(measured: dict, rates: dict[str, float], gan_factor: float) 
     part = measured["parts"]["slice"]
     work = rule_work(validate_mapping(as_today(part["params"])), gan_factor)
     out = {}
+    # a check that ran a job per cell (its record has no grain, or "cell") measured seconds per cell: applied per
+    # cell below, an upper bound for jobs of many cells (their start-up and loading are paid once)
+    unit = "cells" if measured.get("grain", "cell") == "cell" else "jobs"
     for rule, timed in part["rules"].items():  # a rule's benchmark files are in a folder of its name
-        done = timed["jobs"] / work[rule]["jobs"] if rule in work else 0.0
+        done = timed["jobs"] / work[rule][unit] if rule in work else 0.0
         extra = timed["seconds"] - (compute_s(work[rule], rates) * done if rule in work else 0.0)
         out[rule] = max(0.0, extra / timed["jobs"])
-    return out
+    return out, unit
 
 
 def main() -> int:
@@ -204,7 +209,7 @@ def main() -> int:
     ap.add_argument("--gan-factor", type=float, default=2.0,
                     help="a DDGAN training image's cost in DDPM training images (generator + discriminator)")
     args = ap.parse_args()
-    rates, overheads, measured = dict(ANCHORS), {}, None
+    rates, overheads, overhead_unit, measured = dict(ANCHORS), {}, "jobs", None
     startup = json.loads((OUT / "startup.json").read_text())
     startup_s, startup_source = startup["seconds"], f"benchmarks/results/startup.json ({startup['device']}, {startup['date']})"
     if args.measured:
@@ -220,7 +225,7 @@ def main() -> int:
             startup_s = {**startup_s, **measured["rates"]["startup_seconds"]}
             startup_source = f"{args.measured} where measured there, else {startup_source}"
         if "rules" in measured["parts"].get("slice", {}):
-            overheads = slice_overheads(measured, rates, args.gan_factor)
+            overheads, overhead_unit = slice_overheads(measured, rates, args.gan_factor)
     study = load_config(ROOT / "src/diffsteps/presets" / f"{args.preset}.yaml")
     per = rule_work(study, args.gan_factor)
     jobs = dry_run_jobs(args.preset)
@@ -236,7 +241,7 @@ def main() -> int:
         start = v["jobs"] * (warm + (args.cuda_init_s if rule in GPU_RULES else 0.0))
         compute = compute_s(v, rates)
         # calibrated: the slice's seconds per job beyond compute (start-up included) where it ran this rule
-        job_s = v["jobs"] * overheads[rule] + compute if rule in overheads else start + compute
+        job_s = v[overhead_unit] * overheads[rule] + compute if rule in overheads else start + compute
         at_once = resources.concurrent_jobs(study, rule, totals)
         rows[rule] = {**v, "startup_s": round(start, 1), "compute_s": round(compute, 1), "job_s": round(job_s, 1),
                       "calibrated": rule in overheads, "gpu_mem_mb": resources.gpu_mem_mb(study, rule),
@@ -249,6 +254,7 @@ def main() -> int:
                                            text=True).stdout.strip(),
               "rates": rates, "cuda_init_s": args.cuda_init_s, "gan_factor": args.gan_factor,
               "startup_source": startup_source, "overheads_per_job_s": {k: round(v, 2) for k, v in overheads.items()},
+              "overheads_per": overhead_unit,
               "resources": totals, "jobs": sum(jobs.values()), "rules": rows, "slots": args.slots,
               "startup_minutes": round(startup_total / 60, 1), "compute_minutes": round(compute_total / 60, 1),
               "job_minutes": round(job_total / 60, 1),

@@ -66,11 +66,13 @@ def test_gpu_check_runs_every_part_in_its_tiny_mode(tmp_path):
 
 def test_gpu_estimate_calibrates_each_jobs_cost_on_the_measured_slice():
     """The slice that the GPU check ran: each folder's seconds per job beyond the compute of its cells, which the
-    estimate then charges every job of the full preset."""
+    estimate then charges every job of the full preset (every cell, for a check that ran a job per cell: the
+    committed one predates jobs of many cells)."""
     est = _script("gpu_estimate")
     measured = json.loads((ROOT / "benchmarks/results/gpu_check.json").read_text())
     rates = {**measured["rates"], "train_img_per_s": measured["parts"]["slice"]["train"]["img_per_s"]}
-    overheads = est.slice_overheads(measured, rates, 2.0)
+    overheads, unit = est.slice_overheads(measured, rates, 2.0)
+    assert unit == ("cells" if measured.get("grain", "cell") == "cell" else "jobs")
     timed = measured["parts"]["slice"]["rules"]
     assert set(overheads) == set(timed)
     for folder, per_job in overheads.items():
@@ -80,6 +82,6 @@ def test_gpu_estimate_calibrates_each_jobs_cost_on_the_measured_slice():
     assert abs(overheads["train"] - (timed["train"]["seconds"] - train["images"] / train["img_per_s"])) < 0.5
     # a slice stopped at the deadline: the finished jobs carry their share of the rule's compute
     evaluate = est.rule_work(est.validate_mapping(est.as_today(measured["parts"]["slice"]["params"])), 2.0)["evaluate"]
-    assert timed["evaluate"]["jobs"] <= evaluate["jobs"]
-    share = est.compute_s(evaluate, rates) * timed["evaluate"]["jobs"] / evaluate["jobs"]
+    assert timed["evaluate"]["jobs"] <= evaluate[unit]
+    share = est.compute_s(evaluate, rates) * timed["evaluate"]["jobs"] / evaluate[unit]
     assert abs(overheads["evaluate"] * timed["evaluate"]["jobs"] + share - timed["evaluate"]["seconds"]) < 0.5

@@ -4,6 +4,7 @@ from test_workflow.py (which runs the smoke DAG) so that the two files run side 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -145,3 +146,21 @@ def test_the_workflow_profile_is_read_beside_the_slurm_profile(tmp_path):
     slurm = sh(repo, "snakemake", "-n", "--profile", "workflow/profiles/slurm")
     out = slurm.stdout + slurm.stderr
     assert "profiles workflow/profiles/slurm and workflow specific profile profiles/default" in out, out[-500:]
+
+
+def test_forget_foreign_outputs_reads_a_directory_outputs_timestamp_file(tmp_path):
+    """A directory output (a sampling job's folder) is judged by the timestamp file Snakemake writes into it, not by
+    the folder's own time (that of its last new entry, a millisecond earlier): its metadata stays, so a params edit
+    still reruns the job; a folder that DVC restored (another timestamp) loses it."""
+    kept, restored = "results/samples/d/ddpm/heun-uniform", "results/samples/d/vdm/heun-uniform"
+    for p, shift in ((kept, 0.0), (restored, 5.0)):
+        folder = tmp_path / p
+        (folder / "K4").mkdir(parents=True)
+        (folder / ".snakemake_timestamp").touch()
+        stamp = (folder / ".snakemake_timestamp").stat().st_mtime
+        os.utime(folder, (stamp - 0.005, stamp - 0.005))
+        record = plan._metadata_record(p, tmp_path)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"endtime": stamp - shift}))
+    assert plan.forget_foreign_outputs([kept, restored], tmp_path) == [restored]
+    assert plan._metadata_record(kept, tmp_path).exists() and not plan._metadata_record(restored, tmp_path).exists()

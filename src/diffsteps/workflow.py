@@ -358,6 +358,13 @@ def _metadata_record(path: str, root: Path) -> Path:
     return root / ".snakemake" / "metadata" / Path(*parts)
 
 
+def _output_mtime(path: Path) -> float:
+    """The modification time Snakemake records for an output: for a directory output, its timestamp file's (which
+    Snakemake writes into it after the job; the directory's own time is that of its last new entry)."""
+    stamp = path / ".snakemake_timestamp"
+    return os.stat(stamp if path.is_dir() and stamp.exists() else path).st_mtime
+
+
 def forget_foreign_outputs(paths: list[str], root: Path = Path(".")) -> list[str]:
     """Drop Snakemake's metadata for outputs that something else (DVC checkout or run-cache restore)
     rewrote since Snakemake made them, detected by an mtime that differs from the recorded end time.
@@ -375,7 +382,7 @@ def forget_foreign_outputs(paths: list[str], root: Path = Path(".")) -> list[str
             endtime = json.loads(rec.read_text()).get("endtime")
         except (OSError, ValueError):
             continue
-        if endtime is not None and abs(os.stat(root / p).st_mtime - float(endtime)) > 1e-3:
+        if endtime is not None and abs(_output_mtime(root / p) - float(endtime)) > 1e-3:
             rec.unlink()
             forgotten.append(p)
     return forgotten

@@ -20,6 +20,7 @@ features, not inputs):
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from typing import Iterator
 
@@ -68,12 +69,43 @@ def resolve_weights(extractor: str, weights_path: str | Path | None) -> Path:
     return path
 
 
-def extractor_label(extractor: str, weights_path: str | Path | None) -> str:
-    """The human label written beside every number, e.g. ``domain classifier (trained on digits)``."""
-    path = resolve_weights(extractor, weights_path)
+def weights_key(extractor: str, weights_path: str | Path | None) -> tuple[str, int, int]:
+    """(resolved path, mtime ns, size) of an extractor's weights file: what the per-process caches below are keyed
+    on, so that a job of many cells hashes and loads each weights file once and a rewritten file is read again."""
+    path = resolve_weights(extractor, weights_path).resolve()
+    st = path.stat()
+    return str(path), st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(key: tuple[str, int, int]) -> str:
+    from ..io import sha256_file
+
+    return sha256_file(key[0])
+
+
+def weights_sha256(extractor: str, weights_path: str | Path | None) -> str:
+    """The sha256 of an extractor's weights file (written beside every number), hashed once per process."""
+    return _sha256(weights_key(extractor, weights_path))
+
+
+@functools.lru_cache(maxsize=8)
+def _label(extractor: str, key: tuple[str, int, int]) -> str:
     if extractor == INCEPTION_EXTRACTOR:
         return INCEPTION_LABEL
-    return domain_label(load_domain_classifier(path)[1]["dataset"])
+    return domain_label(load_domain_classifier(key[0])[1]["dataset"])
+
+
+def extractor_label(extractor: str, weights_path: str | Path | None) -> str:
+    """The human label written beside every number, e.g. ``domain classifier (trained on digits)``."""
+    return _label(extractor, weights_key(extractor, weights_path))
+
+
+@functools.lru_cache(maxsize=8)
+def _feature_extractor(extractor: str, layers: tuple[str, ...], key: tuple[str, int, int], cuda: bool):
+    """torch-fidelity's extractor network for ``layers``, built (its weights loaded) once per process."""
+    return create_feature_extractor(extractor, list(layers), cuda=cuda, feature_extractor_weights_path=key[0],
+                                    feature_extractor_internal_dtype="float32", verbose=False)
 
 
 @contextlib.contextmanager
@@ -113,14 +145,13 @@ def extract_layers(images: np.ndarray, extractor: str, weights_path: str | Path 
     The FID layer has D = 2048 (Inception pool3) or 4·channels (domain classifier).
     """
     check_images(images)
-    path = resolve_weights(extractor, weights_path)
+    key = weights_key(extractor, weights_path)
     if batch_size < 1:
         raise MetricInputError(f"batch_size = {batch_size} is invalid: must be ≥ 1")
     if extractor == INCEPTION_EXTRACTOR and images.shape[1] == 1:
         images = np.repeat(images, 3, axis=1)  # Inception is an RGB network: grey → (g, g, g)
     cuda = torch.device(device).type == "cuda"
-    net = create_feature_extractor(extractor, list(layers), cuda=cuda, feature_extractor_weights_path=str(path),
-                                   feature_extractor_internal_dtype="float32", verbose=False)
+    net = _feature_extractor(extractor, tuple(layers), key, cuda)
     # save_cpu_ram=True means no DataLoader workers: the array is already in memory, and worker
     # processes would only add start-up time on a 2-core machine
     with ieee_float32():

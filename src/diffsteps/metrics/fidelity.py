@@ -19,6 +19,7 @@ The real-data floor (:func:`floor_rows`) is the held-out features stored with th
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,10 @@ import torch
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 
 from ..config import EvaluationConfig
-from ..io import sha256_file
 from ..features.classifier import check_images, domain_label
 from ..features.extract import (INCEPTION_EXTRACTOR, INCEPTION_LABEL, extract_features, extract_layers, extractor_label,
-                       feature_statistics, frechet_distance, kernel_distance, precision_recall, resolve_weights)
+                       feature_statistics, frechet_distance, kernel_distance, precision_recall, weights_key,
+                       weights_sha256)
 from ..features.inception_weights import NO_LOGITS, has_logits, load_state
 from ..features.refstats import RefStats, StaleReferenceStats, nearest_neighbours, subset
 
@@ -104,11 +105,11 @@ def score(generated: np.ndarray, ref: RefStats, extractor: str, weights_path: st
     (to compare with the floor at its N). Raises :class:`StaleReferenceStats` when ``ref`` belongs to
     another extractor or other weights than ``extractor``/``weights_path``."""
     check_images(generated, "generated")
-    weights_sha256 = sha256_file(resolve_weights(extractor, weights_path))
-    _check_ref(ref, extractor, weights_sha256, weights_path)
+    sha = weights_sha256(extractor, weights_path)
+    _check_ref(ref, extractor, sha, weights_path)
     images, index = subset(generated, n, seed, "generated images")
     features = extract_features(images, extractor, weights_path, cfg.batch_size, device)
-    scores = score_features(features, ref, extractor_label(extractor, weights_path), weights_sha256, cfg, device, seed)
+    scores = score_features(features, ref, extractor_label(extractor, weights_path), sha, cfg, device, seed)
     return Scores(scores.rows, dataclasses.replace(scores.nearest, scored_index=index))
 
 
@@ -146,6 +147,12 @@ def not_available_rows(reason: str, dataset: str, n: int | None = None) -> list[
     return _placeholder_rows("not_available", reason, domain_label(dataset), n)
 
 
+@functools.lru_cache(maxsize=4)
+def _has_logits(key: tuple[str, int, int]) -> bool:
+    """Whether the Inception weights have a real classifier, read once per process."""
+    return has_logits(load_state(key[0]))
+
+
 def inception_score_row(images: np.ndarray, weights_path: str | Path, cfg: EvaluationConfig,
                         device: str | torch.device, seed: int) -> dict[str, Any]:
     """The Inception Score (mean ± std over min(10, N) splits) from the logits of ``weights_path``.
@@ -153,8 +160,8 @@ def inception_score_row(images: np.ndarray, weights_path: str | Path, cfg: Evalu
     Weights without a classifier (the converted FID weights: a NaN placeholder) are refused with
     :data:`NO_LOGITS`, never computed: they have no ImageNet logits.
     """
-    sha = sha256_file(resolve_weights(INCEPTION_EXTRACTOR, weights_path))
-    if not has_logits(load_state(weights_path)):
+    sha = weights_sha256(INCEPTION_EXTRACTOR, weights_path)
+    if not _has_logits(weights_key(INCEPTION_EXTRACTOR, weights_path)):
         return _row(IS_METRIC, None, None, len(images), None, INCEPTION_LABEL, sha, "not_available", NO_LOGITS)
     layer = "logits_unbiased"
     logits = extract_layers(images, INCEPTION_EXTRACTOR, weights_path, (layer,), cfg.batch_size, device)[layer]

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..data.datasets import load_split
-from ..io import atomic_save_npz, atomic_write_json, read_json, sha256_file
-from ..features.extract import DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR
+from ..io import atomic_save_npz, atomic_write_json, read_json
+from ..features.extract import DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR, weights_sha256
 from ..features.refstats import RefStats, load_reference_stats
 from ..metrics.fidelity import (closest_pairs, floor_rows, inception_score_row, not_available_rows, not_computed_rows,
                                 score)
@@ -72,7 +72,7 @@ class Extractor:
     @functools.cache
     def ref(self, split_sha256: str) -> RefStats:
         """The reference statistics, read once per job."""
-        return load_reference_stats(self.stats, split_sha256, sha256_file(self.weights), self.name)
+        return load_reference_stats(self.stats, split_sha256, weights_sha256(self.name, self.weights), self.name)
 
 
 def _extractors(cfg, args) -> list[Extractor]:
