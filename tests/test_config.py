@@ -205,3 +205,15 @@ def test_a_run_with_a_chain_of_its_own_has_its_own_grid(raw):
     for T, expected in (([1, 1], "non-unique"), ([0], "must be ≥ 1"), ([], "should be non-empty")):
         with pytest.raises(ConfigError, match=r"method_config.ddgan.T.*" + re.escape(expected)):
             validate_mapping(_set(copy.deepcopy(raw), "method_config.ddgan.T", T))
+
+
+def test_a_reference_chain_on_the_grids_sampler_and_spacing_is_refused():
+    """A sampling job holds every cell of one run's sampler and spacing, so the reference chain must be a job of its
+    own: a reference sampler and spacing that the grid also samples is refused, naming the key."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["sampling"]["samplers"] = [*raw["sampling"]["samplers"], raw["sampling"]["reference"]["sampler"]]
+    with pytest.raises(ConfigError, match=r"sampling\.reference\.sampler.*sampling grid"):
+        validate_mapping(raw)
+    raw["sampling"]["reference"]["spacing"] = "quad"  # a spacing the grid does not sample: a job of its own
+    assert "quad" not in raw["sampling"]["spacings"]
+    validate_mapping(raw)
