@@ -81,9 +81,9 @@ def own_budgets(cfg: StudyConfig) -> list[int]:
 
 
 def training_seeds(cfg: StudyConfig) -> int:
-    """The most training runs of one run (its seeds, and a replicated run's replicate seeds): a sampling or scoring
-    job holds the cells of all of them."""
-    return len(cfg.train.seeds) + (len(cfg.train.replicates.seeds) if cfg.train.replicates.methods else 0)
+    """The most training runs of one run (:meth:`~.config.TrainConfig.seeds_of`): a sampling or scoring job holds the
+    cells of all of them."""
+    return max(len(cfg.train.seeds_of(run)) for run in cfg.methods)
 
 
 def probe_points(cfg: StudyConfig) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import cells
-from .cells import DATA, DOMAIN, INCEPTION, LAYOUT, MODEL, MODELS, REFSTATS, SAMPLE_JOB, CellGrid
+from .cells import DATA, DOMAIN, INCEPTION, EVAL, LAYOUT, MODEL, MODELS, REFSTATS, SAMPLE_JOB, SAMPLES, CellGrid
 from .codedeps import PKG, module_closure
 from .config import lookup
 from .families import module_name
@@ -76,6 +76,9 @@ class Stage:
     #: a job of many cells that reads which cells it has from the params lists (their keys are among its params: a
     #: new budget reruns it); False where they follow from its input folder (scoring a sampling job's cells)
     lists_cells: bool = False
+    #: a job of many cells: the fields of each cell's ``--cell`` argument (patterns over the cell's wildcards), what
+    #: the cell reads and where it writes, in the order its command parses them
+    cell_fields: tuple[str, ...] = ()
 
     @property
     def per_run(self) -> bool:
@@ -158,9 +161,10 @@ STAGES: tuple[Stage, ...] = (
           params=MODEL_KEYS, family_code=METHODS),
     # a job per (run, sampler, spacing) (cells.LAYOUT): every trained model of the run
     Stage("sample", inputs=_MODEL_IN, entry="sample", params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"),
-          family_code=METHODS, dvc_job_deps=(MODELS,), lists_cells=True),
+          family_code=METHODS, dvc_job_deps=(MODELS,), lists_cells=True,
+          cell_fields=("{budget}", "{ts}", "{seed}", MODEL, SAMPLES)),
     Stage("evaluate", inputs={"samples": SAMPLE_JOB, "train": f"{DATA}/train.npz", **_SCORING}, entry="evaluate",
-          params=EVAL_KEYS),
+          params=EVAL_KEYS, cell_fields=(SAMPLES, EVAL)),
     Stage("nll", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", params=_NLL_KEYS,
           family_code=METHODS),
     Stage("solver_error", inputs=_MODEL_IN, entry="solver_error",
@@ -224,9 +228,7 @@ def job_inputs(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> dict[str, 
     files the job runs (editing one reruns exactly its dependants)."""
     run = _job_run(wildcards)
     found: dict[str, list[str]] = {}
-    for wc in cells.job_cells(cfg, stage, dict(wildcards.items())):
-        if run is not None:
-            wc = {**wc, "model": wc.get("model") or cells.model_of(cfg, run, wc.get("budget"))}
+    for wc in _job_cells(cfg, stage, wildcards):
         for k, v in STAGE[stage].inputs.items():
             found.setdefault(k, [])
             if v.format(**wc) not in found[k]:
@@ -236,22 +238,21 @@ def job_inputs(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> dict[str, 
     return {**inputs, "code": list(STAGE[stage].code(cfg, run))}
 
 
+def _job_cells(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> list[dict[str, Any]]:
+    """The cells of one Snakemake job, each with the ``{model}`` of its run filled in (a job of a run)."""
+    run = _job_run(wildcards)
+    found = cells.job_cells(cfg, stage, dict(wildcards.items()))
+    if run is None:
+        return found
+    return [{**wc, "model": wc.get("model") or cells.model_of(cfg, run, wc.get("budget"))} for wc in found]
+
+
 def job_cell_args(cfg: Mapping[str, Any], stage: str, wildcards: Any) -> str:
-    """The ``--cell`` arguments of a job of many cells: for each cell, what its command reads and where it writes
-    (``sample``: budget, training seed, sampling seed, model folder, cell folder; ``evaluate``: the sample cell's
-    folder and its own)."""
+    """The ``--cell`` arguments of a job of many cells: per cell, its stage's :attr:`Stage.cell_fields`."""
     import shlex
 
-    out = []
-    for wc in cells.job_cells(cfg, stage, dict(wildcards.items())):
-        wc = {**wc, "model": wc.get("model") or cells.model_of(cfg, wc["method"], wc.get("budget"))}
-        here = os.path.dirname(next(iter(LAYOUT[stage].outputs.values())).format(**wc))
-        if stage == "sample":
-            fields = [wc["budget"], wc["ts"], wc["seed"], MODEL.format(**wc), here]
-        else:
-            fields = [os.path.dirname(LAYOUT["sample"].outputs["samples"].format(**wc)), here]
-        out.append("--cell " + " ".join(shlex.quote(str(f)) for f in fields))
-    return " ".join(out)
+    return " ".join("--cell " + " ".join(shlex.quote(f.format(**wc)) for f in STAGE[stage].cell_fields)
+                    for wc in _job_cells(cfg, stage, wildcards))
 
 
 def model_args(cfg: Mapping[str, Any], wildcards: Any) -> str:
