@@ -72,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     from diffsteps.config import DomainConfig
     from diffsteps.io import atomic_write_json, device_name
     from diffsteps.features.classifier import train_domain_classifier
-    from diffsteps.features.extract import (DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR, extract_features,
-                                            feature_statistics, frechet_distance)
+    from diffsteps.features.extract import DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR, extract_features
+    from diffsteps.metrics.distances import feature_statistics, frechet_distance
+
+    def fid_between(a: np.ndarray, b: np.ndarray) -> float:
+        st = feature_statistics(b)
+        return frechet_distance(a, st["mu"], st["sigma"])
     from diffsteps.features.inception_source import CONVERTED
     from diffsteps.features.inception_weights import build_resource
 
@@ -107,11 +111,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             half = n // 2
             exact = extract_features(subset, INCEPTION_EXTRACTOR, weights, args.batch_size, device)
-            fid = frechet_distance(feature_statistics(exact[:half]), feature_statistics(exact[half:]))
+            fid = fid_between(exact[:half], exact[half:])
             for mode in ("tf32", "bf16"):
                 variant_features(subset[:8], weights, mode, 8)
                 seconds, feats = timed(variant_features, subset, weights, mode, args.batch_size)
-                fid_variant = frechet_distance(feature_statistics(feats[:half]), feature_statistics(feats[half:]))
+                fid_variant = fid_between(feats[:half], feats[half:])
                 rows.append({"device": device_name(device), "extractor": INCEPTION_EXTRACTOR, "mode": mode,
                              "images": n, "threads": None, "images_per_second": n / seconds,
                              "feature_rel_error": float(np.linalg.norm(feats - exact) / np.linalg.norm(exact)),

@@ -64,13 +64,14 @@ from diffsteps.families import parse_run  # noqa: E402
 from diffsteps.params import load_config, validate_mapping  # noqa: E402
 from diffsteps.sampler_registry import SamplerSpec  # noqa: E402
 from diffsteps.stages.nll import bound_cells  # noqa: E402
+from diffsteps.workflow import STAGE  # noqa: E402
 from default_study import copy_checkout  # noqa: E402
 from startup import RULE_COMMAND  # noqa: E402
 
 ANCHORS = {"train_img_per_s": 2800.0, "sample_img_nfe_per_s": 13000.0, "inception_img_per_s": 4300.0,
            "source": "issue 15's anchors: one H100, torch 2.11, a 6M-parameter UNet at 32x32 (plain PyTorch), eager"}
-#: the rules whose jobs run on the GPU (they declare gpu=1 and gpu_mem_mb: diffsteps.resources)
-GPU_RULES = set(resources.GPU_STAGES)
+#: the rules whose jobs run on the GPU (their needs declare tensors: gpu=1 and gpu_mem_mb)
+GPU_RULES = {name for name, stage in STAGE.items() if stage.needs.gpu}
 
 
 def dry_run_jobs(preset: str) -> dict[str, int]:
@@ -242,9 +243,9 @@ def main() -> int:
         compute = compute_s(v, rates)
         # calibrated: the slice's seconds per job beyond compute (start-up included) where it ran this rule
         job_s = v[overhead_unit] * overheads[rule] + compute if rule in overheads else start + compute
-        at_once = resources.concurrent_jobs(study, rule, totals)
+        at_once = resources.concurrent_jobs(study, STAGE[rule].needs, totals)
         rows[rule] = {**v, "startup_s": round(start, 1), "compute_s": round(compute, 1), "job_s": round(job_s, 1),
-                      "calibrated": rule in overheads, "gpu_mem_mb": resources.gpu_mem_mb(study, rule),
+                      "calibrated": rule in overheads, "gpu_mem_mb": resources.gpu_mem_mb(study, STAGE[rule].needs),
                       "at_once": at_once}
         startup_total, compute_total, job_total = startup_total + start, compute_total + compute, job_total + job_s
         memory_bound = max(memory_bound, job_s / at_once)  # a rule whose jobs the GPU's memory holds to fewer slots

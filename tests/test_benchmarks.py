@@ -85,3 +85,12 @@ def test_gpu_estimate_calibrates_each_jobs_cost_on_the_measured_slice():
     assert timed["evaluate"]["jobs"] <= evaluate[unit]
     share = est.compute_s(evaluate, rates) * timed["evaluate"]["jobs"] / evaluate[unit]
     assert abs(overheads["evaluate"] * timed["evaluate"]["jobs"] + share - timed["evaluate"]["seconds"]) < 0.5
+
+
+def test_scoring_times_both_implementations_and_they_agree(tmp_path):
+    out = tmp_path / "scoring.json"
+    assert _script("scoring").main(["--tiny", "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert all(s > 0 for s in row["seconds_a_cell"]) and row["ratio_a_cell"] > 0
+    agreement = row["agreement_rel"]
+    assert all(agreement[k] <= 1e-6 for k in ("fid", "kid_vs_float64", "precision", "recall")), agreement

@@ -132,7 +132,8 @@ def test_run_options_are_typed():
 
 @pytest.mark.parametrize("dotted,value,expected", [
     ("evaluation.nll.n_images", 100000, "data.n_heldout"),
-    ("evaluation.prc_neighborhood", 5000, "smaller of sampling.n_samples and data.n_heldout"),
+    ("evaluation.prc_neighborhood", 11, r"evaluation.prc_neighborhood = 11 is invalid: must be ≤ 10 \(k of k-NN .* "
+                                        r"store the radii of k = 1..10\)"),
     ("evaluation.inception.n", 5000, r"evaluation.inception.n = 5000 is invalid: .* ≤ 360"),
     ("evaluation.inception.n_ref", 3, r"evaluation.inception.n_ref = 3 is invalid: must be > evaluation.prc_neighborhood"),
     ("evaluation.inception.samplers", ["ddim-eta0.5"], r"evaluation.inception.samplers\[0\] = 'ddim-eta0.5' .* one of"),
@@ -141,6 +142,12 @@ def test_run_options_are_typed():
 def test_cross_field_rules(raw, dotted, value, expected):
     with pytest.raises(ConfigError, match=expected):
         validate_mapping(_set(raw, dotted, value))
+
+
+def test_prc_neighborhood_needs_more_images_than_k(raw):
+    raw = _set(_set(raw, "sampling.n_samples", 8), "sampling.batch_size", 8)
+    with pytest.raises(ConfigError, match="smaller of sampling.n_samples and data.n_heldout"):
+        validate_mapping(_set(raw, "evaluation.prc_neighborhood", 8))
 
 
 def test_replicates_are_validated(raw):

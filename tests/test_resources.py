@@ -9,12 +9,14 @@ import json
 import pytest
 
 from diffsteps import resources
-from diffsteps.workflow import STAGE
+from diffsteps.workflow import STAGE, STAGES
 from diffsteps.models.unet import UNet, UNetSpec, count_parameters
 from diffsteps.params import load_config, preset_path, validate_mapping
 
 from .conftest import ROOT
 
+#: the stages whose jobs run on a GPU: those whose needs declare tensors
+GPU_STAGES = tuple(s.name for s in STAGES if s.needs.gpu)
 GPU_CHECK = ROOT / "benchmarks/results/gpu_check.json"
 THROUGHPUT = ROOT / "benchmarks/results/throughput.json"
 #: how loose a figure may be against the measured peak of the network it models
@@ -44,15 +46,15 @@ def test_every_figure_covers_the_peak_measured_on_the_gpu():
     checked = 0
     for stage, rec in records.items():
         peak = rec["gpu_peak_memory_mb"]
-        if stage not in resources.GPU_STAGES:
+        if stage not in GPU_STAGES:
             assert peak == 0, stage  # CPU-only stages never touch the GPU
             continue
-        figure = resources.tensor_mib(cfg, stage)
+        figure = resources.tensor_mib(cfg, STAGE[stage].needs)
         assert peak <= figure, f"{stage}: measured {peak} MiB > figure {figure:.0f}"
         if stage in TIGHT:
             assert figure <= TIGHT[stage] * peak, f"{stage}: figure {figure:.0f} MiB is loose against {peak}"
             checked += 1
-        assert resources.gpu_mem_mb(cfg, stage) >= resources.CUDA_CONTEXT_MIB + peak
+        assert resources.gpu_mem_mb(cfg, STAGE[stage].needs) >= resources.CUDA_CONTEXT_MIB + peak
     assert checked == len(TIGHT)
 
 
@@ -60,9 +62,9 @@ def test_the_gpu_preset_on_an_h100_shares_it_within_its_memory():
     cfg = load_config(preset_path("gpu"))
     totals = resources.suggested_totals(81559, cores=16)  # an H100 (80 GB) beside 16 cores
     assert totals == {"gpu": 8, "gpu_mem_mb": 81559 - 2048}
-    at_once = {stage: resources.concurrent_jobs(cfg, stage, totals) for stage in resources.GPU_STAGES}
+    at_once = {stage: resources.concurrent_jobs(cfg, STAGE[stage].needs, totals) for stage in GPU_STAGES}
     for stage, k in at_once.items():
-        need = resources.gpu_mem_mb(cfg, stage)
+        need = resources.gpu_mem_mb(cfg, STAGE[stage].needs)
         assert 1 <= k <= totals["gpu"] and k * need <= totals["gpu_mem_mb"], stage
         assert k == totals["gpu"] or (k + 1) * need > totals["gpu_mem_mb"], stage  # the tighter of the two binds
     assert at_once["sample"] == 8  # small cells: the slots bind
@@ -78,11 +80,25 @@ def test_the_figures_follow_the_sizes():
     wider = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, channels=2 * cfg.model.channels))
     bigger = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, batch_size=2000, n_samples=2000))
     for stage in ("train", "sample", "nll", "solver_error"):
-        assert resources.gpu_mem_mb(wider, stage) > resources.gpu_mem_mb(cfg, stage), stage
-    assert resources.gpu_mem_mb(bigger, "sample") > resources.gpu_mem_mb(cfg, "sample")
+        needs = STAGE[stage].needs
+        assert resources.gpu_mem_mb(wider, needs) > resources.gpu_mem_mb(cfg, needs), stage
+    assert resources.gpu_mem_mb(bigger, STAGE["sample"].needs) > resources.gpu_mem_mb(cfg, STAGE["sample"].needs)
     for stage in ("prepare_data", "inception_weights", "report"):
-        assert resources.gpu_resources(cfg, stage) == {} and resources.gpu_mem_mb(cfg, stage) == 0
-        assert set(resources.job_resources(cfg, stage)) == {"mem_mb", "runtime"}
+        needs = STAGE[stage].needs
+        assert resources.gpu_resources(cfg, needs) == {} and resources.gpu_mem_mb(cfg, needs) == 0
+        assert set(resources.job_resources(cfg, needs)) == {"mem_mb", "runtime"}
+
+
+def test_a_retry_asks_for_its_attempt_times_the_figures_and_one_gpu_slot():
+    """Snakemake's retries (the profiles' ``retries``) cover a figure that falls short: attempt k asks k times."""
+    cfg = load_config(preset_path("gpu"))
+    for stage in STAGE.values():
+        first = resources.job_resources(cfg, stage.needs)
+        callables = resources.scaled(cfg, stage.needs)
+        assert set(callables) == set(first), stage.name
+        for attempt in (1, 2, 3):
+            got = {k: f(None, attempt) for k, f in callables.items()}
+            assert got == {k: v if k == "gpu" else attempt * v for k, v in first.items()}, (stage.name, attempt)
 
 
 @pytest.mark.parametrize("preset", ["cpu", "gpu", "paper"], ids=["cpu-preset", "gpu-preset", "paper-preset"])
@@ -103,8 +119,8 @@ def test_resources_command_prints_the_totals_for_a_gpu(capsys):
     assert set(rows) == set(STAGE)  # every stage, with its threads, mem_mb, runtime, gpu, gpu_mem_mb, jobs at once
     cfg = load_config(preset_path("gpu"))
     for stage, row in rows.items():
-        need = resources.job_resources(cfg, stage)
-        assert row == [str(v) for v in (resources.job_threads(cfg, stage), need["mem_mb"], need["runtime"],
+        need = resources.job_resources(cfg, STAGE[stage].needs)
+        assert row == [str(v) for v in (STAGE[stage].needs.threads(cfg), need["mem_mb"], need["runtime"],
                                         need.get("gpu", "-"), need.get("gpu_mem_mb", "-"))] + row[5:], stage
     assert rows["evaluate"][4:] == ["14199", "5"] and rows["report"][3:] == ["-", "-", "-"]
 
@@ -162,7 +178,7 @@ def test_memory_and_runtime_cover_what_the_gpu_slice_used():
     rules = json.loads(GPU_CHECK.read_text())["parts"]["slice"]["rules"]
     measured = set()
     for rule, used in rules.items():
-        need = resources.job_resources(cfg, rule)
+        need = resources.job_resources(cfg, STAGE[rule].needs)
         assert used["seconds"] / used["jobs"] <= 60 * need["runtime"], rule
         if used["max_rss_mb"] > THIN_CLIENT_MB:
             measured.add(rule)
@@ -175,9 +191,11 @@ def test_a_cpu_study_asks_for_no_gpu_and_holds_its_tensors_in_host_memory():
     import dataclasses
 
     on_cpu = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cpu"))
-    for stage in resources.GPU_STAGES:
-        assert "gpu" in resources.job_resources(cfg, stage) and "gpu" not in resources.job_resources(on_cpu, stage)
+    for stage in GPU_STAGES:
+        needs = STAGE[stage].needs
+        assert "gpu" in resources.job_resources(cfg, needs) and "gpu" not in resources.job_resources(on_cpu, needs)
     # sampling's tensors move to the host; training on 1 thread instead of a GPU takes far longer
-    assert resources.mem_mb(on_cpu, "sample") >= resources.HOST_SLACK * resources.tensor_mib(cfg, "sample")
-    assert resources.runtime_min(on_cpu, "train", 1) > 100 * resources.runtime_min(cfg, "train", 1)
-    assert resources.runtime_min(on_cpu, "train", 8) < resources.runtime_min(on_cpu, "train", 1)
+    sample, train = STAGE["sample"].needs, STAGE["train"].needs
+    assert resources.mem_mb(on_cpu, sample) >= resources.HOST_SLACK * resources.tensor_mib(cfg, sample)
+    assert resources.runtime_min(on_cpu, train, 1) > 100 * resources.runtime_min(cfg, train, 1)
+    assert resources.runtime_min(on_cpu, train, 8) < resources.runtime_min(on_cpu, train, 1)

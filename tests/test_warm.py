@@ -21,8 +21,12 @@ def _env(tmp: Path, **extra) -> dict[str, str]:
     return {**os.environ, "TMPDIR": str(tmp / "tmp"), "DIFFSTEPS_WARM_IDLE": "30", **extra}
 
 
-def _run(cwd: Path, *args, warm_on: bool = True, check: bool = True, **env_extra) -> subprocess.CompletedProcess:
-    env = _env(cwd, DIFFSTEPS_WARM="1" if warm_on else "0", **env_extra)
+def _run(cwd: Path, *args, warm_on: bool | None = True, check: bool = True, **env_extra) -> subprocess.CompletedProcess:
+    """``warm_on``: DIFFSTEPS_WARM=1, =0, or (None) unset."""
+    env = _env(cwd, **env_extra)
+    env.pop("DIFFSTEPS_WARM", None)
+    if warm_on is not None:
+        env["DIFFSTEPS_WARM"] = "1" if warm_on else "0"
     res = subprocess.run([sys.executable, "-m", "diffsteps", *map(str, args)], cwd=cwd, env=env, capture_output=True,
                          text=True)
     if check:
@@ -77,6 +81,13 @@ def test_disabled_runs_in_the_client(study):
     assert _server_log(study) == before
 
 
+def test_the_warm_start_is_opt_in(study):
+    """Unset, DIFFSTEPS_WARM runs the command cold: in the process that Snakemake's benchmark: file measures."""
+    before = _server_log(study)
+    _run(study, "validate", warm_on=None)
+    assert _server_log(study) == before
+
+
 def test_a_slurm_job_runs_in_its_own_allocation_not_in_a_server(study):
     """A fork of a server would run outside the SLURM job's memory, CPUs and cgroup: inside a job, run cold."""
     before = _server_log(study)
@@ -93,7 +104,8 @@ def test_a_killed_client_takes_its_job_with_it(study):
     with open(log, "w") as fh:
         client = subprocess.Popen([sys.executable, "-m", "diffsteps", "train", "--params", "long.yaml", "--method", "ddpm",
                                    "--train-seed", "1", "--threads", "1", "--data-dir", "data", "--out-dir", "long",
-                                   "--no-progress"], cwd=study, env=_env(study), stdout=fh, stderr=fh)
+                                   "--no-progress"], cwd=study, env=_env(study, DIFFSTEPS_WARM="1"), stdout=fh,
+                                  stderr=fh)
     deadline = time.monotonic() + 120
     while "checkpoint saved" not in log.read_text():
         assert time.monotonic() < deadline and client.poll() is None, log.read_text()

@@ -355,11 +355,11 @@ def test_every_job_asked_for_the_memory_and_time_it_used(smoke):
     for tsv in files:
         rule = tsv.relative_to(smoke / "results/benchmarks").parts[0]
         used = pd.read_csv(tsv, sep="\t").iloc[0]
-        assert used["s"] <= 60 * resources.job_resources(cfg, rule)["runtime"], (tsv, used["s"])
+        assert used["s"] <= 60 * resources.job_resources(cfg, plan.STAGE[rule].needs)["runtime"], (tsv, used["s"])
     df = pd.read_csv(smoke / "reports/results.csv")
     for rule, metric in (("train", "training_peak_memory_mb"), ("sample", "sampling_peak_memory_mb")):
         peaks = df.loc[(df["metric"] == metric) & (df["status"] == "ok"), "value"]
-        assert len(peaks) and peaks.max() <= resources.job_resources(cfg, rule)["mem_mb"], (rule, peaks.max())
+        assert len(peaks) and peaks.max() <= resources.job_resources(cfg, plan.STAGE[rule].needs)["mem_mb"], (rule, peaks.max())
 
 
 # ---- a rerun recomputes: training's resumable state belongs to the code and params that wrote it, one writer each

@@ -132,9 +132,9 @@ def test_every_job_declares_its_memory_runtime_and_gpu_slot(tmp_path, device):
     assert set(plan.STAGE) <= set(declared), set(plan.STAGE) - set(declared)
     assert declared.pop("all") == {(None,) * len(keys)}  # the target rule runs nothing
     for rule, seen in declared.items():
-        need = resources.job_resources(cfg, rule)
+        need = resources.job_resources(cfg, plan.STAGE[rule].needs)
         assert seen == {tuple(str(need[k]) if k in need else None for k in keys)}, rule
-        assert ("gpu" in need) == (device != "cpu" and rule in resources.GPU_STAGES), rule
+        assert ("gpu" in need) == (device != "cpu" and plan.STAGE[rule].needs.gpu), rule
 
 
 def test_the_workflow_profile_is_read_beside_the_slurm_profile(tmp_path):

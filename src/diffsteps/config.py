@@ -341,7 +341,8 @@ def schema_error(err: Any, source: str, prefix: str = "") -> ConfigError:
                            source)
     if validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         op = {"minimum": "≥", "exclusiveMinimum": ">", "maximum": "≤", "exclusiveMaximum": "<"}[validator]
-        return ConfigError(key, err.instance, f"must be {op} {expected}", source)
+        why = f" ({err.schema['description']})" if "description" in err.schema else ""
+        return ConfigError(key, err.instance, f"must be {op} {expected}{why}", source)
     if validator == "type":
         return ConfigError(key, err.instance, f"must be of type {expected}", source)
     if validator == "pattern":

@@ -1,4 +1,5 @@
-"""The error every configuration check raises (params.yaml, the command line, a sampler name)."""
+"""The errors that name a bad input: every configuration check's (params.yaml, the command line, a sampler name)
+and every metric input's."""
 
 from __future__ import annotations
 
@@ -11,3 +12,7 @@ class ConfigError(ValueError):
     def __init__(self, key: str, value: Any, expected: str, source: str = "params.yaml"):
         self.key, self.value, self.expected = key, value, expected
         super().__init__(f"{source}: {key} = {value!r} is invalid: {expected}")
+
+
+class MetricInputError(ValueError):
+    """An input to a metric (images, labels, checkpoint, statistics) is not what is expected."""

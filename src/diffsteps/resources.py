@@ -6,7 +6,9 @@ Small networks leave an H100 mostly idle, so the workflow runs GPU jobs side by 
 ``snakemake --cores all --resources gpu=S gpu_mem_mb=M``, and Snakemake starts a job only while both sums
 stay within them. :func:`suggested_totals` says what to give for a GPU (``python -m diffsteps resources``).
 
-A job's figure is derived from the study's sizes (``params.yaml``), never typed per rule:
+A job's figures are derived from the study's sizes (``params.yaml``), never typed per rule. Each stage declares
+what its jobs need as a field of the stage table (``workflow.STAGES``: a :class:`Needs` of the functions below);
+this module holds the model those functions share, and turns a :class:`Needs` into Snakemake's resources:
 
     gpu_mem_mb = context + slack · (weights + batch · per-image activation memory)
 
@@ -40,6 +42,8 @@ study's jobs used (Snakemake's benchmark files) and what the GPU check's slice m
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 from .config import StudyConfig, lookup, to_plain
 from .data.shapes import image_count, image_shape
@@ -61,11 +65,6 @@ INCEPTION_WEIGHTS_MIB = 91
 #: the domain classifier's forward, per input pixel and image: 291 MiB at batch 1000 of 32×32 (reference statistics)
 DOMAIN_BYTES_PER_PIXEL = 300.0
 MIB = 2**20
-
-#: the stages whose jobs run on the GPU (their rules declare gpu=1 and gpu_mem_mb)
-GPU_STAGES = ("train_domain", "reference_stats", "reference_stats_inception", "train", "sample", "evaluate", "nll",
-              "solver_error", "probe", "floor")
-
 
 def networks(cfg: StudyConfig) -> int:
     """The most UNet-sized networks one training step of the study holds (a DDGAN step: generator and
@@ -124,53 +123,110 @@ def _inception_mib(batch: int) -> float:
     return INCEPTION_WEIGHTS_MIB + batch * INCEPTION_MIB_PER_IMAGE
 
 
-def tensor_mib(cfg: StudyConfig, stage: str) -> float:
-    """The peak of live tensors of one job of ``stage`` (MiB), from the study's sizes; 0 for a CPU-only stage."""
+@dataclass(frozen=True)
+class Rates:
+    """Seconds of one unit of work where a job runs (its threads on the CPU, or one GPU)."""
+
+    forward: float  #: a UNet forward on one image
+    inception: float  #: one Inception image (299² with the resize)
+    domain: float  #: one domain-classifier training image
+    gpu: bool
+
+
+def one_thread(cfg: StudyConfig) -> int:
+    return 1
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What one job of a stage takes of a machine, as functions of the study (a field of the stage table).
+
+    ``tensors``: the peak of live tensors of one job (MiB); a stage that has it runs on the GPU when the study has
+    one (``train.device`` not ``cpu``), and one without it never touches a GPU. ``work``: seconds of compute of the
+    stage's largest job at the given :class:`Rates`. ``threads``: the threads the job declares (many one-thread
+    jobs run side by side). A stage that declares none of them takes the host memory of its data and the floor
+    of wall time; Snakemake's attempt-scaled retries cover a figure that falls short (:func:`scaled`).
+    """
+
+    tensors: Callable[[StudyConfig], float] | None = None
+    work: Callable[[StudyConfig, Rates], float] | None = None
+    threads: Callable[[StudyConfig], int] = one_thread
+
+    @property
+    def gpu(self) -> bool:
+        return self.tensors is not None
+
+
+# the peak of live tensors of one job of each GPU stage (MiB)
+
+def train_tensors(cfg: StudyConfig) -> float:
+    step = 20 * unet_parameters(cfg) / MIB + cfg.train.batch_size * unet_units(cfg) * UNET_TRAIN_BYTES_PER_UNIT / MIB
+    return step * networks(cfg)
+
+
+def probe_tensors(cfg: StudyConfig) -> float:
+    """A generator's forward at the sampling batch, then the domain features of its samples."""
+    return max(_unet_forward_mib(cfg, cfg.sampling.batch_size), _domain_forward_mib(cfg, cfg.evaluation.batch_size))
+
+
+def sample_tensors(cfg: StudyConfig) -> float:
+    return _unet_forward_mib(cfg, min(cfg.sampling.batch_size, cfg.sampling.n_samples))
+
+
+def nll_tensors(cfg: StudyConfig) -> float:
+    nll = cfg.evaluation.nll
+    return _unet_forward_mib(cfg, min(nll.batch_size, nll.n_images))
+
+
+def solver_error_tensors(cfg: StudyConfig) -> float:
+    se = cfg.evaluation.solver_error
+    return _unet_forward_mib(cfg, min(se.batch_size, se.n))
+
+
+def scoring_tensors(cfg: StudyConfig) -> float:
+    """A scoring job (evaluate; the floor declares the same: it scores stored held-out features, its peak is its
+    metrics', 193 MiB on the gpu preset, but it is one job)."""
     s, ev = cfg.sampling, cfg.evaluation
-    inception = ev.inception.weights is not None
-    if stage == "train":
-        step = 20 * unet_parameters(cfg) / MIB + cfg.train.batch_size * unet_units(cfg) * UNET_TRAIN_BYTES_PER_UNIT / MIB
-        return step * networks(cfg)
-    if stage == "probe":  # a generator's forward at the sampling batch, then the domain features of its samples
-        return max(_unet_forward_mib(cfg, s.batch_size), _domain_forward_mib(cfg, ev.batch_size))
-    if stage == "sample":
-        return _unet_forward_mib(cfg, min(s.batch_size, s.n_samples))
-    if stage == "nll":
-        return _unet_forward_mib(cfg, min(ev.nll.batch_size, ev.nll.n_images))
-    if stage == "solver_error":
-        return _unet_forward_mib(cfg, min(ev.solver_error.batch_size, ev.solver_error.n))
-    if stage in ("evaluate", "floor"):
-        # the floor scores stored held-out features (its peak is its metrics': 193 MiB on the gpu preset) but
-        # is one job: it declares what a cell does rather than a figure of its own
-        scored = min(ev.batch_size, ev.inception.n or s.n_samples)
-        return max(_inception_mib(scored) if inception else 0.0, _domain_forward_mib(cfg, min(ev.batch_size,
-                                                                                             s.n_samples)))
-    if stage == "reference_stats_inception":
-        return _inception_mib(ev.batch_size) if inception else 0.0
-    if stage == "reference_stats":
-        return _domain_forward_mib(cfg, ev.batch_size)
-    if stage == "train_domain":
-        return 4 * _domain_forward_mib(cfg, ev.domain.batch_size)
-    return 0.0
+    scored = min(ev.batch_size, ev.inception.n or s.n_samples)
+    inception = _inception_mib(scored) if ev.inception.weights is not None else 0.0
+    return max(inception, _domain_forward_mib(cfg, min(ev.batch_size, s.n_samples)))
 
 
-def gpu_mem_mb(cfg: StudyConfig, stage: str) -> int:
-    """What one job of ``stage`` declares of the GPU's memory (MiB): a context plus the allocator's slack on its
-    peak of live tensors; 0 for a stage that never touches the GPU."""
-    if stage not in GPU_STAGES:
+def inception_stats_tensors(cfg: StudyConfig) -> float:
+    ev = cfg.evaluation
+    return _inception_mib(ev.batch_size) if ev.inception.weights is not None else 0.0
+
+
+def domain_stats_tensors(cfg: StudyConfig) -> float:
+    return _domain_forward_mib(cfg, cfg.evaluation.batch_size)
+
+
+def train_domain_tensors(cfg: StudyConfig) -> float:
+    return 4 * _domain_forward_mib(cfg, cfg.evaluation.domain.batch_size)
+
+
+def tensor_mib(cfg: StudyConfig, needs: Needs) -> float:
+    """The peak of live tensors of one job (MiB), from the study's sizes; 0 for a CPU-only stage."""
+    return needs.tensors(cfg) if needs.gpu else 0.0
+
+
+def gpu_mem_mb(cfg: StudyConfig, needs: Needs) -> int:
+    """What one job declares of the GPU's memory (MiB): a context plus the allocator's slack on its peak of live
+    tensors; 0 for a stage that never touches the GPU."""
+    if not needs.gpu:
         return 0
-    return math.ceil(CUDA_CONTEXT_MIB + ALLOCATOR_SLACK * tensor_mib(cfg, stage))
+    return math.ceil(CUDA_CONTEXT_MIB + ALLOCATOR_SLACK * tensor_mib(cfg, needs))
 
 
-def on_gpu(cfg: StudyConfig, stage: str) -> bool:
-    """Whether jobs of ``stage`` take a GPU: a GPU stage of a study whose device is not ``cpu`` (``auto`` takes one
-    where there is one)."""
-    return stage in GPU_STAGES and cfg.train.device != "cpu"
+def on_gpu(cfg: StudyConfig, needs: Needs) -> bool:
+    """Whether the job takes a GPU: a GPU stage of a study whose device is not ``cpu`` (``auto`` takes one where
+    there is one)."""
+    return needs.gpu and cfg.train.device != "cpu"
 
 
-def gpu_resources(cfg: StudyConfig, stage: str) -> dict[str, int]:
-    """A GPU slot and its memory figure for a job of ``stage``, or nothing when it runs on the CPU."""
-    return {"gpu": 1, "gpu_mem_mb": gpu_mem_mb(cfg, stage)} if on_gpu(cfg, stage) else {}
+def gpu_resources(cfg: StudyConfig, needs: Needs) -> dict[str, int]:
+    """A GPU slot and its memory figure for the job, or nothing when it runs on the CPU."""
+    return {"gpu": 1, "gpu_mem_mb": gpu_mem_mb(cfg, needs)} if on_gpu(cfg, needs) else {}
 
 
 #: host memory of a job before its data and tensors: Python, torch, the package and the CPU allocator's reserve
@@ -205,55 +261,87 @@ def data_mib(cfg: StudyConfig) -> float:
     return image_count(cfg.data) * channels * side * side * 4 / MIB
 
 
-def mem_mb(cfg: StudyConfig, stage: str) -> int:
-    """Host memory (MB) that one job of ``stage`` asks for, rounded up to 256."""
-    gpu = on_gpu(cfg, stage)
-    tensors = 0.0 if gpu else tensor_mib(cfg, stage)  # on the CPU the tensors live in host memory
+def mem_mb(cfg: StudyConfig, needs: Needs) -> int:
+    """Host memory (MB) that one job asks for, rounded up to 256."""
+    gpu = on_gpu(cfg, needs)
+    tensors = 0.0 if gpu else tensor_mib(cfg, needs)  # on the CPU the tensors live in host memory
     need = HOST_SLACK * (HOST_BASE_MIB["gpu" if gpu else "cpu"] + data_mib(cfg) + tensors)
     return 256 * math.ceil(need / 256)
 
 
-def _work_seconds(cfg: StudyConfig, stage: str, threads: int) -> float:
-    """Seconds of compute of the largest job of ``stage`` on ``threads`` CPU threads or one GPU."""
-    gpu = on_gpu(cfg, stage)
-    flops = unet_flops(cfg) / (GPU_FLOPS if gpu else CPU_FLOPS_PER_THREAD * threads)  # seconds a forward image
-    inception = 1.0 / (INCEPTION_IMG_PER_S["gpu"] if gpu else INCEPTION_IMG_PER_S["cpu"] * threads)
-    s, ev = cfg.sampling, cfg.evaluation
-    if stage == "train":
-        return 3 * cfg.train.images * flops * networks(cfg)
-    if stage == "sample":
-        # a job samples every budget, training seed and sampling seed of one sampler and spacing: the most
-        # evaluations of any job, a reference job's, the grid's (Heun: 2K − 1 a chain) or a run's own T's
-        ref = s.reference.budget * len(s.reference.seeds) if s.reference.methods else 0
-        nfe = max(ref, 2 * sum(s.budgets) * len(s.seeds), sum(own_budgets(cfg)) * len(s.seeds))
-        return s.n_samples * nfe * training_seeds(cfg) * flops
-    if stage == "probe":
-        return probe_points(cfg) * ev.probe.n * max(own_budgets(cfg), default=1) * flops
-    if stage == "nll":
-        # the K = T chain once, then each budget's chain per variance, every term over ``draws`` draws
-        nfe = cfg.noise.T + len(ev.nll.variances) * sum(ev.nll.budgets)
-        return ev.nll.n_images * ev.nll.draws * nfe * flops
-    if stage == "solver_error":
-        # every sampler's cells (Heun: two evaluations a step), then the RK4 reference: its steps doubling up to
-        # max_K sum to < 2·max_K steps of four evaluations each
-        cells = len(s.samplers) * len(s.spacings) * 2 * sum(s.budgets)
-        return ev.solver_error.n * (cells + 8 * ev.solver_error.max_K) * flops
-    if stage in ("evaluate", "floor", "reference_stats_inception"):
-        # what one job scores: its cells' samples, the held-out split (at most the data set) or the training images
-        cells = max(len(s.budgets), len(own_budgets(cfg))) * len(s.seeds) * training_seeds(cfg)
-        scored = {"evaluate": (ev.inception.n or s.n_samples) * cells, "floor": ev.inception.n or image_count(cfg.data),
-                  "reference_stats_inception": ev.inception.n_ref or image_count(cfg.data)}[stage]
-        return scored * inception if ev.inception.weights is not None else 0.0
-    if stage in ("train_domain", "reference_stats"):
-        epochs = ev.domain.epochs if stage == "train_domain" else 1
-        return epochs * image_count(cfg.data) / (DOMAIN_IMG_PER_S * (1 if gpu else threads))
-    return 0.0
+def rates(cfg: StudyConfig, needs: Needs, threads: int) -> Rates:
+    """The :class:`Rates` of a job on ``threads`` CPU threads, or on one GPU where it takes one."""
+    if on_gpu(cfg, needs):
+        return Rates(unet_flops(cfg) / GPU_FLOPS, 1.0 / INCEPTION_IMG_PER_S["gpu"], 1.0 / DOMAIN_IMG_PER_S, True)
+    return Rates(unet_flops(cfg) / (CPU_FLOPS_PER_THREAD * threads), 1.0 / (INCEPTION_IMG_PER_S["cpu"] * threads),
+                 1.0 / (DOMAIN_IMG_PER_S * threads), False)
 
 
-def runtime_min(cfg: StudyConfig, stage: str, threads: int = 1) -> int:
-    """Wall time (minutes) that one job of ``stage`` on ``threads`` threads asks for: the safety factor over its
-    start-up and work, at least :data:`RUNTIME_FLOOR_MIN`."""
-    seconds = RUNTIME_SAFETY * (JOB_OVERHEAD_S + _work_seconds(cfg, stage, threads))
+# the seconds of compute of each stage's largest job
+
+def train_work(cfg: StudyConfig, r: Rates) -> float:
+    return 3 * cfg.train.images * r.forward * networks(cfg)  # a training image costs three forwards
+
+
+def sample_work(cfg: StudyConfig, r: Rates) -> float:
+    """A job samples every budget, training seed and sampling seed of one sampler and spacing: the most evaluations
+    of any job, a reference job's, the grid's (Heun: 2K − 1 a chain) or a run's own T's."""
+    s = cfg.sampling
+    ref = s.reference.budget * len(s.reference.seeds) if s.reference.methods else 0
+    nfe = max(ref, 2 * sum(s.budgets) * len(s.seeds), sum(own_budgets(cfg)) * len(s.seeds))
+    return s.n_samples * nfe * training_seeds(cfg) * r.forward
+
+
+def probe_work(cfg: StudyConfig, r: Rates) -> float:
+    return probe_points(cfg) * cfg.evaluation.probe.n * max(own_budgets(cfg), default=1) * r.forward
+
+
+def nll_work(cfg: StudyConfig, r: Rates) -> float:
+    """The K = T chain once, then each budget's chain per variance, every term over ``draws`` draws."""
+    nll = cfg.evaluation.nll
+    return nll.n_images * nll.draws * (cfg.noise.T + len(nll.variances) * sum(nll.budgets)) * r.forward
+
+
+def solver_error_work(cfg: StudyConfig, r: Rates) -> float:
+    """Every sampler's cells (Heun: two evaluations a step), then the RK4 reference: its steps doubling up to max_K
+    sum to < 2·max_K steps of four evaluations each."""
+    s, se = cfg.sampling, cfg.evaluation.solver_error
+    return se.n * (len(s.samplers) * len(s.spacings) * 2 * sum(s.budgets) + 8 * se.max_K) * r.forward
+
+
+def _inception_images(cfg: StudyConfig, images: int, r: Rates) -> float:
+    return images * r.inception if cfg.evaluation.inception.weights is not None else 0.0
+
+
+def evaluate_work(cfg: StudyConfig, r: Rates) -> float:
+    """A job's cells' samples through Inception."""
+    s = cfg.sampling
+    cells = max(len(s.budgets), len(own_budgets(cfg))) * len(s.seeds) * training_seeds(cfg)
+    return _inception_images(cfg, (cfg.evaluation.inception.n or s.n_samples) * cells, r)
+
+
+def floor_work(cfg: StudyConfig, r: Rates) -> float:
+    """The held-out split (at most the data set) through Inception."""
+    return _inception_images(cfg, cfg.evaluation.inception.n or image_count(cfg.data), r)
+
+
+def inception_stats_work(cfg: StudyConfig, r: Rates) -> float:
+    return _inception_images(cfg, cfg.evaluation.inception.n_ref or image_count(cfg.data), r)
+
+
+def domain_stats_work(cfg: StudyConfig, r: Rates) -> float:
+    return image_count(cfg.data) * r.domain
+
+
+def train_domain_work(cfg: StudyConfig, r: Rates) -> float:
+    return cfg.evaluation.domain.epochs * image_count(cfg.data) * r.domain
+
+
+def runtime_min(cfg: StudyConfig, needs: Needs, threads: int = 1) -> int:
+    """Wall time (minutes) that one job on ``threads`` threads asks for: the safety factor over its start-up and
+    work, at least :data:`RUNTIME_FLOOR_MIN`."""
+    work = needs.work(cfg, rates(cfg, needs, threads)) if needs.work is not None else 0.0
+    seconds = RUNTIME_SAFETY * (JOB_OVERHEAD_S + work)
     return max(RUNTIME_FLOOR_MIN, math.ceil(seconds / 60))
 
 
@@ -262,17 +350,27 @@ def runtime_min(cfg: StudyConfig, stage: str, threads: int = 1) -> int:
 HEAVY_THREADS = 16
 
 
-def job_threads(cfg: StudyConfig, stage: str) -> int:
-    """The threads a job of ``stage`` declares: ``train.threads`` for training, a whole machine for the domain
-    classifier, one for every other job (many of them run side by side)."""
-    return {"train": cfg.train.threads, "train_domain": HEAVY_THREADS}.get(stage, 1)
+def heavy_threads(cfg: StudyConfig) -> int:
+    return HEAVY_THREADS
 
 
-def job_resources(cfg: StudyConfig, stage: str) -> dict[str, int]:
-    """The Snakemake resources of one job of ``stage`` (on its :func:`job_threads`): host memory and wall time, and
-    a GPU slot with its memory figure when it runs on the GPU."""
-    return {"mem_mb": mem_mb(cfg, stage), "runtime": runtime_min(cfg, stage, job_threads(cfg, stage)),
-            **gpu_resources(cfg, stage)}
+def train_threads(cfg: StudyConfig) -> int:
+    return cfg.train.threads
+
+
+def job_resources(cfg: StudyConfig, needs: Needs, attempt: int = 1) -> dict[str, int]:
+    """The Snakemake resources of one job (on its ``needs.threads``): host memory and wall time, and a GPU slot with
+    its memory figure when it runs on the GPU; the figures of a retry's ``attempt`` (:func:`scaled`)."""
+    need = {"mem_mb": mem_mb(cfg, needs), "runtime": runtime_min(cfg, needs, needs.threads(cfg)),
+            **gpu_resources(cfg, needs)}
+    return {k: v if k == "gpu" else v * attempt for k, v in need.items()}
+
+
+def scaled(cfg: StudyConfig, needs: Needs) -> dict[str, object]:
+    """:func:`job_resources` as Snakemake's callables of the attempt: a job that ran out of memory or time is
+    retried (the profiles' ``retries``) with twice, then three times, its figures; the GPU slot stays one."""
+    return {k: (lambda wildcards, attempt, k=k: job_resources(cfg, needs, attempt)[k])
+            for k in job_resources(cfg, needs)}
 
 
 def suggested_totals(gpu_memory_mib: float, cores: int) -> dict[str, int]:
@@ -282,10 +380,10 @@ def suggested_totals(gpu_memory_mib: float, cores: int) -> dict[str, int]:
     return {"gpu": max(1, cores // 2), "gpu_mem_mb": max(1, int(gpu_memory_mib) - 2048)}
 
 
-def concurrent_jobs(cfg: StudyConfig, stage: str, totals: dict[str, int]) -> int:
-    """How many jobs of ``stage`` Snakemake runs at once under ``totals`` (when nothing else runs): what the
+def concurrent_jobs(cfg: StudyConfig, needs: Needs, totals: dict[str, int]) -> int:
+    """How many jobs of a stage Snakemake runs at once under ``totals`` (when nothing else runs): what the
     slots allow and what the memory allows, whichever is fewer."""
-    need = gpu_resources(cfg, stage)
+    need = gpu_resources(cfg, needs)
     if not need:
         return totals.get("gpu", 1)  # a CPU-only stage takes no slot
     return min(totals["gpu"] // need["gpu"], totals["gpu_mem_mb"] // need["gpu_mem_mb"])

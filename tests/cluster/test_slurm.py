@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from diffsteps import resources
+from diffsteps.workflow import STAGE
 from diffsteps.io import sha256_file
 from diffsteps.params import load_config
 
@@ -112,15 +113,15 @@ def test_the_profile_sends_every_job_through_slurm_and_matches_a_local_run(tmp_p
         job = scontrol(job_id)
         rule = re.search(r"/rule_(\w+)/", job["StdOut"]).group(1)
         seen[rule] = seen.get(rule, 0) + 1
-        need = resources.job_resources(cfg, rule)
-        gpu = resources.on_gpu(cfg, rule)
+        need = resources.job_resources(cfg, STAGE[rule].needs)
+        gpu = resources.on_gpu(cfg, STAGE[rule].needs)
         assert job["JobState"] == "COMPLETED" and Path(job["WorkDir"]) == cluster, (rule, job)
         assert job["Partition"] == ("gpu" if gpu else "cpu"), (rule, job["Partition"])  # partitions.yaml
         assert ("gres:gpu:1" in job.get("TresPerJob", "")) == gpu, (rule, job.get("TresPerJob"))  # gpu=1 → --gpus=1
         assert f"mem={need['mem_mb']}M" in job["TRES"], (rule, job["TRES"], need)
         hours, minutes = divmod(need["runtime"], 60)
         assert job["TimeLimit"] == f"{hours:02d}:{minutes:02d}:00", (rule, job["TimeLimit"], need)  # under a day
-        assert int(job["NumCPUs"]) == resources.job_threads(cfg, rule), (rule, job["NumCPUs"])
+        assert int(job["NumCPUs"]) == STAGE[rule].needs.threads(cfg), (rule, job["NumCPUs"])
     assert seen == planned
     # every job ran cold in its own allocation (diffsteps.warm stays off under SLURM): no warm server forked work
     # for the cluster's repository, while the local run beside it went through one
@@ -129,9 +130,9 @@ def test_the_profile_sends_every_job_through_slurm_and_matches_a_local_run(tmp_p
     # so Snakemake's benchmark files hold each job's own peak RSS (MiB) and wall time: within what it asked for
     for tsv in sorted((cluster / "results/benchmarks").rglob("*.tsv")):
         rule = tsv.relative_to(cluster / "results/benchmarks").parts[0]
-        used, need = pd.read_csv(tsv, sep="\t").iloc[0], resources.job_resources(cfg, rule)
+        used, need = pd.read_csv(tsv, sep="\t").iloc[0], resources.job_resources(cfg, STAGE[rule].needs)
         assert 100 < used["max_rss"] <= need["mem_mb"] and used["s"] <= 60 * need["runtime"], (tsv, dict(used), need)
-    assert any(resources.on_gpu(cfg, rule) for rule in seen) and not all(resources.on_gpu(cfg, r) for r in seen)
+    assert any(resources.on_gpu(cfg, STAGE[rule].needs) for rule in seen) and not all(resources.on_gpu(cfg, STAGE[r].needs) for r in seen)
 
     samples, metrics = results_of(cluster)
     local_samples, local_metrics = results_of(local)

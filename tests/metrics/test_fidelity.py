@@ -1,4 +1,4 @@
-"""FID/KID/precision–recall through torch-fidelity, reference statistics and the tidy rows."""
+"""Reference statistics, scoring through them and the tidy rows (the distances themselves: test_distances.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import scipy.linalg
 import torch
 from sklearn.datasets import load_digits
 
@@ -16,9 +15,8 @@ from diffsteps.config import (ClaimsConfig, DomainConfig, EvaluationConfig, Ince
 from diffsteps.io import sha256_array, sha256_file
 from diffsteps.features import extract as features_module
 from diffsteps.features.classifier import EXTRACTOR_NAME, MetricInputError, train_domain_classifier
-from diffsteps.features.extract import (INCEPTION_EXTRACTOR, INCEPTION_LABEL, extract_features, feature_statistics,
-                                        frechet_distance, kernel_distance, precision_recall)
-from diffsteps.features.refstats import StaleReferenceStats, load_reference_stats, reference_stats
+from diffsteps.features.extract import INCEPTION_EXTRACTOR, INCEPTION_LABEL, extract_features
+from diffsteps.metrics.refstats import StaleReferenceStats, load_reference_stats, reference_stats
 from diffsteps.metrics.fidelity import (IS_METRIC, METRICS, NO_INCEPTION, ROW_KEYS, floor_rows, inception_score_row,
                                         not_available_rows, not_computed_rows, score)
 from diffsteps.features.inception_weights import NO_LOGITS, inception_network
@@ -49,73 +47,6 @@ def digits(tmp_path_factory):
                           n=None, n_heldout=None, seed=0, batch_size=256)
     return {"train": images[train], "heldout": images[held], "weights": weights, "split_sha": split_sha,
             "ref": ref, "ref_path": root / "train.npz"}
-
-
-def gaussian(n: int, mean: np.ndarray, cov: np.ndarray, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).multivariate_normal(mean, cov, size=n).astype(np.float32)
-
-
-def random_cov(d: int, seed: int) -> np.ndarray:
-    a = np.random.default_rng(seed).normal(size=(d, d))
-    return a @ a.T / d + 0.1 * np.eye(d)
-
-
-def test_frechet_distance_matches_scipy_sqrtm():
-    d = 6
-    a = gaussian(3000, np.zeros(d), random_cov(d, 1), seed=2)
-    b = gaussian(2000, np.full(d, 0.5), random_cov(d, 3), seed=4)
-    fid = frechet_distance(feature_statistics(a), feature_statistics(b))
-    mu1, mu2 = a.mean(0, dtype=np.float64), b.mean(0, dtype=np.float64)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    direct = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
-    assert fid == pytest.approx(direct, rel=1e-5)
-    # and close to the population distance of the two Gaussians the features came from
-    c1, c2 = random_cov(d, 1), random_cov(d, 3)
-    population = d * 0.25 + np.trace(c1 + c2 - 2 * scipy.linalg.sqrtm(c1 @ c2).real)
-    assert fid == pytest.approx(population, rel=0.1)
-
-
-def unbiased_poly_mmd2(x: np.ndarray, y: np.ndarray) -> float:
-    """Unbiased MMD² with k(a, b) = (aᵀb / D + 1)³: off-diagonal means of Kxx and Kyy minus 2·mean Kxy."""
-    x, y = x.astype(np.float64), y.astype(np.float64)
-    m, d = x.shape
-    k = lambda p, q: (p @ q.T / d + 1.0) ** 3  # noqa: E731
-    kxx, kyy = k(x, x), k(y, y)
-    return ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) - 2 * k(x, y).mean()
-
-
-def test_kernel_distance_matches_numpy_unbiased_mmd():
-    d, m, subsets, seed = 16, 50, 4, 7
-    x = gaussian(300, np.zeros(d), np.eye(d), seed=0)
-    y = gaussian(200, np.full(d, 0.3), np.eye(d), seed=1)
-    rng = np.random.RandomState(seed)  # the subset stream torch-fidelity draws from
-    direct = []
-    for _ in range(subsets):
-        ix, iy = rng.choice(len(x), m, replace=False), rng.choice(len(y), m, replace=False)
-        direct.append(unbiased_poly_mmd2(x[ix], y[iy]))
-    mean, std = kernel_distance(x, y, subset_size=m, subsets=subsets, seed=seed)
-    assert mean == pytest.approx(np.mean(direct), rel=1e-4)
-    assert std == pytest.approx(np.std(direct), rel=1e-3)
-    with pytest.raises(MetricInputError, match="KID subset size 201"):
-        kernel_distance(x, y, subset_size=201, subsets=1, seed=0)
-
-
-def test_fid_of_one_gaussian_shrinks_with_n():
-    d = 8
-    cov = random_cov(d, 0)
-    fids = [frechet_distance(feature_statistics(gaussian(n, np.zeros(d), cov, seed=10)),
-                             feature_statistics(gaussian(n, np.zeros(d), cov, seed=11)))
-            for n in (50, 200, 1000, 5000)]
-    assert all(a > b for a, b in zip(fids, fids[1:])), fids
-    assert fids[-1] < 0.05 * fids[0]
-
-
-def test_precision_recall_extremes():
-    x = gaussian(200, np.zeros(4), np.eye(4), seed=0)
-    assert precision_recall(x, x.copy(), neighborhood=3) == (1.0, 1.0)
-    assert precision_recall(x, x + 100.0, neighborhood=3) == (0.0, 0.0)
-    with pytest.raises(MetricInputError, match="prc_neighborhood = 3 needs more than 3"):
-        precision_recall(x[:3], x, neighborhood=3)
 
 
 def test_reference_stats_round_trip_and_refuse_stale_keys(digits, tmp_path):
@@ -206,7 +137,6 @@ def test_inception_features_from_local_weights_replicate_grey(no_network, random
                                                           random_inception, 3, "cpu"))
 
 
-@pytest.mark.slow  # the 2048-d Fréchet distance is an eigendecomposition: seconds, whatever the number of images
 def test_inception_rows_with_local_weights(no_network, random_inception, digits, tmp_path):
     # as few images as the metrics allow: each costs a 299×299 Inception pass on the CPU
     cfg = dataclasses.replace(EVAL, kid_subset_size=2, prc_neighborhood=1)

@@ -318,7 +318,7 @@ def test_short_gan_training_on_digits_improves_domain_fid(smoke_cfg, tmp_path):
     from diffsteps.data.datasets import load_split, prepare
     from diffsteps.features.classifier import train_domain_classifier
     from diffsteps.features.extract import DOMAIN_EXTRACTOR
-    from diffsteps.features.refstats import reference_stats
+    from diffsteps.metrics.refstats import reference_stats
     from diffsteps.stages.probe import generator_fid
     from diffsteps.training.checkpoint import load_ema_model
 

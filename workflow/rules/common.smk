@@ -44,9 +44,9 @@ PY = f"exec {sys.executable} -m diffsteps"
 # what every command is told: the params file, and the stage and params keys its record saves
 CELL = "--params params.yaml --stage {rule} --keys {params.reads}"
 LOGS = "logs"
-# threads are resources, not values: editing train.threads reruns nothing (diffsteps.resources.job_threads)
-HEAVY_THREADS = resources.job_threads(STUDY, "train_domain")
-TRAIN_THREADS = resources.job_threads(STUDY, "train")
+# threads are resources, not values: editing train.threads reruns nothing (each stage's needs, diffsteps.workflow)
+HEAVY_THREADS = plan.STAGE["train_domain"].needs.threads(STUDY)
+TRAIN_THREADS = plan.STAGE["train"].needs.threads(STUDY)
 BENCH = "results/benchmarks"
 # the arguments of every quality-scoring job (evaluate, floor): both extractors' weights and statistics
 SCORING_ARGS = (
@@ -57,10 +57,11 @@ SCORING_ARGS = (
 
 
 def job_resources(stage):
-    # what one job of the stage asks of a machine, from the study's sizes (diffsteps.resources): host memory (mem_mb)
-    # and wall time (runtime, minutes) for a batch system (README "Cluster"); on a GPU, a slot and the GPU memory
-    # (MiB) it may hold: `--resources gpu=S gpu_mem_mb=M` lets jobs share one GPU (README "GPU")
-    return resources.job_resources(STUDY, stage)
+    # what one job of the stage asks of a machine, from the study's sizes (the stage's needs, diffsteps.resources):
+    # host memory (mem_mb) and wall time (runtime, minutes) for a batch system (README "Cluster"); on a GPU, a slot
+    # and the GPU memory (MiB) it may hold: `--resources gpu=S gpu_mem_mb=M` lets jobs share one GPU (README "GPU").
+    # Callables of the attempt: a retry (the profile's retries) asks for twice as much
+    return resources.scaled(STUDY, plan.STAGE[stage].needs)
 
 
 def stage_inputs(stage):

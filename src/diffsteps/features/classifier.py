@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import DomainConfig
+from ..errors import MetricInputError
 from ..io import atomic_torch_save
 
 #: torch-fidelity registry name of the domain extractor.
@@ -46,10 +47,6 @@ EXTRACTOR_NAME = "domain-classifier"
 FEATURE_NAME = "features"
 #: Written into every checkpoint, checked on load.
 CHECKPOINT_FORMAT = "diffsteps-domain-classifier/1"
-
-
-class MetricInputError(ValueError):
-    """An input to a metric (images, labels, checkpoint, statistics) is not what is expected."""
 
 
 def domain_label(dataset: str) -> str:

@@ -1,4 +1,4 @@
-"""Feature extraction and feature-space distances, all through torch-fidelity's own code.
+"""Feature extraction through torch-fidelity's own code (the distances are :mod:`diffsteps.metrics.distances`).
 
 Two extractors are supported:
 
@@ -7,14 +7,7 @@ Two extractors are supported:
 * ``domain-classifier`` (:mod:`.classifier`), from the checkpoint the pipeline trains.
 
 Images are uint8 (N, C, H, W). Grey images are replicated to 3 channels for Inception only; the domain
-extractor sees the native channels. Features come back as float32 (N, D). The distances wrap
-torch-fidelity's functions unchanged (its name-keyed on-disk cache is never involved: they take
-features, not inputs):
-
-    FID  = ‖μ_g − μ_r‖² + tr Σ_g + tr Σ_r − 2 tr (Σ_g Σ_r)^{1/2}          (fid_statistics_to_metric)
-    KID  = mean and std over subsets of the unbiased MMD² with k(x, y) = (xᵀy / D + 1)³
-                                                                         (kid_features_to_metric)
-    P/R  = k-NN manifold precision and recall (Kynkäänniemi et al. 2019) (prc_features_to_metric)
+extractor sees the native channels. Features come back as float32 (N, D).
 """
 
 from __future__ import annotations
@@ -27,14 +20,12 @@ from typing import Iterator
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
-from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
-from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from .classifier import EXTRACTOR_NAME as DOMAIN_EXTRACTOR
-from .classifier import MetricInputError, check_images, domain_label, load_domain_classifier
+from ..errors import MetricInputError
+from .classifier import check_images, domain_label, load_domain_classifier
 from . import domain_extractor  # noqa: F401  (registers the domain extractor: torch-fidelity builds them by name)
 
 INCEPTION_EXTRACTOR = "inception-v3-compat"
@@ -165,56 +156,3 @@ def extract_features(images: np.ndarray, extractor: str, weights_path: str | Pat
     """The FID layer of :func:`extract_layers`: uint8 (N, C, H, W) → float32 (N, D)."""
     layer = feature_layer(extractor)
     return extract_layers(images, extractor, weights_path, (layer,), batch_size, device)[layer]
-
-
-def _as_tensor(features: np.ndarray, name: str) -> torch.Tensor:
-    if not isinstance(features, np.ndarray) or features.ndim != 2 or features.dtype != np.float32:
-        got = f"{type(features).__name__} {getattr(features, 'dtype', '')} {getattr(features, 'shape', '')}"
-        raise MetricInputError(f"{name}: expected float32 features shaped (N, D), got {got}")
-    return torch.from_numpy(features)
-
-
-def feature_statistics(features: np.ndarray) -> dict[str, np.ndarray]:
-    """float32 (N, D) → {"mu": (D,) float32, "sigma": (D, D) float64 sample covariance}.
-
-    torch-fidelity's fid_features_to_statistics: sigma = 1/(N−1) Σ (φ_i − μ)(φ_i − μ)ᵀ.
-    """
-    return fid_features_to_statistics(_as_tensor(features, "features"))
-
-
-def frechet_distance(stats_gen: dict[str, np.ndarray], stats_ref: dict[str, np.ndarray]) -> float:
-    """FID between two {"mu", "sigma"} statistics (torch-fidelity's fid_statistics_to_metric)."""
-    return fid_statistics_to_metric(stats_gen, stats_ref, verbose=False)[KEY_METRIC_FID]
-
-
-def kernel_distance(features_gen: np.ndarray, features_ref: np.ndarray, subset_size: int, subsets: int,
-                    seed: int) -> tuple[float, float]:
-    """KID (mean, std) over ``subsets`` random subsets of ``subset_size`` from each side.
-
-    Subsets are drawn by torch-fidelity with numpy RandomState(seed); subset_size must be ≥ 2 (the
-    unbiased estimator divides by m(m − 1)) and ≤ both sample counts.
-    """
-    n_gen, n_ref = len(features_gen), len(features_ref)
-    if not 2 <= subset_size <= min(n_gen, n_ref):
-        raise MetricInputError(f"KID subset size {subset_size} is invalid: must lie in [2, min(n = {n_gen}, "
-                               f"n_ref = {n_ref})]")
-    out = kid_features_to_metric(_as_tensor(features_gen, "features_gen"), _as_tensor(features_ref, "features_ref"),
-                                 kid_subsets=subsets, kid_subset_size=subset_size, rng_seed=seed, verbose=False)
-    return out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
-
-
-def precision_recall(features_gen: np.ndarray, features_ref: np.ndarray, neighborhood: int,
-                     device: str | torch.device = "cpu") -> tuple[float, float]:
-    """k-NN precision (generated inside the real manifold) and recall (real inside the generated one).
-
-    Each side needs more than ``neighborhood`` points (the k-th neighbour excludes the point itself).
-    """
-    n_gen, n_ref = len(features_gen), len(features_ref)
-    if min(n_gen, n_ref) <= neighborhood:
-        raise MetricInputError(f"precision/recall with prc_neighborhood = {neighborhood} needs more than "
-                               f"{neighborhood} images on each side, got n = {n_gen}, n_ref = {n_ref}")
-    gen = _as_tensor(features_gen, "features_gen").to(device)
-    ref = _as_tensor(features_ref, "features_ref").to(device)
-    # save_cpu_ram selects the batched variant: identical numbers, without two full N×N matrices in memory
-    out = prc_features_to_metric(gen, ref, prc_neighborhood=neighborhood, save_cpu_ram=True, verbose=False)
-    return out[KEY_METRIC_PRECISION], out[KEY_METRIC_RECALL]

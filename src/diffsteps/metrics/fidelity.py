@@ -1,5 +1,5 @@
-"""Sample quality as tidy rows: FID, KID, precision/recall and memorisation against cached reference statistics
-(:mod:`diffsteps.features.refstats`, which refuses stale statistics).
+"""Sample quality as tidy rows: FID, KID, precision/recall and memorisation (:mod:`.distances`) against cached
+reference statistics (:mod:`diffsteps.metrics.refstats`, which refuses stale statistics).
 
 Every metric comes back as one row (see :data:`ROW_KEYS`; the names follow ``rows.py``)::
 
@@ -31,10 +31,10 @@ from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, i
 from ..config import EvaluationConfig
 from ..features.classifier import check_images, domain_label
 from ..features.extract import (INCEPTION_EXTRACTOR, INCEPTION_LABEL, extract_features, extract_layers, extractor_label,
-                       feature_statistics, frechet_distance, kernel_distance, precision_recall, weights_key,
-                       weights_sha256)
+                                weights_key, weights_sha256)
 from ..features.inception_weights import NO_LOGITS, has_logits, load_state
-from ..features.refstats import RefStats, StaleReferenceStats, nearest_neighbours, subset
+from .refstats import RefStats, StaleReferenceStats, subset
+from .distances import as_float64, frechet_distance, kid_subsets, pairwise
 
 METRICS = ("fid", "kid", "precision", "recall", "memorisation")
 ROW_KEYS = ("metric", "value", "std", "n", "n_ref", "feature_extractor", "weights_sha256", "status", "reason")
@@ -75,21 +75,22 @@ def _row(metric: str, value: float | None, std: float | None, n: int | None, n_r
 
 def score_features(features: np.ndarray, ref: RefStats, label: str, weights_sha256: str, cfg: EvaluationConfig,
                    device: str | torch.device, seed: int) -> Scores:
-    """FID, KID, precision/recall and memorisation of features (N, D) against ``ref``.
+    """FID, KID, precision/recall and memorisation of features (N, D) against ``ref``
+    (:mod:`.distances`; what depends on the reference alone is computed once per process, on ``ref``).
 
     KID uses subsets of min(cfg.kid_subset_size, n, n_ref) images, cfg.kid_subsets times, drawn with ``seed``.
     """
     n, n_ref = len(features), ref.n
-    fid = frechet_distance(feature_statistics(features), ref.stats)
-    kid_mean, kid_std = kernel_distance(features, ref.features, min(cfg.kid_subset_size, n, n_ref),
-                                        cfg.kid_subsets, seed)
-    precision, recall = precision_recall(features, ref.features, cfg.prc_neighborhood, device)
-    distance, nearest = nearest_neighbours(features, ref.features, device)
-    share, share_se = memorisation_share(distance, ref.tau(cfg.memorisation.quantile))
-    values = ((fid, None), (kid_mean, kid_std), (precision, None), (recall, None), (share, share_se))  # METRICS order
+    factor = ref.sigma_factor(device) if n > features.shape[1] else None  # FID's D×D form needs Σ_r's factor
+    fid = frechet_distance(features, ref.mu, ref.sigma, factor, device)
+    gen_index, ref_index = kid_subsets(n, n_ref, min(cfg.kid_subset_size, n, n_ref), cfg.kid_subsets, seed)
+    pair = pairwise(as_float64(features, "features", device), ref.on(device), ref.radii, cfg.prc_neighborhood,
+                    gen_index, ref_index, ref.kid_sums(ref_index, device))
+    share, share_se = memorisation_share(pair.nearest_distance, ref.tau(cfg.memorisation.quantile))
+    values = ((fid, None), pair.kid, (pair.precision, None), (pair.recall, None), (share, share_se))  # METRICS order
     rows = [_row(metric, value, std, n, n_ref, label, weights_sha256)
             for metric, (value, std) in zip(METRICS, values)]
-    return Scores(rows, Nearest(distance, ref.index[nearest]))
+    return Scores(rows, Nearest(pair.nearest_distance, ref.index[pair.nearest_index]))
 
 
 def _check_ref(ref: RefStats, extractor: str, weights_sha256: str, weights_path: str | Path) -> None:

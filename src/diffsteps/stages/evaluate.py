@@ -20,7 +20,7 @@ import numpy as np
 from ..data.datasets import load_split
 from ..io import atomic_save_npz, atomic_write_json, read_json
 from ..features.extract import DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR, weights_sha256
-from ..features.refstats import RefStats, load_reference_stats
+from ..metrics.refstats import RefStats, load_reference_stats
 from ..metrics.fidelity import (closest_pairs, floor_rows, inception_score_row, not_available_rows, not_computed_rows,
                                 score)
 from ..rows import FLOOR_SAMPLER, IDENTITY_COLUMNS, make_row

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from ..features.extract import DOMAIN_EXTRACTOR, extract_features, feature_statistics, frechet_distance
-from ..features.refstats import load_reference_stats
+from ..features.extract import DOMAIN_EXTRACTOR, extract_features
+from ..metrics.refstats import load_reference_stats
 from ..io import atomic_write_json, read_json, sha256_file
+from ..metrics.distances import frechet_distance
 from ..methods import run_identity
 from ..sampler_registry import SamplerSpec
 from ..samplers import sampler_for
@@ -54,7 +55,7 @@ def generator_fid(method, model: torch.nn.Module, ref_stats: dict, weights: Path
     gen = method.generate(model, method.T, sampler, spacing, n, PROBE_SEED, batch_size=cfg.sampling.batch_size,
                           device=device)
     features = extract_features(gen.images, DOMAIN_EXTRACTOR, weights, cfg.evaluation.batch_size, device)
-    return frechet_distance(feature_statistics(features), ref_stats)
+    return frechet_distance(features, ref_stats["mu"], ref_stats["sigma"], device=device)
 
 
 def run(args) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 from ..data.datasets import load_split
 from ..io import atomic_save_npz, atomic_write_json, read_json
 from ..features.extract import EXTRACTORS, INCEPTION_EXTRACTOR
-from ..features.refstats import reference_stats
+from ..metrics.refstats import reference_stats
 from .common import add_common, record, resolve_device, setup
 
 SECTIONS = ("data", "train", "evaluation")  # train: its device

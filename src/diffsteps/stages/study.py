@@ -88,13 +88,13 @@ def run_resources(args) -> int:
     totals = resources.suggested_totals(memory, args.cores) if memory else None
     print(f"{'stage':28} {'threads':>7} {'mem_mb':>7} {'runtime':>8} {'gpu':>3} {'gpu_mem_mb':>10} "
           f"{'jobs at once':>13}")
-    for stage in STAGE:
-        need = resources.job_resources(cfg, stage)
-        at_once = resources.concurrent_jobs(cfg, stage, totals) if totals and "gpu" in need else "-"
-        print(f"{stage:28} {resources.job_threads(cfg, stage):>7} {need['mem_mb']:>7} {need['runtime']:>8} "
+    for stage, needs in ((name, s.needs) for name, s in STAGE.items()):
+        need = resources.job_resources(cfg, needs)
+        at_once = resources.concurrent_jobs(cfg, needs, totals) if totals and "gpu" in need else "-"
+        print(f"{stage:28} {needs.threads(cfg):>7} {need['mem_mb']:>7} {need['runtime']:>8} "
               f"{need.get('gpu', '-'):>3} {need.get('gpu_mem_mb', '-'):>10} {at_once:>13}")
     print("(runtime in minutes: what a batch system such as SLURM is told, README \"Cluster\")")
-    if not any(resources.on_gpu(cfg, stage) for stage in STAGE):
+    if not any(resources.on_gpu(cfg, s.needs) for s in STAGE.values()):
         return 0  # train.device: cpu, no job takes a GPU
     if totals is None:
         print("no GPU found (nvidia-smi): give its memory with --gpu-memory-mib to get the --resources to use")

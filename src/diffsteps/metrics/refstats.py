@@ -1,5 +1,5 @@
-"""Reference statistics of a feature space: the training split's features and FID statistics, plus the floor's
-held-out features and their nearest-training distances (the memorisation threshold), computed once per
+"""Reference statistics of a feature space: the training split's features, FID statistics and k-NN radii, plus the
+floor's held-out features and their nearest-training distances (the memorisation threshold), computed once per
 (split, extractor, weights, N) and keyed by content.
 
 The npz stores the split's sha256, the extractor, the weights' sha256 and N (and the same for the held-out
@@ -10,6 +10,8 @@ probe reads these statistics too, so editing the scores never retrains a model.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import MetricInputError
 from ..io import atomic_save_npz, sha256_file
-from .classifier import MetricInputError, check_images
-from .extract import extract_features, extractor_label, feature_statistics
+from .distances import (PRC_MAX_NEIGHBORHOOD, as_float64, covariance_factor, feature_statistics,
+                                 kid_reference_sums, knn_radii, nearest_neighbours)
+from ..features.classifier import check_images
+from ..features.extract import extract_features, extractor_label
 
 
 class StaleReferenceStats(MetricInputError):
@@ -29,22 +34,28 @@ class StaleReferenceStats(MetricInputError):
 
 @dataclass(frozen=True)
 class RefStats:
-    """Reference features (n, D) float32 with their FID statistics and ``index`` (n,) into the training split,
-    the floor's held-out features (m, D), their nearest-training distances (m,) and ``heldout_index`` (m,)
-    into the held-out split, plus the content keys.
+    """Reference features (n, D) float32 with their FID statistics, ``index`` (n,) into the training split and
+    ``radii`` (n, k_max): each feature's distance to its k-th nearest reference feature, k = 1..k_max (the balls
+    of k-NN precision); the floor's held-out features (m, D), their nearest-training distances (m,) and
+    ``heldout_index`` (m,) into the held-out split, plus the content keys.
 
     ``meta``: split_sha256, heldout_sha256, extractor, weights_sha256, n, n_split, n_heldout, seed,
     feature_dim, feature_extractor (label).
+
+    What scoring derives from the reference alone (its float64 features on a device, the factor of Σ, the KID
+    blocks of a subset stream) is computed once per process and kept on the object: a job scores many cells.
     """
 
     features: np.ndarray
     mu: np.ndarray
     sigma: np.ndarray
     index: np.ndarray
+    radii: np.ndarray
     heldout_features: np.ndarray
     heldout_distance: np.ndarray
     heldout_index: np.ndarray
     meta: dict[str, Any]
+    _derived: dict[Any, Any] = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -57,6 +68,24 @@ class RefStats:
     def tau(self, quantile: float) -> float:
         """The memorisation threshold τ at ``quantile`` of the held-out nearest-training distances."""
         return memorisation_threshold(self.heldout_distance, quantile)
+
+    def _once(self, key: Any, compute):
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return self._derived[key]
+
+    def on(self, device: str | torch.device) -> torch.Tensor:
+        """The features as float64 on ``device``."""
+        return self._once(("features", str(device)), lambda: as_float64(self.features, "reference", device))
+
+    def sigma_factor(self, device: str | torch.device) -> torch.Tensor:
+        """L with Σ = L Lᵀ (FID's square root for N > D)."""
+        return self._once(("factor", str(device)), lambda: covariance_factor(self.sigma, device))
+
+    def kid_sums(self, index: np.ndarray, device: str | torch.device) -> np.ndarray:
+        """The reference block of every KID subset ``index`` (S, m): :func:`kid_reference_sums`."""
+        key = ("kid", hashlib.sha256(np.ascontiguousarray(index)).hexdigest(), index.shape)
+        return self._once(key, lambda: kid_reference_sums(self.on(device), index))
 
 
 def subset(images: np.ndarray, n: int | None, seed: int, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -71,24 +100,6 @@ def subset(images: np.ndarray, n: int | None, seed: int, name: str) -> tuple[np.
     else:
         index = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
     return images[index], index
-
-
-def nearest_neighbours(query: np.ndarray, reference: np.ndarray, device: str | torch.device = "cpu",
-                       chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Euclidean distance (n,) float64 from each query feature (n, D) to its nearest reference feature
-    (m, D), and that neighbour's index (n,) into ``reference``.
-
-    Exact pairwise differences (not the ‖a‖² + ‖b‖² − 2aᵀb expansion), so a copy is at distance 0.
-    """
-    ref = torch.from_numpy(reference).to(device)
-    dist, idx = [], []
-    for start in range(0, len(query), chunk):
-        q = torch.from_numpy(query[start:start + chunk]).to(device)
-        d = torch.cdist(q[None], ref[None], compute_mode="donot_use_mm_for_euclid_dist")[0]
-        best = d.min(dim=1)
-        dist.append(best.values.double().cpu())
-        idx.append(best.indices.cpu())
-    return torch.cat(dist).numpy(), torch.cat(idx).numpy()
 
 
 def memorisation_threshold(heldout_distance: np.ndarray, quantile: float) -> float:
@@ -107,7 +118,7 @@ def reference_stats(split_images: np.ndarray, split_sha256: str, heldout_images:
     The threshold's quantile is applied when scoring (:meth:`RefStats.tau`), so editing it recomputes nothing here.
 
     The npz holds ``features`` (n, D) float32, ``mu`` (D,), ``sigma`` (D, D), ``index`` (n,) into the
-    split, ``heldout_features`` (m, D), ``heldout_distance`` (m,) and ``meta`` (a JSON string with the
+    split, ``radii`` (n, min(PRC_MAX_NEIGHBORHOOD, n − 1)), ``heldout_features`` (m, D), ``heldout_distance`` (m,) and ``meta`` (a JSON string with the
     content keys and τ). Returns them as a :class:`RefStats`, whose ``meta`` the stage's record carries.
     """
     check_images(split_images, "split_images")
@@ -116,17 +127,19 @@ def reference_stats(split_images: np.ndarray, split_sha256: str, heldout_images:
     held, heldout_index = subset(heldout_images, n_heldout, seed, "held-out (floor) images")
     features = extract_features(images, extractor, weights_path, batch_size, device)
     heldout_features = extract_features(held, extractor, weights_path, batch_size, device)
-    heldout_distance, _ = nearest_neighbours(heldout_features, features, device)
+    ref = as_float64(features, "reference", device)
+    heldout_distance, _ = nearest_neighbours(as_float64(heldout_features, "held-out", device), ref)
+    radii = knn_radii(ref, min(PRC_MAX_NEIGHBORHOOD, len(features) - 1))
     stats = feature_statistics(features)
     meta = {"split_sha256": split_sha256, "heldout_sha256": heldout_sha256, "extractor": extractor,
             "weights_sha256": sha256_file(weights_path), "n": len(index), "n_split": len(split_images),
             "n_heldout": len(held), "seed": seed, "feature_dim": int(features.shape[1]),
             "feature_extractor": extractor_label(extractor, weights_path)}
-    atomic_save_npz(out_path, features=features, mu=stats["mu"], sigma=stats["sigma"], index=index,
+    atomic_save_npz(out_path, features=features, mu=stats["mu"], sigma=stats["sigma"], index=index, radii=radii,
                     heldout_features=heldout_features, heldout_distance=heldout_distance, heldout_index=heldout_index,
                     meta=np.array(json.dumps(meta, sort_keys=True)))
-    return RefStats(features, stats["mu"], stats["sigma"], index, heldout_features, heldout_distance, heldout_index,
-                    meta)
+    return RefStats(features, stats["mu"], stats["sigma"], index, radii, heldout_features, heldout_distance,
+                    heldout_index, meta)
 
 
 def load_reference_stats(path: str | Path, expect_split_sha256: str, expect_weights_sha256: str,
@@ -138,7 +151,7 @@ def load_reference_stats(path: str | Path, expect_split_sha256: str, expect_weig
     path = Path(path)
     if not path.is_file():
         raise MetricInputError(f"reference statistics {path} do not exist (the refstats stage writes them)")
-    arrays = ("features", "mu", "sigma", "index", "heldout_features", "heldout_distance", "heldout_index")
+    arrays = ("features", "mu", "sigma", "index", "radii", "heldout_features", "heldout_distance", "heldout_index")
     with np.load(path, allow_pickle=False) as z:
         missing = sorted({*arrays, "meta"} - set(z.files))
         if missing:
