@@ -1,10 +1,9 @@
 """Time the default study (``snakemake --cores all`` on params.yaml) from nothing, in a scratch copy.
 
-Writes ``benchmarks/results/default_study.json`` (wall time, per-rule sums from Snakemake's
-benchmark files, the CPU seconds of Snakemake's own process, device, date) and appends a row to
-``benchmarks/results/README.md``; Snakemake's output stays in ``<DIR>/snakemake.out``. Under the warm start
-(:mod:`diffsteps.warm`) a job's work runs in a fork of the warm server, so the benchmark files' wall seconds
-are the job's but their memory is the client's (``max_rss_mb``): the records' ``peak_memory_mb`` is the job's.
+Writes ``benchmarks/results/default_study.json`` (wall time, jobs, per-rule sums from Snakemake's benchmark files
+beside the work the jobs' records time, the per-job overhead, the onsuccess DVC sync, the CPU seconds of Snakemake's
+own process, device, date) and appends a row to ``benchmarks/results/README.md``; Snakemake's output stays in
+``<DIR>/snakemake.out``. Jobs run cold (the default): the benchmark files measure each job itself.
 Usage: ``python benchmarks/default_study.py [--preset cpu] [--keep DIR]``.
 """
 
@@ -47,6 +46,36 @@ def rule_seconds(repo: Path) -> dict[str, dict[str, float]]:
         per[rule]["seconds"] += float(row["s"])
         per[rule]["max_rss_mb"] = max(per[rule]["max_rss_mb"], float(row["max_rss"]))
     return dict(per)
+
+
+def record_work(repo: Path) -> dict[str, float]:
+    """Per rule: the seconds of work its jobs' records time (``work_seconds``, diffsteps.stages.common.record)."""
+    per: dict[str, float] = defaultdict(float)
+    for path in (repo / "results").rglob("*.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("work_seconds"), (int, float)) and rec.get("stage"):
+            per[rec["stage"]] += rec["work_seconds"]
+    return dict(per)
+
+
+def overhead(rules: dict[str, dict[str, float]], work: dict[str, float]) -> dict[str, float]:
+    """Per-job overhead: each job's wall time (its benchmark file) less the work its records time, summed, and as a
+    share of the job-seconds; a rule whose jobs write no timed record counts whole."""
+    job_s = sum(r["seconds"] for r in rules.values())
+    timed = sum(min(work.get(rule, 0.0), r["seconds"]) for rule, r in rules.items())
+    return {"job_seconds": round(job_s, 1), "work_seconds": round(timed, 1),
+            "overhead_seconds": round(job_s - timed, 1), "overhead_share": round((job_s - timed) / job_s, 4)}
+
+
+def sync_seconds(log: Path) -> float | None:
+    """The onsuccess DVC sync's seconds, from the line diffsteps.workflow.dvc_sync prints."""
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("dvc.lock:") and " s (" in line:
+            return float(line.split(" in ")[-1].split(" s (")[0])
+    return None
 
 
 def scheduler_cpu(proc: subprocess.Popen) -> float:
@@ -92,10 +121,14 @@ def main() -> int:
     params = yaml.safe_load((work / "params.yaml").read_text())
     methods = [m + (f" (T = {', '.join(map(str, params['method_config'][m]['T']))})"
                     if "T" in params["method_config"][m] else "") for m in params["methods"]]
+    rules, work_s = rule_seconds(work), record_work(work)
+    for rule, r in rules.items():
+        r["work_seconds"] = round(work_s.get(rule, 0.0), 1)
     result = {"preset": args.preset or "params.yaml", "methods": methods, "git_commit": commit.strip(),
               "wall_seconds": round(wall, 1), "returncode": proc.returncode,
-              "snakemake_process_cpu_seconds": round(own_cpu, 1),
-              "rules": rule_seconds(work), "device": device, "torch": torch.__version__,
+              "snakemake_process_cpu_seconds": round(own_cpu, 1), "jobs": sum(r["jobs"] for r in rules.values()),
+              "overhead": overhead(rules, work_s), "dvc_sync_seconds": sync_seconds(work / "snakemake.out"),
+              "rules": rules, "device": device, "torch": torch.__version__,
               "date": datetime.date.today().isoformat()}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "default_study.json").write_text(json.dumps(result, indent=2) + "\n")

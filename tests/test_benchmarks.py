@@ -94,3 +94,11 @@ def test_scoring_times_both_implementations_and_they_agree(tmp_path):
     assert all(s > 0 for s in row["seconds_a_cell"]) and row["ratio_a_cell"] > 0
     agreement = row["agreement_rel"]
     assert all(agreement[k] <= 1e-6 for k in ("fid", "kid_vs_float64", "precision", "recall")), agreement
+
+
+def test_dvc_sync_times_commit_at_each_size(tmp_path):
+    out = tmp_path / "dvc_sync.json"
+    assert _script("dvc_sync").main(["--tiny", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["stages"] for r in rows] == [2, 4]
+    assert all(r[k] > 0 for r in rows for k in ("commit_all_first_s", "commit_all_again_s", "commit_one_s"))

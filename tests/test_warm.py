@@ -106,14 +106,16 @@ def test_a_killed_client_takes_its_job_with_it(study):
                                    "--train-seed", "1", "--threads", "1", "--data-dir", "data", "--out-dir", "long",
                                    "--no-progress"], cwd=study, env=_env(study, DIFFSTEPS_WARM="1"), stdout=fh,
                                   stderr=fh)
-    deadline = time.monotonic() + 120
-    while "checkpoint saved" not in log.read_text():
-        assert time.monotonic() < deadline and client.poll() is None, log.read_text()
-        time.sleep(0.2)
-    line = next(l for l in _server_log(study).splitlines() if "--params long.yaml" in l)
-    child = int(line.split(" pid ")[1].split()[0])
-    os.kill(client.pid, signal.SIGKILL)
-    client.wait()
+    try:
+        deadline = time.monotonic() + 120
+        while "checkpoint saved" not in log.read_text():
+            assert time.monotonic() < deadline and client.poll() is None, log.read_text()
+            time.sleep(0.2)
+        line = next(l for l in _server_log(study).splitlines() if "--params long.yaml" in l)
+        child = int(line.split(" pid ")[1].split()[0])
+    finally:
+        os.kill(client.pid, signal.SIGKILL)  # also when the test fails: no training left running behind it
+        client.wait()
     deadline = time.monotonic() + 10
     while Path(f"/proc/{child}").exists() and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z":
         assert time.monotonic() < deadline, "the warm job outlived its client"

@@ -419,6 +419,7 @@ def dvc_sync(built: set[str], root: Path = Path(".")) -> list[str]:
     import importlib.util
     import subprocess
     import sys
+    import time
 
     if os.environ.get("DIFFSTEPS_UNDER_DVC") or not (root / ".dvc").is_dir():
         return []
@@ -429,6 +430,7 @@ def dvc_sync(built: set[str], root: Path = Path(".")) -> list[str]:
                            f"'dvc>=3.50,<4', the 'workflow' extra); {fix}")
     from dvc.repo import Repo
 
+    start = time.perf_counter()
     with Repo(str(root)) as repo:
         every = list(repo.index.stages)
         stages = [s for s in every if s.outs and all(os.path.relpath(o.fs_path, repo.root_dir) in built for o in s.outs)]
@@ -446,4 +448,6 @@ def dvc_sync(built: set[str], root: Path = Path(".")) -> list[str]:
                                f"{(res.stderr or res.stdout).strip()[-2000:]}; {fix}")
         for p, ns in times.items():
             os.utime(p, ns=(ns, ns))
+        print(f"dvc.lock: {len(stages)} of {len(every)} stages recorded in {time.perf_counter() - start:.1f} s "
+              "(dvc commit)", file=sys.stderr)
     return [s.addressing for s in stages]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -36,7 +37,23 @@ def setup(args: argparse.Namespace, sections: Sequence[str]) -> StudyConfig:
         import torch  # here, not at the top: the report and the planning commands never need torch
 
         torch.set_num_threads(args.threads)
+    _work_clock[:] = [time.perf_counter()]
     return cfg
+
+
+#: when the work of the record to be written next began: set by :func:`setup`, moved on by each :func:`record`
+_work_clock: list[float] = []
+
+
+def _work_seconds() -> float | None:
+    """Seconds since :func:`setup` or the previous record: the work this record stands for. A job's records sum to
+    its wall time less its start-up (interpreter, imports) and exit, which is the job's overhead
+    (benchmarks/default_study.py)."""
+    if not _work_clock:
+        return None
+    now = time.perf_counter()
+    seconds, _work_clock[0] = now - _work_clock[0], now
+    return round(seconds, 3)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,9 +75,9 @@ def cell_config(cfg: StudyConfig, args: argparse.Namespace) -> dict[str, Any]:
 def record(cfg: StudyConfig, args: argparse.Namespace, *, status: str = "ok", error: str | None = None,
            device: Any = None, **extra: Any) -> dict[str, Any]:
     """The JSON record written beside every artifact: its stage, status, the params slice used
-    (:func:`cell_config`), provenance."""
+    (:func:`cell_config`), provenance, and the seconds of work it stands for (:func:`_work_seconds`)."""
     return {"stage": args.stage or args.command, "status": status, "error": error, "config": cell_config(cfg, args),
-            "provenance": provenance(device), **gpu_peak_memory(device), **extra}
+            "provenance": provenance(device), **gpu_peak_memory(device), "work_seconds": _work_seconds(), **extra}
 
 
 def gpu_peak_memory(device: Any) -> dict[str, float]:
