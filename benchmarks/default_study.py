@@ -72,9 +72,9 @@ def overhead(rules: dict[str, dict[str, float]], work: dict[str, float]) -> dict
 
 def sync_seconds(log: Path) -> float | None:
     """The onsuccess DVC sync's seconds, from the line diffsteps.workflow.dvc_sync prints."""
-    for line in log.read_text(errors="replace").splitlines():
-        if line.startswith("dvc.lock:") and " s (" in line:
-            return float(line.split(" in ")[-1].split(" s (")[0])
+    for line in map(str.strip, log.read_text(errors="replace").splitlines()):
+        if line.startswith("dvc.lock:") and line.endswith(" s"):
+            return float(line.split(" in ")[-1][:-2])
     return None
 
 

@@ -406,48 +406,53 @@ class DVCSyncError(RuntimeError):
 
 
 def dvc_sync(built: set[str], root: Path = Path(".")) -> list[str]:
-    """After a successful Snakemake run, record in dvc.lock the DVC stages whose outputs Snakemake
-    just built or confirmed up to date (``built``: every output of the run's DAG), so that
-    ``dvc status`` agrees with Snakemake. Stages outside that DAG are left alone: committing them
-    could mark stale outputs as current. Skipped when DVC itself runs Snakemake (it holds its lock
-    and records the stage afterwards) or when the project has no DVC repository.
+    """After a successful Snakemake run, record in dvc.lock the DVC stages whose outputs this run built (``built``:
+    the outputs of the jobs it ran), so that ``dvc status`` agrees with Snakemake. Other stages are left alone:
+    committing an output Snakemake did not build could mark it current when DVC knows it is stale. Skipped when
+    DVC itself runs Snakemake (it holds its lock and records the stage afterwards), when the run built nothing, or
+    when the project has no DVC repository.
 
-    DVC is found through the interpreter that runs Snakemake (``python -m dvc``), never through PATH:
-    ``.venv/bin/snakemake`` works without an activated venv. When DVC cannot be imported there, or
-    ``dvc commit`` fails, :class:`DVCSyncError` says what to run; the sync never skips silently.
+    The stages are committed in this process and dvc.lock is written once for all of them: DVC parses and rewrites
+    the whole lock file (a round trip through ruamel.yaml) for each ``dvc commit`` target, so naming k stages to
+    ``dvc commit`` costs k times that (dvc#10629; benchmarks/dvc_sync.py). DVC is imported from the interpreter
+    that runs Snakemake, never found through PATH. When it cannot be imported there, or the commit fails,
+    :class:`DVCSyncError` says what to run; the sync never skips silently.
     """
     import importlib.util
-    import subprocess
     import sys
     import time
 
-    if os.environ.get("DIFFSTEPS_UNDER_DVC") or not (root / ".dvc").is_dir():
+    if os.environ.get("DIFFSTEPS_UNDER_DVC") or not built or not (root / ".dvc").is_dir():
         return []
     fix = (f"the outputs are built; to record them run `{sys.executable} -m dvc commit --force` in {root.resolve()} "
            "(else `dvc status` calls every stage changed)")
     if importlib.util.find_spec("dvc") is None:
         raise DVCSyncError(f"dvc.lock not updated: DVC is not installed for {sys.executable} (pip install "
                            f"'dvc>=3.50,<4', the 'workflow' extra); {fix}")
+    from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     start = time.perf_counter()
     with Repo(str(root)) as repo:
         every = list(repo.index.stages)
         stages = [s for s in every if s.outs and all(os.path.relpath(o.fs_path, repo.root_dir) in built for o in s.outs)]
-        outs = [o.fs_path for s in stages for o in s.outs]
-    if stages:
-        # `dvc commit` moves each output into the cache and copies it back, giving it a new mtime;
-        # the content is unchanged, so put Snakemake's timestamps back (else its mtime order breaks)
-        times = {p: os.stat(p).st_mtime_ns for p in outs}
-        # naming stages costs DVC a parse of dvc.yaml each, so a run that built everything commits all at once
-        names = [] if len(stages) == len(every) else [s.addressing for s in stages]
-        res = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet", *names], cwd=root,
-                             capture_output=True, text=True)
-        if res.returncode != 0:
-            raise DVCSyncError(f"dvc.lock not updated: `dvc commit` exited {res.returncode}: "
-                               f"{(res.stderr or res.stdout).strip()[-2000:]}; {fix}")
-        for p, ns in times.items():
-            os.utime(p, ns=(ns, ns))
-        print(f"dvc.lock: {len(stages)} of {len(every)} stages recorded in {time.perf_counter() - start:.1f} s "
-              "(dvc commit)", file=sys.stderr)
+        if not stages:
+            return []
+        # committing moves each output into the cache and copies it back, giving it a new mtime; the content is
+        # unchanged, so put Snakemake's timestamps back (else its mtime order breaks)
+        times = {o.fs_path: os.stat(o.fs_path).st_mtime_ns for s in stages for o in s.outs}
+        try:
+            with repo.lock:
+                for stage in stages:
+                    stage.save()
+                    stage.commit()
+                for path in sorted({stage.dvcfile.path for stage in stages}):
+                    group = [stage for stage in stages if stage.dvcfile.path == path]
+                    group[0].dvcfile.dump_stages(group, update_pipeline=False)
+        except DvcException as exc:
+            raise DVCSyncError(f"dvc.lock not updated: {type(exc).__name__}: {exc}; {fix}") from exc
+    for p, ns in times.items():
+        os.utime(p, ns=(ns, ns))
+    print(f"dvc.lock: {len(stages)} of {len(every)} stages recorded in {time.perf_counter() - start:.1f} s",
+          file=sys.stderr)
     return [s.addressing for s in stages]
