@@ -388,8 +388,9 @@ def _kill_training_after_a_checkpoint(repo, env) -> int:
 
     import psutil
 
-    snake = subprocess.Popen(["snakemake", "--cores", "1", "-f", MODEL], cwd=repo, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    # no retry: the profile's retries would restart the killed job, which would resume and finish
+    snake = subprocess.Popen(["snakemake", "--cores", "1", "--retries", "0", "-f", MODEL], cwd=repo, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lock, deadline = repo / CELL_STATE / "lock", time.monotonic() + 180
     while not (lock.exists() and lock.read_text().strip() and list((repo / CELL_STATE).glob("*/checkpoint.pt"))):
         assert snake.poll() is None and time.monotonic() < deadline, "training never wrote a checkpoint"
@@ -405,8 +406,8 @@ def _kill_training_after_a_checkpoint(repo, env) -> int:
 
 @pytest.mark.slow
 def test_a_killed_training_job_leaves_no_process_writing_its_state(smoke, tmp_path):
-    """kill -9 of a training job's process (warm start on): the worker that held the cell's lock is gone within
-    seconds, its checkpoint stops changing, and the rerun resumes from it."""
+    """kill -9 of a training job's process: the process that held the cell's lock is gone within seconds, its
+    checkpoint stops changing, and the rerun resumes from it."""
     import psutil
 
     repo = shutil.copytree(smoke, tmp_path / "r", symlinks=True)

@@ -14,7 +14,7 @@ from diffsteps import cells
 from diffsteps.config import to_plain
 from diffsteps.params import load_config
 
-from .workflow_repo import dry_run_jobs, dvc_changed, make_repo, set_param, sh
+from .workflow_repo import ENV, dry_run_jobs, dvc_changed, make_repo, set_param, sh
 
 
 @pytest.mark.slow
@@ -36,7 +36,9 @@ def test_dvc_repro_from_nothing_builds_what_snakemake_built(request, tmp_path):
     set_param(repo, "sampling.seeds", [first_seed])
     set_param(repo, "sampling.reference.seeds", [first_seed])
     sh(repo, sys.executable, "-m", "diffsteps", "dvc-yaml")  # other runs: other stage groups
-    sh(repo, "dvc", "repro", timeout=1500)
+    # DVC starts a Snakemake run per stage, each one command: the session of many short commands the warm start is
+    # for (opted in here; the same bytes as cold, tests/test_warm.py), which saves the suite a start-up per stage
+    sh(repo, "dvc", "repro", timeout=1500, env={**ENV, "DIFFSTEPS_WARM": "1"})
     cfg = to_plain(load_config(repo / "params.yaml"))
     for p in cells.every_output(cfg):
         assert (repo / p).exists(), p
