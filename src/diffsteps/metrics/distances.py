@@ -41,18 +41,23 @@ PRC_MAX_NEIGHBORHOOD = 10
 BLOCK_ENTRIES = 1 << 22
 
 
-def as_float64(features: np.ndarray, name: str, device: str | torch.device = "cpu") -> torch.Tensor:
-    """float32 features (N, D) → a float64 tensor on ``device``; anything else is refused, naming ``name``."""
+def check_features(features: np.ndarray, name: str) -> None:
+    """Refuse anything but float32 features (N, D), naming ``name``."""
     if not isinstance(features, np.ndarray) or features.ndim != 2 or features.dtype != np.float32:
         got = f"{type(features).__name__} {getattr(features, 'dtype', '')} {getattr(features, 'shape', '')}"
         raise MetricInputError(f"{name}: expected float32 features shaped (N, D), got {got}")
+
+
+def as_float64(features: np.ndarray, name: str, device: str | torch.device = "cpu") -> torch.Tensor:
+    """float32 features (N, D) → a float64 tensor on ``device``; anything else is refused, naming ``name``."""
+    check_features(features, name)
     return torch.from_numpy(features).to(device=device, dtype=torch.float64)
 
 
 def feature_statistics(features: np.ndarray) -> dict[str, np.ndarray]:
     """float32 (N, D) → {"mu": (D,) float32, "sigma": (D, D) float64 sample covariance}, as torch-fidelity's
     ``fid_features_to_statistics``: Σ = 1/(N − 1) Σ_i (φ_i − μ)(φ_i − μ)ᵀ."""
-    as_float64(features, "features")
+    check_features(features, "features")
     return fid_features_to_statistics(torch.from_numpy(features))
 
 
