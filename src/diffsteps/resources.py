@@ -363,14 +363,18 @@ def job_resources(cfg: StudyConfig, needs: Needs, attempt: int = 1) -> dict[str,
     its memory figure when it runs on the GPU; the figures of a retry's ``attempt`` (:func:`scaled`)."""
     need = {"mem_mb": mem_mb(cfg, needs), "runtime": runtime_min(cfg, needs, needs.threads(cfg)),
             **gpu_resources(cfg, needs)}
+    return _at_attempt(need, attempt)
+
+
+def _at_attempt(need: dict[str, int], attempt: int) -> dict[str, int]:
     return {k: v if k == "gpu" else v * attempt for k, v in need.items()}
 
 
 def scaled(cfg: StudyConfig, needs: Needs) -> dict[str, object]:
     """:func:`job_resources` as Snakemake's callables of the attempt: a job that ran out of memory or time is
     retried (the profiles' ``retries``) with twice, then three times, its figures; the GPU slot stays one."""
-    return {k: (lambda wildcards, attempt, k=k: job_resources(cfg, needs, attempt)[k])
-            for k in job_resources(cfg, needs)}
+    need = job_resources(cfg, needs)  # the first attempt's figures, computed once; a retry scales them
+    return {k: (lambda wildcards, attempt, k=k: _at_attempt(need, attempt)[k]) for k in need}
 
 
 def suggested_totals(gpu_memory_mib: float, cores: int) -> dict[str, int]:
