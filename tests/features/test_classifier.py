@@ -1,22 +1,19 @@
-"""The domain classifier: accuracy on digits, determinism, shapes, and its torch-fidelity registration."""
+"""The domain classifier: accuracy on digits, determinism, shapes, and its use as a feature extractor."""
 
 from __future__ import annotations
 
-import importlib.util
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
-from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
-from torch_fidelity.utils import create_feature_extractor
 
 from diffsteps.config import DomainConfig
-from diffsteps.features import classifier
-from diffsteps.features.classifier import (EXTRACTOR_NAME, FEATURE_NAME, MetricInputError, load_domain_classifier,
+from diffsteps.features.classifier import (EXTRACTOR_NAME, DomainFeatures, MetricInputError, load_domain_classifier,
                                           to_unit_range, train_domain_classifier)
-from diffsteps.features.domain_extractor import DomainFeatureExtractor
-from diffsteps.features.extract import extract_features
+from diffsteps.features.extract import extract_features, extract_layers
 
 CFG = DomainConfig(channels=16, epochs=5, batch_size=64, lr=0.003, seed=0, min_accuracy=0.8)
 
@@ -77,21 +74,24 @@ def test_features_are_scaled_to_unit_mean_square_on_the_train_split(trained):
     assert np.mean(feats.astype(np.float64) ** 2) == pytest.approx(1.0, rel=1e-4)
 
 
-def test_registered_extractor_gives_the_network_features(trained):
+def test_the_extractor_gives_the_network_features_whatever_the_batch(trained):
     path, _, x_he, _ = trained
     net, _ = load_domain_classifier(path)
     with torch.no_grad():
         direct = net.features(to_unit_range(torch.from_numpy(x_he))).numpy()
-    # an odd batch size exercises torch-fidelity's batching; features must not depend on it
-    via_fidelity = extract_features(x_he, EXTRACTOR_NAME, path, batch_size=37, device="cpu")
-    np.testing.assert_allclose(via_fidelity, direct, rtol=1e-5, atol=1e-5)
+    # an odd batch size leaves a short last batch; features must not depend on the batching
+    batched = extract_features(x_he, EXTRACTOR_NAME, path, batch_size=37, device="cpu")
+    assert batched.dtype == np.float32 and batched.shape == direct.shape
+    np.testing.assert_allclose(batched, direct, rtol=1e-5, atol=1e-5)
 
 
 def test_extractor_refuses_missing_weights_and_wrong_images(trained, tmp_path):
-    path = trained[0]
-    with pytest.raises(MetricInputError, match="feature_extractor_weights_path"):
-        create_feature_extractor(EXTRACTOR_NAME, [FEATURE_NAME], cuda=False)
-    ext = create_feature_extractor(EXTRACTOR_NAME, [FEATURE_NAME], cuda=False, feature_extractor_weights_path=str(path))
+    path, _, x_he, _ = trained
+    with pytest.raises(MetricInputError, match="needs a local weights file"):
+        extract_features(x_he, EXTRACTOR_NAME, None, 8)
+    with pytest.raises(MetricInputError, match="provides the layer 'features', not \\['logits'\\]"):
+        extract_layers(x_he, EXTRACTOR_NAME, path, ("logits",), 8)
+    ext = DomainFeatures(*load_domain_classifier(path))
     with pytest.raises(MetricInputError, match=r"trained on digits\) expects uint8 images \(N, 1, 8, 8\)"):
         ext(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
     with pytest.raises(MetricInputError, match="expects uint8"):
@@ -103,6 +103,19 @@ def test_extractor_refuses_missing_weights_and_wrong_images(trained, tmp_path):
         load_domain_classifier(tmp_path / "foreign.pt")
 
 
+def test_scoring_in_domain_features_never_imports_torch_fidelity(trained):
+    """torch-fidelity imports torchvision (3 s on 2 cores, more than torch itself): a scoring job that never runs
+    Inception must not pay for it. A fresh interpreter, since this one has imported it already."""
+    path, _, x_he, _ = trained
+    np.save(path.parent / "images.npy", x_he[:16])
+    code = (f"import sys, numpy as np; import diffsteps.stages.evaluate, diffsteps.stages.refstats; "
+            f"from diffsteps.features.extract import extract_features; "
+            f"f = extract_features(np.load({str(path.parent / 'images.npy')!r}), {EXTRACTOR_NAME!r}, {str(path)!r}, 8); "
+            f"print(f.shape, sorted(m for m in ('torch_fidelity', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[0] == "(16, 64) []"
+
+
 def test_bad_training_inputs_name_the_argument(tmp_path):
     x_tr, y_tr, x_he, y_he = digits_split(n_heldout=50)
     with pytest.raises(MetricInputError, match="train_images: expected a non-empty uint8"):
@@ -110,12 +123,3 @@ def test_bad_training_inputs_name_the_argument(tmp_path):
     with pytest.raises(MetricInputError, match="heldout_labels: expected integer labels shaped \\(50,\\)"):
         train_domain_classifier(x_tr, y_tr, x_he, y_he[:10], CFG, tmp_path / "x.pt", dataset="digits")
     assert not (tmp_path / "x.pt").exists()
-
-
-def test_registration_is_idempotent():
-    # execute the module a second time, under another name so that nothing already imported changes:
-    # its guard must skip the registration that torch-fidelity would refuse
-    spec = importlib.util.spec_from_file_location("diffsteps.features._classifier_again", classifier.__file__)
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    assert FEATURE_EXTRACTORS_REGISTRY[EXTRACTOR_NAME] is DomainFeatureExtractor
-    assert DomainFeatureExtractor.get_default_feature_layer_for_metric("kid") == FEATURE_NAME

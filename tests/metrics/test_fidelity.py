@@ -13,8 +13,7 @@ from diffsteps.config import (ClaimsConfig, DomainConfig, EvaluationConfig, Ince
                               ProbeConfig,
                              SolverErrorConfig, StepsNeededConfig)
 from diffsteps.io import sha256_array, sha256_file
-from diffsteps.features import extract as features_module
-from diffsteps.features.classifier import EXTRACTOR_NAME, MetricInputError, train_domain_classifier
+from diffsteps.features.classifier import EXTRACTOR_NAME, DomainFeatures, MetricInputError, train_domain_classifier
 from diffsteps.features.extract import INCEPTION_EXTRACTOR, INCEPTION_LABEL, extract_features
 from diffsteps.metrics.refstats import StaleReferenceStats, load_reference_stats, reference_stats
 from diffsteps.metrics.fidelity import (IS_METRIC, METRICS, NO_INCEPTION, ROW_KEYS, floor_rows, inception_score_row,
@@ -190,13 +189,13 @@ def test_memorisation_row_flags_copied_digits_and_not_the_heldout_split(digits):
 def test_features_are_extracted_in_ieee_float32(digits, monkeypatch):
     """cuDNN defaults to TF32 convolutions on recent GPUs; extraction switches it off and restores it after."""
     seen = []
-    original = features_module.get_featuresdict_from_dataset
+    original = DomainFeatures.forward
 
-    def spy(*args, **kwargs):
+    def spy(self, x):
         seen.append((torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision))
-        return original(*args, **kwargs)
+        return original(self, x)
 
-    monkeypatch.setattr(features_module, "get_featuresdict_from_dataset", spy)
+    monkeypatch.setattr(DomainFeatures, "forward", spy)
     before = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
     extract_features(digits["heldout"][:4], EXTRACTOR_NAME, digits["weights"], 4, "cpu")
     assert seen == [("ieee", "ieee")]

@@ -19,10 +19,10 @@ estimate very noisy. A single scale leaves precision/recall unchanged and scales
 Adaptive pooling makes the same network valid for 8×8 digits and 32×32 MNIST/CIFAR. There is no batch
 normalisation, so a feature never depends on the other images of its batch.
 
-The extractor is registered with torch-fidelity under :data:`EXTRACTOR_NAME` by :mod:`.domain_extractor`, so
-features go through torch-fidelity's own batching and uint8 conventions; its weights come from the checkpoint
-written by :func:`train_domain_classifier` (``feature_extractor_weights_path``). This module itself never imports
-torch-fidelity: training the classifier starts in the time of torch alone.
+As an extractor (:class:`DomainFeatures`) it takes uint8 batches, as torch-fidelity's extractors do, and runs
+through the same batching loop as Inception (:mod:`.extract`); its weights come from the checkpoint written by
+:func:`train_domain_classifier`. Nothing here imports torch-fidelity: training the classifier and scoring in its
+features start in the time of torch alone.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from ..config import DomainConfig
 from ..errors import MetricInputError
 from ..io import atomic_torch_save
 
-#: torch-fidelity registry name of the domain extractor.
+#: the extractor's name (``--extractor``, reference statistics, records)
 EXTRACTOR_NAME = "domain-classifier"
 #: The one feature layer it provides; FID, KID and precision/recall all use it.
 FEATURE_NAME = "features"
@@ -206,3 +206,21 @@ def load_domain_classifier(path: str | Path) -> tuple[DomainClassifier, dict[str
     net.requires_grad_(False)
     net.eval()
     return net, {"dataset": ckpt["dataset"], "spec": spec}
+
+
+class DomainFeatures(nn.Module):
+    """The extractor: uint8 images (B, C, H, W) → ``(φ float32 (B, 4w),)``, one tuple entry per layer as
+    torch-fidelity's extractors return them. Anything but uint8 images of the training data's shape is refused,
+    naming the data set."""
+
+    def __init__(self, net: DomainClassifier, meta: dict[str, Any]):
+        super().__init__()
+        self.net, self.dataset, self.spec = net, meta["dataset"], meta["spec"]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        expected = (self.spec["in_channels"], *self.spec["image_size"])
+        if not torch.is_tensor(x) or x.dtype != torch.uint8 or x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            got = f"{x.dtype} {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
+            raise MetricInputError(f"domain classifier (trained on {self.dataset}) expects uint8 images "
+                                   f"(N, {', '.join(map(str, expected))}), got {got}")
+        return (self.net.features(to_unit_range(x)).to(torch.float32),)

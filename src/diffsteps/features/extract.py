@@ -1,10 +1,14 @@
-"""Feature extraction through torch-fidelity's own code (the distances are :mod:`diffsteps.metrics.distances`).
+"""Feature extraction (the distances are :mod:`diffsteps.metrics.distances`).
 
 Two extractors are supported:
 
-* ``inception-v3-compat`` (torch-fidelity's FID Inception, pool3 = 2048-d), only from a local weights
+* ``inception-v3-compat`` (torch-fidelity's FID Inception network, pool3 = 2048-d), only from a local weights
   file: a missing path is refused here, so torch-fidelity is never asked to download;
 * ``domain-classifier`` (:mod:`.classifier`), from the checkpoint the pipeline trains.
+
+Both run through one batching loop, which feeds each network uint8 (B, C, H, W) batches as torch-fidelity's
+``get_featuresdict_from_dataset`` does. torch-fidelity is imported only where Inception runs: importing it costs
+more than importing torch (it imports torchvision), and most scoring jobs work in domain features alone.
 
 Images are uint8 (N, C, H, W). Grey images are replicated to 3 channels for Inception only; the domain
 extractor sees the native channels. Features come back as float32 (N, D).
@@ -19,31 +23,14 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
-from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
-from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from .classifier import EXTRACTOR_NAME as DOMAIN_EXTRACTOR
 from ..errors import MetricInputError
-from .classifier import check_images, domain_label, load_domain_classifier
-from . import domain_extractor  # noqa: F401  (registers the domain extractor: torch-fidelity builds them by name)
+from .classifier import FEATURE_NAME, DomainFeatures, check_images, domain_label, load_domain_classifier
 
 INCEPTION_EXTRACTOR = "inception-v3-compat"
 INCEPTION_LABEL = "Inception-v3 pool3 (torch-fidelity inception-v3-compat)"
 EXTRACTORS = (DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR)
-
-
-class _UInt8Images(Dataset):
-    """An (N, C, H, W) uint8 array as the torch Dataset of uint8 tensors torch-fidelity expects."""
-
-    def __init__(self, images: np.ndarray):
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self.images[i]))
 
 
 def resolve_weights(extractor: str, weights_path: str | Path | None) -> Path:
@@ -93,10 +80,20 @@ def extractor_label(extractor: str, weights_path: str | Path | None) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _feature_extractor(extractor: str, layers: tuple[str, ...], key: tuple[str, int, int], cuda: bool):
-    """torch-fidelity's extractor network for ``layers``, built (its weights loaded) once per process."""
-    return create_feature_extractor(extractor, list(layers), cuda=cuda, feature_extractor_weights_path=key[0],
-                                    feature_extractor_internal_dtype="float32", verbose=False)
+def _feature_extractor(extractor: str, layers: tuple[str, ...], key: tuple[str, int, int],
+                       device: str) -> torch.nn.Module:
+    """The extractor's network for ``layers`` (uint8 batch → tuple of float features, one per layer), in eval mode
+    on ``device``, built (its weights loaded) once per process."""
+    if extractor == DOMAIN_EXTRACTOR:
+        if set(layers) != {FEATURE_NAME}:
+            raise MetricInputError(f"the domain classifier provides the layer {FEATURE_NAME!r}, not {list(layers)}")
+        net = DomainFeatures(*load_domain_classifier(key[0]))
+    else:
+        from torch_fidelity.utils import create_feature_extractor
+
+        net = create_feature_extractor(extractor, list(layers), cuda=False, feature_extractor_weights_path=key[0],
+                                       feature_extractor_internal_dtype="float32", verbose=False)
+    return net.requires_grad_(False).eval().to(device)
 
 
 @contextlib.contextmanager
@@ -123,15 +120,19 @@ def ieee_float32() -> Iterator[None]:
 def feature_layer(extractor: str) -> str:
     """The extractor's default layer for 'fid', which is also its default for 'kid' and 'prc': one feature
     space for every metric."""
-    if extractor not in FEATURE_EXTRACTORS_REGISTRY:
-        raise MetricInputError(f"feature extractor {extractor!r} is not supported; use one of {list(EXTRACTORS)}")
-    return FEATURE_EXTRACTORS_REGISTRY[extractor].get_default_feature_layer_for_metric("fid")
+    if extractor == DOMAIN_EXTRACTOR:
+        return FEATURE_NAME
+    if extractor == INCEPTION_EXTRACTOR:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        return FeatureExtractorInceptionV3.get_default_feature_layer_for_metric("fid")
+    raise MetricInputError(f"feature extractor {extractor!r} is not supported; use one of {list(EXTRACTORS)}")
 
 
 def extract_layers(images: np.ndarray, extractor: str, weights_path: str | Path | None, layers: tuple[str, ...],
                    batch_size: int, device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
-    """uint8 (N, C, H, W) → {layer: float32 (N, D_layer)} through torch-fidelity's extractor and batching,
-    in IEEE float32 inside the network (no TF32, no autocast: the only precision used for reported numbers).
+    """uint8 (N, C, H, W) → {layer: float32 (N, D_layer)}, in batches of ``batch_size``, in IEEE float32 inside the
+    network (no TF32, no autocast: the only precision used for reported numbers).
 
     The FID layer has D = 2048 (Inception pool3) or 4·channels (domain classifier).
     """
@@ -141,14 +142,15 @@ def extract_layers(images: np.ndarray, extractor: str, weights_path: str | Path 
         raise MetricInputError(f"batch_size = {batch_size} is invalid: must be ≥ 1")
     if extractor == INCEPTION_EXTRACTOR and images.shape[1] == 1:
         images = np.repeat(images, 3, axis=1)  # Inception is an RGB network: grey → (g, g, g)
-    cuda = torch.device(device).type == "cuda"
-    net = _feature_extractor(extractor, tuple(layers), key, cuda)
-    # save_cpu_ram=True means no DataLoader workers: the array is already in memory, and worker
-    # processes would only add start-up time on a 2-core machine
-    with ieee_float32():
-        feats = get_featuresdict_from_dataset(_UInt8Images(images), net, batch_size, cuda, save_cpu_ram=True,
-                                              verbose=False)
-    return {layer: feats[layer].to(torch.float32).numpy() for layer in layers}
+    device = torch.device(device)
+    net = _feature_extractor(extractor, tuple(layers), key, str(device))
+    batches = []
+    # the array is already in memory: no DataLoader (its workers would only add start-up on a 2-core machine)
+    with ieee_float32(), torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(device)
+            batches.append([f.to(torch.float32).cpu() for f in net(batch)])
+    return {layer: torch.cat([b[j] for b in batches]).numpy() for j, layer in enumerate(layers)}
 
 
 def extract_features(images: np.ndarray, extractor: str, weights_path: str | Path | None, batch_size: int,

@@ -25,14 +25,16 @@ import contextlib
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d, FeatureExtractorInceptionV3
 
 from ..io import atomic_torch_save, sha256_file
 from .inception_source import (CONVERTED, SOURCE_DISTRIBUTION, SOURCE_MEMBER, SOURCE_SHA1, SOURCE_VERSION,
                                InceptionWeightsError, source_file)
+
+if TYPE_CHECKING:
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 NO_LOGITS = "not available: these weights have no logits"
 INCEPTION_REGISTRY_NAME = "inception-v3-compat"
@@ -44,6 +46,9 @@ def inception_network(state_dict: dict[str, torch.Tensor] | None = None) -> Feat
     With ``state_dict=None`` the architecture only (random initialisation): torch-fidelity would otherwise
     download weights, so the empty case loads nothing instead.
     """
+    # imported here: torch-fidelity imports torchvision, which a scoring job in domain features never needs
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "weights.pth"
         torch.save(state_dict if state_dict is not None else {}, path)
@@ -68,6 +73,8 @@ def convert(torchscript_path: str | Path) -> dict[str, torch.Tensor]:
 
     Convolutions are matched in order and every shape is checked; ``fc`` is the NaN placeholder.
     """
+    from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d
+
     scripted = torch.jit.load(str(torchscript_path), map_location="cpu")
     layers: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in scripted.state_dict().items():

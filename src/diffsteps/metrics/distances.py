@@ -31,7 +31,6 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch_fidelity.metric_fid import fid_features_to_statistics
 
 from ..errors import MetricInputError
 
@@ -56,9 +55,10 @@ def as_float64(features: np.ndarray, name: str, device: str | torch.device = "cp
 
 def feature_statistics(features: np.ndarray) -> dict[str, np.ndarray]:
     """float32 (N, D) → {"mu": (D,) float32, "sigma": (D, D) float64 sample covariance}, as torch-fidelity's
-    ``fid_features_to_statistics``: Σ = 1/(N − 1) Σ_i (φ_i − μ)(φ_i − μ)ᵀ."""
+    ``fid_features_to_statistics`` computes them (μ in float32, Σ in float64):
+    Σ = 1/(N − 1) Σ_i (φ_i − μ)(φ_i − μ)ᵀ."""
     check_features(features, "features")
-    return fid_features_to_statistics(torch.from_numpy(features))
+    return {"mu": np.mean(features, axis=0), "sigma": np.cov(features, rowvar=False)}
 
 
 def covariance_factor(sigma: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:

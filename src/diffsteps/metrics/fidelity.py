@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 
 from ..config import EvaluationConfig
 from ..features.classifier import check_images, domain_label
@@ -164,6 +163,8 @@ def inception_score_row(images: np.ndarray, weights_path: str | Path, cfg: Evalu
     sha = weights_sha256(INCEPTION_EXTRACTOR, weights_path)
     if not _has_logits(weights_key(INCEPTION_EXTRACTOR, weights_path)):
         return _row(IS_METRIC, None, None, len(images), None, INCEPTION_LABEL, sha, "not_available", NO_LOGITS)
+    from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
+
     layer = "logits_unbiased"
     logits = extract_layers(images, INCEPTION_EXTRACTOR, weights_path, (layer,), cfg.batch_size, device)[layer]
     out = isc_features_to_metric(torch.from_numpy(logits), splits=min(IS_SPLITS, len(images)), shuffle=True,
