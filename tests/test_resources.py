@@ -3,6 +3,7 @@ check measured, and the arithmetic by which Snakemake shares one GPU between job
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 
@@ -144,6 +145,21 @@ def test_the_rates_are_the_measured_throughputs():
         "train_img_per_s"]
     assert resources.CPU_FLOPS_PER_THREAD == pytest.approx(per_thread, rel=0.1)
     assert resources.GPU_FLOPS == pytest.approx(gpu, rel=0.1)
+
+
+def test_a_small_network_costs_its_flops_and_a_measured_time_an_image_on_the_cpu():
+    """At the cpu preset's size (8×8) a forward is mostly per-image work beyond its FLOPs: the CPU rate's two terms
+    give the measured sampling throughput (throughput.json, per thread) to 10%, and the gpu preset's size stays
+    FLOP-bound (its per-image term under 1% of a forward)."""
+    cpu = json.loads(THROUGHPUT.read_text())
+    row = next(r for r in cpu["rows"] if r["size"] == "cpu" and r["mode"] == "eager")
+    measured = cpu["threads"] / row["diffsteps"]["sample_img_nfe_per_s"]
+    small, large = load_config(preset_path("cpu")), load_config(preset_path("gpu"))
+    small, large = (dataclasses.replace(c, train=dataclasses.replace(c.train, device="cpu")) for c in (small, large))
+    one = resources.rates(small, STAGE["sample"].needs, 1).forward
+    assert one == pytest.approx(measured, rel=0.1)
+    assert resources.rates(large, STAGE["sample"].needs, 1).forward * 0.01 > resources.CPU_SECONDS_PER_IMAGE
+    assert resources.rates(small, STAGE["sample"].needs, 2).forward == pytest.approx(one / 2)
 
 
 def test_unet_flops_counts_the_convolutions_of_a_real_forward():

@@ -137,6 +137,33 @@ def test_every_job_declares_its_memory_runtime_and_gpu_slot(tmp_path, device):
         assert ("gpu" in need) == (device != "cpu" and plan.STAGE[rule].needs.gpu), rule
 
 
+def test_every_job_carries_its_bottom_level_as_its_priority(tmp_path):
+    """Snakemake starts ready jobs by priority: each job's is its bottom level (diffsteps.schedule), and on the cpu
+    preset the DDPM runs, which lead to the reference chain, outrank every other run's training."""
+    import re
+
+    import yaml
+
+    from diffsteps.schedule import Priorities
+
+    repo = make_repo(tmp_path / "r", "cpu")
+    set_param(repo, "train.device", "cpu")
+    cfg = yaml.safe_load((repo / "params.yaml").read_text())
+    priorities = Priorities(load_config(repo / "params.yaml"), cfg)
+    out = sh(repo, "snakemake", "-n", "--cores", "1").stdout
+    seen = {}
+    for rule, block in re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", out, re.M | re.S):
+        if rule == "all":
+            continue
+        wc = re.search(r"wildcards: (.*)", block)
+        wildcards = dict(kv.split("=", 1) for kv in wc.group(1).split(", ")) if wc else {"dataset": cfg["data"]["dataset"]}
+        level = priorities.level(rule, wildcards)
+        printed = re.search(r"priority: (\S+)", block)
+        assert float(printed.group(1) if printed else 0) == pytest.approx(level, rel=1e-9), (rule, wildcards)
+        seen[rule, wildcards.get("model")] = level
+    assert seen["train", "ddpm"] > max(seen["train", "mixture"], seen["train", "ddgm_skewed"], seen["train", "ddgan/T1"])
+
+
 def test_the_workflow_profile_is_read_beside_the_slurm_profile(tmp_path):
     """profiles/default (keep-going, rerun-incomplete, the greedy scheduler) is where Snakemake reads a workflow
     profile, also when the SLURM profile is given (the cluster tests run that profile for real)."""

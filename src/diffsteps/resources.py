@@ -43,10 +43,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from .config import StudyConfig, lookup, to_plain
 from .data.shapes import image_count, image_shape
+from .sampler_registry import SamplerSpec
 
 #: one CUDA context (torch 2.11, CUDA 13, H200): measured with nvidia-smi around a fresh process
 CUDA_CONTEXT_MIB = 617
@@ -151,6 +152,16 @@ class Needs:
     tensors: Callable[[StudyConfig], float] | None = None
     work: Callable[[StudyConfig, Rates], float] | None = None
     threads: Callable[[StudyConfig], int] = one_thread
+    #: seconds of compute of one job from its cells (their wildcards), for a stage whose jobs differ in size (a
+    #: 1000-step reference chain beside a grid of few steps); without it every job counts as the largest (``work``)
+    job_work: Callable[[StudyConfig, Rates, list[dict[str, Any]]], float] | None = None
+
+    def seconds(self, cfg: StudyConfig, job_cells: list[dict[str, Any]]) -> float:
+        """Seconds of compute of the job of these cells where it runs (:func:`rates` on its threads)."""
+        r = rates(cfg, self, self.threads(cfg))
+        if self.job_work is not None:
+            return self.job_work(cfg, r, job_cells)
+        return self.work(cfg, r) if self.work is not None else 0.0
 
     @property
     def gpu(self) -> bool:
@@ -237,6 +248,10 @@ HOST_SLACK = 1.5
 #: forward FLOP/s of the UNet on one CPU thread: the gpu preset's size trains at 11.7 img/s on 2 threads of the
 #: 2-core x86 machine (throughput.json), 3 forwards of 3.4 GFLOP (unet_flops) an image
 CPU_FLOPS_PER_THREAD = 6.0e10
+#: the seconds of a UNet forward on one image and CPU thread beyond its FLOPs, which small images make up most of
+#: (many small kernels): the cpu preset's size samples at 5718 img·NFE/s on 2 threads (throughput.json), 1.18e-4 s
+#: of FLOPs an image and thread, 3.50e-4 s in all
+CPU_SECONDS_PER_IMAGE = 2.3e-4
 #: the same on one H200 in eager float32: 4391 img/s (gpu_check.json: throughput)
 GPU_FLOPS = 4.5e13
 #: Inception images a second (299² with the resize): a CPU thread (README "Standard Inception FID"), one H200
@@ -273,7 +288,8 @@ def rates(cfg: StudyConfig, needs: Needs, threads: int) -> Rates:
     """The :class:`Rates` of a job on ``threads`` CPU threads, or on one GPU where it takes one."""
     if on_gpu(cfg, needs):
         return Rates(unet_flops(cfg) / GPU_FLOPS, 1.0 / INCEPTION_IMG_PER_S["gpu"], 1.0 / DOMAIN_IMG_PER_S, True)
-    return Rates(unet_flops(cfg) / (CPU_FLOPS_PER_THREAD * threads), 1.0 / (INCEPTION_IMG_PER_S["cpu"] * threads),
+    return Rates((unet_flops(cfg) / CPU_FLOPS_PER_THREAD + CPU_SECONDS_PER_IMAGE) / threads,
+                 1.0 / (INCEPTION_IMG_PER_S["cpu"] * threads),
                  1.0 / (DOMAIN_IMG_PER_S * threads), False)
 
 
@@ -297,9 +313,11 @@ def probe_work(cfg: StudyConfig, r: Rates) -> float:
 
 
 def nll_work(cfg: StudyConfig, r: Rates) -> float:
-    """The K = T chain once, then each budget's chain per variance, every term over ``draws`` draws."""
+    """Each K-step chain of ``evaluation.nll`` (budget × variance × spacing: K evaluations), and a continuous run's
+    T = ∞ bound (one a draw), every term over ``draws`` draws."""
     nll = cfg.evaluation.nll
-    return nll.n_images * nll.draws * (cfg.noise.T + len(nll.variances) * sum(nll.budgets)) * r.forward
+    chains = len(nll.variances) * len(cfg.sampling.spacings) * sum(nll.budgets)
+    return nll.n_images * nll.draws * (chains + 1) * r.forward
 
 
 def solver_error_work(cfg: StudyConfig, r: Rates) -> float:
@@ -311,6 +329,27 @@ def solver_error_work(cfg: StudyConfig, r: Rates) -> float:
 
 def _inception_images(cfg: StudyConfig, images: int, r: Rates) -> float:
     return images * r.inception if cfg.evaluation.inception.weights is not None else 0.0
+
+
+def train_job_work(cfg: StudyConfig, r: Rates, job_cells: list[dict[str, Any]]) -> float:
+    """A training job: its run's networks (DDGAN trains two) over the training images."""
+    return sum(3 * cfg.train.images * r.forward * type(cfg.method_config[c["method"]]).networks for c in job_cells)
+
+
+def _nfe(cell: dict[str, Any]) -> int:
+    return SamplerSpec.parse(cell["sampler"]).nfe(int(cell["budget"]))
+
+
+def sample_job_work(cfg: StudyConfig, r: Rates, job_cells: list[dict[str, Any]]) -> float:
+    """A sampling job: n_samples chains of NFE(K) evaluations a cell."""
+    return cfg.sampling.n_samples * sum(_nfe(c) for c in job_cells) * r.forward
+
+
+def evaluate_job_work(cfg: StudyConfig, r: Rates, job_cells: list[dict[str, Any]]) -> float:
+    """A scoring job: the Inception images of its cells that get Inception rows."""
+    inception = cfg.evaluation.inception
+    scored = sum(inception.scores(c["sampler"], _nfe(c)) for c in job_cells)
+    return _inception_images(cfg, (inception.n or cfg.sampling.n_samples) * scored, r)
 
 
 def evaluate_work(cfg: StudyConfig, r: Rates) -> float:

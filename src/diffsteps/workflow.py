@@ -26,11 +26,11 @@ from .cells import DATA, DOMAIN, INCEPTION, EVAL, LAYOUT, MODEL, MODELS, REFSTAT
 from .codedeps import PKG, module_closure
 from .config import lookup
 from .families import module_name
-from .resources import (Needs, domain_stats_tensors, domain_stats_work, evaluate_work, floor_work, heavy_threads,
-                        inception_stats_tensors, inception_stats_work, nll_tensors, nll_work, probe_tensors,
-                        probe_work, sample_tensors, sample_work, scoring_tensors, solver_error_tensors,
-                        solver_error_work, train_domain_tensors, train_domain_work, train_tensors, train_threads,
-                        train_work)
+from .resources import (Needs, domain_stats_tensors, domain_stats_work, evaluate_job_work, evaluate_work, floor_work,
+                        heavy_threads, inception_stats_tensors, inception_stats_work, nll_tensors, nll_work,
+                        probe_tensors, probe_work, sample_job_work, sample_tensors, sample_work, scoring_tensors,
+                        solver_error_tensors, solver_error_work, train_domain_tensors, train_domain_work,
+                        train_job_work, train_tensors, train_threads, train_work)
 from .sampler_registry import SAMPLER_CONSTRAINT
 from .spacing import SPACINGS
 
@@ -168,13 +168,14 @@ STAGES: tuple[Stage, ...] = (
           needs=Needs(inception_stats_tensors, inception_stats_work)),
     # one model per run and training seed (and per T of a family with a model per T)
     Stage("train", inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json"}, entry="train",
-          params=MODEL_KEYS, family_code=METHODS, needs=Needs(train_tensors, train_work, train_threads)),
+          params=MODEL_KEYS, family_code=METHODS, needs=Needs(train_tensors, train_work, train_threads, train_job_work)),
     # a job per (run, sampler, spacing) (cells.LAYOUT): every trained model of the run
     Stage("sample", inputs=_MODEL_IN, entry="sample", params=(*MODEL_KEYS, "sampling.n_samples", "sampling.clip_x0"),
           family_code=METHODS, dvc_job_deps=(MODELS,), lists_cells=True,
-          cell_fields=("{budget}", "{ts}", "{seed}", MODEL, SAMPLES), needs=Needs(sample_tensors, sample_work)),
+          cell_fields=("{budget}", "{ts}", "{seed}", MODEL, SAMPLES), needs=Needs(sample_tensors, sample_work, job_work=sample_job_work)),
     Stage("evaluate", inputs={"samples": SAMPLE_JOB, "train": f"{DATA}/train.npz", **_SCORING}, entry="evaluate",
-          params=EVAL_KEYS, cell_fields=(SAMPLES, EVAL), needs=Needs(scoring_tensors, evaluate_work)),
+          params=EVAL_KEYS, cell_fields=(SAMPLES, EVAL),
+          needs=Needs(scoring_tensors, evaluate_work, job_work=evaluate_job_work)),
     Stage("nll", inputs={**_MODEL_IN, "heldout": f"{DATA}/heldout.npz"}, entry="nll", params=_NLL_KEYS,
           family_code=METHODS, needs=Needs(nll_tensors, nll_work)),
     Stage("solver_error", inputs=_MODEL_IN, entry="solver_error",

@@ -11,6 +11,7 @@ from diffsteps import cells
 from diffsteps import resources
 from diffsteps import workflow as plan
 from diffsteps.params import validate_mapping
+from diffsteps.schedule import Priorities
 from diffsteps.features.inception_source import check_weights_spec, user_weights
 
 min_version("8.0")
@@ -62,6 +63,15 @@ def job_resources(stage):
     # and the GPU memory (MiB) it may hold: `--resources gpu=S gpu_mem_mb=M` lets jobs share one GPU (README "GPU").
     # Callables of the attempt: a retry (the profile's retries) asks for twice as much
     return resources.scaled(STUDY, plan.STAGE[stage].needs)
+
+
+# ready jobs start longest path first: each job's priority is the estimated seconds of compute from its start to the
+# end of the study (diffsteps.schedule), computed once, on first use
+PRIORITIES = Priorities(STUDY, config)
+
+
+def job_priority(stage):
+    return PRIORITIES.of(stage)
 
 
 def stage_inputs(stage):

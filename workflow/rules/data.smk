@@ -9,6 +9,7 @@ rule prepare_data:
         out_dir=out_dir,
     log:
         f"{LOGS}/prepare_data/{{dataset}}.log",
+    priority: job_priority("prepare_data")
     resources:
         **job_resources("prepare_data"),
     shell:

@@ -13,6 +13,7 @@ rule evaluate:
     benchmark:
         f"{BENCH}/evaluate/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}.tsv"
     threads: 1
+    priority: job_priority("evaluate")
     resources:
         **job_resources("evaluate"),
     shell:
@@ -33,6 +34,7 @@ rule solver_error:
     benchmark:
         f"{BENCH}/solver_error/{{dataset}}/{{method}}/train{{ts}}.tsv"
     threads: 1
+    priority: job_priority("solver_error")
     resources:
         **job_resources("solver_error"),
     shell:
@@ -54,6 +56,7 @@ rule nll:
     benchmark:
         f"{BENCH}/nll/{{dataset}}/{{method}}/train{{ts}}.tsv"
     threads: 1
+    priority: job_priority("nll")
     resources:
         **job_resources("nll"),
     shell:
@@ -76,6 +79,7 @@ rule probe:
     benchmark:
         f"{BENCH}/probe/{{dataset}}/{{model}}/train{{ts}}.tsv"
     threads: 1
+    priority: job_priority("probe")
     resources:
         **job_resources("probe"),
     shell:
@@ -94,6 +98,7 @@ rule floor:
         reads=stage_keys("floor"),
     log:
         f"{LOGS}/floor/{{dataset}}.log",
+    priority: job_priority("floor")
     resources:
         **job_resources("floor"),
     shell:

@@ -12,6 +12,7 @@ rule train_domain:
     benchmark:
         f"{BENCH}/train_domain/{{dataset}}.tsv"
     threads: HEAVY_THREADS
+    priority: job_priority("train_domain")
     resources:
         **job_resources("train_domain"),
     shell:
@@ -31,6 +32,7 @@ rule inception_weights:
         reads=stage_keys("inception_weights"),
     log:
         f"{LOGS}/inception_weights.log",
+    priority: job_priority("inception_weights")
     resources:
         **job_resources("inception_weights"),
     shell:
@@ -49,6 +51,7 @@ rule reference_stats:
         f"{LOGS}/reference_stats/{{dataset}}.log",
     benchmark:
         f"{BENCH}/reference_stats/{{dataset}}.tsv"
+    priority: job_priority("reference_stats")
     resources:
         **job_resources("reference_stats"),
     shell:
@@ -69,6 +72,7 @@ rule reference_stats_inception:
         f"{LOGS}/reference_stats_inception/{{dataset}}.log",
     benchmark:
         f"{BENCH}/reference_stats_inception/{{dataset}}.tsv"
+    priority: job_priority("reference_stats_inception")
     resources:
         **job_resources("reference_stats_inception"),
     shell:

@@ -14,6 +14,7 @@ rule report:
         reads=stage_keys("report"),
     log:
         f"{LOGS}/report.log",
+    priority: job_priority("report")
     resources:
         **job_resources("report"),
     shell:

@@ -13,6 +13,7 @@ rule sample:
     benchmark:
         f"{BENCH}/sample/{{dataset}}/{{method}}/{{sampler}}-{{spacing}}.tsv"
     threads: 1
+    priority: job_priority("sample")
     resources:
         **job_resources("sample"),
     shell:

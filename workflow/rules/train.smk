@@ -14,6 +14,7 @@ rule train:
     benchmark:
         f"{BENCH}/train/{{dataset}}/{{model}}/train{{ts}}.tsv"
     threads: TRAIN_THREADS
+    priority: job_priority("train")
     resources:
         **job_resources("train"),
     shell:
