@@ -1,5 +1,5 @@
 """`dvc commit` against the number of stages (DVC's cost grows faster than linearly with them, dvc#10629), and what
-the Snakefile's ``onsuccess`` sync (``diffsteps.workflow.dvc_sync``) costs beside the run it follows.
+the Snakefile's ``onsuccess`` sync (``diffsteps.dvclock.dvc_sync``) costs beside the run it follows.
 
 A synthetic DVC project of N stages (one ``foreach`` group, as dvc.yaml's groups are, each stage one small output
 folder) is committed whole and one stage at a time, for each N; DVC's own start-up (``dvc --version``) is timed
@@ -59,21 +59,56 @@ def synthetic_project(root: Path, n: int) -> None:
 def commit_times(n: int) -> dict[str, float]:
     dvc = [sys.executable, "-m", "dvc"]
     with tempfile.TemporaryDirectory(prefix="diffsteps-dvc-") as tmp:
-        root = Path(tmp)
+        root = Path(tmp) / "project"  # the writers' copies go beside it
+        root.mkdir()
         synthetic_project(root, n)
         first = timed_run([*dvc, "commit", "--force", "--quiet"], root)  # hashes every output
         again = timed_run([*dvc, "commit", "--force", "--quiet"], root)  # outputs unchanged: DVC's state db
         one = timed_run([*dvc, "commit", "--force", "--quiet", f"cell@{n - 1}"], root)
         status = timed_run([*dvc, "status", "--quiet"], root)
+        writers = lock_writers(root, f"cell@{n - 1}")
     return {"stages": n, "commit_all_first_s": first, "commit_all_again_s": again, "commit_one_s": one,
-            "status_s": status}
+            "status_s": status, **writers}
+
+
+def lock_writers(root: Path, name: str) -> dict[str, float]:
+    """One changed stage's lock entry written by DVC's own writer (``dump_stages``: a round trip of the whole
+    dvc.lock through ruamel.yaml) and by the sync's (``diffsteps.dvclock.write_lock``), each on its own copy of the
+    committed project, side by side; the two files must come out the same bytes."""
+    import contextlib
+    import shutil
+
+    from dvc.repo import Repo
+    from dvc.stage.serialize import to_lockfile
+
+    from diffsteps.dvclock import write_lock
+
+    seconds, written = {}, {}
+    for writer in ("dvc", "write_lock"):
+        copy = root.parent / f"{root.name}-{writer}"
+        shutil.copytree(root, copy, symlinks=True)
+        (copy / "out" / name.split("@")[1] / "a").write_text("changed\n")
+        with contextlib.chdir(copy), Repo(".") as repo, repo.lock:
+            stage = next(s for s in repo.index.stages if s.name == name)
+            stage.save()
+            stage.commit()
+            t = time.perf_counter()
+            if writer == "dvc":
+                stage.dvcfile.dump_stages([stage], update_pipeline=False)
+            else:
+                write_lock(copy / "dvc.lock", to_lockfile(stage))
+            seconds[writer] = time.perf_counter() - t
+        written[writer] = (copy / "dvc.lock").read_bytes()
+    if written["dvc"] != written["write_lock"]:
+        raise AssertionError(f"{root}: write_lock's dvc.lock differs from DVC's own")
+    return {"lock_write_dvc_s": seconds["dvc"], "lock_write_ours_s": seconds["write_lock"]}
 
 
 def study_sync(study: Path) -> dict[str, float | int]:
     """``dvc_sync`` of a built study: the outputs of one job, then of every job (what a one-job run and a full run
     ask it to record)."""
     sys.path.insert(0, str(study / "src"))
-    from diffsteps.workflow import dvc_sync
+    from diffsteps.dvclock import dvc_sync
     from dvc.repo import Repo
 
     with Repo(str(study)) as repo:
@@ -114,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(args.out, result)
     for r in rows:
         print(f"{r['stages']:>4} stages: commit all {r['commit_all_first_s']:.1f} s first, {r['commit_all_again_s']:.1f} s"
-              f" again, one stage {r['commit_one_s']:.1f} s, status {r['status_s']:.1f} s")
+              f" again, one stage {r['commit_one_s']:.1f} s, status {r['status_s']:.1f} s; one entry written by DVC"
+              f" {r['lock_write_dvc_s']:.2f} s, by write_lock {r['lock_write_ours_s']:.2f} s")
     if "study" in result:
         print(f"study: {result['study']}")
     return 0

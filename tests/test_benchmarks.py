@@ -101,4 +101,5 @@ def test_dvc_sync_times_commit_at_each_size(tmp_path):
     assert _script("dvc_sync").main(["--tiny", "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [r["stages"] for r in rows] == [2]
-    assert all(r[k] > 0 for r in rows for k in ("commit_all_first_s", "commit_all_again_s", "commit_one_s"))
+    assert all(r[k] > 0 for r in rows for k in ("commit_all_first_s", "commit_all_again_s", "commit_one_s",
+                                                "lock_write_dvc_s", "lock_write_ours_s"))

@@ -13,6 +13,7 @@ import pytest
 from diffsteps import cells
 from diffsteps import workflow as plan
 from diffsteps.config import to_plain
+from diffsteps.dvclock import DVCSyncError, dvc_sync
 from diffsteps.params import load_config
 
 from .conftest import ROOT
@@ -28,10 +29,10 @@ def test_dvc_sync_without_dvc_fails_saying_what_to_run(tmp_path, monkeypatch):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dvc" else find_spec(name, *a))
     monkeypatch.delenv("DIFFSTEPS_UNDER_DVC", raising=False)
-    with pytest.raises(plan.DVCSyncError, match=r"dvc.lock not updated: DVC is not installed .* -m dvc commit --force"):
-        plan.dvc_sync({"results/x"}, tmp_path)
+    with pytest.raises(DVCSyncError, match=r"dvc.lock not updated: DVC is not installed .* -m dvc commit --force"):
+        dvc_sync({"results/x"}, tmp_path)
     monkeypatch.setenv("DIFFSTEPS_UNDER_DVC", "1")  # DVC runs Snakemake: DVC records the stage itself
-    assert plan.dvc_sync({"results/x"}, tmp_path) == []
+    assert dvc_sync({"results/x"}, tmp_path) == []
 
 
 def test_rerun_table_in_the_architecture_notes_is_current():

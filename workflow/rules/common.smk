@@ -12,6 +12,7 @@ from diffsteps import resources
 from diffsteps import workflow as plan
 from diffsteps.params import validate_mapping
 from diffsteps.schedule import Priorities
+from diffsteps.dvclock import dvc_sync
 from diffsteps.features.inception_source import check_weights_spec, user_weights
 
 min_version("8.0")

@@ -24,4 +24,4 @@ rule report:
 onsuccess:
     # Keep DVC's lock in step with what Snakemake just built: the outputs of the jobs this run ran (skipped when DVC
     # itself runs Snakemake: DVC holds its lock then and records the stage itself).
-    plan.dvc_sync({str(f) for job in workflow.dag.needrun_jobs(exclude_finished=False) for f in job.output})
+    dvc_sync({str(f) for job in workflow.dag.needrun_jobs(exclude_finished=False) for f in job.output})
