@@ -313,11 +313,12 @@ def probe_work(cfg: StudyConfig, r: Rates) -> float:
 
 
 def nll_work(cfg: StudyConfig, r: Rates) -> float:
-    """Each K-step chain of ``evaluation.nll`` (budget × variance × spacing: K evaluations), and a continuous run's
-    T = ∞ bound (one a draw), every term over ``draws`` draws."""
-    nll = cfg.evaluation.nll
-    chains = len(nll.variances) * len(cfg.sampling.spacings) * sum(nll.budgets)
-    return nll.n_images * nll.draws * (chains + 1) * r.forward
+    """Each K-step chain of ``evaluation.nll`` (K evaluations): one per variance, spacing and budget, except the
+    K = T chain, one per variance whatever the spacing; and a continuous run's T = ∞ bound (one a draw). Every
+    term over ``draws`` draws."""
+    nll, T = cfg.evaluation.nll, cfg.noise.T
+    spaced = sum(K for K in nll.budgets if K != T) * len(cfg.sampling.spacings) + (T if T in nll.budgets else 0)
+    return nll.n_images * nll.draws * (len(nll.variances) * spaced + 1) * r.forward
 
 
 def solver_error_work(cfg: StudyConfig, r: Rates) -> float:
