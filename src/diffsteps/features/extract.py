@@ -29,8 +29,18 @@ from ..errors import MetricInputError
 from .classifier import FEATURE_NAME, DomainFeatures, check_images, domain_label, load_domain_classifier
 
 INCEPTION_EXTRACTOR = "inception-v3-compat"
-INCEPTION_LABEL = "Inception-v3 pool3 (torch-fidelity inception-v3-compat)"
 EXTRACTORS = (DOMAIN_EXTRACTOR, INCEPTION_EXTRACTOR)
+#: the float32 arithmetic of Inception's convolutions and matmuls on a GPU (``evaluation.inception.precision``):
+#: IEEE float32, the protocol's, or TF32 (a 10-bit mantissa: Inception twice as fast on an H200, FID moved by 0.08%,
+#: benchmarks/results/feature_throughput.json), by its name in torch's ``fp32_precision`` settings; on the CPU both
+#: are IEEE float32. The domain classifier always runs in IEEE float32 (it is small).
+PRECISIONS = {"float32": "ieee", "tf32": "tf32"}
+PRECISION_LABELS = {"float32": "IEEE float32", "tf32": "TF32"}
+
+
+def inception_label(precision: str = "float32") -> str:
+    """The label of Inception features at a precision, written beside every Inception number."""
+    return f"Inception-v3 pool3 (torch-fidelity inception-v3-compat, {PRECISION_LABELS[precision]})"
 
 
 def resolve_weights(extractor: str, weights_path: str | Path | None) -> Path:
@@ -68,15 +78,24 @@ def weights_sha256(extractor: str, weights_path: str | Path | None) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _label(extractor: str, key: tuple[str, int, int]) -> str:
+def _label(extractor: str, key: tuple[str, int, int], precision: str) -> str:
     if extractor == INCEPTION_EXTRACTOR:
-        return INCEPTION_LABEL
+        return inception_label(precision)
     return domain_label(load_domain_classifier(key[0])[1]["dataset"])
 
 
-def extractor_label(extractor: str, weights_path: str | Path | None) -> str:
-    """The human label written beside every number, e.g. ``domain classifier (trained on digits)``."""
-    return _label(extractor, weights_key(extractor, weights_path))
+def extractor_label(extractor: str, weights_path: str | Path | None, precision: str = "float32") -> str:
+    """The human label written beside every number, e.g. ``domain classifier (trained on digits)``, or Inception's
+    with its precision."""
+    return _label(extractor, weights_key(extractor, weights_path), check_precision(extractor, precision))
+
+
+def check_precision(extractor: str, precision: str) -> str:
+    """The precision the extractor runs at: ``precision`` for Inception, IEEE float32 for the domain classifier;
+    an unknown name is refused."""
+    if precision not in PRECISIONS:
+        raise MetricInputError(f"precision {precision!r} is not supported; use one of {list(PRECISIONS)}")
+    return precision if extractor == INCEPTION_EXTRACTOR else "float32"
 
 
 @functools.lru_cache(maxsize=8)
@@ -97,20 +116,21 @@ def _feature_extractor(extractor: str, layers: tuple[str, ...], key: tuple[str, 
 
 
 @contextlib.contextmanager
-def ieee_float32() -> Iterator[None]:
-    """IEEE float32 convolutions and matmuls for the duration: cuDNN's default on Ampere and later GPUs is TF32
-    (10-bit mantissa), which moves features; reported numbers are computed without it. No effect on CPU."""
+def fp32_precision(precision: str = "float32") -> Iterator[None]:
+    """Convolutions and matmuls at ``precision`` (:data:`PRECISIONS`) for the duration, whatever the process set
+    before: cuDNN's default on Ampere and later GPUs is TF32, which moves features, so IEEE float32 is set
+    explicitly where it is asked for. No effect on CPU."""
     cudnn, cuda = torch.backends.cudnn, torch.backends.cuda
     if hasattr(cudnn, "conv") and hasattr(cudnn.conv, "fp32_precision"):  # torch ≥ 2.9
         saved = (cudnn.conv.fp32_precision, cuda.matmul.fp32_precision)
-        cudnn.conv.fp32_precision = cuda.matmul.fp32_precision = "ieee"
+        cudnn.conv.fp32_precision = cuda.matmul.fp32_precision = PRECISIONS[precision]
         try:
             yield
         finally:
             cudnn.conv.fp32_precision, cuda.matmul.fp32_precision = saved
     else:
         saved = (cudnn.allow_tf32, cuda.matmul.allow_tf32)
-        cudnn.allow_tf32 = cuda.matmul.allow_tf32 = False
+        cudnn.allow_tf32 = cuda.matmul.allow_tf32 = precision == "tf32"
         try:
             yield
         finally:
@@ -130,9 +150,10 @@ def feature_layer(extractor: str) -> str:
 
 
 def extract_layers(images: np.ndarray, extractor: str, weights_path: str | Path | None, layers: tuple[str, ...],
-                   batch_size: int, device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
-    """uint8 (N, C, H, W) → {layer: float32 (N, D_layer)}, in batches of ``batch_size``, in IEEE float32 inside the
-    network (no TF32, no autocast: the only precision used for reported numbers).
+                   batch_size: int, device: str | torch.device = "cpu", precision: str = "float32"
+                   ) -> dict[str, np.ndarray]:
+    """uint8 (N, C, H, W) → {layer: float32 (N, D_layer)}, in batches of ``batch_size``, at ``precision`` inside
+    Inception (:func:`check_precision`; never autocast).
 
     The FID layer has D = 2048 (Inception pool3) or 4·channels (domain classifier).
     """
@@ -142,11 +163,12 @@ def extract_layers(images: np.ndarray, extractor: str, weights_path: str | Path 
         raise MetricInputError(f"batch_size = {batch_size} is invalid: must be ≥ 1")
     if extractor == INCEPTION_EXTRACTOR and images.shape[1] == 1:
         images = np.repeat(images, 3, axis=1)  # Inception is an RGB network: grey → (g, g, g)
+    precision = check_precision(extractor, precision)
     device = torch.device(device)
     net = _feature_extractor(extractor, tuple(layers), key, str(device))
     batches = []
     # the array is already in memory: no DataLoader (its workers would only add start-up on a 2-core machine)
-    with ieee_float32(), torch.no_grad():
+    with fp32_precision(precision), torch.no_grad():
         for i in range(0, len(images), batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(device)
             batches.append([f.to(torch.float32).cpu() for f in net(batch)])
@@ -154,7 +176,7 @@ def extract_layers(images: np.ndarray, extractor: str, weights_path: str | Path 
 
 
 def extract_features(images: np.ndarray, extractor: str, weights_path: str | Path | None, batch_size: int,
-                     device: str | torch.device = "cpu") -> np.ndarray:
+                     device: str | torch.device = "cpu", precision: str = "float32") -> np.ndarray:
     """The FID layer of :func:`extract_layers`: uint8 (N, C, H, W) → float32 (N, D)."""
     layer = feature_layer(extractor)
-    return extract_layers(images, extractor, weights_path, (layer,), batch_size, device)[layer]
+    return extract_layers(images, extractor, weights_path, (layer,), batch_size, device, precision)[layer]

@@ -29,8 +29,8 @@ import torch
 
 from ..config import EvaluationConfig
 from ..features.classifier import check_images, domain_label
-from ..features.extract import (INCEPTION_EXTRACTOR, INCEPTION_LABEL, extract_features, extract_layers, extractor_label,
-                                weights_key, weights_sha256)
+from ..features.extract import (INCEPTION_EXTRACTOR, check_precision, extract_features, extract_layers, extractor_label,
+                                inception_label, weights_key, weights_sha256)
 from ..features.inception_weights import NO_LOGITS, has_logits, load_state
 from .refstats import RefStats, StaleReferenceStats, subset
 from .distances import as_float64, frechet_distance, kid_subsets, pairwise
@@ -92,8 +92,8 @@ def score_features(features: np.ndarray, ref: RefStats, label: str, weights_sha2
     return Scores(rows, Nearest(pair.nearest_distance, ref.index[pair.nearest_index]))
 
 
-def _check_ref(ref: RefStats, extractor: str, weights_sha256: str, weights_path: str | Path) -> None:
-    for key, value in (("extractor", extractor), ("weights_sha256", weights_sha256)):
+def _check_ref(ref: RefStats, extractor: str, weights_sha256: str, weights_path: str | Path, precision: str) -> None:
+    for key, value in (("extractor", extractor), ("weights_sha256", weights_sha256), ("precision", precision)):
         if ref.meta.get(key) != value:
             raise StaleReferenceStats(f"reference statistics have {key} = {ref.meta.get(key)!r} but the images are "
                                       f"scored with {value!r} ({weights_path}); recompute the statistics")
@@ -102,14 +102,16 @@ def _check_ref(ref: RefStats, extractor: str, weights_sha256: str, weights_path:
 def score(generated: np.ndarray, ref: RefStats, extractor: str, weights_path: str | Path, cfg: EvaluationConfig,
           device: str | torch.device, seed: int, n: int | None = None) -> Scores:
     """:func:`score_features` of ``generated`` (uint8 (N, C, H, W)), or of a seeded subset of ``n`` of them
-    (to compare with the floor at its N). Raises :class:`StaleReferenceStats` when ``ref`` belongs to
-    another extractor or other weights than ``extractor``/``weights_path``."""
+    (to compare with the floor at its N), Inception at ``cfg.inception.precision``. Raises
+    :class:`StaleReferenceStats` when ``ref`` belongs to another extractor, other weights or another precision."""
     check_images(generated, "generated")
     sha = weights_sha256(extractor, weights_path)
-    _check_ref(ref, extractor, sha, weights_path)
+    precision = check_precision(extractor, cfg.inception.precision)
+    _check_ref(ref, extractor, sha, weights_path, precision)
     images, index = subset(generated, n, seed, "generated images")
-    features = extract_features(images, extractor, weights_path, cfg.batch_size, device)
-    scores = score_features(features, ref, extractor_label(extractor, weights_path), sha, cfg, device, seed)
+    features = extract_features(images, extractor, weights_path, cfg.batch_size, device, precision)
+    scores = score_features(features, ref, extractor_label(extractor, weights_path, precision), sha, cfg, device,
+                            seed)
     return Scores(scores.rows, dataclasses.replace(scores.nearest, scored_index=index))
 
 
@@ -120,8 +122,9 @@ def floor_rows(ref: RefStats, cfg: EvaluationConfig, device: str | torch.device,
     compared with it at the same N. Its memorisation share is ≈ the quantile by construction: the level of
     fresh data.
     """
-    return score_features(ref.heldout_features, ref, ref.meta["feature_extractor"], ref.meta["weights_sha256"],
-                          cfg, device, seed).rows
+    extractor, sha = ref.meta["extractor"], ref.meta["weights_sha256"]
+    _check_ref(ref, extractor, sha, "the statistics' weights", check_precision(extractor, cfg.inception.precision))
+    return score_features(ref.heldout_features, ref, ref.meta["feature_extractor"], sha, cfg, device, seed).rows
 
 
 def _placeholder_rows(status: str, reason: str, label: str, n: int | None) -> list[dict[str, Any]]:
@@ -129,9 +132,10 @@ def _placeholder_rows(status: str, reason: str, label: str, n: int | None) -> li
     return [_row(metric, None, None, n, None, label, None, status, reason) for metric in METRICS]
 
 
-def not_computed_rows(reason: str = NO_INCEPTION, n: int | None = None) -> list[dict[str, Any]]:
+def not_computed_rows(reason: str = NO_INCEPTION, n: int | None = None, precision: str = "float32"
+                      ) -> list[dict[str, Any]]:
     """Inception rows when there are no weights (status ``not_computed``)."""
-    return _placeholder_rows("not_computed", reason, INCEPTION_LABEL, n)
+    return _placeholder_rows("not_computed", reason, inception_label(precision), n)
 
 
 def closest_pairs(nearest: Nearest, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -161,12 +165,14 @@ def inception_score_row(images: np.ndarray, weights_path: str | Path, cfg: Evalu
     :data:`NO_LOGITS`, never computed: they have no ImageNet logits.
     """
     sha = weights_sha256(INCEPTION_EXTRACTOR, weights_path)
+    precision, label = cfg.inception.precision, inception_label(cfg.inception.precision)
     if not _has_logits(weights_key(INCEPTION_EXTRACTOR, weights_path)):
-        return _row(IS_METRIC, None, None, len(images), None, INCEPTION_LABEL, sha, "not_available", NO_LOGITS)
+        return _row(IS_METRIC, None, None, len(images), None, label, sha, "not_available", NO_LOGITS)
     from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 
     layer = "logits_unbiased"
-    logits = extract_layers(images, INCEPTION_EXTRACTOR, weights_path, (layer,), cfg.batch_size, device)[layer]
+    logits = extract_layers(images, INCEPTION_EXTRACTOR, weights_path, (layer,), cfg.batch_size, device,
+                            precision)[layer]
     out = isc_features_to_metric(torch.from_numpy(logits), splits=min(IS_SPLITS, len(images)), shuffle=True,
                                  rng_seed=seed)
-    return _row(IS_METRIC, out[KEY_METRIC_ISC_MEAN], out[KEY_METRIC_ISC_STD], len(images), None, INCEPTION_LABEL, sha)
+    return _row(IS_METRIC, out[KEY_METRIC_ISC_MEAN], out[KEY_METRIC_ISC_STD], len(images), None, label, sha)

@@ -25,7 +25,7 @@ from ..io import atomic_save_npz, sha256_file
 from .distances import (PRC_MAX_NEIGHBORHOOD, as_float64, covariance_factor, feature_statistics,
                                  kid_reference_sums, knn_radii, nearest_neighbours)
 from ..features.classifier import check_images
-from ..features.extract import extract_features, extractor_label
+from ..features.extract import check_precision, extract_features, extractor_label
 
 
 class StaleReferenceStats(MetricInputError):
@@ -40,7 +40,7 @@ class RefStats:
     ``heldout_index`` (m,) into the held-out split, plus the content keys.
 
     ``meta``: split_sha256, heldout_sha256, extractor, weights_sha256, n, n_split, n_heldout, seed,
-    feature_dim, feature_extractor (label).
+    feature_dim, precision (Inception's arithmetic: float32 or tf32), feature_extractor (label).
 
     What scoring derives from the reference alone (its float64 features on a device, the factor of Σ, the KID
     blocks of a subset stream) is computed once per process and kept on the object: a job scores many cells.
@@ -112,10 +112,11 @@ def memorisation_threshold(heldout_distance: np.ndarray, quantile: float) -> flo
 def reference_stats(split_images: np.ndarray, split_sha256: str, heldout_images: np.ndarray, heldout_sha256: str,
                     extractor: str, weights_path: str | Path, out_path: str | Path, *, n: int | None,
                     n_heldout: int | None, seed: int, batch_size: int,
-                    device: str | torch.device = "cpu") -> RefStats:
+                    device: str | torch.device = "cpu", precision: str = "float32") -> RefStats:
     """Features of (a seeded subset of n images of) the training split, and of (n_heldout images of) the
     held-out split for the floor and the memorisation threshold; written atomically to ``out_path``.
     The threshold's quantile is applied when scoring (:meth:`RefStats.tau`), so editing it recomputes nothing here.
+    Inception runs at ``precision`` (:func:`~diffsteps.features.extract.check_precision`), which ``meta`` records.
 
     The npz holds ``features`` (n, D) float32, ``mu`` (D,), ``sigma`` (D, D), ``index`` (n,) into the
     split, ``radii`` (n, min(PRC_MAX_NEIGHBORHOOD, n − 1)), ``heldout_features`` (m, D), ``heldout_distance`` (m,) and ``meta`` (a JSON string with the
@@ -125,8 +126,9 @@ def reference_stats(split_images: np.ndarray, split_sha256: str, heldout_images:
     check_images(heldout_images, "heldout_images")
     images, index = subset(split_images, n, seed, "reference statistics")
     held, heldout_index = subset(heldout_images, n_heldout, seed, "held-out (floor) images")
-    features = extract_features(images, extractor, weights_path, batch_size, device)
-    heldout_features = extract_features(held, extractor, weights_path, batch_size, device)
+    precision = check_precision(extractor, precision)
+    features = extract_features(images, extractor, weights_path, batch_size, device, precision)
+    heldout_features = extract_features(held, extractor, weights_path, batch_size, device, precision)
     ref = as_float64(features, "reference", device)
     heldout_distance, _ = nearest_neighbours(as_float64(heldout_features, "held-out", device), ref)
     radii = knn_radii(ref, min(PRC_MAX_NEIGHBORHOOD, len(features) - 1))
@@ -134,7 +136,7 @@ def reference_stats(split_images: np.ndarray, split_sha256: str, heldout_images:
     meta = {"split_sha256": split_sha256, "heldout_sha256": heldout_sha256, "extractor": extractor,
             "weights_sha256": sha256_file(weights_path), "n": len(index), "n_split": len(split_images),
             "n_heldout": len(held), "seed": seed, "feature_dim": int(features.shape[1]),
-            "feature_extractor": extractor_label(extractor, weights_path)}
+            "precision": precision, "feature_extractor": extractor_label(extractor, weights_path, precision)}
     atomic_save_npz(out_path, features=features, mu=stats["mu"], sigma=stats["sigma"], index=index, radii=radii,
                     heldout_features=heldout_features, heldout_distance=heldout_distance, heldout_index=heldout_index,
                     meta=np.array(json.dumps(meta, sort_keys=True)))

@@ -91,7 +91,7 @@ def _prefixed(rows: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
 def _unscored(ex: Extractor, cfg, n: int | None) -> list[dict[str, Any]]:
     if ex.name == DOMAIN_EXTRACTOR:
         return not_available_rows(ex.reason, cfg.data.dataset, n)
-    return _prefixed(not_computed_rows(ex.reason, n), ex.prefix)
+    return _prefixed(not_computed_rows(ex.reason, n, cfg.evaluation.inception.precision), ex.prefix)
 
 
 def _cell_rows(images: np.ndarray, train: np.ndarray, cfg, extractors: list[Extractor], split_sha: str, device,

@@ -46,6 +46,7 @@ def run(args) -> int:
     sha = read_json(args.data_meta)["sha256"]
     n, n_heldout = (ev.inception.n_ref, ev.inception.n) if args.extractor == INCEPTION_EXTRACTOR else (None, None)
     ref = reference_stats(train, sha["train"], heldout, sha["heldout"], args.extractor, args.weights, args.out,
-                          n=n, n_heldout=n_heldout, seed=0, batch_size=ev.batch_size, device=device)
+                          n=n, n_heldout=n_heldout, seed=0, batch_size=ev.batch_size, device=device,
+                          precision=ev.inception.precision)
     atomic_write_json(args.meta, record(cfg, args, device=device, extractor=args.extractor, result=ref.meta))
     return 0
