@@ -21,6 +21,8 @@ from diffsteps.metrics.fidelity import (IS_METRIC, METRICS, NO_INCEPTION, ROW_KE
                                         not_available_rows, not_computed_rows, score)
 from diffsteps.features.inception_weights import NO_LOGITS, inception_network
 
+from ..conftest import ROOT
+
 DOMAIN = DomainConfig(channels=16, epochs=5, batch_size=64, lr=0.003, seed=0, min_accuracy=0.8)
 EVAL = EvaluationConfig(batch_size=128, kid_subset_size=100, kid_subsets=10, prc_neighborhood=3,
                         inception=InceptionConfig(None, None, None, None, None),
@@ -240,3 +242,13 @@ def test_inception_runs_at_its_precision_and_its_numbers_say_which(no_network, r
         floor_rows(ref, float32, "cpu", seed=0)
     with pytest.raises(MetricInputError, match="precision 'bf16' is not supported"):
         extract_features(digits["heldout"][:2], INCEPTION_EXTRACTOR, random_inception, 2, "cpu", precision="bf16")
+
+
+def test_the_schema_offers_exactly_the_precisions_extraction_knows():
+    import yaml
+
+    from diffsteps.features.extract import PRECISIONS, PRECISION_LABELS
+
+    schema = yaml.safe_load((ROOT / "src/diffsteps/schemas/params.schema.yaml").read_text())
+    inception = schema["properties"]["evaluation"]["properties"]["inception"]["properties"]["precision"]
+    assert inception["enum"] == list(PRECISIONS) == list(PRECISION_LABELS)
