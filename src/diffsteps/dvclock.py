@@ -17,9 +17,9 @@ from typing import Any
 from .io import atomic_write_text
 
 
-def _stage_blocks(lines: list[str]) -> tuple[int, int, dict[str, tuple[int, int]]] | None:
-    """Where each entry of ``stages:`` lies in a lock file's lines: (first line after ``stages:``, the line after
-    the mapping, {name: (first, after)}), or None when the text is not laid out as DVC writes it (a top-level
+def _stage_blocks(lines: list[str]) -> tuple[int, dict[str, tuple[int, int]]] | None:
+    """Where each entry of ``stages:`` lies in a lock file's lines: (the line after the mapping,
+    {name: (first, after)}), or None when the text is not laid out as DVC writes it (a top-level
     ``stages:`` whose entries are keys indented by two spaces)."""
     try:
         start = lines.index("stages:\n") + 1
@@ -39,7 +39,7 @@ def _stage_blocks(lines: list[str]) -> tuple[int, int, dict[str, tuple[int, int]
             name, first = line.strip()[:-1], i
     if name is not None:
         blocks[name] = (first, end)
-    return start, end, blocks
+    return end, blocks
 
 
 def write_lock(path: Path, entries: dict[str, dict[str, Any]]) -> bool:
@@ -60,7 +60,7 @@ def write_lock(path: Path, entries: dict[str, dict[str, Any]]) -> bool:
     lines = text.splitlines(keepends=True)
     found = _stage_blocks(lines) if text.endswith("\n") else None
     if found is not None:
-        start, end, blocks = found
+        end, blocks = found
         added = []
         for name, entry in entries.items():
             dumped = dumps_yaml({"stages": {name: entry}}).splitlines(keepends=True)[1:]  # without "stages:"
