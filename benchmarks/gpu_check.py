@@ -7,19 +7,22 @@ time keeps what came before; a part that would not fit in the time left is skipp
 1. ``environment``: the device, torch, the driver; ``import torch`` and CUDA's initialisation in a fresh process
    (seconds) and the memory one CUDA context holds (MiB, ``nvidia-smi``).
 2. ``throughput``: ``throughput.py`` (the study UNet beside diffusers' ``UNet2DModel``) at the gpu and cpu
-   presets' sizes, eager float32 and bf16 autocast.
-3. ``features``: ``feature_throughput.py`` on the GPU: Inception (float32, resize included) with the TF32 and
+   presets' sizes, eager float32, bf16 autocast and ``pipeline`` (the study's own training step against
+   diffusers' eager float32 one).
+3. ``gpu_tests``: the suite's tests marked ``gpu`` (``pytest -m gpu``; among them, that a training step of every
+   family never synchronises the host with the device), where pytest is installed.
+4. ``features``: ``feature_throughput.py`` on the GPU: Inception (float32, resize included) with the TF32 and
    bf16 feature error and FID change, and the domain classifier.
-4. ``startup``: ``startup.py``'s cold and warm start-up of the commands that GPU jobs run.
-5. ``slice``: the gpu preset's DDPM slice end to end (``snakemake --cores all --resources gpu=SLOTS``, the
+5. ``startup``: ``startup.py``'s cold and warm start-up of the commands that GPU jobs run.
+6. ``slice``: the gpu preset's DDPM slice end to end (``snakemake --cores all --resources gpu=SLOTS``, the
    report included) at a reduced training budget and grid (:data:`GPU_SLICE`): its wall time, jobs and job
    seconds per rule, each rule's largest peak of tensor memory on the GPU (the records' ``gpu_peak_memory_mb``),
    the GPU's most memory in use and its utilisation (``nvidia-smi``, polled).
-6. ``compile``: ``throughput.py --modes compile`` last, in a process of its own that is stopped at the deadline
+7. ``compile``: ``throughput.py --modes compile`` last, in a process of its own that is stopped at the deadline
    (compilation takes most of its time).
 
-``rates`` then holds what ``gpu_estimate.py --measured`` reads: training img/s (bf16 autocast, as training runs
-on a GPU), sampling img·NFE/s (eager float32, as sampling runs), Inception img/s (float32), CUDA's
+``rates`` then holds what ``gpu_estimate.py --measured`` reads: training img/s (the study's own step at the gpu
+preset's size, ``pipeline``), sampling img·NFE/s (eager float32, as sampling runs), Inception img/s (float32), CUDA's
 initialisation per job and the warm start-up per command.
 
 On a GPU image that has torch but not the workflow's packages, it needs only the wheels that
@@ -74,7 +77,8 @@ TINY_SLICE = {**SLICE, "sampling.samplers": ["ddim-eta0"], "sampling.seeds": [0]
 #: the commands whose jobs run on the GPU (start-up)
 GPU_COMMANDS = ("train", "sample", "evaluate", "nll")
 #: the least seconds each part needs on a GPU; a part is skipped when less is left
-NEEDS_S = {"environment": 5, "throughput": 40, "features": 30, "startup": 30, "slice": 90, "compile": 100}
+NEEDS_S = {"environment": 5, "throughput": 50, "gpu_tests": 30, "features": 30, "startup": 30, "slice": 90,
+           "compile": 100}
 SOURCE = ("Snakefile", "workflow", "profiles", "src", "params.yaml")
 
 
@@ -150,12 +154,23 @@ def part_environment(args: argparse.Namespace, left: float) -> dict[str, Any]:
 def part_throughput(args: argparse.Namespace, left: float) -> dict[str, Any]:
     out = args.out_dir / "gpu_check_throughput.json"
     if args.tiny:
-        argv = ["--tiny", "--sizes", "cpu", "--modes", "eager"]
+        argv = ["--tiny", "--sizes", "cpu", "--modes", "eager", "pipeline"]
     else:
-        argv = ["--sizes", "gpu", "cpu", "--modes", "eager", "bf16", "--repeats", "3", "--seconds", "0.3"]
+        argv = ["--sizes", "gpu", "cpu", "--modes", "eager", "bf16", "pipeline", "--repeats", "3", "--seconds", "0.3"]
     if _script("throughput").main([*argv, "--out", str(out)]):
         raise RuntimeError("throughput.py failed")
     return json.loads(out.read_text())
+
+
+def part_gpu_tests(args: argparse.Namespace, left: float) -> dict[str, Any]:
+    """``pytest -m gpu`` on the suite (skipped, and says so, where pytest is not installed): its exit status, the
+    counts it printed and the tail of its output."""
+    if importlib.util.find_spec("pytest") is None:
+        return {"skipped": "pytest is not installed here"}
+    code, tail = run_until([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
+                            str(ROOT / "tests")], left, cwd=ROOT)
+    summary = [line for line in tail.splitlines() if " passed" in line or " skipped" in line or " failed" in line]
+    return {"returncode": code, "summary": summary[-1] if summary else None, "log_tail": tail[-3000:]}
 
 
 def part_compile(args: argparse.Namespace, left: float) -> dict[str, Any]:
@@ -301,7 +316,8 @@ def part_slice(args: argparse.Namespace, left: float) -> dict[str, Any]:
 
 
 PARTS: dict[str, Callable[[argparse.Namespace, float], dict[str, Any]]] = {
-    "environment": part_environment, "throughput": part_throughput, "features": part_features,
+    "environment": part_environment, "throughput": part_throughput, "gpu_tests": part_gpu_tests,
+    "features": part_features,
     "startup": part_startup, "slice": part_slice, "compile": part_compile}
 
 
@@ -309,8 +325,8 @@ def rates(parts: dict[str, Any]) -> dict[str, Any]:
     """What gpu_estimate.py --measured reads, from the parts that ran (absent where a part did not)."""
     out: dict[str, Any] = {}
     rows = {(r["size"], r["mode"]): r for r in parts.get("throughput", {}).get("rows", [])}
-    if ("gpu", "bf16") in rows:
-        out["train_img_per_s"] = rows["gpu", "bf16"]["diffsteps"]["train_img_per_s"]  # training runs under bf16
+    if ("gpu", "pipeline") in rows:  # the training loop's own step, at the gpu preset's amp
+        out["train_img_per_s"] = rows["gpu", "pipeline"]["diffsteps"]["train_img_per_s"]
     if ("gpu", "eager") in rows:
         out["sample_img_nfe_per_s"] = rows["gpu", "eager"]["diffsteps"]["sample_img_nfe_per_s"]  # sampling: fp32
     for r in parts.get("features", {}).get("rows", []):

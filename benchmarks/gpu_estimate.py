@@ -94,8 +94,9 @@ def dry_run_jobs(preset: str) -> dict[str, int]:
 def as_today(params: dict) -> dict:
     """A measured slice's params in today's layout: before issue 26 a fixed-T run (DDGAN) was listed under
     ``fixed_T: {methods, T}`` with its probe's ``probe_n`` in its options, and the bounded runs' replicates under
-    ``evaluation.nll.replicates``; before issue 29 Inception had no ``precision`` (it ran in IEEE float32). The same
-    study, spelled as params.yaml spells it now."""
+    ``evaluation.nll.replicates``; before issue 29 Inception had no ``precision`` (it ran in IEEE float32) and
+    neither training nor sampling had ``compile`` (both ran eager). The same study, spelled as params.yaml spells it
+    now."""
     import copy
 
     out = copy.deepcopy(params)
@@ -109,6 +110,8 @@ def as_today(params: dict) -> dict:
     out["evaluation"]["nll"].pop("replicates", None)
     out["evaluation"].setdefault("probe", {"n": max(probe_n, default=256)})
     out["evaluation"]["inception"].setdefault("precision", "float32")
+    out["train"].setdefault("compile", False)
+    out["sampling"].setdefault("compile", False)
     return out
 
 

@@ -7,6 +7,9 @@ one run on one machine.
   (one NFE is one forward pass; the sampler's own arithmetic is negligible beside it).
 - Sizes: the layout of the ``cpu`` preset (the default study) and of the ``gpu`` preset, each on its data shape.
 - Modes: eager float32 everywhere; on a GPU also bf16 autocast and ``torch.compile`` (``--modes``).
+  ``pipeline`` times the study's own training step (the loop's step on the preset's DDPM run: data order and
+  draws on the device, fused Adam, clipping, EMA, the preset's ``amp``) against diffusers' eager float32 step:
+  the comparison the GPU issue's targets are stated in.
 
 The two networks are built from the same :class:`~diffsteps.models.unet.UNetSpec`: widths ``channels ×
 channel_mult``, ``num_res_blocks`` residual blocks per level (one more on the way up), self-attention at the
@@ -27,14 +30,17 @@ figures are not measurements.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -47,15 +53,43 @@ from diffsteps.models.unet import UNet, UNetSpec, _groups, count_parameters  # n
 from diffsteps.data.shapes import image_shape  # noqa: E402
 from diffsteps.params import load_config  # noqa: E402
 
-MODES = ("eager", "bf16", "compile")
+MODES = ("eager", "bf16", "compile", "pipeline")
 T_TRAIN = 1000  # the time input's range: ε-prediction at integer t ∈ [0, T), as the DDPM runs train
+
+
+def preset_config(preset: str):
+    return load_config(ROOT / "src/diffsteps/presets" / f"{preset}.yaml")
 
 
 def spec_of(preset: str) -> tuple[UNetSpec, int, int]:
     """The preset's network and its training and sampling batch sizes."""
-    cfg = load_config(ROOT / "src/diffsteps/presets" / f"{preset}.yaml")
+    cfg = preset_config(preset)
     C, H = image_shape(cfg.data)
     return UNetSpec.from_config(cfg.model, image_size=H, in_channels=C), cfg.train.batch_size, cfg.sampling.batch_size
+
+
+def pipeline_train_step(preset: str, train_batch: int, device: torch.device) -> tuple[int, Callable[[], None]]:
+    """The study's own training step on ``preset``'s DDPM run (random uint8 images of its data shape): the
+    parameter count and one step of the training loop, its values read back every ``log_every`` steps as the
+    loop reads them."""
+    from diffsteps.methods.ddpm import DDPM
+    from diffsteps.training.loop import _Run
+
+    cfg = preset_config(preset)
+    C, H = image_shape(cfg.data)
+    images = np.random.default_rng(0).integers(0, 256, (max(8 * train_batch, 512), C, H, H), dtype=np.uint8)
+    train = dataclasses.replace(cfg.train, batch_size=train_batch)
+    run = _Run(DDPM(cfg, "ddpm", (C, H, H)), images, train, 0, device,
+               Path(tempfile.mkdtemp(prefix="throughput-")) / "checkpoint.pt")
+    run.model.train()
+
+    def train_step() -> None:
+        run.train_step()
+        if len(run.pending) >= train.log_every:
+            run.flush()
+            run.interval.clear()
+
+    return count_parameters(run.model), train_step
 
 
 def diffusers_unet(spec: UNetSpec) -> torch.nn.Module:
@@ -111,7 +145,9 @@ def best_rates(steps: dict[str, Callable[[], None]], items: float, device: torch
 
 def step_functions(kind: str, spec: UNetSpec, mode: str, train_batch: int, sample_batch: int,
                    device: torch.device) -> tuple[int, Callable[[], None], Callable[[], None]]:
-    """The network's parameter count, one training step and one sampling NFE (each on its batch)."""
+    """The network's parameter count, one training step and one sampling NFE (each on its batch); ``pipeline``
+    is eager float32 here (diffusers' side of that comparison, and the study's sampling)."""
+    mode = "eager" if mode == "pipeline" else mode
     torch.manual_seed(0)
     net = (UNet(spec) if kind == "diffsteps" else diffusers_unet(spec)).to(device)
     fwd = forward_of(kind, torch.compile(net) if mode == "compile" else net)
@@ -141,10 +177,13 @@ def step_functions(kind: str, spec: UNetSpec, mode: str, train_batch: int, sampl
     return count_parameters(net), train_step, sample_step
 
 
-def measure(spec: UNetSpec, mode: str, train_batch: int, sample_batch: int, device: torch.device,
+def measure(preset: str, spec: UNetSpec, mode: str, train_batch: int, sample_batch: int, device: torch.device,
             **timing) -> dict[str, dict]:
     kinds = ("diffsteps", "diffusers")
     built = {k: step_functions(k, spec, mode, train_batch, sample_batch, device) for k in kinds}
+    if mode == "pipeline":
+        parameters, train_step = pipeline_train_step(preset, train_batch, device)
+        built["diffsteps"] = (parameters, train_step, built["diffsteps"][2])
     train = best_rates({k: b[1] for k, b in built.items()}, train_batch, device, **timing)
     sample = best_rates({k: b[2] for k, b in built.items()}, sample_batch, device, **timing)
     return {k: {"parameters": built[k][0], "train_img_per_s": round(train[k], 1),
@@ -167,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
-    modes = args.modes or (["eager", "bf16", "compile"] if device.type == "cuda" else ["eager"])
+    modes = args.modes or (["eager", "bf16", "compile", "pipeline"] if device.type == "cuda" else ["eager", "pipeline"])
     timing = dict(warmup=1, seconds=0.0, repeats=1) if args.tiny else dict(
         warmup=args.warmup, seconds=args.seconds, repeats=args.repeats)
     rows = []
@@ -178,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes:
             row = {"size": size, "mode": mode, "train_batch": train_batch, "sample_batch": sample_batch,
                    "image": f"{spec.in_channels}x{spec.image_size}x{spec.image_size}"}
-            row.update(measure(spec, mode, train_batch, sample_batch, device, **timing))
+            row.update(measure(size, spec, mode, train_batch, sample_batch, device, **timing))
             for key in ("train_img_per_s", "sample_img_nfe_per_s"):
                 ours, theirs = row["diffsteps"][key], row["diffusers"][key]
                 row[f"ratio_{key}"] = round(ours / theirs, 3) if theirs > 0 else math.nan

@@ -21,11 +21,13 @@ def _script(name: str):
 def test_throughput_times_both_networks_of_one_layout(tmp_path):
     out = tmp_path / "throughput.json"
     assert _script("throughput").main(["--tiny", "--sizes", "cpu", "--out", str(out)]) == 0
-    (row,) = json.loads(out.read_text())["rows"]
-    # the diffusers mirror has exactly the study UNet's parameters: the same layout, so the ratio compares code
-    assert row["diffsteps"]["parameters"] == row["diffusers"]["parameters"] > 0
-    for key in ("train_img_per_s", "sample_img_nfe_per_s"):
-        assert row["diffsteps"][key] > 0 and row["diffusers"][key] > 0 and row[f"ratio_{key}"] > 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["mode"] for r in rows] == ["eager", "pipeline"]  # on a CPU: eager, and the study's own step
+    for row in rows:
+        # the diffusers mirror has exactly the study UNet's parameters: the same layout, so the ratio compares code
+        assert row["diffsteps"]["parameters"] == row["diffusers"]["parameters"] > 0
+        for key in ("train_img_per_s", "sample_img_nfe_per_s"):
+            assert row["diffsteps"][key] > 0 and row["diffusers"][key] > 0 and row[f"ratio_{key}"] > 0
 
 
 def test_gpu_estimate_counts_each_cells_work(smoke_cfg):
@@ -55,8 +57,11 @@ def test_gpu_check_runs_every_part_in_its_tiny_mode(tmp_path):
     assert _script("gpu_check").main(["--tiny", "--out-dir", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "gpu_check.json").read_text())
     parts = result["parts"]
-    assert set(parts) == {"environment", "throughput", "features", "startup", "slice", "compile"}
+    assert set(parts) == {"environment", "throughput", "gpu_tests", "features", "startup", "slice", "compile"}
     assert not any("error" in p or "skipped" in p for p in parts.values())
+    assert {r["mode"] for r in parts["throughput"]["rows"]} == {"eager", "pipeline"}
+    # the GPU tests are collected and run, and skip here: there is no CUDA device
+    assert parts["gpu_tests"]["returncode"] == 0 and "skipped" in parts["gpu_tests"]["summary"]
     assert parts["slice"]["returncode"] == 0 and parts["slice"]["report_written"]
     assert parts["slice"]["rules"]["sample"]["jobs"] == parts["slice"]["records"]["sample"]["records"] == 2
     assert parts["compile"]["returncode"] == {"cpu": None}  # stopped at the deadline

@@ -31,6 +31,33 @@ RUNS = ["ddpm", "ddgm", "mixture", "vdm", "ddgan"]  # the smoke preset's runs: o
 T_FIXED = 3  # the step count a model per T (DDGAN) is built at here; the others are sampled at this budget
 
 
+class NamedDeviceRNG:
+    """A :class:`BatchRNG` that records every draw made without naming its device: on a GPU such a draw lands in
+    host memory and is copied to the device in every training step, which makes the host wait for the device."""
+
+    def __init__(self, rng):
+        self.rng, self.unnamed = rng, []
+
+    def _draw(self, name, *args, **kwargs):
+        if "device" not in kwargs:
+            self.unnamed.append(name)
+        return getattr(self.rng, name)(*args, **kwargs)
+
+    def randn(self, *args, **kwargs):
+        return self._draw("randn", *args, **kwargs)
+
+    def rand(self, *args, **kwargs):
+        return self._draw("rand", *args, **kwargs)
+
+    def randint(self, *args, **kwargs):
+        return self._draw("randint", *args, **kwargs)
+
+    def standard_gamma(self, concentration, shape):
+        if not isinstance(concentration, torch.Tensor):  # read from a host table
+            self.unnamed.append("standard_gamma")
+        return self.rng.standard_gamma(concentration, shape)
+
+
 def _method(family):
     return importlib.import_module(f"diffsteps.methods.{family}").METHOD
 
@@ -158,7 +185,9 @@ def test_method_contract(run, smoke_cfg):
     # one learner step changes the weights and reports every column it declares, finite
     learner = method.learner(model, dataclasses.replace(cfg.train, warmup_images=0))
     before = [p.detach().clone() for p in model.parameters()]
-    values = learner.step(x0, BatchRNG(0), 0, amp=False)
+    rng = NamedDeviceRNG(BatchRNG(0))
+    values = learner.step(x0, rng, 0, amp=False)
+    assert rng.unnamed == []  # every draw of a step is made on the batch's device
     assert list(values) == list(learner.columns) and learner.columns[0] == "loss"
     assert all(v.shape == () and torch.isfinite(v) for v in values.values())
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
@@ -182,3 +211,25 @@ def test_method_contract(run, smoke_cfg):
         terms = method.nll(model, gen.images, *chain, 0, batch_size=5, device=torch.device("cpu"))
         bpd = terms.bits_per_dim(int(np.prod(SHAPE[1:])))
         assert all(torch.isfinite(v).all() and v.shape == (5,) for v in bpd.values()) and terms.draws >= 1
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("run", RUNS)
+def test_training_steps_on_cuda_never_wait_for_the_device(run, smoke_cfg, tmp_path):
+    """The loop's step on CUDA (data order, draws, learner step, EMA) never synchronises the host with the device:
+    CUDA's sync debug mode turns any synchronising call into an error."""
+    from diffsteps.training.loop import _Run
+
+    cfg = dataclasses.replace(smoke_cfg, model=dataclasses.replace(smoke_cfg.model, channels=8))
+    images = np.random.default_rng(0).integers(0, 256, (64, *SHAPE[1:]), dtype=np.uint8)
+    train = dataclasses.replace(cfg.train, batch_size=SHAPE[0], warmup_images=0, grad_clip=1.0)
+    loop = _Run(_build(cfg, run), images, train, 0, torch.device("cuda"), tmp_path / "checkpoint.pt")
+    loop.train_step()  # the first step allocates and builds the device's tables
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            loop.train_step()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    loop.flush()
+    assert len(loop.interval) == 4

@@ -137,7 +137,7 @@ class RecordingRNG:
         self.rng, self.concentrations = rng, []
 
     def standard_gamma(self, concentration, shape):
-        self.concentrations.append(np.array(concentration, dtype=np.float64))
+        self.concentrations.append(torch.as_tensor(concentration, dtype=torch.float64).cpu().numpy())
         return self.rng.standard_gamma(concentration, shape)
 
     def __getattr__(self, name):

@@ -77,6 +77,7 @@ class TrainConfig:
     replicates: ReplicatesConfig
     device: str
     amp: bool
+    compile: bool
     threads: int
 
     def seeds_of(self, run: str) -> tuple[int, ...]:
@@ -107,6 +108,7 @@ class SamplingConfig:
     samplers: tuple[str, ...]
     spacings: tuple[str, ...]
     clip_x0: bool
+    compile: bool
     reference: ReferenceConfig
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .models.compiling import compiled
 from .objectives import AdversarialObjective, Objective
 from .rng import RNG
 
@@ -25,6 +26,12 @@ def warmup_factor(k: int, cfg: TrainConfig) -> float:
     """min(1, (k + 1)/W) for optimiser step k = 0, 1, ..., W = warmup_images / batch_size (1 without warm-up)."""
     warm = cfg.warmup_images / cfg.batch_size
     return min(1.0, (k + 1) / warm) if warm > 0 else 1.0
+
+
+def adam(params, **options) -> torch.optim.Adam:
+    """Adam as one fused kernel over every parameter, on the CPU and CUDA: one launch per step on a GPU, and 3.4x
+    cheaper than the multi-tensor (``foreach``) update on 2 CPU cores for 370k parameters (2026-12-07)."""
+    return torch.optim.Adam(params, fused=True, **options)
 
 
 def learning_rate(k: int, cfg: TrainConfig) -> float:
@@ -42,6 +49,8 @@ class Learner(ABC):
 
     def __init__(self, model: nn.Module, cfg: TrainConfig):
         self.model, self.cfg = model, cfg
+        #: what the step evaluates: ``model`` itself, or compiled (``train.compile``)
+        self.net = compiled(model, cfg.compile)
 
     @abstractmethod
     def step(self, x0: torch.Tensor, rng: RNG, k: int, amp: bool) -> dict[str, torch.Tensor]:
@@ -85,7 +94,7 @@ class ObjectiveLearner(Learner):
     def __init__(self, model: nn.Module, objective: Objective, cfg: TrainConfig):
         super().__init__(model, cfg)
         self.objective = objective
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)  # one fused update: 3x cheaper on CPU
+        self.optimizer = adam(model.parameters(), lr=cfg.lr)
 
     def lr(self, k):
         return learning_rate(k, self.cfg)
@@ -94,7 +103,7 @@ class ObjectiveLearner(Learner):
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr(k)
         with torch.autocast(device_type=x0.device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = self.objective(self.model, x0, rng).float().mean()
+            loss = self.objective(self.net, x0, rng).float().mean()
         self._update(self.optimizer, loss, list(self.model.parameters()))
         return {"loss": loss.detach()}
 
@@ -127,8 +136,8 @@ class AdversarialLearner(Learner):
         super().__init__(generator, cfg)
         self.discriminator, self.objective = discriminator, objective
         self.lr_g, self.lr_d, self.collapse_steps = lr_g, lr_d, collapse_steps
-        self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas, foreach=True)
-        self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr_d, betas=betas, foreach=True)
+        self.opt_g = adam(generator.parameters(), lr=lr_g, betas=betas)
+        self.opt_d = adam(discriminator.parameters(), lr=lr_d, betas=betas)
         self.pinned = 0  # consecutive steps with D accuracy 1
 
     def lr(self, k):
@@ -138,7 +147,7 @@ class AdversarialLearner(Learner):
         return [self.model, self.discriminator]
 
     def step(self, x0, rng, k, amp):
-        G, D = self.model, self.discriminator
+        G, D = self.net, self.discriminator  # D stays eager: R1 differentiates its gradient again
         scale = warmup_factor(k, self.cfg)
         for opt, base in ((self.opt_g, self.lr_g), (self.opt_d, self.lr_d)):
             for group in opt.param_groups:
@@ -150,7 +159,7 @@ class AdversarialLearner(Learner):
         D.requires_grad_(False)  # the generator's step needs gradients through D, not for D
         with torch.autocast(device_type=x0.device.type, dtype=torch.bfloat16, enabled=amp):
             g = self.objective.generator_loss(D, G, x0, rng).mean()
-        self._update(self.opt_g, g, list(G.parameters()))
+        self._update(self.opt_g, g, list(self.model.parameters()))
         D.requires_grad_(True)
         return {"loss": g.detach(), "d_loss": (d.real + d.fake).mean().detach(), "r1": d.r1.mean().detach(),
                 "d_accuracy": d.accuracy.mean().detach()}

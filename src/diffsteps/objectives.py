@@ -34,9 +34,9 @@ class EpsilonObjective:
         self.process = process
 
     def __call__(self, model: nn.Module, x0: torch.Tensor, rng: RNG) -> torch.Tensor:
-        t = rng.randint(1, self.process.T + 1, (x0.shape[0],))
+        t = rng.randint(1, self.process.T + 1, (x0.shape[0],), device=x0.device)
         fs = self.process.q_sample(x0, t, rng)
-        return self.process.loss(model(fs.x_t, t.to(x0.device).float()), fs.eps)
+        return self.process.loss(model(fs.x_t, t.float()), fs.eps)
 
 
 class VDMObjective:
@@ -113,9 +113,9 @@ class AdversarialObjective:
 
     def pairs(self, x0: torch.Tensor, rng: RNG) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(t (B,) float on x0's device, x_{t−1}, x_t)."""
-        t = rng.randint(1, self.process.T + 1, (x0.shape[0],))
+        t = rng.randint(1, self.process.T + 1, (x0.shape[0],), device=x0.device)
         x_prev, x_t = forward_pair(self.process, x0, t, rng)
-        return t.to(x0.device).float(), x_prev, x_t
+        return t.float(), x_prev, x_t
 
     def fake(self, generator: nn.Module, x_t: torch.Tensor, t: torch.Tensor, rng: RNG) -> torch.Tensor:
         """x'_{t−1} ~ q(x_{t−1} | x_t, x̂_0 = G(x_t, t, z)): the generator's side of a pair."""

@@ -4,7 +4,8 @@ Samplers draw every random number through an :class:`RNG`. :class:`StackedRNG` g
 its own generator seeded from (seed, sample index), as EDM's ``StackedRandomGenerator`` does, so a
 sample's trajectory does not depend on the batch size and every step budget starts from the same
 x_T. :class:`BatchRNG` is one generator for a whole batch (training, where per-sample identity
-does not matter).
+does not matter); it lives on the training device, so that a training step draws its noise where it
+uses it: a copy from host memory each step would make the host wait for the device.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class RNG(Protocol):
     def randint(self, low: int, high: int, shape: Sequence[int], *,
                 device: torch.device | str = "cpu") -> torch.Tensor: ...
 
-    def standard_gamma(self, concentration: np.ndarray, shape: Sequence[int]) -> torch.Tensor: ...
+    def standard_gamma(self, concentration: np.ndarray | torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """Γ(concentration_b, 1) variates of ``shape`` in float64, one concentration per sample (B,)."""
 
 
 def _gamma_from(generator: torch.Generator, concentration: torch.Tensor) -> torch.Tensor:
@@ -46,11 +48,12 @@ def _gamma_from(generator: torch.Generator, concentration: torch.Tensor) -> torc
     return torch._standard_gamma(concentration, generator=child)
 
 
-def _per_sample(concentration: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """The concentrations as a float64 vector with one entry per sample, shape (B,)."""
-    conc = np.asarray(concentration, dtype=np.float64)
-    if conc.shape != (shape[0],):
-        raise ValueError(f"standard_gamma: concentration has shape {conc.shape}; expected one per sample, ({shape[0]},)")
+def _per_sample(concentration: np.ndarray | torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """The concentrations as a float64 vector with one entry per sample, shape (B,), on their own device."""
+    conc = torch.as_tensor(concentration, dtype=torch.float64)
+    if tuple(conc.shape) != (shape[0],):
+        raise ValueError(f"standard_gamma: concentration has shape {tuple(conc.shape)}; expected one per sample, "
+                         f"({shape[0]},)")
     return conc
 
 
@@ -60,24 +63,37 @@ def sample_seed(seed: int, index: int) -> int:
 
 
 class BatchRNG:
-    """One CPU generator for the whole batch; draws move to ``device`` afterwards (device-independent)."""
+    """One generator for the whole batch, on ``generator_device``: every draw is made there, then moved to the
+    ``device`` asked for (no move when they agree, as in training).
 
-    def __init__(self, seed: int):
-        self.generator = torch.Generator().manual_seed(seed)
+    The stream is reproducible per (seed, device type): a CUDA generator (Philox) draws other numbers than the
+    CPU one (Mersenne Twister) from the same seed, so a run on the CPU gives the same numbers on every CPU.
+    """
+
+    def __init__(self, seed: int, generator_device: torch.device | str = "cpu"):
+        self.device = torch.device(generator_device)
+        self.generator = torch.Generator(self.device).manual_seed(seed)
 
     def randn(self, shape, *, dtype=torch.float32, device="cpu"):
-        return torch.randn(tuple(shape), generator=self.generator, dtype=dtype).to(device)
+        return torch.randn(tuple(shape), generator=self.generator, dtype=dtype, device=self.device).to(device)
 
     def rand(self, shape, *, dtype=torch.float32, device="cpu"):
-        return torch.rand(tuple(shape), generator=self.generator, dtype=dtype).to(device)
+        return torch.rand(tuple(shape), generator=self.generator, dtype=dtype, device=self.device).to(device)
 
     def randint(self, low, high, shape, *, device="cpu"):
-        return torch.randint(low, high, tuple(shape), generator=self.generator).to(device)
+        return torch.randint(low, high, tuple(shape), generator=self.generator, device=self.device).to(device)
 
     def standard_gamma(self, concentration, shape):
-        """Γ(concentration_b, 1) of ``shape`` (float64, CPU); ``concentration`` is (B,), one per sample."""
-        conc = torch.from_numpy(_per_sample(concentration, shape)).reshape(-1, *([1] * (len(shape) - 1)))
-        return _gamma_from(self.generator, conc.expand(tuple(shape)).contiguous())
+        """Γ(concentration_b, 1) of ``shape`` (float64, on the generator's device); ``concentration`` is (B,),
+        one per sample.
+
+        On the CPU the variates come from a child generator (:func:`_gamma_from`); a CUDA generator draws them
+        itself, because its stream advances by a fixed amount per call whatever rejection sampling consumes."""
+        conc = _per_sample(concentration, shape).to(self.device).reshape(-1, *([1] * (len(shape) - 1)))
+        conc = conc.expand(tuple(shape)).contiguous()
+        if self.device.type == "cpu":
+            return _gamma_from(self.generator, conc)
+        return torch._standard_gamma(conc, generator=self.generator)
 
     def get_state(self) -> torch.Tensor:
         return self.generator.get_state()
@@ -112,5 +128,5 @@ class StackedRNG:
 
     def standard_gamma(self, concentration, shape):
         rest = self._check(shape)
-        conc = torch.from_numpy(_per_sample(concentration, shape))
+        conc = _per_sample(concentration, shape).cpu()
         return torch.stack([_gamma_from(g, c.expand(rest).contiguous()) for g, c in zip(self.generators, conc)])

@@ -244,3 +244,20 @@ def test_vdm_resume_is_bit_identical(smoke_cfg, tcfg, images, tmp_path):
     assert_same_weights(ema_weights(tmp_path / "straight"), ema_weights(tmp_path / "killed"))
     assert any(k.startswith("gamma.") for k in ema_weights(tmp_path / "killed"))
     assert losses(tmp_path / "straight") == losses(tmp_path / "killed")
+
+
+def test_a_compiled_training_step_trains_the_same_weights(straight, smoke_cfg, tcfg, images, tmp_path, monkeypatch):
+    """train.compile runs the step through torch.compile (here its graph capture and autograd without code
+    generation, which takes minutes on a CPU) and ends with the eager run's weights, to float tolerance."""
+    from diffsteps.models import compiling
+
+    monkeypatch.setattr(compiling, "BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    counted = torch._dynamo.utils.counters
+    counted.clear()
+    run(smoke_cfg, dataclasses.replace(tcfg, compile=True), images, tmp_path)
+    assert counted["stats"]["unique_graphs"] >= 1  # the network did go through torch.compile
+    eager, compiled = ema_weights(straight[1]), ema_weights(tmp_path)
+    assert eager.keys() == compiled.keys()
+    for k in eager:
+        torch.testing.assert_close(compiled[k], eager[k], rtol=1e-4, atol=1e-5, msg=k)

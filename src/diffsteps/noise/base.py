@@ -21,6 +21,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ..rng import RNG
 from .schedule import Chain, Schedule
@@ -29,6 +30,21 @@ from .schedule import Chain, Schedule
 def expand_like(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Reshape a per-sample vector (B,) to broadcast against x (B, ...)."""
     return v.reshape(-1, *([1] * (x.dim() - 1))).to(dtype=x.dtype, device=x.device)
+
+
+#: the copies :func:`on_device` made, per table (dropped with the table)
+_RESIDENT: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def on_device(table: np.ndarray | torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A constant table (a schedule's ᾱ, β, ...) as a tensor on ``device``, copied there once per table and
+    device. Indexing it with times already on the device reads nothing back and copies nothing from host
+    memory: a copy from pageable host memory in every training step makes the host wait for the device."""
+    device = torch.device(device)
+    copies = _RESIDENT.setdefault(table, {})
+    if device not in copies:
+        copies[device] = torch.as_tensor(table).to(device)
+    return copies[device]
 
 
 LOSSES = ("l1", "l2")
@@ -79,17 +95,26 @@ class NoiseProcess(ABC):
                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Standardised noise ε_t of the forward marginal at integer times t (B,), shape ``shape``."""
 
-    def _check_t(self, t: torch.Tensor) -> np.ndarray:
-        """Integer times (B,) as a CPU int64 array, checked to lie in 1..T (ε_0 does not exist)."""
-        t = t.detach().cpu().long().numpy()
-        if t.size and (t.min() < 1 or t.max() > self.T):
-            raise ValueError(f"{type(self).__name__}: time t = {t.min()}..{t.max()} is invalid: must lie in 1..T = {self.T}")
+    def _check_t(self, t: torch.Tensor) -> torch.Tensor:
+        """Integer times (B,) as int64 on their device, checked to lie in 1..T (ε_0 does not exist).
+
+        On the CPU a time out of range raises ValueError naming it. On an accelerator the check is an assertion
+        the device itself raises, so that a training step never waits to read its times back."""
+        t = t.detach().long()
+        if not t.numel():
+            return t
+        if t.device.type == "cpu":
+            low, high = int(t.min()), int(t.max())
+            if low < 1 or high > self.T:
+                raise ValueError(f"{type(self).__name__}: time t = {low}..{high} is invalid: must lie in 1..T = {self.T}")
+        else:
+            torch._assert_async(((t >= 1) & (t <= self.T)).all(), f"{type(self).__name__}: a time t lies outside 1..T")
         return t
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, rng: RNG) -> ForwardSample:
         """x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε_t for x0 (B, C, H, W) and integer t (B,) in 1..T."""
         eps = self.sample_noise(x0.shape, t, rng, device=x0.device, dtype=x0.dtype)
-        ab = self.alpha_bar[t.cpu()]  # float64: 1 − ᾱ_t near t = 1 loses digits in float32
+        ab = on_device(self.alpha_bar, t.device)[t]  # float64: 1 − ᾱ_t near t = 1 loses digits in float32
         return ForwardSample(x_t=expand_like(ab.sqrt(), x0) * x0 + expand_like((1 - ab).sqrt(), x0) * eps, eps=eps)
 
     def forward_step(self, x_prev: torch.Tensor, t: torch.Tensor, rng: RNG) -> torch.Tensor:
@@ -100,7 +125,8 @@ class NoiseProcess(ABC):
         for Gaussian noise; for the mixture a chain that drifts to Gaussian). A family whose one-step
         kernel has another form (Gamma) overrides it.
         """
-        beta = torch.from_numpy(self.schedule.betas[self._check_t(t) - 1])
+        t = self._check_t(t)
+        beta = on_device(self.schedule.betas, t.device)[t - 1]
         eps = self.sample_noise(x_prev.shape, t, rng, device=x_prev.device, dtype=x_prev.dtype)
         return expand_like((1 - beta).sqrt(), x_prev) * x_prev + expand_like(beta.sqrt(), x_prev) * eps
 

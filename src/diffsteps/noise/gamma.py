@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import LOSSES, NoiseProcess, expand_like, noise_loss
+from .base import LOSSES, NoiseProcess, expand_like, noise_loss, on_device
 from ..families.ddgm import DDGMOptions
 
 
@@ -42,19 +42,20 @@ class GammaNoise(NoiseProcess):
         self.theta = np.sqrt(ab) * self.theta0
 
     def sample_noise(self, shape, t, rng, *, device="cpu", dtype=torch.float32):
-        k = self.k_bar[self._check_t(t)]  # (B,)
+        t = self._check_t(t)
+        k = on_device(self.k_bar, t.device)[t]  # (B,)
         g = rng.standard_gamma(k, shape)  # float64: float32 collapses at k ~ 1e10 and underflows at k ~ 1e-2
-        k = torch.from_numpy(k).reshape(-1, *([1] * (len(shape) - 1)))
+        k = expand_like(k, g)
         return ((g - k) / k.sqrt()).to(device=device, dtype=dtype)  # standardised in float64, then cast
 
     def forward_step(self, x_prev, t, rng):
-        t_np = self._check_t(t)
-        beta = self.schedule.betas[t_np - 1]
-        k_t = beta / (self.alpha_bar.numpy()[t_np] * self.theta0**2)  # (B,)
+        t = self._check_t(t)
+        beta = on_device(self.schedule.betas, t.device)[t - 1]
+        k_t = beta / (on_device(self.alpha_bar, t.device)[t] * self.theta0**2)  # (B,)
         g = rng.standard_gamma(k_t, x_prev.shape)  # Γ(k_t, 1), float64
-        scale = torch.from_numpy(self.theta[t_np])
-        noise = expand_like(scale, g) * (g - expand_like(torch.from_numpy(k_t), g))  # g_t − k_t θ_t
-        alpha = expand_like(torch.from_numpy(1.0 - beta), x_prev)
+        scale = on_device(self.theta, t.device)[t]
+        noise = expand_like(scale, g) * (g - expand_like(k_t, g))  # g_t − k_t θ_t
+        alpha = expand_like(1.0 - beta, x_prev)
         return alpha.sqrt() * x_prev + noise.to(device=x_prev.device, dtype=x_prev.dtype)
 
     def loss(self, eps_pred, eps):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import NoiseProcess, expand_like
+from .base import NoiseProcess, expand_like, on_device
 from ..families.mixture import MixtureOptions
 
 
@@ -49,13 +49,13 @@ class MixtureNoise(NoiseProcess):
         self.m2 = -self.p * self.m1 / (1 - self.p)
 
     def sample_noise(self, shape, t, rng, *, device="cpu", dtype=torch.float32):
-        """The component b ~ Bernoulli(p), then its Gaussian: m_b + φ_t z (drawn on CPU, then moved).
+        """The component b ~ Bernoulli(p), then its Gaussian: m_b + φ_t z (drawn by ``rng``, computed on ``device``).
         The inherited one-step kernel √α_t x + √β_t ε uses this same law; it is not the marginal."""
-        t_np = self._check_t(t)
-        b = rng.rand(shape, dtype=torch.float64) < self.p
-        z = rng.randn(shape, dtype=dtype)
-        m1, m2, phi = (expand_like(torch.from_numpy(v[t_np]), z) for v in (self.m1, self.m2, self.phi))
-        return (torch.where(b, m1, m2) + phi * z).to(device)
+        t = self._check_t(t)
+        b = rng.rand(shape, dtype=torch.float64, device=device) < self.p
+        z = rng.randn(shape, dtype=dtype, device=device)
+        m1, m2, phi = (expand_like(on_device(v, t.device)[t], z) for v in (self.m1, self.m2, self.phi))
+        return torch.where(b, m1, m2) + phi * z
 
     def skewness(self, t):
         """E[ε³] = p·m1³ + (1 − p)·m2³ (the φ² terms cancel because the mean is zero)."""

@@ -22,7 +22,7 @@ from typing import Callable, Protocol, Sequence
 import torch
 
 from ..rng import RNG
-from .base import expand_like
+from .base import expand_like, on_device
 from .schedule import Chain
 
 #: ε̂ (or x̂_0) = denoiser(x_t, t): x_t (B, C, H, W), t (B,) float, the chain's time (``Chain.tau``: 1..T or [0, 1]).
@@ -78,14 +78,14 @@ def x0_pair(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float | torch.Tensor
 def ancestral_step(x_t, x0, chain: Chain, i: int | torch.Tensor, variance: str, z) -> torch.Tensor:
     """x_{i−1} = c0_i x̂_0 + ct_i x_i + σ_i z, σ² = β̃'_i or β'_i, with no noise at i = 1 (z may be None
     when every i is 1). ``i`` is one chain index or per-sample indices (B,) (DDGAN's training pairs)."""
-    c0, ct = chain.posterior_coefs()
-    idx = torch.full((x_t.shape[0],), i) if isinstance(i, int) else i.detach().cpu().long()
+    idx = torch.full((x_t.shape[0],), i) if isinstance(i, int) else i.detach().long()
+    c0, ct = (on_device(c, idx.device) for c in chain.posterior_coefs())
     mean = expand_like(c0[idx], x_t) * x0 + expand_like(ct[idx], x_t) * x_t
     if z is None:
         if (idx > 1).any():
             raise ValueError("ancestral_step: noise z is required at chain indices i > 1")
         return mean
-    var = chain.beta_tilde if variance == "betatilde" else chain.beta
+    var = on_device(chain.beta_tilde if variance == "betatilde" else chain.beta, idx.device)
     return mean + expand_like(var[idx].sqrt() * (idx > 1), x_t) * z
 
 

@@ -6,6 +6,7 @@ Time indices follow the papers: t = 1..T, with the convention ᾱ_0 = 1 stored a
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -93,7 +94,7 @@ class Chain:
     def K(self) -> int:
         return len(self.tau) - 1
 
-    @property
+    @functools.cached_property  # one table per chain (written to the instance dict: frozen allows it)
     def beta_tilde(self) -> torch.Tensor:
         """Posterior variance β̃'_i = (1 − ᾱ'_{i−1})/(1 − ᾱ'_i)·β'_i, shape (K+1,); β̃'_1 = 0 on a discrete
         chain (ᾱ'_0 = 1), small but positive on a continuous one."""
@@ -108,6 +109,10 @@ class Chain:
         c0_i = √ᾱ'_{i−1}·β'_i/(1 − ᾱ'_i),   ct_i = √(1 − β'_i)·(1 − ᾱ'_{i−1})/(1 − ᾱ'_i)   (DDPM eq. 7).
         Index 0 is unused (zeros).
         """
+        return self._posterior
+
+    @functools.cached_property
+    def _posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
         ab, beta = self.alpha_bar, self.beta
         c0, ct = torch.zeros_like(ab), torch.zeros_like(ab)
         c0[1:] = ab[:-1].sqrt() * beta[1:] / (1 - ab[1:])

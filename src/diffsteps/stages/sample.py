@@ -13,6 +13,7 @@ import torch
 
 from ..io import atomic_save_grid, atomic_save_npz, atomic_write_json, peak_memory_mb
 from ..methods import run_identity
+from ..models.compiling import compiled
 from ..sampler_registry import SamplerSpec
 from ..samplers import sampler_for
 from ..spacing import SPACINGS
@@ -70,7 +71,8 @@ def run(args) -> int:
 
     def model(c: Cell):
         if c.model_dir not in loaded:
-            loaded[c.model_dir] = load_trained(cfg, args.method, c.model_dir, device)
+            method, net = load_trained(cfg, args.method, c.model_dir, device)
+            loaded[c.model_dir] = method, compiled(net, cfg.sampling.compile)  # once per model and job
         return loaded[c.model_dir]
 
     for c in cells:

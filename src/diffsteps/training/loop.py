@@ -17,8 +17,11 @@ x0 = images / 127.5 − 1, with
 
 Every random number comes from a stream derived from ``seed``: the model initialisation (global
 generator, seeded before ``build_model``; it also drives dropout), the data order and the learner's
-draws. All of them, with the model, EMA and learner state, are saved every ``checkpoint_every`` steps,
-so a run killed after a checkpoint and started again ends with bit-identical weights on the CPU.
+draws. The last two are generators on the training device, so a step neither copies from the host nor
+reads anything back (values are read in bulk at log and checkpoint steps); the numbers are reproducible
+per seed on a device type. All of them, with the model, EMA and learner state, are saved every
+``checkpoint_every`` steps, so a run killed after a checkpoint and started again ends with bit-identical
+weights on the CPU.
 """
 
 from __future__ import annotations
@@ -79,19 +82,25 @@ class TrainResult:
 
 
 class EpochSampler:
-    """Batches of indices (batch_size,) taken in order from seeded permutations of range(n), one per epoch."""
+    """Batches of indices (batch_size,) taken in order from seeded permutations of range(n), one per epoch.
 
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size = n, batch_size
-        self.generator = torch.Generator().manual_seed(seed)
-        self.perm = torch.randperm(n, generator=self.generator)
+    The permutations are drawn on ``device`` (where the images are), so a batch is indexed without a copy
+    from the host; the order is reproducible per (seed, device type)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device | str = "cpu"):
+        self.n, self.batch_size, self.device = n, batch_size, torch.device(device)
+        self.generator = torch.Generator(self.device).manual_seed(seed)
+        self.perm = self._permutation()
         self.pos = 0
+
+    def _permutation(self) -> torch.Tensor:
+        return torch.randperm(self.n, generator=self.generator, device=self.device)
 
     def next(self) -> torch.Tensor:
         parts, need = [], self.batch_size
         while need:
             if self.pos == self.n:
-                self.perm, self.pos = torch.randperm(self.n, generator=self.generator), 0
+                self.perm, self.pos = self._permutation(), 0
             take = min(need, self.n - self.pos)
             parts.append(self.perm[self.pos:self.pos + take])
             self.pos += take
@@ -99,11 +108,11 @@ class EpochSampler:
         return torch.cat(parts)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "perm": self.perm.clone(), "pos": self.pos}
+        return {"generator": self.generator.get_state(), "perm": self.perm.cpu().clone(), "pos": self.pos}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        self.perm, self.pos = state["perm"].clone(), int(state["pos"])
+        self.perm, self.pos = state["perm"].to(self.device, copy=True), int(state["pos"])
 
 
 def resumed_train_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -134,8 +143,10 @@ class _Run:
             net.to(device)
         self.fingerprint = _fingerprint(method, self.model, images, cfg, seed)
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
-        self.sampler = EpochSampler(len(images), cfg.batch_size, sample_seed(seed, _DATA_STREAM))
-        self.rng = BatchRNG(sample_seed(seed, _OBJECTIVE_STREAM))
+        # the data order and the objective's draws come from generators on the device: no copy from the host
+        # per step, which would make the host wait for the device's queue
+        self.sampler = EpochSampler(len(images), cfg.batch_size, sample_seed(seed, _DATA_STREAM), device)
+        self.rng = BatchRNG(sample_seed(seed, _OBJECTIVE_STREAM), device)
         self.data = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # uint8 on the device: 4× smaller
         self.amp = cfg.amp and device.type == "cuda"
         self.step = 0
@@ -190,8 +201,7 @@ class _Run:
 
     def train_step(self) -> None:
         """One learner step on the next batch; its values are kept on the device until :meth:`flush`."""
-        idx = self.sampler.next()
-        x0 = to_model_space(self.data[idx.to(self.device)])
+        x0 = to_model_space(self.data[self.sampler.next()])
         values = self.learner.step(x0, self.rng, self.step, self.amp)
         self.ema.update(self.model)
         self.step += 1
