@@ -20,6 +20,9 @@ time keeps what came before; a part that would not fit in the time left is skipp
    the GPU's most memory in use and its utilisation (``nvidia-smi``, polled).
 7. ``compile``: ``throughput.py --modes compile`` last, in a process of its own that is stopped at the deadline
    (compilation takes most of its time).
+8. ``study`` (only when ``--parts study`` names it): the whole gpu preset end to end under the deadline, its report,
+   ``results.csv`` and figures packed into ``OUT_DIR/gpu_study/`` with ``study.json`` (device, commit, date, wall
+   time). Committed under ``benchmarks/results/gpu_study/``, that is the study's answer on 32×32 data.
 
 ``rates`` then holds what ``gpu_estimate.py --measured`` reads: training img/s (the study's own step at the gpu
 preset's size, ``pipeline``), sampling img·NFE/s (eager float32, as sampling runs), Inception img/s (float32), CUDA's
@@ -35,6 +38,7 @@ slice (no git needed), without ``.dvc/``: the slice measures compute, and DVC is
 rot); its figures are not measurements.
 
     python benchmarks/gpu_check.py [--out-dir benchmarks/results] [--budget-s 470] [--slots 8]
+    python benchmarks/gpu_check.py --parts study --budget-s 560 --keep benchmarks/results/gpu_check.json
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ TINY_SLICE = {**SLICE, "sampling.samplers": ["ddim-eta0"], "sampling.seeds": [0]
 GPU_COMMANDS = ("train", "sample", "evaluate", "nll")
 #: the least seconds each part needs on a GPU; a part is skipped when less is left
 NEEDS_S = {"environment": 5, "throughput": 50, "gpu_tests": 30, "features": 30, "startup": 30, "slice": 90,
-           "compile": 100}
+           "compile": 100, "study": 120}
 SOURCE = ("Snakefile", "workflow", "profiles", "src", "params.yaml")
 
 
@@ -260,8 +264,36 @@ def slice_records(work: Path) -> dict[str, dict[str, float]]:
 
 
 def part_slice(args: argparse.Namespace, left: float) -> dict[str, Any]:
+    return run_study(args, left, *(("smoke", TINY_SLICE) if args.tiny else ("gpu", GPU_SLICE)))
+
+
+def part_study(args: argparse.Namespace, left: float) -> dict[str, Any]:
+    """The whole gpu preset end to end (``--parts study``; in --tiny the smoke slice), its report packed into
+    ``OUT_DIR/gpu_study/``: the first answer on 32×32 data once a GPU has run it."""
+    return run_study(args, left, *(("smoke", TINY_SLICE) if args.tiny else ("gpu", {})),
+                     pack=args.out_dir / "gpu_study")
+
+
+def pack_report(work: Path, dest: Path, meta: dict[str, Any]) -> list[str]:
+    """Copy the study's ``reports/`` (report.md and .html, results.csv, metrics.json, figures) to ``dest``, which
+    it replaces, with ``study.json`` (``meta``: device, commit, date, wall time) beside them; the files copied."""
+    staged = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(work / "reports", staged)
+    (staged / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    staged.rename(dest)  # a half-copied folder never looks like a study
+    return sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+
+
+def run_study(args: argparse.Namespace, left: float, base: str, overrides: dict[str, Any],
+              pack: Path | None = None) -> dict[str, Any]:
+    """``base`` with ``overrides`` through Snakemake in a scratch copy, timed and polled; its report packed to
+    ``pack`` when the run ended well."""
     import torch
     import yaml
+
+    from diffsteps.io import device_name, git_commit
 
     work = Path(tempfile.mkdtemp(prefix="diffsteps-gpu-slice-"))
     for name in SOURCE:
@@ -273,7 +305,6 @@ def part_slice(args: argparse.Namespace, left: float) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(work / "src"), os.environ.get("PYTHONPATH", "")]),
            "DIFFSTEPS_WARM_IDLE": "15", "TMPDIR": str(work / "tmp")}
     (work / "tmp").mkdir()
-    base, overrides = ("smoke", TINY_SLICE) if args.tiny else ("gpu", GPU_SLICE)
     py = [sys.executable, "-m"]
     subprocess.run([*py, "diffsteps", "preset", base], cwd=work, env=env, check=True, capture_output=True)
     params = yaml.safe_load((work / "params.yaml").read_text())
@@ -311,6 +342,11 @@ def part_slice(args: argparse.Namespace, left: float) -> dict[str, Any]:
                            "peak_memory_mb": res["peak_memory_mb"], "device": res["device"]}
     if code != 0:
         result["log_tail"] = tail
+    elif pack is not None and result["report_written"]:
+        meta = {"device": device_name("cuda" if torch.cuda.is_available() else "cpu"),
+                "commit": args.commit or git_commit(), "date": datetime.date.today().isoformat(),
+                "preset": base, "overrides": overrides, "wall_seconds": result["wall_seconds"], "jobs": result["jobs"]}
+        result["packed"] = {"dir": str(pack), "files": pack_report(work, pack, meta)}
     shutil.rmtree(work, ignore_errors=True)
     return result
 
@@ -318,7 +354,9 @@ def part_slice(args: argparse.Namespace, left: float) -> dict[str, Any]:
 PARTS: dict[str, Callable[[argparse.Namespace, float], dict[str, Any]]] = {
     "environment": part_environment, "throughput": part_throughput, "gpu_tests": part_gpu_tests,
     "features": part_features,
-    "startup": part_startup, "slice": part_slice, "compile": part_compile}
+    "startup": part_startup, "slice": part_slice, "compile": part_compile, "study": part_study}
+#: the parts run unless --parts names others: the check, without the whole study
+DEFAULT_PARTS = [name for name in PARTS if name != "study"]
 
 
 def rates(parts: dict[str, Any]) -> dict[str, Any]:
@@ -387,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
                          "smaller GPU, e.g. 81559 for an H100)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="an earlier gpu_check.json whose parts that this run does not run are kept (with their commit)")
-    ap.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
+    ap.add_argument("--parts", nargs="+", choices=list(PARTS), default=DEFAULT_PARTS,
+                    help="default: every part but 'study' (the whole gpu preset, ~10+ min: run it alone)")
     ap.add_argument("--commit", default=None, help="the commit measured (default: this checkout's; a copy has no git)")
     ap.add_argument("--tiny", action="store_true", help="toy sizes on the CPU: a check that it runs, not a figure")
     args = ap.parse_args(argv)

@@ -108,3 +108,21 @@ def test_dvc_sync_times_commit_at_each_size(tmp_path):
     assert [r["stages"] for r in rows] == [2]
     assert all(r[k] > 0 for r in rows for k in ("commit_all_first_s", "commit_all_again_s", "commit_one_s",
                                                 "lock_write_dvc_s", "lock_write_ours_s"))
+
+
+def test_the_whole_study_is_packed_only_on_request_and_never_half(tmp_path):
+    """``--parts study`` is opt-in (the default parts leave it out); its report folder is copied whole with
+    study.json beside it, replacing an older one, and no staging folder is left."""
+    check = _script("gpu_check")
+    assert "study" in check.PARTS and "study" not in check.DEFAULT_PARTS
+    work, dest = tmp_path / "work", tmp_path / "out" / "gpu_study"
+    (work / "reports/figures").mkdir(parents=True)
+    for name in ("report.md", "results.csv", "figures/fid_vs_nfe.png"):
+        (work / "reports" / name).write_text(name)
+    dest.mkdir(parents=True)
+    (dest / "stale.md").write_text("an older study")
+    files = check.pack_report(work, dest, {"device": "NVIDIA H100", "commit": "abc", "date": "2026-12-07"})
+    assert files == ["figures/fid_vs_nfe.png", "report.md", "results.csv", "study.json"]
+    assert json.loads((dest / "study.json").read_text())["device"] == "NVIDIA H100"
+    assert (dest / "results.csv").read_text() == "results.csv" and not (dest / "stale.md").exists()
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["gpu_study"]
