@@ -22,6 +22,9 @@ compute at measured throughputs, plus what each job costs beyond that, as measur
   seconds less its cells' compute, over its jobs (start-up, CUDA's set-up, loading, the CPU-side metrics such as
   FID's matrix square root and KID, and the waiting beside the other jobs). A rule the slice did not run (and
   every rule without ``--measured``) pays the warm start-up of its command plus CUDA's set-up per GPU job.
+  ``--overheads startup`` charges only that, with the check's start-up and rates, plus the CPU-side scoring per
+  cell and per job that ``scoring.json`` measured: the estimate for a grain (a job per run, sampler and spacing)
+  that the committed slice, run a job per cell, did not measure.
 
 Rates: the anchors measured on one H100 with torch 2.11 for a 6M-parameter UNet at 32×32 by default (training
 2.8k img/s, eager fp32, batch 128; sampling 13k img·NFE/s, eager; Inception 4.3k img/s, float32, resize
@@ -34,6 +37,7 @@ seconds over the ``--slots`` that run at once; and, per rule, its job seconds ov
 lets run at once (``diffsteps.resources``: each job's ``gpu_mem_mb`` against ``--gpu-memory-mib`` less 2 GiB).
 
     python benchmarks/gpu_estimate.py [--preset gpu] [--measured benchmarks/results/gpu_check.json]
+                                      [--train-img-per-s RATE] [--out FILE]
 
 Writes ``benchmarks/results/gpu_estimate.json`` and prints the per-rule table.
 """
@@ -212,10 +216,21 @@ def main() -> int:
     ap.add_argument("--slots", type=int, default=8, help="GPU jobs at once (--resources gpu=SLOTS)")
     ap.add_argument("--gpu-memory-mib", type=float, default=81559,
                     help="the GPU's memory (default: an H100's 80 GB): --resources gpu_mem_mb is this less 2 GiB")
+    ap.add_argument("--train-img-per-s", type=float, default=None,
+                    help="a training rate to use instead of the measured one (say, the bare step's rate where the "
+                         "loop has changed since the check), named in the output")
+    ap.add_argument("--overheads", choices=("slice", "startup"), default="slice",
+                    help="slice: each rule's seconds beyond compute as the check's slice measured them (per cell when "
+                         "it ran a job per cell); startup: only the start-up, CUDA's set-up and the CPU-side scoring "
+                         "that benchmarks/results/scoring.json measured per cell and per job (for a grain the slice "
+                         "has not measured)")
+    ap.add_argument("--out", type=Path, default=OUT / "gpu_estimate.json")
     ap.add_argument("--gan-factor", type=float, default=2.0,
                     help="a DDGAN training image's cost in DDPM training images (generator + discriminator)")
     args = ap.parse_args()
     rates, overheads, overhead_unit, measured = dict(ANCHORS), {}, "jobs", None
+    # the gpu preset's Inception cell (N = 500 against 4,000 reference images), scored on the CPU
+    scoring = next(r for r in json.loads((OUT / "scoring.json").read_text())["rows"] if r["size"].startswith("gpu"))
     startup = json.loads((OUT / "startup.json").read_text())
     startup_s, startup_source = startup["seconds"], f"benchmarks/results/startup.json ({startup['device']}, {startup['date']})"
     if args.measured:
@@ -230,8 +245,11 @@ def main() -> int:
         if "startup_seconds" in measured["rates"]:
             startup_s = {**startup_s, **measured["rates"]["startup_seconds"]}
             startup_source = f"{args.measured} where measured there, else {startup_source}"
-        if "rules" in measured["parts"].get("slice", {}):
+        if "rules" in measured["parts"].get("slice", {}) and args.overheads == "slice":
             overheads, overhead_unit = slice_overheads(measured, rates, args.gan_factor)
+    if args.train_img_per_s:  # after the slice's calibration, which must subtract the compute at the slice's rate
+        rates["train_img_per_s"] = args.train_img_per_s
+        rates["train_source"] = "--train-img-per-s"
     study = load_config(ROOT / "src/diffsteps/presets" / f"{args.preset}.yaml")
     per = rule_work(study, args.gan_factor)
     jobs = dry_run_jobs(args.preset)
@@ -245,6 +263,9 @@ def main() -> int:
         # a command the record predates (probe, issue 26) takes the slowest start-up recorded
         warm = startup_s.get(f"{RULE_COMMAND[rule]} (warm)", max(v for k, v in startup_s.items() if k.endswith("(warm)")))
         start = v["jobs"] * (warm + (args.cuda_init_s if rule in GPU_RULES else 0.0))
+        if rule == "evaluate" and not overheads:  # FID, KID and precision/recall on the CPU, as measured there
+            start += v["cells"] * scoring["seconds_a_cell"][1] + v["jobs"] * scoring["once_per_process_seconds"][
+                "kid_reference_blocks"]
         compute = compute_s(v, rates)
         # calibrated: the slice's seconds per job beyond compute (start-up included) where it ran this rule
         job_s = v[overhead_unit] * overheads[rule] + compute if rule in overheads else start + compute
@@ -259,13 +280,14 @@ def main() -> int:
               "git_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                            text=True).stdout.strip(),
               "rates": rates, "cuda_init_s": args.cuda_init_s, "gan_factor": args.gan_factor,
-              "startup_source": startup_source, "overheads_per_job_s": {k: round(v, 2) for k, v in overheads.items()},
+              "startup_source": startup_source, "overheads": args.overheads,
+              "overheads_per_job_s": {k: round(v, 2) for k, v in overheads.items()},
               "overheads_per": overhead_unit,
               "resources": totals, "jobs": sum(jobs.values()), "rules": rows, "slots": args.slots,
               "startup_minutes": round(startup_total / 60, 1), "compute_minutes": round(compute_total / 60, 1),
               "job_minutes": round(job_total / 60, 1),
               "wall_minutes": round(wall / 60, 1)}
-    (OUT / "gpu_estimate.json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'rule':28} {'jobs':>6} {'compute s':>10} {'job s':>9} {'gpu_mem_mb':>10} {'at once':>8}")
     for rule, v in rows.items():
         print(f"{rule:28} {v['jobs']:>6} {v['compute_s']:>10} {v['job_s']:>9} {v['gpu_mem_mb']:>10} {v['at_once']:>8}"

@@ -102,6 +102,15 @@ class BatchRNG:
         self.generator.set_state(state)
 
 
+def _to_device(draws: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """CPU draws on ``device``. To a GPU they go through pinned memory without blocking: a copy from pageable memory
+    would make the host wait for the device's queue at every step of a sampler."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return draws.pin_memory().to(device, non_blocking=True)
+    return draws.to(device)
+
+
 class StackedRNG:
     """One CPU generator per sample: row j of every draw comes from generator j only."""
 
@@ -116,15 +125,15 @@ class StackedRNG:
 
     def randn(self, shape, *, dtype=torch.float32, device="cpu"):
         rest = self._check(shape)
-        return torch.stack([torch.randn(rest, generator=g, dtype=dtype) for g in self.generators]).to(device)
+        return _to_device(torch.stack([torch.randn(rest, generator=g, dtype=dtype) for g in self.generators]), device)
 
     def rand(self, shape, *, dtype=torch.float32, device="cpu"):
         rest = self._check(shape)
-        return torch.stack([torch.rand(rest, generator=g, dtype=dtype) for g in self.generators]).to(device)
+        return _to_device(torch.stack([torch.rand(rest, generator=g, dtype=dtype) for g in self.generators]), device)
 
     def randint(self, low, high, shape, *, device="cpu"):
         rest = self._check(shape)
-        return torch.stack([torch.randint(low, high, rest, generator=g) for g in self.generators]).to(device)
+        return _to_device(torch.stack([torch.randint(low, high, rest, generator=g) for g in self.generators]), device)
 
     def standard_gamma(self, concentration, shape):
         rest = self._check(shape)

@@ -18,6 +18,8 @@ from diffsteps.metrics.distances import (PRC_MAX_NEIGHBORHOOD, as_float64, covar
                                          nearest_neighbours, pairwise)
 
 RTOL = 1e-6  # the bar: each result agrees with torch-fidelity's to this, relative
+#: where the scoring jobs compute: the CPU, and the GPU when there is one (the gpu-marked cases run there)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 def gaussian(n: int, mean: np.ndarray, cov: np.ndarray, seed: int) -> np.ndarray:
@@ -41,8 +43,9 @@ def features(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
     return (rng.normal(size=(n, d)) @ mix + shift).astype(np.float32)
 
 
-def all_pairwise(gen: np.ndarray, ref: np.ndarray, k: int, m: int, subsets: int, seed: int) -> distances.Pairwise:
-    G, R = as_float64(gen, "gen"), as_float64(ref, "ref")
+def all_pairwise(gen: np.ndarray, ref: np.ndarray, k: int, m: int, subsets: int, seed: int,
+                 device: str = "cpu") -> distances.Pairwise:
+    G, R = as_float64(gen, "gen", device), as_float64(ref, "ref", device)
     gi, ri = kid_subsets(len(gen), len(ref), m, subsets, seed)
     return pairwise(G, R, knn_radii(R, PRC_MAX_NEIGHBORHOOD), k, gi, ri, kid_reference_sums(R, ri))
 
@@ -70,16 +73,17 @@ def test_fid_of_one_gaussian_shrinks_with_n():
     assert fids[-1] < 0.05 * fids[0]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("n_gen", [40, 300], ids=["N<D: the NxN form", "N>D: the DxD form"])
-def test_fid_agrees_with_torch_fidelity(n_gen):
+def test_fid_agrees_with_torch_fidelity(n_gen, device):
     d = 128
     gen, ref = features(n_gen, d, 0, shift=0.2), features(500, d, 1)
     st_g, st_r = (fid_features_to_statistics(torch.from_numpy(x)) for x in (gen, ref))
     theirs = fid_statistics_to_metric(st_g, st_r, verbose=False)[KEY_METRIC_FID]
-    ours = frechet_distance(gen, st_r["mu"], st_r["sigma"])
+    ours = frechet_distance(gen, st_r["mu"], st_r["sigma"], device=device)
     assert ours == pytest.approx(theirs, rel=RTOL)
     # the D×D form with the reference's factor given (as RefStats passes it) is the same number
-    assert frechet_distance(gen, st_r["mu"], st_r["sigma"], covariance_factor(st_r["sigma"])) == \
+    assert frechet_distance(gen, st_r["mu"], st_r["sigma"], covariance_factor(st_r["sigma"], device), device) == \
         pytest.approx(ours, rel=1e-12)
 
 
@@ -116,23 +120,25 @@ def test_kernel_distance_matches_numpy_unbiased_mmd():
         kid_subsets(300, 200, 201, 1, 0)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("m", [50, 120], ids=["m<N", "m=N: every subset is the whole set"])
-def test_kid_agrees_with_torch_fidelity(m):
+def test_kid_agrees_with_torch_fidelity(m, device):
     gen, ref = features(120, 64, 0, shift=0.1), features(400, 64, 1)
     # torch-fidelity in float64 (the features cast, nothing else): its float32 sums are its own rounding
     theirs = kid_features_to_metric(torch.from_numpy(gen).double(), torch.from_numpy(ref).double(), kid_subsets=20,
                                     kid_subset_size=m, rng_seed=5, verbose=False)
-    mean, std = all_pairwise(gen, ref, 3, m, 20, 5).kid
+    mean, std = all_pairwise(gen, ref, 3, m, 20, 5, device).kid
     assert mean == pytest.approx(theirs[KEY_METRIC_KID_MEAN], rel=RTOL)
     assert std == pytest.approx(theirs[KEY_METRIC_KID_STD], rel=RTOL)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("k", [1, 3, PRC_MAX_NEIGHBORHOOD])
-def test_precision_recall_agree_with_torch_fidelity(k):
+def test_precision_recall_agree_with_torch_fidelity(k, device):
     gen, ref = features(150, 32, 0, shift=0.15), features(400, 32, 1)
     theirs = prc_features_to_metric(torch.from_numpy(gen), torch.from_numpy(ref), prc_neighborhood=k,
                                     prc_batch_size=10000, save_cpu_ram=False, verbose=False)
-    ours = all_pairwise(gen, ref, k, 100, 2, 0)
+    ours = all_pairwise(gen, ref, k, 100, 2, 0, device)
     assert 0 < ours.precision < 1 and 0 < ours.recall < 1  # neither extreme: the balls decide
     assert ours.precision == pytest.approx(theirs[KEY_METRIC_PRECISION], rel=RTOL)
     assert ours.recall == pytest.approx(theirs[KEY_METRIC_RECALL], rel=RTOL)

@@ -78,15 +78,21 @@ def x0_pair(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float | torch.Tensor
 def ancestral_step(x_t, x0, chain: Chain, i: int | torch.Tensor, variance: str, z) -> torch.Tensor:
     """x_{i−1} = c0_i x̂_0 + ct_i x_i + σ_i z, σ² = β̃'_i or β'_i, with no noise at i = 1 (z may be None
     when every i is 1). ``i`` is one chain index or per-sample indices (B,) (DDGAN's training pairs)."""
-    idx = torch.full((x_t.shape[0],), i) if isinstance(i, int) else i.detach().long()
+    var = chain.beta_tilde if variance == "betatilde" else chain.beta
+    if isinstance(i, int):  # one step of a sampler: numbers, so that nothing is copied to the device per step
+        c0, ct = (float(c[i]) for c in chain.posterior_coefs())
+        if z is None and i > 1:
+            raise ValueError("ancestral_step: noise z is required at chain indices i > 1")
+        mean = c0 * x0 + ct * x_t
+        return mean if i == 1 or z is None else mean + float(var[i].sqrt()) * z
+    idx = i.detach().long()
     c0, ct = (on_device(c, idx.device) for c in chain.posterior_coefs())
     mean = expand_like(c0[idx], x_t) * x0 + expand_like(ct[idx], x_t) * x_t
     if z is None:
         if (idx > 1).any():
             raise ValueError("ancestral_step: noise z is required at chain indices i > 1")
         return mean
-    var = on_device(chain.beta_tilde if variance == "betatilde" else chain.beta, idx.device)
-    return mean + expand_like(var[idx].sqrt() * (idx > 1), x_t) * z
+    return mean + expand_like(on_device(var, idx.device)[idx].sqrt() * (idx > 1), x_t) * z
 
 
 #: one step of a first-order sampler: (x_i, x̂_0, ε̂, chain, i, z or None) → x_{i−1}
