@@ -102,11 +102,11 @@ class BatchRNG:
         self.generator.set_state(state)
 
 
-def _to_device(draws: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """CPU draws on ``device``. To a GPU they go through pinned memory without blocking: a copy from pageable memory
-    would make the host wait for the device's queue at every step of a sampler."""
+def to_device(draws: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Draws on ``device``. From the CPU to a GPU they go through pinned memory without blocking: a copy from pageable
+    memory would make the host wait for the device's queue at every step of a sampler."""
     device = torch.device(device)
-    if device.type == "cuda":
+    if device.type == "cuda" and draws.device.type == "cpu":
         return draws.pin_memory().to(device, non_blocking=True)
     return draws.to(device)
 
@@ -125,15 +125,15 @@ class StackedRNG:
 
     def randn(self, shape, *, dtype=torch.float32, device="cpu"):
         rest = self._check(shape)
-        return _to_device(torch.stack([torch.randn(rest, generator=g, dtype=dtype) for g in self.generators]), device)
+        return to_device(torch.stack([torch.randn(rest, generator=g, dtype=dtype) for g in self.generators]), device)
 
     def rand(self, shape, *, dtype=torch.float32, device="cpu"):
         rest = self._check(shape)
-        return _to_device(torch.stack([torch.rand(rest, generator=g, dtype=dtype) for g in self.generators]), device)
+        return to_device(torch.stack([torch.rand(rest, generator=g, dtype=dtype) for g in self.generators]), device)
 
     def randint(self, low, high, shape, *, device="cpu"):
         rest = self._check(shape)
-        return _to_device(torch.stack([torch.randint(low, high, rest, generator=g) for g in self.generators]), device)
+        return to_device(torch.stack([torch.randint(low, high, rest, generator=g) for g in self.generators]), device)
 
     def standard_gamma(self, concentration, shape):
         rest = self._check(shape)

@@ -18,6 +18,7 @@ import torch
 
 from .base import LOSSES, NoiseProcess, expand_like, noise_loss, on_device
 from ..families.ddgm import DDGMOptions
+from ..rng import to_device
 
 
 class GammaNoise(NoiseProcess):
@@ -46,7 +47,7 @@ class GammaNoise(NoiseProcess):
         k = on_device(self.k_bar, t.device)[t]  # (B,)
         g = rng.standard_gamma(k, shape)  # float64: float32 collapses at k ~ 1e10 and underflows at k ~ 1e-2
         k = expand_like(k, g)
-        return ((g - k) / k.sqrt()).to(device=device, dtype=dtype)  # standardised in float64, then cast
+        return to_device(((g - k) / k.sqrt()).to(dtype), device)  # standardised in float64, then cast
 
     def forward_step(self, x_prev, t, rng):
         t = self._check_t(t)
