@@ -38,7 +38,7 @@ slice (no git needed), without ``.dvc/``: the slice measures compute, and DVC is
 rot); its figures are not measurements.
 
     python benchmarks/gpu_check.py [--out-dir benchmarks/results] [--budget-s 470] [--slots 8]
-    python benchmarks/gpu_check.py --parts study --budget-s 560 --keep benchmarks/results/gpu_check.json
+    python benchmarks/gpu_check.py --parts study --budget-s 3600 --keep benchmarks/results/gpu_check.json
 """
 
 from __future__ import annotations
