@@ -261,3 +261,14 @@ def test_a_compiled_training_step_trains_the_same_weights(straight, smoke_cfg, t
     assert eager.keys() == compiled.keys()
     for k in eager:
         torch.testing.assert_close(compiled[k], eager[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_a_checkpoint_resumes_only_on_the_device_type_that_wrote_it(smoke_cfg, tcfg, images):
+    """The data order and the objective's draws are the training device's random streams, so the device's type is
+    part of what a checkpoint is checked against (beside the resume key, tests/training/test_resume.py)."""
+    from diffsteps.training.loop import _fingerprint
+
+    method = DDPM(smoke_cfg, "ddpm", SHAPE)
+    model = method.build_model()
+    on = {d: _fingerprint(method, model, images, tcfg, 0, torch.device(d)) for d in ("cpu", "cuda")}
+    assert [k for k in on["cpu"] if on["cpu"][k] != on["cuda"][k]] == ["device_type"]

@@ -125,6 +125,8 @@ def test_the_resume_key_holds_the_training_config_its_checkpoint_is_checked_agai
     import argparse
     import dataclasses
 
+    import torch
+
     from diffsteps.config import read_config
     from diffsteps.families import with_runs
     from diffsteps.stages.train import SECTIONS, resume_state
@@ -132,8 +134,11 @@ def test_the_resume_key_holds_the_training_config_its_checkpoint_is_checked_agai
     cfg = with_runs(read_config(SMOKE, SECTIONS), SMOKE, ["ddpm"])
     args = argparse.Namespace(method="ddpm", T=None, train_seed=0, keys=["model", "train.images"])
 
-    def key(**train):
-        return resume_state(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train)), args, "sha").key
+    def key(on="cpu", **train):
+        return resume_state(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train)), args, "sha",
+                            torch.device(on)).key
 
     assert key() == key(threads=4, device="cuda", checkpoint_every=7, seeds=(3,))
     assert key() != key(log_every=cfg.train.log_every + 1) and key() != key(lr=0.5)
+    # the device a run trains on draws its own random streams: a CPU checkpoint is never resumed on a GPU
+    assert key() != key(on="cuda")

@@ -17,6 +17,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..config import config_hash, to_plain
 from ..data.datasets import load_split
@@ -47,15 +48,16 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def resume_state(cfg, args, data_sha256: str) -> ResumeState:
+def resume_state(cfg, args, data_sha256: str, device: torch.device) -> ResumeState:
     """The cell's resumable state: its folder is the data set, the model (the run, at its T for a model per T)
     and the training seed; its key the params slice the cell reads (:func:`~.common.cell_config`) with all of the
-    training config a checkpoint is checked against, the cell, the training data's content hash and the digest of
-    the code this command runs (every package module it has loaded:
-    called once the run's method is imported)."""
+    training config a checkpoint is checked against, the cell, the training data's content hash, the type of the
+    device it trains on (its random streams are that device's) and the digest of the code this command runs (every
+    package module it has loaded: called once the run's method is imported)."""
     model = args.method if args.T is None else f"{args.method}/T{args.T}"
     key = {"params": cell_config(cfg, args), "train": resumed_train_config(cfg.train), "method": args.method,
-           "seed": args.train_seed, "data": data_sha256, "T": args.T, "code": loaded_code_digest()}
+           "seed": args.train_seed, "data": data_sha256, "T": args.T, "device_type": device.type,
+           "code": loaded_code_digest()}
     return ResumeState(Path(cfg.data.dataset) / model / f"train{args.train_seed}", config_hash(key))
 
 
@@ -80,7 +82,7 @@ def run(args) -> int:
             # the noise's shape over t, for the report (closed form; Gaussian is 0)
             "noise_skewness": noise_skewness(method, cfg.noise.T)}
     data_sha = read_json(args.data_dir / "data.json")["sha256"]["train"]
-    state = resume_state(cfg, args, data_sha)
+    state = resume_state(cfg, args, data_sha, device)
 
     def work() -> None:
         res = train(method, images, cfg.train, args.train_seed, out, state.dir, device,

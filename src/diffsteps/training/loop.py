@@ -50,7 +50,8 @@ __all__ = ["EpochSampler", "SNAPSHOTS_NAME", "TrainResult", "TrainingDiverged", 
 
 # sub-streams of a training seed (rng.sample_seed(seed, stream)); the model initialisation uses seed itself
 _DATA_STREAM, _OBJECTIVE_STREAM = 1, 2
-#: train-config keys that change neither the trained weights nor the log, so a resume may differ in them
+#: train-config keys that change neither the trained weights nor the log, so a resume may differ in them (``device``
+#: names a choice; the resolved device's type is part of the fingerprint)
 _RESUME_FREE_KEYS = ("checkpoint_every", "seeds", "replicates", "device", "threads")
 SNAPSHOTS_NAME = "snapshots.pt"
 
@@ -122,10 +123,13 @@ def resumed_train_config(cfg: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in to_plain(cfg).items() if k not in _RESUME_FREE_KEYS}
 
 
-def _fingerprint(method: Method, model: torch.nn.Module, images: np.ndarray, cfg: TrainConfig, seed: int) -> dict:
-    """What must match for a checkpoint to be resumed: it decides every weight of the run."""
+def _fingerprint(method: Method, model: torch.nn.Module, images: np.ndarray, cfg: TrainConfig, seed: int,
+                 device: torch.device) -> dict:
+    """What must match for a checkpoint to be resumed: it decides every weight of the run, the device's type
+    included (the data order and the objective's draws are that device's random streams)."""
     train = resumed_train_config(cfg)
     return {"method": method.name, "options": to_plain(method.options), "T": method.T, "seed": seed, "train": train,
+            "device_type": device.type,
             "model_spec": model_spec(model),
             "image_shape": list(images.shape[1:]), "data_sha256": sha256_array(images)}
 
@@ -141,7 +145,7 @@ class _Run:
         self.learner = method.learner(self.model, cfg)  # may build more networks (DDGAN's D) from the same seed
         for net in self.learner.networks():
             net.to(device)
-        self.fingerprint = _fingerprint(method, self.model, images, cfg, seed)
+        self.fingerprint = _fingerprint(method, self.model, images, cfg, seed, device)
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
         # the data order and the objective's draws come from generators on the device: no copy from the host
         # per step, which would make the host wait for the device's queue
