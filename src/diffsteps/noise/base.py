@@ -41,6 +41,8 @@ def on_device(table: np.ndarray | torch.Tensor, device: torch.device | str) -> t
     device. Indexing it with times already on the device reads nothing back and copies nothing from host
     memory: a copy from pageable host memory in every training step makes the host wait for the device."""
     device = torch.device(device)
+    if isinstance(table, torch.Tensor) and table.device == device:
+        return table  # (a cached copy would be the table itself, keeping its own weak key alive)
     copies = _RESIDENT.setdefault(table, {})
     if device not in copies:
         copies[device] = torch.as_tensor(table).to(device)
