@@ -263,14 +263,15 @@ def main() -> int:
         # a command the record predates (probe, issue 26) takes the slowest start-up recorded
         warm = startup_s.get(f"{RULE_COMMAND[rule]} (warm)", max(v for k, v in startup_s.items() if k.endswith("(warm)")))
         start = v["jobs"] * (warm + (args.cuda_init_s if rule in GPU_RULES else 0.0))
-        if rule == "evaluate" and not overheads:  # FID, KID and precision/recall on the CPU, as measured there
-            start += v["cells"] * scoring["seconds_a_cell"][1] + v["jobs"] * scoring["once_per_process_seconds"][
-                "kid_reference_blocks"]
+        # FID, KID and precision/recall on the CPU, as scoring.json measured them (a calibrated rule holds them)
+        scoring_s = (v["cells"] * scoring["seconds_a_cell"][1] + v["jobs"] * scoring["once_per_process_seconds"][
+            "kid_reference_blocks"]) if rule == "evaluate" and rule not in overheads else 0.0
         compute = compute_s(v, rates)
         # calibrated: the slice's seconds per job beyond compute (start-up included) where it ran this rule
-        job_s = v[overhead_unit] * overheads[rule] + compute if rule in overheads else start + compute
+        job_s = v[overhead_unit] * overheads[rule] + compute if rule in overheads else start + scoring_s + compute
         at_once = resources.concurrent_jobs(study, STAGE[rule].needs, totals)
-        rows[rule] = {**v, "startup_s": round(start, 1), "compute_s": round(compute, 1), "job_s": round(job_s, 1),
+        rows[rule] = {**v, "startup_s": round(start, 1), "cpu_scoring_s": round(scoring_s, 1),
+                      "compute_s": round(compute, 1), "job_s": round(job_s, 1),
                       "calibrated": rule in overheads, "gpu_mem_mb": resources.gpu_mem_mb(study, STAGE[rule].needs),
                       "at_once": at_once}
         startup_total, compute_total, job_total = startup_total + start, compute_total + compute, job_total + job_s

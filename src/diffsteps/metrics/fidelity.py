@@ -92,11 +92,12 @@ def score_features(features: np.ndarray, ref: RefStats, label: str, weights_sha2
     return Scores(rows, Nearest(pair.nearest_distance, ref.index[pair.nearest_index]))
 
 
-def _check_ref(ref: RefStats, extractor: str, weights_sha256: str, weights_path: str | Path, precision: str) -> None:
-    for key, value in (("extractor", extractor), ("weights_sha256", weights_sha256), ("precision", precision)):
+def _check_ref(ref: RefStats, source: str | Path, **expected: str) -> None:
+    """Refuse statistics whose ``meta`` differs from ``expected`` (key: value) as stale, naming ``source``."""
+    for key, value in expected.items():
         if ref.meta.get(key) != value:
             raise StaleReferenceStats(f"reference statistics have {key} = {ref.meta.get(key)!r} but the images are "
-                                      f"scored with {value!r} ({weights_path}); recompute the statistics")
+                                      f"scored with {value!r} ({source}); recompute the statistics")
 
 
 def score(generated: np.ndarray, ref: RefStats, extractor: str, weights_path: str | Path, cfg: EvaluationConfig,
@@ -107,7 +108,7 @@ def score(generated: np.ndarray, ref: RefStats, extractor: str, weights_path: st
     check_images(generated, "generated")
     sha = weights_sha256(extractor, weights_path)
     precision = check_precision(extractor, cfg.inception.precision)
-    _check_ref(ref, extractor, sha, weights_path, precision)
+    _check_ref(ref, weights_path, extractor=extractor, weights_sha256=sha, precision=precision)
     images, index = subset(generated, n, seed, "generated images")
     features = extract_features(images, extractor, weights_path, cfg.batch_size, device, precision)
     scores = score_features(features, ref, extractor_label(extractor, weights_path, precision), sha, cfg, device,
@@ -122,9 +123,10 @@ def floor_rows(ref: RefStats, cfg: EvaluationConfig, device: str | torch.device,
     compared with it at the same N. Its memorisation share is ≈ the quantile by construction: the level of
     fresh data.
     """
-    extractor, sha = ref.meta["extractor"], ref.meta["weights_sha256"]
-    _check_ref(ref, extractor, sha, "the statistics' weights", check_precision(extractor, cfg.inception.precision))
-    return score_features(ref.heldout_features, ref, ref.meta["feature_extractor"], sha, cfg, device, seed).rows
+    # the held-out features are the statistics' own: only the precision asked for can differ from theirs
+    _check_ref(ref, "the floor", precision=check_precision(ref.meta["extractor"], cfg.inception.precision))
+    return score_features(ref.heldout_features, ref, ref.meta["feature_extractor"], ref.meta["weights_sha256"],
+                          cfg, device, seed).rows
 
 
 def _placeholder_rows(status: str, reason: str, label: str, n: int | None) -> list[dict[str, Any]]:
