@@ -7,8 +7,9 @@ time keeps what came before; a part that would not fit in the time left is skipp
 1. ``environment``: the device, torch, the driver; ``import torch`` and CUDA's initialisation in a fresh process
    (seconds) and the memory one CUDA context holds (MiB, ``nvidia-smi``).
 2. ``throughput``: ``throughput.py`` (the study UNet beside diffusers' ``UNet2DModel``) at the gpu and cpu
-   presets' sizes, eager float32, bf16 autocast and ``pipeline`` (the study's own training step against
-   diffusers' eager float32 one).
+   presets' sizes, eager float32, bf16 autocast, ``pipeline`` (the study's own training step against
+   diffusers' eager float32 one) and ``stacked`` (three replicate networks trained as one stacked network, img/s
+   per model: whether training a run's seeds together pays on this device).
 3. ``gpu_tests``: the suite's tests marked ``gpu`` (``pytest -m gpu``; among them, that a training step of every
    family never synchronises the host with the device), where pytest is installed.
 4. ``features``: ``feature_throughput.py`` on the GPU: Inception (float32, resize included) with the TF32 and
@@ -158,9 +159,10 @@ def part_environment(args: argparse.Namespace, left: float) -> dict[str, Any]:
 def part_throughput(args: argparse.Namespace, left: float) -> dict[str, Any]:
     out = args.out_dir / "gpu_check_throughput.json"
     if args.tiny:
-        argv = ["--tiny", "--sizes", "cpu", "--modes", "eager", "pipeline"]
+        argv = ["--tiny", "--sizes", "cpu", "--modes", "eager", "pipeline", "stacked"]
     else:
-        argv = ["--sizes", "gpu", "cpu", "--modes", "eager", "bf16", "pipeline", "--repeats", "3", "--seconds", "0.3"]
+        argv = ["--sizes", "gpu", "cpu", "--modes", "eager", "bf16", "pipeline", "stacked", "--repeats", "3",
+                "--seconds", "0.3"]
     if _script("throughput").main([*argv, "--out", str(out)]):
         raise RuntimeError("throughput.py failed")
     return json.loads(out.read_text())

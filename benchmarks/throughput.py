@@ -9,7 +9,10 @@ one run on one machine.
 - Modes: eager float32 everywhere; on a GPU also bf16 autocast and ``torch.compile`` (``--modes``).
   ``pipeline`` times the study's own training step (the loop's step on the preset's DDPM run: data order and
   draws on the device, fused Adam, clipping, EMA, the preset's ``amp``) against diffusers' eager float32 step:
-  the comparison the GPU issue's targets are stated in.
+  the comparison the GPU issue's targets are stated in. ``stacked`` trains ``--replicates`` copies of the network
+  (one per training seed) as one stacked network (``torch.func.stack_module_state`` and ``vmap``, fused Adam over
+  the stacked parameters, eager float32), counting every replicate's images: the design "train the replicate
+  seeds of one run together" would use, timed before it is built (the study trains each seed in its own job).
 
 The two networks are built from the same :class:`~diffsteps.models.unet.UNetSpec`: widths ``channels ×
 channel_mult``, ``num_res_blocks`` residual blocks per level (one more on the way up), self-attention at the
@@ -53,7 +56,7 @@ from diffsteps.models.unet import UNet, UNetSpec, _groups, count_parameters  # n
 from diffsteps.data.shapes import image_shape  # noqa: E402
 from diffsteps.params import load_config  # noqa: E402
 
-MODES = ("eager", "bf16", "compile", "pipeline")
+MODES = ("eager", "bf16", "compile", "pipeline", "stacked")
 T_TRAIN = 1000  # the time input's range: ε-prediction at integer t ∈ [0, T), as the DDPM runs train
 
 
@@ -90,6 +93,37 @@ def pipeline_train_step(preset: str, train_batch: int, device: torch.device) -> 
             run.interval.clear()
 
     return count_parameters(run.model), train_step
+
+
+def stacked_train_step(spec: UNetSpec, replicates: int, train_batch: int,
+                       device: torch.device) -> tuple[int, Callable[[], None], dict[str, torch.Tensor]]:
+    """One network's parameter count, the stacked parameters (replicates, ...) by name and one optimiser step of
+    ``replicates`` networks stacked along a leading axis: each replicate's batch (B, C, H, W)
+    through ``vmap(functional_call)`` (dropout masks differ between replicates), its own loss mean, their sum's
+    backward (each replicate's gradient is its own loss's) and one fused Adam over the stacked parameters."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    nets = []
+    for seed in range(replicates):
+        torch.manual_seed(seed)
+        nets.append(UNet(spec).to(device).train())
+    params, buffers = stack_module_state(nets)
+    template = nets[0]
+    fwd = vmap(lambda p, b, x, t: functional_call(template, (p, b), (x, t)), randomness="different")
+    opt = torch.optim.Adam(params.values(), lr=1e-4, fused=True)
+    C, H = spec.in_channels, spec.image_size
+    x0 = torch.randn(replicates, train_batch, C, H, H, device=device)
+    gen = torch.Generator(device).manual_seed(0)
+
+    def train_step() -> None:
+        t = torch.randint(0, T_TRAIN, (replicates, train_batch), device=device, generator=gen)
+        eps = torch.randn(x0.shape, device=device, generator=gen)
+        loss = (fwd(params, buffers, x0 * 0.5 + eps * 0.8, t.float()) - eps).square().mean(dim=(1, 2, 3, 4)).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return count_parameters(template), train_step, params
 
 
 def diffusers_unet(spec: UNetSpec) -> torch.nn.Module:
@@ -147,7 +181,7 @@ def step_functions(kind: str, spec: UNetSpec, mode: str, train_batch: int, sampl
                    device: torch.device) -> tuple[int, Callable[[], None], Callable[[], None]]:
     """The network's parameter count, one training step and one sampling NFE (each on its batch); ``pipeline``
     is eager float32 here (diffusers' side of that comparison, and the study's sampling)."""
-    mode = "eager" if mode == "pipeline" else mode
+    mode = "eager" if mode in ("pipeline", "stacked") else mode
     torch.manual_seed(0)
     net = (UNet(spec) if kind == "diffsteps" else diffusers_unet(spec)).to(device)
     fwd = forward_of(kind, torch.compile(net) if mode == "compile" else net)
@@ -178,13 +212,18 @@ def step_functions(kind: str, spec: UNetSpec, mode: str, train_batch: int, sampl
 
 
 def measure(preset: str, spec: UNetSpec, mode: str, train_batch: int, sample_batch: int, device: torch.device,
-            **timing) -> dict[str, dict]:
+            replicates: int = 3, **timing) -> dict[str, dict]:
     kinds = ("diffsteps", "diffusers")
     built = {k: step_functions(k, spec, mode, train_batch, sample_batch, device) for k in kinds}
     if mode == "pipeline":
         parameters, train_step = pipeline_train_step(preset, train_batch, device)
         built["diffsteps"] = (parameters, train_step, built["diffsteps"][2])
+    if mode == "stacked":
+        parameters, train_step, _ = stacked_train_step(spec, replicates, train_batch, device)
+        built["diffsteps"] = (parameters, train_step, built["diffsteps"][2])
     train = best_rates({k: b[1] for k, b in built.items()}, train_batch, device, **timing)
+    if mode == "stacked":  # a stacked step trains every replicate's batch: img/s per model, replicates counted
+        train["diffsteps"] *= replicates
     sample = best_rates({k: b[2] for k, b in built.items()}, sample_batch, device, **timing)
     return {k: {"parameters": built[k][0], "train_img_per_s": round(train[k], 1),
                 "sample_img_nfe_per_s": round(sample[k], 1)} for k in kinds}
@@ -196,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", help="auto (CUDA where there is one), cpu or cuda")
     ap.add_argument("--modes", nargs="+", choices=MODES, default=None,
                     help="default: eager on CPU; eager, bf16 and compile on a GPU")
+    ap.add_argument("--replicates", type=int, default=3, help="networks trained together in the stacked mode")
     ap.add_argument("--seconds", type=float, default=0.5, help="least length of one timed window")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
@@ -217,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes:
             row = {"size": size, "mode": mode, "train_batch": train_batch, "sample_batch": sample_batch,
                    "image": f"{spec.in_channels}x{spec.image_size}x{spec.image_size}"}
-            row.update(measure(size, spec, mode, train_batch, sample_batch, device, **timing))
+            if mode == "stacked":
+                row["replicates"] = args.replicates
+            row.update(measure(size, spec, mode, train_batch, sample_batch, device, replicates=args.replicates,
+                               **timing))
             for key in ("train_img_per_s", "sample_img_nfe_per_s"):
                 ours, theirs = row["diffsteps"][key], row["diffusers"][key]
                 row[f"ratio_{key}"] = round(ours / theirs, 3) if theirs > 0 else math.nan

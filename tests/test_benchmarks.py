@@ -7,6 +7,7 @@ import importlib.util
 import json
 
 import pytest
+import torch
 
 from .conftest import ROOT
 
@@ -28,6 +29,25 @@ def test_throughput_times_both_networks_of_one_layout(tmp_path):
         assert row["diffsteps"]["parameters"] == row["diffusers"]["parameters"] > 0
         for key in ("train_img_per_s", "sample_img_nfe_per_s"):
             assert row["diffsteps"][key] > 0 and row["diffusers"][key] > 0 and row[f"ratio_{key}"] > 0
+
+
+def test_stacked_mode_steps_every_replicate_from_its_own_initialisation():
+    """The stacked mode times what it says: replicate r starts from the network seeded r (one network's parameter
+    count each) and one step moves every replicate's parameters."""
+    from diffsteps.models.unet import UNet
+
+    tp = _script("throughput")
+    spec, _, _ = tp.spec_of("smoke")
+    parameters, step, params = tp.stacked_train_step(spec, 2, 3, torch.device("cpu"))
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        alone = dict(UNet(spec).named_parameters())
+        assert all(torch.equal(params[k][seed], v) for k, v in alone.items())
+    assert parameters == sum(v.numel() for v in alone.values())
+    before = {k: v.detach().clone() for k, v in params.items()}
+    step()
+    for seed in (0, 1):
+        assert any(not torch.equal(params[k][seed], before[k][seed]) for k in params)
 
 
 def test_gpu_estimate_counts_each_cells_work(smoke_cfg):
@@ -59,7 +79,7 @@ def test_gpu_check_runs_every_part_in_its_tiny_mode(tmp_path):
     parts = result["parts"]
     assert set(parts) == {"environment", "throughput", "gpu_tests", "features", "startup", "slice", "compile"}
     assert not any("error" in p or "skipped" in p for p in parts.values())
-    assert {r["mode"] for r in parts["throughput"]["rows"]} == {"eager", "pipeline"}
+    assert {r["mode"] for r in parts["throughput"]["rows"]} == {"eager", "pipeline", "stacked"}
     # the GPU tests are collected and run, and skip here: there is no CUDA device
     assert parts["gpu_tests"]["returncode"] == 0 and "skipped" in parts["gpu_tests"]["summary"]
     assert parts["slice"]["returncode"] == 0 and parts["slice"]["report_written"]

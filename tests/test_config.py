@@ -93,7 +93,7 @@ def test_undefined_run_lists_the_defined_ones(raw):
 def test_unknown_family_lists_the_registered_ones(raw):
     raw["method_config"]["magic"] = {"family": "magic"}
     with pytest.raises(ConfigError, match=r"method_config.magic.family = 'magic'.*must be one of the method families "
-                                          r"\['ddgan', 'ddgm', 'ddpm', 'mixture', 'vdm'\]"):
+                                          r"\['ddgan', 'ddgm', 'ddpm', 'flow', 'mixture', 'vdm'\]"):
         validate_mapping(raw)
 
 
@@ -103,6 +103,9 @@ def test_unknown_family_lists_the_registered_ones(raw):
     ("ddgm", {"family": "ddgm", "theta0": 0.1, "p": 0.5}, "method_config.ddgm.p", "unknown key"),
     ("mixture", {"family": "mixture", "p": 1.0, "phi": 0.5}, "method_config.mixture.p", "must be < 1"),
     ("mixture", {"family": "mixture", "p": 0.3}, "method_config.mixture.phi = None", "a required key is missing"),
+    ("flow", {"family": "flow", "t_min": 0.5, "t_max": 0.4}, "method_config.flow.t_max", "must exceed t_min"),
+    ("flow", {"family": "flow", "t_max": 1.0}, "method_config.flow.t_max", "must be < 1"),
+    ("flow", {"family": "flow", "time_sampling": "beta"}, "method_config.flow.time_sampling", "must be one of"),
     ("mixture", {"family": "mixture", "p": 0.3, "phi": {"start": 0.2}}, "method_config.mixture.phi",
      "must be component sd φ in (0, 1): a constant, or {start, end}"),
     ("mixture", {"family": "mixture", "p": 0.3, "phi": 1.5}, "method_config.mixture.phi = 1.5", "in (0, 1)"),

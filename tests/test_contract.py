@@ -27,7 +27,7 @@ from diffsteps.spacing import SPACINGS
 SHAPE = (4, 1, 8, 8)
 
 
-RUNS = ["ddpm", "ddgm", "mixture", "vdm", "ddgan"]  # the smoke preset's runs: one per family (checked below)
+RUNS = ["ddpm", "ddgm", "mixture", "vdm", "ddgan", "flow"]  # the smoke preset's runs: one per family (checked below)
 T_FIXED = 3  # the step count a model per T (DDGAN) is built at here; the others are sampled at this budget
 
 

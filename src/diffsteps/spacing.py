@@ -9,7 +9,10 @@ A spacing says where the K steps of a sampler sit. Every one is defined on a *po
   the data (Lin et al. 2023, arXiv 2305.08891; diffusers' ``timestep_spacing="trailing"``);
 - ``logsnr``: uniform in λ = log(α/σ) = ½ log(ᾱ/(1 − ᾱ)) between λ(T) and λ(1);
 - ``karras``: EDM's (arXiv 2206.00364, eq. 5) σ̃_i = (σ̃_max^{1/ρ} + u_i (σ̃_min^{1/ρ} − σ̃_max^{1/ρ}))^ρ with
-  ρ = 7 and σ̃ = σ/α = √((1 − ᾱ)/ᾱ), between σ̃(T) and σ̃(1).
+  ρ = 7 and σ̃ = σ/α = √((1 − ᾱ)/ᾱ), between σ̃(T) and σ̃(1);
+- ``dmn``: the data-free optimised steps of arXiv 2402.17376 (scxue/DM-NonUniform): the interior λ between λ(T)
+  and λ(1) minimise a bound on the accumulated error of a multistep exponential integrator of order ≤ 3 (its
+  local-error coefficients on the λ grid, weighted by σ²/α), from uniform λ (:mod:`.dmn`). It reads the schedule only.
 
 A discrete model is queried only at integer t (:func:`discrete_times`): each time is rounded to an integer
 of 1..T and ties are pushed apart, so the K times are distinct. A continuous model (VDM) takes the exact
@@ -35,7 +38,8 @@ KARRAS_RHO = 7.0
 @dataclass(frozen=True)
 class Spacing:
     """A named discretisation. ``kind`` says in which coordinate the positions u are uniform: ``time``
-    (``warp`` maps u to a fraction of the time range), ``logsnr`` (λ) or ``karras`` (σ̃^{1/ρ}).
+    (``warp`` maps u to a fraction of the time range), ``logsnr`` (λ) or ``karras`` (σ̃^{1/ρ}); ``dmn`` places
+    them by optimisation in λ.
 
     A method is handed its spacing as this object (:meth:`discrete`, :meth:`continuous`), as it is handed its
     sampler: the noise processes and training never import this module."""
@@ -44,6 +48,9 @@ class Spacing:
     kind: str
     warp: Callable[[np.ndarray], np.ndarray] | None = None
     trailing: bool = False
+    #: its grids at K and 2K belong to one smooth family (a formula in u), so a solver's order of convergence can be
+    #: read off them; an optimised grid (``dmn``) is a separate optimum at each K
+    smooth_in_K: bool = True
 
     def discrete(self, alpha_bar: np.ndarray, K: int) -> np.ndarray:
         """:func:`discrete_times` of this spacing."""
@@ -69,6 +76,7 @@ SPACINGS: dict[str, Spacing] = {s.name: s for s in (
     Spacing("trailing", "time", _identity, trailing=True),
     Spacing("logsnr", "logsnr"),
     Spacing("karras", "karras"),
+    Spacing("dmn", "dmn", smooth_in_K=False),
 )}
 
 
@@ -91,7 +99,11 @@ def karras_sigmas(sigma_max: float, sigma_min: float, n: int, rho: float = KARRA
 
 
 def _targets(s: Spacing, u_desc: np.ndarray, lam_hi: float, lam_lo: float) -> np.ndarray:
-    """For positions u (1 → 0: noise end first), the target log-SNR λ of each point (logsnr/karras)."""
+    """For positions u (1 → 0: noise end first), the target log-SNR λ of each point (logsnr/karras/dmn)."""
+    if s.kind == "dmn":  # imported here: scipy's optimiser is loaded only where the spacing is used
+        from .dmn import optimised_log_snr
+
+        return optimised_log_snr(lam_lo, lam_hi, len(u_desc) - 1)
     if s.kind == "logsnr":
         return lam_lo + (1 - u_desc) * (lam_hi - lam_lo)
     # σ̃ = exp(−λ): EDM's ρ-spacing between σ̃(noise end) and σ̃(data end)

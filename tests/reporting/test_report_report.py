@@ -30,7 +30,7 @@ def test_report_reads_top_down_and_opens_with_the_steps_needed_table(built):
     assert order == sorted(order)
     first_table = md.index("|")
     assert order[0] < first_table < order[1]
-    assert "NFE_δ" in md[order[0]:order[1]] and "| run | training seeds | ODE limit fid (cell) | chain limit fid | best of solvers (NFE) | ddim-eta0 |" in md
+    assert "NFE_δ" in md[order[0]:order[1]] and "| run | training seeds | ODE limit fid (cell) | chain limit fid | best of solvers (NFE) | excess path length | ddim-eta0 |" in md
 
 
 def test_report_lists_the_failed_cell_with_its_error(built):

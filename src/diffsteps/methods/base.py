@@ -28,11 +28,14 @@ from ..rng import RNG, StackedRNG
 class GeneratedSet:
     """Samples of one cell: the sampler's endpoints ``x`` (N, C, H, W) float32 on the CPU in model space
     (x̂ ≈ x_0 in [−1, 1], before rounding: the solver error is measured on these), network evaluations per
-    sample, and wall time. ``images`` rounds them to the 256 levels (the decoder's mode)."""
+    sample, and wall time. ``images`` rounds them to the 256 levels (the decoder's mode). A tracing sampler's
+    ``path_length`` and ``displacement`` (N,) come with it (:class:`~..noise.reverse.SampleResult`)."""
 
     x: torch.Tensor
     nfe: int
     seconds: float
+    path_length: torch.Tensor | None = None
+    displacement: torch.Tensor | None = None
 
     @property
     def images(self) -> np.ndarray:
@@ -68,7 +71,7 @@ def generate_on_chain(cfg: StudyConfig, model: nn.Module, process: NoiseSource, 
     state is divided by ``scale`` (α_0 of a continuous chain, whose last step lands on z_0 = α_0 x̂). With ``latent_dim`` > 0 the model is a
     generator G(x_t, t, z) predicting x̂_0 (:class:`LatentDenoiser`), else an ε-predictor."""
     model.eval()
-    out, seconds, nfe = [], 0.0, 0
+    out, seconds, nfe, traced = [], 0.0, 0, []
     for start in range(0, n, batch_size):
         idx = range(start, min(n, start + batch_size))
         rng = StackedRNG(seed, idx)
@@ -78,7 +81,10 @@ def generate_on_chain(cfg: StudyConfig, model: nn.Module, process: NoiseSource, 
         out.append((res.x0 / scale).float().cpu())
         seconds += res.seconds
         nfe = res.nfe
-    return GeneratedSet(x=torch.cat(out), nfe=nfe, seconds=seconds)
+        if res.path_length is not None:
+            traced.append((res.path_length, res.displacement))
+    path, displacement = (torch.cat(v) for v in zip(*traced)) if traced else (None, None)
+    return GeneratedSet(x=torch.cat(out), nfe=nfe, seconds=seconds, path_length=path, displacement=displacement)
 
 
 def per_image_terms(batches: list[NLLTerms]) -> NLLTerms:

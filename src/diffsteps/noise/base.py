@@ -152,3 +152,7 @@ class NoiseProcess(ABC):
         z = (Γ(k̄_{τ_{i−1}}, θ_{τ_{i−1}}) − k̄θ)/√(1 − ᾱ_{τ_{i−1}})). On a respaced chain the law
         follows the respaced ᾱ', which equals ᾱ at τ, so the same marginal applies."""
         return self.sample_noise(shape, torch.full((shape[0],), int(chain.tau[i - 1])), rng, device=device)
+
+    def state_scale(self, chain: Chain) -> np.ndarray:
+        """s_i = 1: the chain's states are the family's own coordinates (it is variance-preserving)."""
+        return np.ones(chain.K + 1)

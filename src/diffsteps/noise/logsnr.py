@@ -247,6 +247,10 @@ class ContinuousGaussian:
         """Standard Gaussian noise of the reverse step i → i−1 (the same law at every t)."""
         return rng.randn(tuple(shape), device=device)
 
+    def state_scale(self, chain: Chain) -> np.ndarray:
+        """s_i = 1: the chain's states are the family's own coordinates (it is variance-preserving)."""
+        return np.ones(chain.K + 1)
+
     @torch.no_grad()
     def chain(self, K: int, spacing: TimeGrid | None = None) -> Chain:
         """The K-step chain on :func:`grid_times`: ``tau`` holds the times t_i (the denoiser's input),

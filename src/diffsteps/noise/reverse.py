@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
+import numpy as np
 import torch
 
 from ..rng import RNG
@@ -40,12 +41,24 @@ class NoiseSource(Protocol):
     def reverse_noise(self, shape: Sequence[int], chain: Chain, i: int, rng: RNG, *,
                       device: torch.device | str = "cpu") -> torch.Tensor: ...
 
+    def state_scale(self, chain: Chain) -> np.ndarray:
+        """s_i, (K+1,) float64: s_i·x_i is the chain's state in the family's own coordinates, in which its
+        trajectories are measured (their straightness): 1 for a variance-preserving family."""
+        ...
+
 
 @dataclass(frozen=True)
 class SampleResult:
-    x0: torch.Tensor  # (B, C, H, W) in [-1, 1] (when clipped)
+    """A sampler's endpoints x0 (B, C, H, W) (in [-1, 1] when clipped), its NFE and wall time. A sampler that
+    traces its trajectory (the solver error's reference) also gives, per sample (B,) float64 in the family's own
+    coordinates (:meth:`NoiseSource.state_scale`), the ``path_length`` through its nodes and the ``displacement``
+    between its ends."""
+
+    x0: torch.Tensor
     nfe: int
     seconds: float
+    path_length: torch.Tensor | None = None
+    displacement: torch.Tensor | None = None
 
 
 class Sampler(Protocol):

@@ -18,12 +18,12 @@ bootstrap seed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
 from .limits import Limit, Missing
-from .steps import Needed, Settings, answer, best_spacing, quality_rows, several_spacings
+from .steps import Needed, RunAnswer, Settings, answer, best_spacing, quality_rows, several_spacings
 from .summary import missing, seed_summary, text
 
 
@@ -36,12 +36,13 @@ def _limit(limit: Limit | Missing) -> float | str:
     return limit.value if isinstance(limit, Limit) else str(limit)
 
 
-def study_metrics(df: pd.DataFrame, s: Settings) -> dict[str, Any]:
-    """The metrics object of the tidy results frame ``df`` under the steps-needed settings ``s``."""
+def study_metrics(df: pd.DataFrame, s: Settings, answers: Sequence[RunAnswer] | None = None) -> dict[str, Any]:
+    """The metrics object of the tidy results frame ``df`` under the steps-needed settings ``s`` (``answers``:
+    :func:`~.steps.answer` of them, when the caller has it)."""
     steps: dict[str, dict[str, Any]] = {}
     best: dict[str, dict[str, Any]] = {}
     converged: dict[str, dict[str, float | str]] = {}
-    answers = answer(df, s)
+    answers = answer(df, s) if answers is None else answers
     several = several_spacings(answers)  # as in the report: a spacing only where it varies
     for a in answers:
         converged[a.method] = {kind: _limit(limit) for kind, limit in (("ode", a.ode), *a.chains.items())}

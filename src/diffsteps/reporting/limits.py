@@ -28,6 +28,8 @@ from .summary import missing, text
 SOLVER_ERROR = "solver_error"
 SOLVER_REFERENCE = "solver_error_reference"
 NO_LIMIT = "no converged limit on this grid"
+#: a cell's FID over its run's ODE limit, minus 1, paired by seed (:func:`~.steps.excess_rows`; 0: converged)
+EXCESS_METRIC = "excess_over_ode_limit"
 
 
 class Seeds:
@@ -77,12 +79,14 @@ def curves(seeds: Seeds, rows: pd.DataFrame) -> Curves:
 
 @dataclass(frozen=True)
 class Limit:
-    """A measured limit: ``kind`` ("ODE" or "chain"), its replicate means ``draws`` (B + 1,) and where it was read
-    (``source``, e.g. "heun, uniform, 49 NFE, solver error 0.012")."""
+    """A measured limit: ``kind`` ("ODE" or "chain"), its replicate means ``draws`` (B + 1,), where it was read
+    (``source``, e.g. "heun, uniform, 49 NFE, solver error 0.012") and, for a limit read at a cell of the grid,
+    that cell (sampler, spacing, NFE), so that its values can be paired with other cells seed by seed."""
 
     kind: str
     draws: np.ndarray
     source: str
+    cell: tuple[str, str, float] | None = None
 
     @property
     def value(self) -> float:
@@ -150,7 +154,7 @@ def ode_limit(run_curves: Curves, errors: SolverErrors, epsilon: float, family: 
                 candidates.append((nfe, e, sampler, spacing, draws[:, j]))
     if candidates:
         nfe, e, sampler, spacing, draws = min(candidates, key=lambda c: (c[0], c[1]))
-        return Limit("ODE", draws, f"{sampler}, {spacing}, {nfe:g} NFE, solver error {e:.2g} ≤ ε")
+        return Limit("ODE", draws, f"{sampler}, {spacing}, {nfe:g} NFE, solver error {e:.2g} ≤ ε", (sampler, spacing, nfe))
     return Missing("ODE", f"no ODE cell has solver error ≤ ε = {epsilon:g} (smallest {min(errors.cells.values()):.2g})",
                    _budget_to_reach(errors, epsilon))
 

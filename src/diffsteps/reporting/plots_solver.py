@@ -1,19 +1,29 @@
-"""Solver error against NFE on log–log axes, one figure per run, one line per (sampler, spacing), with the
-fitted slope (the empirical order) in the legend. Only the errors that the run's reference resolves are drawn as
-points and fitted (:func:`diffsteps.solver_error.resolves`); the rest are marked as open markers on the line of the
-reference's resolution."""
+"""The solver's figures.
+
+- Solver error against NFE on log–log axes, one figure per run, one line per (sampler, spacing), with the fitted
+  slope (the empirical order) in the legend. Only the errors that the run's reference resolves are drawn as points
+  and fitted (:func:`diffsteps.solver_error.resolves`); the rest are marked as open markers on the line of the
+  reference's resolution.
+- NFE needed against straightness (STUDY.md's *Why*): one point per run, its best of solvers against the excess
+  length of its reference trajectories, each with its interval."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..solver_error import RESOLUTION, fitted_order
+from .claims import Estimate
 from .figures import footnote, save_figure
 from .limits import SOLVER_ERROR, SolverErrors
 from .summary import ok_rows, slug, text
+
+if TYPE_CHECKING:
+    from .steps import RunAnswer
 
 
 def plot_solver_error(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
@@ -48,3 +58,41 @@ def plot_solver_error(df: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
                       "resolution); slope = least-squares −d log error / d log NFE; bars: sd over training seeds")
         figures[f"solver error vs NFE — {text(method)}"] = save_figure(fig, Path(out_dir) / f"solver_error_{slug(method)}.png")
     return figures
+
+
+def plot_steps_vs_straightness(answers: Sequence["RunAnswer"], out_dir: str | Path) -> dict[str, Path]:
+    """``NFE needed vs straightness`` → PNG: one point per run with both a best of solvers and an excess path length,
+    x the mean excess length with its 95% t interval over training seeds, y the best of solvers' NFE with its 95%
+    bootstrap interval; a censored NFE (never reached, or reached at the smallest NFE) is drawn at the grid's end
+    with an arrow marker. Nothing when no run has both."""
+    points = [a for a in answers if len(a.straightness) and a.best is not None]
+    if not points:
+        return {}
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for a in points:
+        sampler, spacing, n = a.best
+        x = float(a.straightness.mean())
+        xerr = None
+        if len(a.straightness) > 1:
+            low, high = Estimate.of_values(a.straightness).interval()
+            xerr = [[x - low], [high - x]]
+        y, marker = n.estimate, "o"
+        if math.isinf(y):
+            y, marker = n.grid_max, "^"
+        elif y <= n.grid_min:
+            y, marker = n.grid_min, "v"
+        lo, hi = (min(max(v, n.grid_min), n.grid_max) for v in (n.low, n.high))
+        line = ax.errorbar([x], [y], xerr=xerr, yerr=[[max(y - lo, 0.0)], [max(hi - y, 0.0)]], marker=marker, ms=6,
+                           lw=1, capsize=2, ls="none", label=f"{a.method} ({sampler}, {spacing})")
+        ax.annotate(a.method, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7,
+                    color=line.lines[0].get_color())
+    ax.set_yscale("log")
+    ax.set_xlabel("excess path length of the reference ODE trajectories (0: straight)")
+    ax.set_ylabel("NFE needed (best of solvers)")
+    ax.set_title("NFE needed vs straightness")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    footnote(fig, "x: mean over images of (path length)/‖x_0 − x_T‖ − 1 of each run's converged RK4 reference solves in "
+                  "its own coordinates, 95% t interval over training seeds; y: the fewest NFE at which any sampler and "
+                  "spacing stays within ±δ of the run's ODE limit, 95% bootstrap interval on the NFE grid; ▲: not "
+                  "reached on the grid (drawn at its largest NFE), ▼: reached at its smallest")
+    return {"NFE needed vs straightness": save_figure(fig, Path(out_dir) / "steps_vs_straightness.png")}

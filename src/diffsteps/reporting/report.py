@@ -17,7 +17,7 @@ from .anchors import anchor_blocks
 from .claims import DEFAULT_MATCH_MARGIN, Claim, evaluate_claims
 from .render import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
 from ..rows import COLUMNS, SchemaError
-from .steps import Settings, steps_blocks
+from .steps import RunAnswer, Settings, answer, excess_rows, steps_blocks
 from .summary import NLL_TERMS, QUALITY_METRICS, missing, text
 from .tables import SEEDS_NOTE, claims_tables, cost_tables, domain_table, failed_table, headline_tables, nll_blocks, \
     provenance_table, status_text
@@ -186,17 +186,24 @@ def _grid_caption(path: Path) -> str:
 def report_blocks(df: pd.DataFrame, figures: Mapping[str, Path] | Sequence[Path],
                   grids: Mapping[str, Path] | Sequence[Path], meta: Mapping[str, Any],
                   claims: Sequence[Claim] | None = None, steps: Settings | None = None,
-                  match_margin: float = DEFAULT_MATCH_MARGIN, unbounded: Mapping[str, str] | None = None) -> list[Block]:
+                  match_margin: float = DEFAULT_MATCH_MARGIN, unbounded: Mapping[str, str] | None = None,
+                  answers: Sequence[RunAnswer] | None = None) -> list[Block]:
     """The whole report as blocks, top-down: the answer (steps needed), the claims, the figures, then the
-    detail tables, the setup and the caveats behind them."""
+    detail tables, the setup and the caveats behind them. ``answers``: :func:`~.steps.answer` of ``df`` and
+    ``steps``, when the caller has it."""
     min_accuracy = float(meta["min_accuracy"])
     domain, unreliable = domain_table(df, min_accuracy)
-    answer = steps_blocks(df, steps) if steps is not None else [Paragraph("Steps-needed settings not given.")]
+    if answers is None:
+        answers = answer(df, steps) if steps is not None else []
+    # the claims also judge each run's distance to its own converged limit (the flow-matching claim)
+    judged = pd.concat([df, excess_rows(df, answers, steps)], ignore_index=True) if answers else df
+    opening = steps_blocks(df, steps, answers) if steps is not None else [
+        Paragraph("Steps-needed settings not given.")]
     blocks: list[Block] = [
         Heading(f"diffsteps report — preset '{meta['preset']}' on {meta['dataset']}", 1),
         Paragraph(STUDY_INTRO),
-        Heading("How many steps does each method need?"), *answer,
-        Heading("Published claims"), *claims_tables(evaluate_claims(df, claims, match_margin)),
+        Heading("How many steps does each method need?"), *opening,
+        Heading("Published claims"), *claims_tables(evaluate_claims(judged, claims, match_margin)),
         Heading("Figures"), *(_images(figures, "figure") or [Paragraph("No figures.")]),
         Heading("Read this first"), Bullets(tuple(honesty_notes(df, unreliable, min_accuracy))), _config_table(meta),
         Heading("Sample quality"), Paragraph(SEEDS_NOTE),
@@ -219,8 +226,8 @@ def report_blocks(df: pd.DataFrame, figures: Mapping[str, Path] | Sequence[Path]
 def build_report(df: pd.DataFrame, figures: Mapping[str, Path] | Sequence[Path],
                  grids: Mapping[str, Path] | Sequence[Path], out_dir: str | Path,
                  meta: Mapping[str, Any], claims: Sequence[Claim] | None = None, steps: Settings | None = None,
-                 match_margin: float = DEFAULT_MATCH_MARGIN, unbounded: Mapping[str, str] | None = None
-                 ) -> tuple[Path, Path]:
+                 match_margin: float = DEFAULT_MATCH_MARGIN, unbounded: Mapping[str, str] | None = None,
+                 answers: Sequence[RunAnswer] | None = None) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into ``out_dir`` (atomically) and return their paths; ``unbounded``:
     the runs with no bound job and what to say of each (:func:`unbounded_runs`)."""
     _check_meta(meta)
@@ -228,7 +235,7 @@ def build_report(df: pd.DataFrame, figures: Mapping[str, Path] | Sequence[Path],
     if missing_cols:
         raise SchemaError(f"build_report: the results table lacks the schema columns {missing_cols}")
     out_dir = Path(out_dir)
-    blocks = report_blocks(df, figures, grids, meta, claims, steps, match_margin, unbounded)
+    blocks = report_blocks(df, figures, grids, meta, claims, steps, match_margin, unbounded, answers)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     atomic_write_text(md_path, to_markdown(blocks, out_dir))
     atomic_write_text(html_path, to_html(blocks, f"diffsteps report — {meta['preset']} on {meta['dataset']}"))

@@ -27,8 +27,9 @@ import pandas as pd
 from ..rows import FLOOR_SAMPLER
 from ..families import options_type
 from ..sampler_registry import SamplerSpec, data_law_caveat
-from ..solver_error import RESOLUTION
-from .limits import (NO_LIMIT, SOLVER_REFERENCE, Limit, Missing, Seeds, SolverErrors, chain_limit,
+from ..solver_error import RESOLUTION, STRAIGHTNESS_METRIC
+from .claims import Estimate
+from .limits import (EXCESS_METRIC, NO_LIMIT, SOLVER_REFERENCE, Limit, Missing, Seeds, SolverErrors, chain_limit,
                      curves, first_below, first_converged, ode_limit)
 from .render import Block, Bullets, Paragraph, Table
 from .summary import text
@@ -108,6 +109,18 @@ class RunAnswer:
     to_error: dict[tuple[str, str], Needed]
     error_unresolved: str | None = None  # why NFE_ε is not shown (the reference does not resolve ε)
     samplers: tuple[str, ...] = field(default=())  # the samplers the run has cells of
+    #: the reference trajectories' mean excess length per training seed (STUDY.md's *Why*; empty without rows)
+    straightness: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def straightness_text(self) -> str:
+        """The mean excess length with its 95% t interval over training seeds, or why there is none."""
+        v = self.straightness
+        if not len(v):
+            return "—"
+        if len(v) == 1:
+            return f"{v[0]:.3g} (1 training seed)"
+        low, high = Estimate.of_values(v).interval()
+        return f"{v.mean():.3g} [{low:.3g}, {high:.3g}]"
 
     def limit_of(self, sampler: str) -> Limit | Missing:
         return self.ode if SamplerSpec.parse(sampler).deterministic else self.chains.get(
@@ -165,9 +178,35 @@ def answer(df: pd.DataFrame, s: Settings) -> list[RunAnswer]:
             else:
                 unresolved = (f"its solver-error reference (estimate {errors.estimate:.2g}) does not resolve "
                               f"ε = {s.solver_error:g}")
+        straight = df[(df["method"] == m) & (df["metric"] == STRAIGHTNESS_METRIC) & (df["status"] == "ok")]
         out.append(RunAnswer(m, family, seeds[m].n_train, ode, chains, own, best, to_ddpm, to_error, unresolved,
-                             tuple(dict.fromkeys(smp for smp, _ in run_curves))))
+                             tuple(dict.fromkeys(smp for smp, _ in run_curves)),
+                             straight.groupby("train_seed")["value"].mean().to_numpy(float)))
     return out
+
+
+def excess_rows(df: pd.DataFrame, answers: Sequence[RunAnswer], s: Settings) -> pd.DataFrame:
+    """How far each run's best solver at each NFE is from its own converged limit, seed by seed: for every run with
+    an ODE limit read at a cell, the deterministic (sampler, spacing) with the lowest mean headline FID at an NFE is
+    its best solver there, and each of that cell's (training seed, sampling seed) gets the row FID_cell / FID_ODE∞ − 1
+    (metric :data:`EXCESS_METRIC`; 0: converged), the limit cell's FID taken at the same seeds. The rows copy the
+    best cell's identity and context, so a claim judges them like any metric (STUDY.md's flow-matching claim)."""
+    rows = quality_rows(df, s.metric)
+    out = []
+    for a in answers:
+        if not isinstance(a.ode, Limit) or a.ode.cell is None:
+            continue
+        run = rows[(rows["method"] == a.method) & rows["sampler"].map(lambda x: SamplerSpec.parse(x).deterministic)]
+        lsmp, lsp, lnfe = a.ode.cell
+        limit = run[(run["sampler"] == lsmp) & (run["spacing"] == lsp) & (run["nfe"] == lnfe)]
+        ref = {(r["train_seed"], r["seed"]): r["value"] for r in limit.to_dict("records")}
+        for _, at in run.groupby("nfe", sort=True):
+            (smp, sp), _ = min(at.groupby(["sampler", "spacing"])["value"].mean().items(), key=lambda kv: kv[1])
+            for r in at[(at["sampler"] == smp) & (at["spacing"] == sp)].to_dict("records"):
+                key = (r["train_seed"], r["seed"])
+                if key in ref:
+                    out.append({**r, "metric": EXCESS_METRIC, "value": r["value"] / ref[key] - 1.0})
+    return pd.DataFrame(out, columns=df.columns).astype(df.dtypes.to_dict()) if out else df.iloc[0:0]
 
 
 def best_spacing(needed: dict[tuple[str, str], Needed], sampler: str) -> tuple[str, Needed] | None:
@@ -241,10 +280,11 @@ def several_spacings(answers: Sequence[RunAnswer]) -> bool:
     return len({sp for a in answers for _, sp in (*a.to_own, *a.to_ddpm)}) > 1
 
 
-def steps_blocks(df: pd.DataFrame, s: Settings) -> list[Block]:
+def steps_blocks(df: pd.DataFrame, s: Settings, answers: Sequence[RunAnswer] | None = None) -> list[Block]:
     """The report's opening section: the table (one row per run: its limits, the best of solvers, one column per
-    sampler), the same for DDPM's target and for the solver error, then one sentence per run and the caveats."""
-    answers = answer(df, s)
+    sampler), the same for DDPM's target and for the solver error, then one sentence per run and the caveats.
+    ``answers``: :func:`answer` of the same frame and settings, when the caller has them already."""
+    answers = answer(df, s) if answers is None else answers
     if not answers:
         return [Paragraph(f"No {s.metric} rows: the question cannot be answered from this run.")]
     samplers = list(dict.fromkeys(s.samplers or sorted({smp for a in answers for smp in a.samplers})))
@@ -256,14 +296,16 @@ def steps_blocks(df: pd.DataFrame, s: Settings) -> list[Block]:
         return "; ".join(f"{smp}: {lim}" for smp, lim in a.chains.items()) or "—"
 
     head = Table(("run", "training seeds", f"ODE limit {s.metric} (cell)", f"chain limit {s.metric}",
-                  "best of solvers (NFE)", *samplers),
-                 tuple((a.method, str(a.n_train), str(a.ode), chain_text(a), _best_cell(a),
+                  "best of solvers (NFE)", "excess path length", *samplers),
+                 tuple((a.method, str(a.n_train), str(a.ode), chain_text(a), _best_cell(a), a.straightness_text(),
                         *(_cell(a, a.to_own, smp, several, own=True) for smp in samplers)) for a in answers),
                  f"NFE_δ: NFE from which each sampler stays within ±δ = {s.tolerance:g} of the converged {s.metric} of "
                  f"its kind: the run's ODE limit (the cheapest ODE cell with solver error ≤ ε = {s.solver_error:g}) for "
                  "a deterministic solver, its own chain limit (K = T) for a stochastic one; never a best cell. Best of "
                  f"solvers: the fewest NFE of any sampler and spacing within ±δ of the ODE limit. 95% bootstrap "
-                 f"intervals on the NFE grid{spacing_note}")
+                 f"intervals on the NFE grid{spacing_note}. Excess path length: why (STUDY.md), the mean over images of "
+                 "(path length)/‖x_0 − x_T‖ − 1 of the run's reference ODE solves in its own coordinates (0: straight "
+                 "lines), with its 95% t interval over training seeds")
     blocks: list[Block] = [head]
     if any(a.to_ddpm for a in answers):
         blocks.append(Table(("run", "training seeds", *samplers),

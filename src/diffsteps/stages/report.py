@@ -16,9 +16,9 @@ from ..reporting.aggregate import collect, write_csv
 from ..reporting.dvc_metrics import study_metrics
 from ..reporting.plots import plot_all
 from ..reporting.plots_memorisation import plot_closest_pairs
-from ..reporting.plots_solver import plot_solver_error
+from ..reporting.plots_solver import plot_solver_error, plot_steps_vs_straightness
 from ..reporting.report import build_report, meta_from_config, unbounded_runs
-from ..reporting.steps import settings_from_config
+from ..reporting.steps import answer, settings_from_config
 from ..reporting.summary import run_label
 from ..families import with_runs
 from .common import add_common, setup
@@ -63,15 +63,17 @@ def run(args) -> int:
     figures = plot_all(df, out / "figures", loss, skewness, log_snr, {k: v for k, v in probes.items() if v})
     figures.update(plot_closest_pairs(df, inputs["pairs"], out / "figures"))
     figures.update(plot_solver_error(df, out / "figures"))
+    steps = settings_from_config(cfg, headline_metric(cfg))
+    answers = answer(df, steps)  # the steps-needed answer, once: the report, its figure and the DVC metrics read it
+    figures.update(plot_steps_vs_straightness(answers, out / "figures"))
     grids = [Path(p) for p in inputs["samples"] if p.endswith("grid.png")]
     # the sizes come from the training records (VDM adds Fourier-feature input channels and its schedule to the
     # same UNet), so the report never builds a network and never imports torch
     network = (f"UNet, width {cfg.model.channels}, levels {list(cfg.model.channel_mult)}, "
                f"attention at {list(cfg.model.attn_resolutions)}; trained parameters per run: "
                + (", ".join(f"{m} {n:,}" for m, n in sorted(parameters.items())) or "none recorded"))
-    steps = settings_from_config(cfg, headline_metric(cfg))
     build_report(df, figures, grids, out, meta_from_config(cfg, network=network), steps=steps,
-                 match_margin=cfg.evaluation.claims.match_margin, unbounded=unbounded_runs(cfg))
+                 match_margin=cfg.evaluation.claims.match_margin, unbounded=unbounded_runs(cfg), answers=answers)
     # the same answer as DVC metrics (dvc metrics show/diff, dvc exp show)
-    atomic_write_json(out / "metrics.json", study_metrics(df, steps))
+    atomic_write_json(out / "metrics.json", study_metrics(df, steps, answers))
     return 0

@@ -12,7 +12,8 @@ from ..methods import run_identity
 from ..rows import make_row
 from ..sampler_registry import SamplerSpec
 from ..samplers import Solver, rk4, sampler_for
-from ..solver_error import REFERENCE_SOLVER, REFERENCE_SPACING, cell_errors, reference_solve
+from ..solver_error import (REFERENCE_SOLVER, REFERENCE_SPACING, STRAIGHTNESS_METRIC, cell_errors, excess_length,
+                            reference_solve)
 from ..spacing import EXACT_LOGSNR, SPACINGS
 from ..training.checkpoint import load_trained
 from ..families import with_runs
@@ -74,9 +75,12 @@ def run(args) -> int:
         extra = 0 if method.continuous_time else 1
         reference = Solver(REFERENCE_SOLVER, rk4)
 
+        solves = {}  # RK4 steps → the reference's set, its traced trajectories with it
+
         def solve_reference(M: int):
-            return method.generate(model, 2 * M + extra, reference, EXACT_LOGSNR, ev.n, ev.seed,
-                                   batch_size=ev.batch_size, device=device).x
+            solves[M] = method.generate(model, 2 * M + extra, reference, EXACT_LOGSNR, ev.n, ev.seed,
+                                        batch_size=ev.batch_size, device=device)
+            return solves[M].x
 
         ref = reference_solve(solve_reference, lambda M: 4 * M + extra, smallest, max_steps=ev.max_K)
         rows = []
@@ -90,6 +94,11 @@ def run(args) -> int:
                              reason=None if ref.converged else f"not converged: its error estimate {ref.estimate:.2g} "
                              f"after {ref.steps} RK4 steps (evaluation.solver_error.max_K) does not resolve the "
                              f"smallest reported error {smallest(ref.x):.2g}"))
+        traced = solves[ref.steps]
+        excess = excess_length(traced.path_length, traced.displacement).numpy()
+        rows.append(make_row(**{**ident, "metric": STRAIGHTNESS_METRIC}, sampler=REFERENCE_SOLVER,
+                             spacing=REFERENCE_SPACING, nfe=ref.nfe, value=float(excess.mean()),
+                             std=float(excess.std(ddof=1) / math.sqrt(len(excess))), n=len(excess), status="ok"))
         reference_record = {"solver": REFERENCE_SOLVER, "spacing": REFERENCE_SPACING, "steps": ref.steps,
                             "nfe": ref.nfe, "estimate": ref.estimate, "order": ref.order,
                             "converged": ref.converged}
