@@ -245,22 +245,25 @@ def test_the_answer_reads_each_cell_at_its_largest_n_in_any_row_order(order):
 
 
 def test_excess_rows_pair_each_runs_best_solver_with_its_own_limit_seed_by_seed():
-    """FID/FID_ODE∞ − 1 of the best deterministic cell at each NFE, the limit (Heun at 10 NFE) taken at the same
-    (training seed, sampling seed): Heun is the best solver at every NFE here, 10.8/10.5 − 1 at 5 NFE."""
+    """|FID/FID_ODE∞ − 1| of the deterministic cell nearest the limit at each NFE, the limit (Heun at 10 NFE, 10.5)
+    taken at the same (training seed, sampling seed): Heun at 5 NFE (10.8/10.5 − 1) and at 20 (10.2: 2.9% below,
+    nearer than DDIM's 11), DDIM at 50 (10.5, on the limit; Heun's 10.1 is 3.8% below it: below counts as far as
+    above)."""
     from diffsteps.reporting.steps import EXCESS_METRIC, excess_rows
 
     df = to_frame(study(train_seeds=(0, 1)))
     rows = excess_rows(df, answer(df, S), S)
     assert set(rows["metric"]) == {EXCESS_METRIC} and set(rows["method"]) == {"ddpm"}  # DDGAN: no ODE limit
-    assert set(rows["sampler"]) == {"heun"} and sorted(set(rows["nfe"])) == list(GRID)
+    assert dict(zip(rows["nfe"], rows["sampler"])) == {5: "heun", 10: "heun", 20: "heun", 50: "ddim-eta0"}
     assert len(rows) == len(GRID) * 2 * 2  # every NFE, training seed and sampling seed
-    at5 = rows[rows["nfe"] == 5]["value"].to_numpy()
-    assert np.allclose(at5, 10.8 / 10.5 - 1) and np.allclose(rows[rows["nfe"] == 10]["value"], 0.0)
+    at = {n: rows[rows["nfe"] == n]["value"].to_numpy() for n in GRID}
+    assert np.allclose(at[5], 10.8 / 10.5 - 1) and np.allclose(at[10], 0.0) and np.allclose(at[50], 0.0)
+    assert np.allclose(at[20], 1 - 10.2 / 10.5)  # below the limit: its distance
 
 
 def test_the_flow_claim_judges_each_runs_distance_to_its_own_limit_over_training_runs():
     """The published flow-matching claim: flow's best solver at 10 NFE lies nearer its own ODE limit than DDPM's
-    does (FID/FID_ODE∞ − 1, paired per seed), judged over three training runs each. It is a claim about steps, not
+    does (|FID/FID_ODE∞ − 1|, paired per seed), judged over three training runs each. It is a claim about steps, not
     about networks: flow's FID at 10 NFE (16.3) is worse than DDPM's (14) here, yet flow is 2% from its limit (16)
     and DDPM 40% from its own (10)."""
     import pandas as pd
@@ -293,3 +296,5 @@ def test_the_flow_claim_judges_each_runs_distance_to_its_own_limit_over_training
     assert row["difference (a − b)"] == pytest.approx(16.3 / 16 - 1 - 0.4, abs=0.01)
     assert "over training runs (3 and 3" in row["note"]
     assert judged({"ddpm": (10.2, 10.0), "flow": (24.0, 16.0)})["verdict"] == "contradicted"
+    # undershooting the limit is no credit: DDPM 40% below its own is as far as 40% above
+    assert judged({"ddpm": (6.0, 10.0), "flow": (16.3, 16.0)})["verdict"] == "supported"

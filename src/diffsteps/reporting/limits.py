@@ -28,8 +28,9 @@ from .summary import missing, text
 SOLVER_ERROR = "solver_error"
 SOLVER_REFERENCE = "solver_error_reference"
 NO_LIMIT = "no converged limit on this grid"
-#: a cell's FID over its run's ODE limit, minus 1, paired by seed (:func:`~.steps.excess_rows`; 0: converged)
-EXCESS_METRIC = "excess_over_ode_limit"
+#: a cell's relative distance to its run's ODE limit, |FID/FID_ODE∞ − 1|, paired by seed (:func:`~.steps.excess_rows`;
+#: 0: converged; two-sided, as NFE_δ is: a FID below the limit is another distribution, not a converged one)
+EXCESS_METRIC = "distance_to_ode_limit"
 
 
 class Seeds:

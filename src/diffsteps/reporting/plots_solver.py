@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 import pandas as pd
 
 from ..solver_error import RESOLUTION, fitted_order
@@ -87,6 +88,11 @@ def plot_steps_vs_straightness(answers: Sequence["RunAnswer"], out_dir: str | Pa
         ax.annotate(a.method, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7,
                     color=line.lines[0].get_color())
     ax.set_yscale("log")
+    # the NFE grid's ends and the points' own values, written as plain numbers
+    ax.set_yticks(sorted({v for a in points for n in (a.best[2],)
+                          for v in (n.grid_min, n.grid_max, min(max(n.estimate, n.grid_min), n.grid_max))}))
+    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("excess path length of the reference ODE trajectories (0: straight)")
     ax.set_ylabel("NFE needed (best of solvers)")
     ax.set_title("NFE needed vs straightness")
