@@ -121,4 +121,6 @@ def optimised_log_snr(lam_noise: float, lam_data: float, N: int) -> np.ndarray:
                 break
             z, best = result.x, float(result.fun)
     with torch.no_grad():
-        return _grid(torch.from_numpy(z), lam_noise, lam_data).numpy()
+        lam = _grid(torch.from_numpy(z), lam_noise, lam_data).numpy()
+    lam.setflags(write=False)  # the cache hands every caller this array
+    return lam

@@ -254,7 +254,7 @@ def unipc(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequenc
         if last is not None:  # UniC: correct the state at i with the evaluation there (the next step reuses it)
             x = _unipc_step(last[0], last[1], chain, i, last[2], new=x0)
         history = [(i, x0), *history][:MULTISTEP_ORDER]
-        order = min(_multistep_order(step, chain.K), len(history))
+        order = _multistep_order(step, chain.K)  # ≤ step + 1: never more than the history holds
         last = (x, history, order)
         x = _unipc_step(x, history, chain, i - 1, order)
     return SampleResult(x0=x, nfe=nfe, seconds=elapsed(t0, device))
@@ -288,7 +288,7 @@ def deis(denoiser: Denoiser, process: NoiseSource, chain: Chain, shape: Sequence
         _, eps = denoise(denoiser, _alpha_sigma(chain, i)[0] * xt, chain, i, clip_x0, prediction)
         nfe += 1
         history = [(_sigma_tilde(chain, i), eps), *history][:MULTISTEP_ORDER]
-        used = history[:min(_multistep_order(step, chain.K), len(history))]
+        used = history[:_multistep_order(step, chain.K)]
         w = _log_lagrange_weights([r for r, _ in used], used[0][0], _sigma_tilde(chain, i - 1))
         xt = xt + sum(wj * ej for wj, (_, ej) in zip(w, used))
     return SampleResult(x0=_alpha_sigma(chain, 0)[0] * xt, nfe=nfe, seconds=elapsed(t0, device))

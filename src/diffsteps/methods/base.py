@@ -18,6 +18,7 @@ from ..config import StudyConfig, TrainConfig
 from ..families.base import MethodOptions
 from ..learners import Learner, ObjectiveLearner
 from ..likelihood import NLLTerms
+from ..models.unet import UNet, UNetSpec
 from ..noise.reverse import NoiseSource, Sampler
 from ..noise.schedule import Chain, TimeGrid
 from ..objectives import Objective
@@ -146,9 +147,11 @@ class Method(ABC):
         """The trained model's log-SNR γ = log(σ²/α²) over time mapped to t ∈ [0, 1], for the report:
         ``{"t": [...], "gamma": [...]}``, plus ``"init"`` (the initial curve) where γ is learned."""
 
-    @abstractmethod
     def build_model(self) -> nn.Module:
-        """A freshly initialised network (the shared UNet) sized from ``cfg.model``."""
+        """A freshly initialised network sized from ``cfg.model``: the shared UNet on the data's shape, unless the
+        family adds to it (VDM's Fourier inputs, DDGAN's latent)."""
+        C, H, _ = self.image_shape
+        return UNet(UNetSpec.from_config(self.cfg.model, image_size=H, in_channels=C))
 
     @abstractmethod
     def learner(self, model: nn.Module, cfg: TrainConfig) -> Learner:

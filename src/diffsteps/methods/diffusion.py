@@ -6,11 +6,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from torch import nn
 
 from ..families.base import MethodOptions
 from ..likelihood import ancestral_vlb
-from ..models.unet import UNet, UNetSpec
 from ..noise.base import NoiseProcess
 from ..noise.schedule import Schedule
 from ..objectives import EpsilonObjective, Objective
@@ -39,10 +37,6 @@ class DiffusionMethod(ObjectiveMethod):
 
     def log_snr_curve(self, model):
         return discrete_log_snr(self.process.alpha_bar)
-
-    def build_model(self) -> nn.Module:
-        C, H, _ = self.image_shape
-        return UNet(UNetSpec.from_config(self.cfg.model, image_size=H, in_channels=C))
 
     def objective(self) -> Objective:
         return EpsilonObjective(self.process)

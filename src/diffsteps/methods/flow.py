@@ -5,10 +5,8 @@ a fixed log-SNR schedule (:class:`~..noise.flow.FlowSchedule`), with every sampl
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..families.flow import FlowOptions
-from ..models.unet import UNet, UNetSpec
 from ..noise.flow import FlowGaussian, FlowObjective, FlowSchedule, VelocityDenoiser, flow_gamma
 from ..objectives import Objective
 from .base import ObjectiveMethod, generate_on_chain
@@ -26,10 +24,6 @@ class FlowMatching(ObjectiveMethod):
 
     def schedule(self) -> FlowSchedule:
         return FlowSchedule(self.options.t_min, self.options.t_max)
-
-    def build_model(self) -> nn.Module:
-        C, H, _ = self.image_shape
-        return UNet(UNetSpec.from_config(self.cfg.model, image_size=H, in_channels=C))
 
     def objective(self) -> Objective:
         return FlowObjective(self.options.time_sampling)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..rng import RNG
+from .base import expand_like, noise_loss
 from .logsnr import ContinuousGaussian, LogSNRSchedule, grid_times
 from .schedule import Chain, TimeGrid
 
@@ -45,6 +46,12 @@ def flow_gamma(t: torch.Tensor | float) -> torch.Tensor | float:
     return 2.0 * (math.log(t) - math.log1p(-t))
 
 
+def vp_scale(t: torch.Tensor) -> torch.Tensor:
+    """c_t = √((1 − t)² + t²): the interpolant x_t is c_t times a variance-preserving state z, whose ᾱ' is
+    ((1 − t)/c_t)²."""
+    return torch.sqrt((1 - t) ** 2 + t**2)
+
+
 class FlowSchedule(LogSNRSchedule):
     """The interpolant's log-SNR as a fixed :class:`~.logsnr.LogSNRSchedule` of the chain position u ∈ [0, 1]:
     t(u) = t_min + (t_max − t_min)·u and γ(u) = flow_gamma(t(u)), nothing learned. ``uniform`` chains are uniform
@@ -59,7 +66,7 @@ class FlowSchedule(LogSNRSchedule):
                              "(λ is infinite at t = 0 and t = 1)")
         super().__init__(flow_gamma(t_min), flow_gamma(t_max), learn_endpoints=False)
         self.t_min, self.t_max = t_min, t_max
-        self._g_min, self._g_max = flow_gamma(t_min), flow_gamma(t_max)
+        self._g_min, self._g_max = flow_gamma(t_min), flow_gamma(t_max)  # exact, where the buffers hold float32
 
     def time(self, u: torch.Tensor) -> torch.Tensor:
         """t(u) = t_min + (t_max − t_min)·u, elementwise."""
@@ -84,19 +91,18 @@ class FlowGaussian(ContinuousGaussian):
         through its float32 γ, so that the states map to the interpolant without a rounding kink."""
         u = torch.from_numpy(grid_times(self.schedule, K, spacing))
         t = self.schedule.time(u)
-        return Chain.from_alpha_bar(u, (1 - t) ** 2 / ((1 - t) ** 2 + t**2))
+        return Chain.from_alpha_bar(u, ((1 - t) / vp_scale(t)) ** 2)
 
     def state_scale(self, chain: Chain) -> np.ndarray:
         """c_t = √((1 − t)² + t²) at each chain time t = t(τ_i)."""
-        t = self.schedule.time(chain.tau.double()).numpy()
-        return np.sqrt((1 - t) ** 2 + t**2)
+        return vp_scale(self.schedule.time(chain.tau.double())).numpy()
 
 
 def interpolate(x0: torch.Tensor, t: torch.Tensor, rng: RNG) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_t, v): x_t = (1 − t)·x_0 + t·ε and the velocity v = ε − x_0, for x0 (B, C, H, W) and t (B,) in [0, 1];
     ε ~ N(0, I) drawn from ``rng`` on x0's device."""
     eps = rng.randn(x0.shape, dtype=x0.dtype, device=x0.device)
-    tb = t.to(x0.dtype).reshape(-1, *([1] * (x0.dim() - 1)))
+    tb = expand_like(t, x0)
     return (1 - tb) * x0 + tb * eps, eps - x0
 
 
@@ -122,10 +128,9 @@ class VelocityDenoiser(nn.Module):
 
     def forward(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         t = self.schedule.time(u.double())
-        c = torch.sqrt((1 - t) ** 2 + t**2)
-        x = z * c.to(z.dtype).reshape(-1, *([1] * (z.dim() - 1)))
+        x = z * expand_like(vp_scale(t), z)
         v = self.velocity(x, (TIME_SCALE * t).to(z.dtype)).to(z.dtype)
-        return x + (1 - t).to(z.dtype).reshape(-1, *([1] * (z.dim() - 1))) * v
+        return x + expand_like(1 - t, z) * v
 
 
 class FlowObjective:
@@ -141,4 +146,4 @@ class FlowObjective:
     def __call__(self, model: nn.Module, x0: torch.Tensor, rng: RNG) -> torch.Tensor:
         t = training_times(x0.shape[0], self.time_sampling, rng, x0.device)
         x_t, v = interpolate(x0, t, rng)
-        return (model(x_t, TIME_SCALE * t).float() - v.float()).pow(2).flatten(1).mean(1)
+        return noise_loss(model(x_t, TIME_SCALE * t).float(), v.float(), "l2")

@@ -18,7 +18,6 @@ from matplotlib import ticker
 import pandas as pd
 
 from ..solver_error import RESOLUTION, fitted_order
-from .claims import Estimate
 from .figures import footnote, save_figure
 from .limits import SOLVER_ERROR, SolverErrors
 from .summary import ok_rows, slug, text
@@ -66,31 +65,24 @@ def plot_steps_vs_straightness(answers: Sequence["RunAnswer"], out_dir: str | Pa
     x the mean excess length with its 95% t interval over training seeds, y the best of solvers' NFE with its 95%
     bootstrap interval; a censored NFE (never reached, or reached at the smallest NFE) is drawn at the grid's end
     with an arrow marker. Nothing when no run has both."""
-    points = [a for a in answers if len(a.straightness) and a.best is not None]
+    points = [a for a in answers if a.straightness_interval() is not None and a.best is not None]
     if not points:
         return {}
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for a in points:
         sampler, spacing, n = a.best
-        x = float(a.straightness.mean())
-        xerr = None
-        if len(a.straightness) > 1:
-            low, high = Estimate.of_values(a.straightness).interval()
-            xerr = [[x - low], [high - x]]
-        y, marker = n.estimate, "o"
-        if math.isinf(y):
-            y, marker = n.grid_max, "^"
-        elif y <= n.grid_min:
-            y, marker = n.grid_min, "v"
-        lo, hi = (min(max(v, n.grid_min), n.grid_max) for v in (n.low, n.high))
-        line = ax.errorbar([x], [y], xerr=xerr, yerr=[[max(y - lo, 0.0)], [max(hi - y, 0.0)]], marker=marker, ms=6,
-                           lw=1, capsize=2, ls="none", label=f"{a.method} ({sampler}, {spacing})")
+        x, low, high = a.straightness_interval()
+        y = n.on_grid(n.estimate)
+        marker = "^" if math.isinf(n.estimate) else "v" if n.estimate <= n.grid_min else "o"
+        lo, hi = n.on_grid(n.low), n.on_grid(n.high)
+        line = ax.errorbar([x], [y], xerr=[[x - low], [high - x]], yerr=[[max(y - lo, 0.0)], [max(hi - y, 0.0)]],
+                           marker=marker, ms=6, lw=1, capsize=2, ls="none", label=f"{a.method} ({sampler}, {spacing})")
         ax.annotate(a.method, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7,
                     color=line.lines[0].get_color())
     ax.set_yscale("log")
     # the NFE grid's ends and the points' own values, written as plain numbers
-    ax.set_yticks(sorted({v for a in points for n in (a.best[2],)
-                          for v in (n.grid_min, n.grid_max, min(max(n.estimate, n.grid_min), n.grid_max))}))
+    ends = {v for a in points for v in (a.best[2].grid_min, a.best[2].grid_max, a.best[2].on_grid(a.best[2].estimate))}
+    ax.set_yticks(sorted(ends))
     ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("excess path length of the reference ODE trajectories (0: straight)")

@@ -69,6 +69,10 @@ class Needed:
             return f"≤ {self.grid_min:g}"
         return v
 
+    def on_grid(self, v: float) -> float:
+        """v clamped to the grid's ends: where a censored value is drawn."""
+        return min(max(v, self.grid_min), self.grid_max)
+
     def _fmt(self, v: float) -> str:
         out = self.value(v)
         return out if isinstance(out, str) else f"{out:g}"
@@ -112,15 +116,22 @@ class RunAnswer:
     #: the reference trajectories' mean excess length per training seed (STUDY.md's *Why*; empty without rows)
     straightness: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
-    def straightness_text(self) -> str:
-        """The mean excess length with its 95% t interval over training seeds, or why there is none."""
+    def straightness_interval(self) -> tuple[float, float, float] | None:
+        """(mean, low, high) of the excess length: its 95% t interval over training seeds (low = high = mean with
+        one seed); None without rows."""
         v = self.straightness
         if not len(v):
+            return None
+        low, high = Estimate.of_values(v).interval() if len(v) > 1 else (v[0], v[0])
+        return float(v.mean()), float(low), float(high)
+
+    def straightness_text(self) -> str:
+        """The mean excess length with its 95% t interval over training seeds, or why there is none."""
+        interval = self.straightness_interval()
+        if interval is None:
             return "—"
-        if len(v) == 1:
-            return f"{v[0]:.3g} (1 training seed)"
-        low, high = Estimate.of_values(v).interval()
-        return f"{v.mean():.3g} [{low:.3g}, {high:.3g}]"
+        mean, low, high = interval
+        return f"{mean:.3g} (1 training seed)" if len(self.straightness) == 1 else f"{mean:.3g} [{low:.3g}, {high:.3g}]"
 
     def limit_of(self, sampler: str) -> Limit | Missing:
         return self.ode if SamplerSpec.parse(sampler).deterministic else self.chains.get(
